@@ -1,0 +1,179 @@
+package module
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the `webhooks` Caddy app: the outbox, the routes and the workers
+// that deliver events to them.
+//
+// The outbox (a Badger database) and its workers form one engine per
+// storage directory that outlives config reloads: each App borrows it in
+// Provision, pushes its routes into it in Start and withdraws them in Stop.
+type App struct {
+	// Storage is the outbox directory. Default: Caddy's data directory
+	// + /webhooks. Only one process may use a directory at a time.
+	Storage string `json:"storage,omitempty"`
+
+	// Retention is how long delivered events, deliveries and their
+	// attempt logs are kept for look-up. Default: 72h.
+	Retention caddy.Duration `json:"retention,omitempty"`
+
+	// DeadRetention is how long dead deliveries are kept (listed and
+	// replayable). Default: 720h (30 days).
+	DeadRetention caddy.Duration `json:"dead_retention,omitempty"`
+
+	// DedupeWindow is how long an event id or Idempotency-Key is
+	// remembered; a repeat within it is answered 200 with "duplicate":
+	// true and stores nothing. Default: 24h.
+	DedupeWindow caddy.Duration `json:"dedupe_window,omitempty"`
+
+	// MaxPending caps the pending deliveries across all routes; ingest
+	// answers 503 with Retry-After above it. Default: 10,000,000.
+	MaxPending int64 `json:"max_pending,omitempty"`
+
+	// KeepUnmatched stores events that match no route (for look-up);
+	// by default they are acknowledged and counted only.
+	KeepUnmatched bool `json:"keep_unmatched,omitempty"`
+
+	// Routes by name. A name is 1–64 characters of A-Z a-z 0-9 _ - .
+	Routes map[string]*Route `json:"routes,omitempty"`
+
+	ctx     caddy.Context
+	logger  *zap.Logger
+	storage string
+	engine  *engine
+	routes  map[string]*route
+	started bool
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "webhooks",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Defaults the App fills in; exported through the README.
+const (
+	defaultRetention     = 72 * time.Hour
+	defaultDeadRetention = 30 * 24 * time.Hour
+	defaultDedupeWindow  = 24 * time.Hour
+	defaultMaxPending    = 10_000_000
+)
+
+// Provision compiles the routes and borrows the engine for the storage
+// directory. It starts nothing: `caddy validate` provisions too.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+
+	if a.Retention <= 0 {
+		a.Retention = caddy.Duration(defaultRetention)
+	}
+	if a.DeadRetention <= 0 {
+		a.DeadRetention = caddy.Duration(defaultDeadRetention)
+	}
+	if a.DedupeWindow <= 0 {
+		a.DedupeWindow = caddy.Duration(defaultDedupeWindow)
+	}
+	if a.MaxPending <= 0 {
+		a.MaxPending = defaultMaxPending
+	}
+
+	a.routes = make(map[string]*route, len(a.Routes))
+	for name, rc := range a.Routes {
+		r, err := compileRoute(name, rc)
+		if err != nil {
+			return err
+		}
+		a.routes[name] = r
+	}
+
+	dir := a.Storage
+	if dir == "" {
+		dir = filepath.Join(caddy.AppDataDir(), "webhooks")
+	} else {
+		dir = caddy.NewReplacer().ReplaceKnown(dir, "")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("storage %q: %v", dir, err)
+	}
+	a.storage = filepath.Clean(abs)
+
+	eng, err := acquireEngine(a.storage, a.logger)
+	if err != nil {
+		return err
+	}
+	a.engine = eng
+	return nil
+}
+
+// Validate reports config errors Provision cannot catch alone.
+func (a *App) Validate() error {
+	if a.engine == nil {
+		return errors.New("webhooks: not provisioned")
+	}
+	return nil
+}
+
+// Start hands this config's routes to the engine and starts the workers
+// if they are not running yet.
+func (a *App) Start() error {
+	err := a.engine.start(&runtimeConfig{
+		routes:        a.routes,
+		retention:     time.Duration(a.Retention),
+		deadRetention: time.Duration(a.DeadRetention),
+		dedupeWindow:  time.Duration(a.DedupeWindow),
+		maxPending:    a.MaxPending,
+		keepUnmatched: a.KeepUnmatched,
+		logger:        a.logger,
+		owner:         a,
+	})
+	if err != nil {
+		return err
+	}
+	a.started = true
+	return nil
+}
+
+// Stop withdraws this config from the engine. The engine keeps running
+// while another config (the one a reload brings) uses it; it stops for
+// good in Cleanup, when the last user lets go.
+func (a *App) Stop() error {
+	if a.started {
+		a.engine.withdraw(a)
+		a.started = false
+	}
+	return nil
+}
+
+// Cleanup releases the engine this App acquired, if any.
+func (a *App) Cleanup() error {
+	if a.engine == nil {
+		return nil
+	}
+	err := releaseEngine(a.storage)
+	a.engine = nil
+	return err
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,690 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Options configure a Badger outbox. Zero values take the defaults noted.
+type Options struct {
+	// Dir is the database directory; it is created if missing.
+	Dir string
+	// DedupeWindow is how long an idempotency key is remembered. Default 24h.
+	DedupeWindow time.Duration
+	// Retention is how long delivered deliveries (and their events and
+	// attempt logs) are kept for look-up. Default 72h.
+	Retention time.Duration
+	// DeadRetention is how long dead deliveries are kept. Default 30 days.
+	DeadRetention time.Duration
+	// AttemptLog caps the attempts kept per delivery; older ones are
+	// dropped. Default 50.
+	AttemptLog int
+	// GCInterval is how often value-log garbage collection runs. Default 5m.
+	GCInterval time.Duration
+	// Logger receives Badger's own log lines; nil discards them.
+	Logger Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Logger is the logging interface Badger uses.
+type Logger interface {
+	Errorf(string, ...any)
+	Warningf(string, ...any)
+	Infof(string, ...any)
+	Debugf(string, ...any)
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Errorf(string, ...any)   {}
+func (nopLogger) Warningf(string, ...any) {}
+func (nopLogger) Infof(string, ...any)    {}
+func (nopLogger) Debugf(string, ...any)   {}
+
+// maxGroupBytes bounds the writes the committer puts into one transaction:
+// well under Badger's batch limit for the memtable size below, so a group
+// rarely has to be split.
+const maxGroupBytes = 4 << 20
+
+// Badger is the embedded outbox. Every write goes through one committer
+// goroutine, which drains whatever is waiting into one transaction and
+// syncs once: that is what lets concurrent ingests share an fsync.
+type Badger struct {
+	db   *badger.DB
+	opts Options
+	now  func() time.Time
+
+	ingestCh chan *ingestReq
+	recordCh chan recordReq
+
+	closeMu sync.RWMutex
+	closed  bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type ingestReq struct {
+	batch []Ingest
+	res   []IngestResult
+	err   error
+	size  int
+	done  chan struct{}
+}
+
+type recordReq struct {
+	o    Outcome
+	done func(error)
+}
+
+var _ Store = (*Badger)(nil)
+
+// Open opens (or creates) the outbox in opts.Dir. Deliveries that were in
+// flight when the previous process stopped are still in the ready index
+// (claims live only in memory), so they are due again at once.
+func Open(opts Options) (*Badger, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("outbox directory is empty")
+	}
+	if opts.DedupeWindow <= 0 {
+		opts.DedupeWindow = 24 * time.Hour
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 72 * time.Hour
+	}
+	if opts.DeadRetention <= 0 {
+		opts.DeadRetention = 30 * 24 * time.Hour
+	}
+	if opts.AttemptLog <= 0 {
+		opts.AttemptLog = 50
+	}
+	if opts.GCInterval <= 0 {
+		opts.GCInterval = 5 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = nopLogger{}
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+
+	bo := badger.DefaultOptions(opts.Dir).
+		WithLogger(opts.Logger).
+		// Durability: every commit is synced. The committer batches, so
+		// this costs one fsync per group, not per event.
+		WithSyncWrites(true).
+		// One writer goroutine: there are no conflicts to detect.
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		// Sized for a small daemon rather than a database server: these
+		// bound resident memory with a large backlog.
+		WithMemTableSize(32 << 20).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithNumCompactors(2).
+		WithValueThreshold(4 << 10).
+		WithValueLogFileSize(256 << 20)
+	db, err := badger.Open(bo)
+	if err != nil {
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("outbox %s is in use by another process: "+
+				"only one hookgate may open a storage directory (to change the "+
+				"config of a running Caddy, use 'caddy reload'): %w", opts.Dir, err)
+		}
+		return nil, fmt.Errorf("opening outbox %s: %w", opts.Dir, err)
+	}
+	s := &Badger{
+		db:       db,
+		opts:     opts,
+		now:      now,
+		ingestCh: make(chan *ingestReq, 1024),
+		recordCh: make(chan recordReq, 4096),
+		stop:     make(chan struct{}),
+	}
+	s.wg.Add(2)
+	go s.commitLoop()
+	go s.gcLoop()
+	return s, nil
+}
+
+// Ingest implements Store.
+func (s *Badger) Ingest(ctx context.Context, batch []Ingest) ([]IngestResult, error) {
+	r := &ingestReq{batch: batch, done: make(chan struct{})}
+	for _, in := range batch {
+		r.size += len(in.Event.Data) + 512 + 256*len(in.Deliveries)
+	}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return nil, ErrClosed
+	}
+	select {
+	case s.ingestCh <- r:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return nil, ctx.Err()
+	}
+	s.closeMu.RUnlock()
+	// Once submitted, wait for the commit even if ctx ends: the committer
+	// owns r until it closes done.
+	<-r.done
+	return r.res, r.err
+}
+
+// Record implements Store.
+func (s *Badger) Record(o Outcome, done func(error)) {
+	if done == nil {
+		done = func(error) {}
+	}
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		done(ErrClosed)
+		return
+	}
+	s.recordCh <- recordReq{o: o, done: done}
+}
+
+// Close implements Store.
+func (s *Badger) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.closeMu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	return s.db.Close()
+}
+
+func (s *Badger) commitLoop() {
+	defer s.wg.Done()
+	var (
+		ins  []*ingestReq
+		recs []recordReq
+	)
+	for {
+		ins, recs = ins[:0], recs[:0]
+		stopping := false
+		select {
+		case r := <-s.ingestCh:
+			ins = append(ins, r)
+		case r := <-s.recordCh:
+			recs = append(recs, r)
+		case <-s.stop:
+			// closed is set before stop is closed, so nothing new will be
+			// submitted: commit what is queued and return.
+			stopping = true
+		}
+		// Take everything else that is already waiting: this is the
+		// group in group commit.
+		size := 0
+		for _, r := range ins {
+			size += r.size
+		}
+	drain:
+		for stopping || size < maxGroupBytes {
+			select {
+			case r := <-s.ingestCh:
+				ins = append(ins, r)
+				size += r.size
+			case r := <-s.recordCh:
+				recs = append(recs, r)
+				size += 512
+			default:
+				break drain
+			}
+		}
+		if len(ins)+len(recs) > 0 {
+			s.commitGroup(ins, recs)
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// unit is one submission's writes; apply may be re-run in a new
+// transaction when a group has to be split.
+type unit struct {
+	apply  func(txn *badger.Txn) error
+	finish func(err error)
+}
+
+func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
+	defer func() {
+		if v := recover(); v != nil {
+			err := fmt.Errorf("outbox committer panic: %v\n%s", v, debug.Stack())
+			s.opts.Logger.Errorf("%v", err)
+			for _, r := range ins {
+				r.err = err
+				close(r.done)
+			}
+			for _, r := range recs {
+				r.done(err)
+			}
+		}
+	}()
+	units := make([]unit, 0, len(ins)+len(recs))
+	for _, r := range ins {
+		r := r
+		units = append(units, unit{
+			apply: func(txn *badger.Txn) error {
+				res, err := s.applyIngest(txn, r.batch)
+				r.res = res
+				return err
+			},
+			finish: func(err error) {
+				r.err = err
+				close(r.done)
+			},
+		})
+	}
+	for _, r := range recs {
+		r := r
+		units = append(units, unit{
+			apply:  func(txn *badger.Txn) error { return s.applyRecord(txn, r.o) },
+			finish: r.done,
+		})
+	}
+	s.commitUnits(units)
+}
+
+// commitUnits commits units in as few transactions as they fit in (one
+// sync apiece) and tells every unit how its transaction ended.
+func (s *Badger) commitUnits(units []unit) {
+	for len(units) > 0 {
+		units = units[s.commitPrefix(units):]
+	}
+}
+
+// commitPrefix commits the leading units that fit in one transaction and
+// returns how many it settled.
+func (s *Badger) commitPrefix(units []unit) int {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	for i, u := range units {
+		err := u.apply(txn)
+		if err == nil {
+			continue
+		}
+		// The failing unit's partial writes are in txn: commit the units
+		// before it on their own.
+		txn.Discard()
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if i > 0 {
+				return s.commitExactly(units[:i])
+			}
+			err = ErrTooLarge
+		}
+		s.commitExactly(units[:i])
+		u.finish(err)
+		return i + 1
+	}
+	err := txn.Commit()
+	for _, u := range units {
+		u.finish(err)
+	}
+	return len(units)
+}
+
+// commitExactly commits units that are known to fit in one transaction.
+func (s *Badger) commitExactly(units []unit) int {
+	if len(units) == 0 {
+		return 0
+	}
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	var err error
+	for _, u := range units {
+		if err = u.apply(txn); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = txn.Commit()
+	}
+	for _, u := range units {
+		u.finish(err)
+	}
+	return len(units)
+}
+
+func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, error) {
+	res := make([]IngestResult, len(batch))
+	now := s.now()
+	for i, in := range batch {
+		ev := in.Event
+		if in.Dedupe != "" {
+			item, err := txn.Get(dedupeKey(in.Dedupe))
+			switch {
+			case err == nil:
+				id, verr := item.ValueCopy(nil)
+				if verr != nil {
+					return nil, verr
+				}
+				res[i] = IngestResult{Duplicate: true, ID: string(id)}
+				continue
+			case !errors.Is(err, badger.ErrKeyNotFound):
+				return nil, err
+			}
+			e := badger.NewEntry(dedupeKey(in.Dedupe), []byte(ev.ID)).WithTTL(s.opts.DedupeWindow)
+			if err := txn.SetEntry(e); err != nil {
+				return nil, err
+			}
+		}
+		res[i] = IngestResult{ID: ev.ID}
+		if len(in.Deliveries) == 0 && !in.Keep {
+			continue
+		}
+		ev.Remaining = len(in.Deliveries)
+		val, err := encodeEvent(ev)
+		if err != nil {
+			return nil, err
+		}
+		entry := badger.NewEntry(eventKey(ev.ID), val)
+		if ev.Remaining == 0 {
+			ev.KeepUntil = now.Add(s.opts.Retention).UnixNano()
+			entry = entry.WithTTL(s.opts.Retention)
+		}
+		if err := txn.SetEntry(entry); err != nil {
+			return nil, err
+		}
+		for _, d := range in.Deliveries {
+			if err := s.putDelivery(txn, d, 0); err != nil {
+				return nil, err
+			}
+			if err := txn.Set(readyKey(d.Route, d.Due, d.ID), nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return res, nil
+}
+
+func (s *Badger) putDelivery(txn *badger.Txn, d *Delivery, ttl time.Duration) error {
+	val, err := encodeJSON(d)
+	if err != nil {
+		return err
+	}
+	e := badger.NewEntry(deliveryKey(d.ID), val)
+	if ttl > 0 {
+		e = e.WithTTL(ttl)
+	}
+	return txn.SetEntry(e)
+}
+
+func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
+	d := o.Delivery
+	if err := txn.Delete(readyKey(d.Route, o.ClaimedDue, d.ID)); err != nil {
+		return err
+	}
+	if d.Status == StatusPending {
+		if err := s.putDelivery(txn, d, 0); err != nil {
+			return err
+		}
+		if err := txn.Set(readyKey(d.Route, d.Due, d.ID), nil); err != nil {
+			return err
+		}
+		return s.putAttempt(txn, d.ID, o.Attempt, 0)
+	}
+
+	ttl := s.opts.Retention
+	if d.Status == StatusDead {
+		ttl = s.opts.DeadRetention
+		e := badger.NewEntry(deadKey(d.Route, d.Done, d.ID), nil).WithTTL(ttl)
+		if err := txn.SetEntry(e); err != nil {
+			return err
+		}
+	}
+	if err := s.putDelivery(txn, d, ttl); err != nil {
+		return err
+	}
+	if err := s.putAttempt(txn, d.ID, o.Attempt, ttl); err != nil {
+		return err
+	}
+	// Earlier attempts expire with the delivery.
+	if o.Attempt == nil || o.Attempt.N > 1 {
+		if err := s.expireAttempts(txn, d.ID, o.Attempt, ttl); err != nil {
+			return err
+		}
+	}
+	return s.finishEventDelivery(txn, d.EventID, ttl)
+}
+
+func (s *Badger) putAttempt(txn *badger.Txn, deliveryID string, a *Attempt, ttl time.Duration) error {
+	if a == nil {
+		return nil
+	}
+	val, err := encodeJSON(a)
+	if err != nil {
+		return err
+	}
+	e := badger.NewEntry(attemptKey(deliveryID, a.N), val)
+	if ttl > 0 {
+		e = e.WithTTL(ttl)
+	}
+	if err := txn.SetEntry(e); err != nil {
+		return err
+	}
+	if old := a.N - s.opts.AttemptLog; old >= 1 {
+		return txn.Delete(attemptKey(deliveryID, old))
+	}
+	return nil
+}
+
+func (s *Badger) expireAttempts(txn *badger.Txn, deliveryID string, current *Attempt, ttl time.Duration) error {
+	prefix := attemptPrefix(deliveryID)
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefix
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	var rewrite []*badger.Entry
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		if current != nil && string(item.Key()) == string(attemptKey(deliveryID, current.N)) {
+			continue
+		}
+		val, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		rewrite = append(rewrite, badger.NewEntry(item.KeyCopy(nil), val).WithTTL(ttl))
+	}
+	it.Close()
+	for _, e := range rewrite {
+		if err := txn.SetEntry(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishEventDelivery counts one of the event's deliveries as final; the
+// event expires once all are, after the longest retention among them.
+func (s *Badger) finishEventDelivery(txn *badger.Txn, eventID string, ttl time.Duration) error {
+	item, err := txn.Get(eventKey(eventID))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	raw, err := item.ValueCopy(nil)
+	if err != nil {
+		return err
+	}
+	ev, err := decodeEvent(raw)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	if until := now.Add(ttl).UnixNano(); until > ev.KeepUntil {
+		ev.KeepUntil = until
+	}
+	if ev.Remaining > 0 {
+		ev.Remaining--
+	}
+	val, err := encodeEvent(ev)
+	if err != nil {
+		return err
+	}
+	e := badger.NewEntry(eventKey(eventID), val)
+	if ev.Remaining == 0 {
+		e = e.WithTTL(time.Duration(ev.KeepUntil - now.UnixNano()))
+	}
+	return txn.SetEntry(e)
+}
+
+// Due implements Store.
+func (s *Badger) Due(route string, now time.Time, limit int, skip func(string) bool) ([]Ref, time.Time, error) {
+	var (
+		refs []Ref
+		next time.Time
+	)
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := routePrefix(pReady, route)
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			_, due, id, ok := parseTimedKey(it.Item().Key())
+			if !ok {
+				continue
+			}
+			if due.After(now) || len(refs) >= limit {
+				if skip == nil || !skip(id) {
+					next = due
+					return nil
+				}
+				continue
+			}
+			if skip != nil && skip(id) {
+				continue
+			}
+			refs = append(refs, Ref{ID: id, Due: due})
+		}
+		return nil
+	})
+	if errors.Is(err, badger.ErrDBClosed) {
+		err = ErrClosed
+	}
+	return refs, next, err
+}
+
+// Delivery implements Store.
+func (s *Badger) Delivery(id string) (*Delivery, error) {
+	var d Delivery
+	if err := s.get(deliveryKey(id), func(v []byte) error { return decodeJSON(v, &d) }); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// Event implements Store.
+func (s *Badger) Event(id string) (*Event, error) {
+	var ev *Event
+	err := s.get(eventKey(id), func(v []byte) error {
+		var err error
+		ev, err = decodeEvent(v)
+		return err
+	})
+	return ev, err
+}
+
+func (s *Badger) get(key []byte, fn func([]byte) error) error {
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		return item.Value(fn)
+	})
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return ErrNotFound
+	case errors.Is(err, badger.ErrDBClosed):
+		return ErrClosed
+	}
+	return err
+}
+
+// Attempts implements Store.
+func (s *Badger) Attempts(deliveryID string) ([]Attempt, error) {
+	var out []Attempt
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := attemptPrefix(deliveryID)
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			var a Attempt
+			if err := it.Item().Value(func(v []byte) error { return decodeJSON(v, &a) }); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Pending implements Store.
+func (s *Badger) Pending() (map[string]int, error) {
+	counts := make(map[string]int)
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := []byte{pReady, '|'}
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		var last []byte
+		var lastRoute string
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().Key()
+			if len(k) < 3 || len(k) < 3+int(k[2]) {
+				continue
+			}
+			r := k[3 : 3+int(k[2])]
+			if string(r) != string(last) {
+				last = append(last[:0], r...)
+				lastRoute = string(r)
+			}
+			counts[lastRoute]++
+		}
+		return nil
+	})
+	return counts, err
+}
+
+func (s *Badger) gcLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			for i := 0; i < 16; i++ {
+				if err := s.db.RunValueLogGC(0.5); err != nil {
+					break
+				}
+			}
+		}
+	}
+}

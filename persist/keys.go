@@ -1,0 +1,73 @@
+package persist
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// Key layout: a prefix byte and a separator, then big-endian fields, so
+// prefix scans come out in order. Route names are length-prefixed so that
+// one route's range never contains another's.
+const (
+	pEvent    = 'e' // e|eventID                       -> event record
+	pDelivery = 'd' // d|deliveryID                    -> delivery record
+	pReady    = 'q' // q|len route due_ns deliveryID  -> empty
+	pAttempt  = 'a' // a|deliveryID 0 n               -> attempt record
+	pDead     = 'x' // x|len route time_ns deliveryID -> empty
+	pDedupe   = 'i' // i|key                          -> event id (TTL)
+)
+
+func simpleKey(p byte, id string) []byte {
+	k := make([]byte, 0, 2+len(id))
+	return append(append(k, p, '|'), id...)
+}
+
+func eventKey(id string) []byte    { return simpleKey(pEvent, id) }
+func deliveryKey(id string) []byte { return simpleKey(pDelivery, id) }
+func dedupeKey(k string) []byte    { return simpleKey(pDedupe, k) }
+
+// routePrefix is p|len(route)route.
+func routePrefix(p byte, route string) []byte {
+	k := make([]byte, 0, 3+len(route)+8+32)
+	k = append(k, p, '|', byte(len(route)))
+	return append(k, route...)
+}
+
+func timedKey(p byte, route string, t time.Time, id string) []byte {
+	k := routePrefix(p, route)
+	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
+	return append(k, id...)
+}
+
+func readyKey(route string, due time.Time, id string) []byte {
+	return timedKey(pReady, route, due, id)
+}
+
+func deadKey(route string, at time.Time, id string) []byte {
+	return timedKey(pDead, route, at, id)
+}
+
+// parseTimedKey splits a q| or x| key into route, time and delivery id.
+func parseTimedKey(k []byte) (route string, t time.Time, id string, ok bool) {
+	if len(k) < 3 {
+		return "", time.Time{}, "", false
+	}
+	n := int(k[2])
+	if len(k) < 3+n+8 {
+		return "", time.Time{}, "", false
+	}
+	route = string(k[3 : 3+n])
+	t = time.Unix(0, int64(binary.BigEndian.Uint64(k[3+n:3+n+8])))
+	return route, t, string(k[3+n+8:]), true
+}
+
+func attemptPrefix(deliveryID string) []byte {
+	k := make([]byte, 0, 2+len(deliveryID)+1+4)
+	k = append(k, pAttempt, '|')
+	k = append(k, deliveryID...)
+	return append(k, 0)
+}
+
+func attemptKey(deliveryID string, n int) []byte {
+	return binary.BigEndian.AppendUint32(attemptPrefix(deliveryID), uint32(n))
+}
