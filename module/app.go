@@ -1,13 +1,16 @@
 package module
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/persist"
 )
 
 func init() {
@@ -52,9 +55,12 @@ type App struct {
 	ctx     caddy.Context
 	logger  *zap.Logger
 	storage string
-	engine  *engine
-	routes  map[string]*route
-	started bool
+	// engine is set in Start: handlers of this config read it per request.
+	engine *atomic.Pointer[engine]
+	routes map[string]*route
+	// routeOrder is the route names sorted, so answers list them stably.
+	routeOrder []string
+	started    bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -78,6 +84,7 @@ const (
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
+	a.engine = new(atomic.Pointer[engine])
 
 	if a.Retention <= 0 {
 		a.Retention = caddy.Duration(defaultRetention)
@@ -99,7 +106,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 		a.routes[name] = r
+		a.routeOrder = append(a.routeOrder, name)
 	}
+	slices.Sort(a.routeOrder)
 
 	dir := a.Storage
 	if dir == "" {
@@ -112,27 +121,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("storage %q: %v", dir, err)
 	}
 	a.storage = filepath.Clean(abs)
+	return nil
+}
 
-	eng, err := acquireEngine(a.storage, a.logger)
+// Start borrows the engine for the storage directory (opening the outbox
+// if no other config has it open), hands it this config's routes and
+// starts the workers if they are not running yet.
+//
+// The outbox is opened here rather than in Provision so that `caddy
+// validate` (which provisions) neither opens nor locks it, and can check
+// a config while Caddy runs.
+func (a *App) Start() error {
+	eng, err := acquireEngine(a.storage, a.logger, persist.Options{
+		DedupeWindow:  time.Duration(a.DedupeWindow),
+		Retention:     time.Duration(a.Retention),
+		DeadRetention: time.Duration(a.DeadRetention),
+	})
 	if err != nil {
 		return err
 	}
-	a.engine = eng
-	return nil
-}
-
-// Validate reports config errors Provision cannot catch alone.
-func (a *App) Validate() error {
-	if a.engine == nil {
-		return errors.New("webhooks: not provisioned")
-	}
-	return nil
-}
-
-// Start hands this config's routes to the engine and starts the workers
-// if they are not running yet.
-func (a *App) Start() error {
-	err := a.engine.start(&runtimeConfig{
+	err = eng.start(&runtimeConfig{
 		routes:        a.routes,
 		retention:     time.Duration(a.Retention),
 		deadRetention: time.Duration(a.DeadRetention),
@@ -143,8 +151,10 @@ func (a *App) Start() error {
 		owner:         a,
 	})
 	if err != nil {
+		releaseEngine(a.storage)
 		return err
 	}
+	a.engine.Store(eng)
 	a.started = true
 	return nil
 }
@@ -154,7 +164,7 @@ func (a *App) Start() error {
 // good in Cleanup, when the last user lets go.
 func (a *App) Stop() error {
 	if a.started {
-		a.engine.withdraw(a)
+		a.engine.Load().withdraw(a)
 		a.started = false
 	}
 	return nil
@@ -162,18 +172,15 @@ func (a *App) Stop() error {
 
 // Cleanup releases the engine this App acquired, if any.
 func (a *App) Cleanup() error {
-	if a.engine == nil {
+	if a.engine == nil || a.engine.Load() == nil {
 		return nil
 	}
-	err := releaseEngine(a.storage)
-	a.engine = nil
-	return err
+	return releaseEngine(a.storage)
 }
 
 // Interface guards
 var (
 	_ caddy.App          = (*App)(nil)
 	_ caddy.Provisioner  = (*App)(nil)
-	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -1,0 +1,243 @@
+package module
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// Version is sent in the User-Agent of every delivery.
+const Version = "0.1.0"
+
+const userAgent = "hookgate/" + Version
+
+// responseKeep is how much of a response body an attempt record keeps.
+const responseKeep = 4 << 10
+
+// Failure classes (SPEC §2). Every failed attempt gets exactly one; logs,
+// metrics and the admin API use the same names.
+const (
+	classDNS          = "dns"
+	classConnect      = "connect"
+	classTLS          = "tls"
+	classTimeout      = "timeout"
+	classHTTP3xx      = "http_3xx"
+	classHTTP429      = "http_429"
+	classHTTP4xx      = "http_4xx"
+	classHTTP5xx      = "http_5xx"
+	classEgressDenied = "egress_denied"
+	classBadURL       = "bad_url"
+)
+
+// result is what one attempt came to.
+type result struct {
+	status     int
+	class      string // empty on success
+	retry      bool   // worth another attempt
+	retryAfter time.Duration
+	err        string
+	body       []byte
+	start      time.Time
+	dur        time.Duration
+	gone       bool // 410: the route pauses
+}
+
+func (r result) ok() bool { return r.class == "" }
+
+// sender sends attempts. go-retryablehttp supplies the client; it makes
+// exactly one try per call, because retries across minutes and hours
+// live in the outbox, never in a sleeping goroutine.
+type sender struct {
+	client *retryablehttp.Client
+}
+
+func newSender() *sender {
+	tr := &http.Transport{
+		// No proxy unless an egress policy names one: a gateway must not
+		// pick up HTTP_PROXY from its environment by surprise.
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   10 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &sender{client: &retryablehttp.Client{
+		HTTPClient: &http.Client{
+			// keepAlive hides CloseIdleConnections from the client:
+			// retryablehttp calls it after every failed request, which
+			// would close the pooled connections of every route.
+			Transport: keepAlive{tr},
+			// Redirects are not followed unless an egress policy says so.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		RetryMax:     0,
+		CheckRetry:   func(context.Context, *http.Response, error) (bool, error) { return false, nil },
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}}
+}
+
+type keepAlive struct{ rt http.RoundTripper }
+
+func (k keepAlive) RoundTrip(r *http.Request) (*http.Response, error) { return k.rt.RoundTrip(r) }
+
+// envelope is the body endpoints receive: {"id","type","timestamp","data"}.
+// It is assembled from the stored bytes; data is never re-encoded.
+func envelope(ev *persist.Event) []byte {
+	b := make([]byte, 0, len(ev.Data)+len(ev.ID)+len(ev.Type)+80)
+	b = append(b, `{"id":`...)
+	b = strconv.AppendQuote(b, ev.ID)
+	b = append(b, `,"type":`...)
+	b = strconv.AppendQuote(b, ev.Type)
+	b = append(b, `,"timestamp":"`...)
+	b = ev.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","data":`...)
+	b = append(b, ev.Data...)
+	return append(b, '}')
+}
+
+// attempt makes one delivery attempt of j on route r.
+func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) result {
+	res := result{start: now}
+	repl := caddy.NewReplacer()
+	target := r.url
+	if r.urlHasPH {
+		target = repl.ReplaceKnown(target, "")
+	}
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		res.class, res.err = classBadURL, "cannot build the endpoint URL"
+		if err != nil {
+			res.err += ": " + err.Error()
+		}
+		return res
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	body := envelope(j.ev)
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u.String(), body)
+	if err != nil {
+		res.class, res.err = classBadURL, err.Error()
+		return res
+	}
+	h := req.Header
+	h["Content-Type"] = []string{"application/json"}
+	h["User-Agent"] = []string{userAgent}
+	h["Webhook-Id"] = []string{j.ev.ID}
+	h["Webhook-Timestamp"] = []string{strconv.FormatInt(now.Unix(), 10)}
+	for _, ht := range r.headers {
+		v := ht.value
+		if ht.hasPH {
+			v = repl.ReplaceKnown(v, "")
+		}
+		h.Add(ht.name, v)
+	}
+
+	resp, err := s.client.Do(req)
+	res.dur = time.Since(now)
+	if err != nil {
+		res.class, res.retry = classifyError(err)
+		res.err = err.Error()
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		return res
+	}
+	defer resp.Body.Close()
+	res.status = resp.StatusCode
+	res.body, _ = io.ReadAll(io.LimitReader(resp.Body, responseKeep))
+	// Drain a little more so the connection can be reused.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	classifyStatus(&res, resp.Header.Get("Retry-After"), now)
+	return res
+}
+
+// classifyStatus sets the class and retry decision for an HTTP status.
+func classifyStatus(res *result, retryAfter string, now time.Time) {
+	code := res.status
+	switch {
+	case code >= 200 && code < 300:
+		return
+	case code >= 300 && code < 400:
+		res.class = classHTTP3xx
+	case code == http.StatusTooManyRequests:
+		res.class, res.retry = classHTTP429, true
+	case code == http.StatusRequestTimeout || code == http.StatusTooEarly:
+		res.class, res.retry = classHTTP4xx, true
+	case code == http.StatusGone:
+		res.class, res.gone = classHTTP4xx, true
+	case code >= 400 && code < 500:
+		res.class = classHTTP4xx
+	default:
+		res.class, res.retry = classHTTP5xx, true
+	}
+	res.err = "endpoint answered " + strconv.Itoa(code)
+	if res.retry && retryAfter != "" {
+		if d, ok := parseRetryAfter(retryAfter, now); ok {
+			res.retryAfter = d
+		}
+	}
+}
+
+// classifyError maps a transport error to its failure class.
+func classifyError(err error) (class string, retry bool) {
+	var (
+		dnsErr  *net.DNSError
+		certErr *tls.CertificateVerificationError
+		uaErr   x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+		invErr  x509.CertificateInvalidError
+		recErr  tls.RecordHeaderError
+		alert   tls.AlertError
+		egErr   *egressError
+		urlErr  *url.Error
+	)
+	switch {
+	case errors.As(err, &egErr):
+		return classEgressDenied, false
+	case errors.As(err, &dnsErr):
+		return classDNS, true
+	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+		return classTimeout, true
+	case errors.As(err, &certErr), errors.As(err, &uaErr), errors.As(err, &hostErr),
+		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alert),
+		strings.Contains(err.Error(), "tls: "):
+		return classTLS, true
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return classConnect, true
+	case errors.As(err, &urlErr) && strings.Contains(urlErr.Err.Error(), "unsupported protocol scheme"):
+		return classBadURL, false
+	}
+	return classConnect, true
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// egressError is an attempt refused by the egress policy.
+type egressError struct{ msg string }
+
+func (e *egressError) Error() string { return "egress denied: " + e.msg }

@@ -1,0 +1,252 @@
+package module
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// engines holds one engine per storage directory, shared by the configs
+// that use it, so a reload never reopens (or double-opens) the outbox.
+var engines = caddy.NewUsagePool()
+
+// shutdownGrace bounds how long in-flight attempts may run on when the
+// engine stops; those still running are abandoned and stay pending (they
+// spend no attempt).
+const shutdownGrace = 10 * time.Second
+
+// runtimeConfig is what one App hands the engine on Start.
+type runtimeConfig struct {
+	routes        map[string]*route
+	retention     time.Duration
+	deadRetention time.Duration
+	dedupeWindow  time.Duration
+	maxPending    int64
+	keepUnmatched bool
+	logger        *zap.Logger
+	owner         *App
+}
+
+// engine is the outbox plus the dispatchers that drain it. It lives as
+// long as some config uses its directory.
+type engine struct {
+	dir    string
+	store  persist.Store
+	sender *sender
+
+	cfg atomic.Pointer[runtimeConfig]
+	// pending counts pending deliveries over all routes (for max_pending).
+	pending atomic.Int64
+
+	mu          sync.RWMutex
+	configs     []*runtimeConfig // started configs, newest last
+	dispatchers map[string]*dispatcher
+	running     bool
+	stopCh      chan struct{}
+	wg          sync.WaitGroup
+
+	// attemptCtx is the parent of every attempt; cancelled when the
+	// shutdown grace runs out.
+	attemptCtx    context.Context
+	cancelAttempt context.CancelFunc
+
+	now func() time.Time
+}
+
+func acquireEngine(dir string, logger *zap.Logger, opts persist.Options) (*engine, error) {
+	val, _, err := engines.LoadOrNew(dir, func() (caddy.Destructor, error) {
+		return openEngine(dir, logger, opts)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return val.(*engine), nil
+}
+
+func releaseEngine(dir string) error {
+	_, err := engines.Delete(dir)
+	return err
+}
+
+func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*engine, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating outbox directory: %v", err)
+	}
+	opts.Dir = dir
+	opts.Logger = badgerLogger{logger.Named("badger").Sugar()}
+	store, err := persist.Open(opts)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := store.Pending()
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("counting pending deliveries in %s: %v", dir, err)
+	}
+	e := &engine{
+		dir:         dir,
+		store:       store,
+		sender:      newSender(),
+		dispatchers: make(map[string]*dispatcher),
+		now:         time.Now,
+	}
+	var total int64
+	for name, n := range counts {
+		total += int64(n)
+		e.dispatcher(name).pending.Store(int64(n))
+	}
+	e.pending.Store(total)
+	logger.Info("outbox opened", zap.String("dir", dir), zap.Int64("pending", total))
+	return e, nil
+}
+
+// dispatcher returns the named route's dispatcher, creating it (paused,
+// with no route) if needed. Dispatchers live as long as the engine, so a
+// route that leaves the config and comes back finds its state.
+func (e *engine) dispatcher(name string) *dispatcher {
+	d, ok := e.dispatchers[name]
+	if !ok {
+		d = newDispatcher(e, name)
+		e.dispatchers[name] = d
+		if e.running {
+			e.runDispatcher(d)
+		}
+	}
+	return d
+}
+
+// dispatcherFor is dispatcher for callers that do not hold e.mu.
+func (e *engine) dispatcherFor(name string) *dispatcher {
+	e.mu.RLock()
+	d, ok := e.dispatchers[name]
+	e.mu.RUnlock()
+	if ok {
+		return d
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.dispatcher(name)
+}
+
+// start makes cfg the current config and runs the workers.
+func (e *engine) start(cfg *runtimeConfig) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.store == nil {
+		return errors.New("webhooks engine is closed")
+	}
+	e.configs = append(e.configs, cfg)
+	if !e.running {
+		e.running = true
+		e.stopCh = make(chan struct{})
+		e.attemptCtx, e.cancelAttempt = context.WithCancel(context.Background())
+		for _, d := range e.dispatchers {
+			e.runDispatcher(d)
+		}
+	}
+	e.apply(cfg)
+	return nil
+}
+
+// withdraw removes owner's config. If it was the current one, the newest
+// remaining config takes over; with none left, routes pause until the
+// engine is destroyed or a new config starts.
+func (e *engine) withdraw(owner *App) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, c := range e.configs {
+		if c.owner == owner {
+			e.configs = append(e.configs[:i], e.configs[i+1:]...)
+			break
+		}
+	}
+	if cur := e.cfg.Load(); cur != nil && cur.owner != owner {
+		return
+	}
+	if n := len(e.configs); n > 0 {
+		e.apply(e.configs[n-1])
+		return
+	}
+	e.apply(nil)
+}
+
+// apply swaps the current config and hands each dispatcher its route (or
+// nil: removed from the config, so paused). Must hold e.mu.
+func (e *engine) apply(cfg *runtimeConfig) {
+	e.cfg.Store(cfg)
+	var routes map[string]*route
+	if cfg != nil {
+		routes = cfg.routes
+		for name := range routes {
+			e.dispatcher(name)
+		}
+	}
+	for name, d := range e.dispatchers {
+		d.setRoute(routes[name])
+	}
+}
+
+func (e *engine) runDispatcher(d *dispatcher) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		d.run(e.stopCh)
+	}()
+}
+
+func (e *engine) logger() *zap.Logger {
+	if c := e.cfg.Load(); c != nil {
+		return c.logger
+	}
+	return zap.NewNop()
+}
+
+// Destruct stops the workers (in-flight attempts get shutdownGrace to
+// finish; the rest stay pending) and closes the outbox. The usage pool
+// calls it when the last config lets go.
+func (e *engine) Destruct() error {
+	e.mu.Lock()
+	running := e.running
+	if running {
+		close(e.stopCh)
+		e.running = false
+	}
+	e.mu.Unlock()
+	if running {
+		done := make(chan struct{})
+		go func() {
+			e.wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(shutdownGrace):
+			e.cancelAttempt()
+			<-done
+		}
+		e.cancelAttempt()
+	}
+	e.mu.Lock()
+	store := e.store
+	e.mu.Unlock()
+	return store.Close()
+}
+
+// badgerLogger sends Badger's log lines to Caddy's logger.
+type badgerLogger struct{ s *zap.SugaredLogger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.s.Errorf(f, a...) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.s.Warnf(f, a...) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.s.Debugf(f, a...) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(f, a...) }
+
+var _ caddy.Destructor = (*engine)(nil)

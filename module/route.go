@@ -1,0 +1,335 @@
+package module
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Route defaults; see the field docs in config.go.
+const (
+	defaultTimeout     = 15 * time.Second
+	defaultConcurrency = 16
+	defaultBackoffMin  = 5 * time.Second
+	defaultBackoffMax  = time.Hour
+	jitter             = 0.2
+)
+
+// defaultSchedule is the delay before each retry when a route sets none:
+// ten attempts over about three days.
+var defaultSchedule = []time.Duration{
+	5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour,
+	5 * time.Hour, 10 * time.Hour, 14 * time.Hour, 20 * time.Hour, 24 * time.Hour,
+}
+
+// route is a Route compiled for the delivery path: everything a worker
+// needs is parsed once, at config load.
+type route struct {
+	name        string
+	topics      []topicPattern
+	url         string
+	urlHasPH    bool
+	headers     []headerTmpl
+	timeout     time.Duration
+	concurrency int
+	retry       retryPolicy
+}
+
+type headerTmpl struct {
+	name  string
+	value string
+	hasPH bool
+}
+
+// validRouteName reports whether s is 1–64 characters of A-Z a-z 0-9 _ - .
+func validRouteName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func compileRoute(name string, rc *Route) (*route, error) {
+	if !validRouteName(name) {
+		return nil, fmt.Errorf("route %q: a name is 1-64 characters of A-Z a-z 0-9 _ - .", name)
+	}
+	if rc == nil {
+		return nil, fmt.Errorf("route %s: empty definition", name)
+	}
+	r := &route{
+		name:        name,
+		url:         rc.URL,
+		urlHasPH:    strings.Contains(rc.URL, "{"),
+		timeout:     time.Duration(rc.Timeout),
+		concurrency: rc.Concurrency,
+	}
+	if len(rc.Topics) == 0 {
+		return nil, fmt.Errorf("route %s: no topics: give at least one event type pattern (or * for all)", name)
+	}
+	for _, t := range rc.Topics {
+		p, err := parseTopic(t)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %v", name, err)
+		}
+		r.topics = append(r.topics, p)
+	}
+	if rc.URL == "" {
+		return nil, fmt.Errorf("route %s: url is required", name)
+	}
+	if !r.urlHasPH {
+		u, err := url.Parse(rc.URL)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: invalid url %q: %v", name, rc.URL, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("route %s: url %q: expected an absolute http:// or https:// URL", name, rc.URL)
+		}
+	}
+	for k, vs := range rc.Headers {
+		for _, v := range vs {
+			r.headers = append(r.headers, headerTmpl{
+				name:  http.CanonicalHeaderKey(k),
+				value: v,
+				hasPH: strings.Contains(v, "{"),
+			})
+		}
+	}
+	if r.timeout < 0 {
+		return nil, fmt.Errorf("route %s: negative timeout", name)
+	}
+	if r.timeout == 0 {
+		r.timeout = defaultTimeout
+	}
+	if r.concurrency < 0 {
+		return nil, fmt.Errorf("route %s: concurrency must be positive, got %d", name, r.concurrency)
+	}
+	if r.concurrency == 0 {
+		r.concurrency = defaultConcurrency
+	}
+	rp, err := compileRetry(rc.Retry)
+	if err != nil {
+		return nil, fmt.Errorf("route %s: %v", name, err)
+	}
+	r.retry = rp
+	return r, nil
+}
+
+// matches reports whether an event type is one of the route's topics.
+func (r *route) matches(eventType string) bool {
+	for _, p := range r.topics {
+		if p.match(eventType) {
+			return true
+		}
+	}
+	return false
+}
+
+// topicPattern is a dotted event type pattern: `*` matches one segment,
+// `**` any number (zero or more), a lone `*` everything.
+type topicPattern struct {
+	all      bool
+	exact    string // set when the pattern has no wildcard
+	segments []string
+}
+
+func parseTopic(s string) (topicPattern, error) {
+	if s == "*" || s == "**" {
+		return topicPattern{all: true}, nil
+	}
+	if s == "" {
+		return topicPattern{}, fmt.Errorf("empty topic pattern")
+	}
+	segs := strings.Split(s, ".")
+	wild := false
+	for _, seg := range segs {
+		switch {
+		case seg == "":
+			return topicPattern{}, fmt.Errorf("topic pattern %q has an empty segment", s)
+		case seg == "*" || seg == "**":
+			wild = true
+		case strings.Contains(seg, "*"):
+			return topicPattern{}, fmt.Errorf("topic pattern %q: `*` and `**` must be whole segments", s)
+		case !validType(seg):
+			return topicPattern{}, fmt.Errorf("topic pattern %q: segments use A-Z a-z 0-9 _ - : /", s)
+		}
+	}
+	if !wild {
+		return topicPattern{exact: s}, nil
+	}
+	return topicPattern{segments: segs}, nil
+}
+
+func (p topicPattern) match(t string) bool {
+	if p.all {
+		return true
+	}
+	if p.segments == nil {
+		return p.exact == t
+	}
+	return matchSegments(p.segments, t)
+}
+
+// matchSegments matches pattern segments against the dotted string t
+// without allocating.
+func matchSegments(pat []string, t string) bool {
+	seg := pat[0]
+	if seg == "**" {
+		if len(pat) == 1 {
+			return true
+		}
+		// ** consumes nothing, or one more segment and stays.
+		if matchSegments(pat[1:], t) {
+			return true
+		}
+		_, rest, more := strings.Cut(t, ".")
+		return more && matchSegments(pat, rest)
+	}
+	head, rest, more := strings.Cut(t, ".")
+	if seg != "*" && seg != head {
+		return false
+	}
+	if len(pat) == 1 {
+		return !more
+	}
+	if !more {
+		// t is used up: what is left of the pattern must match nothing.
+		for _, s := range pat[1:] {
+			if s != "**" {
+				return false
+			}
+		}
+		return true
+	}
+	return matchSegments(pat[1:], rest)
+}
+
+// retryPolicy is a compiled RetryPolicy: delays[i] is the delay before
+// attempt i+2.
+type retryPolicy struct {
+	delays []time.Duration
+	maxAge time.Duration
+}
+
+func compileRetry(rp *RetryPolicy) (retryPolicy, error) {
+	var p retryPolicy
+	if rp == nil {
+		rp = &RetryPolicy{}
+	}
+	switch {
+	case len(rp.Schedule) > 0 && rp.Attempts > 0:
+		return p, fmt.Errorf("retry: use either schedule or attempts with backoff, not both")
+	case len(rp.Schedule) > 0:
+		for _, d := range rp.Schedule {
+			if d <= 0 {
+				return p, fmt.Errorf("retry: schedule delays must be positive, got %s", time.Duration(d))
+			}
+			p.delays = append(p.delays, time.Duration(d))
+		}
+	case rp.Attempts > 0:
+		lo, hi := time.Duration(rp.BackoffMin), time.Duration(rp.BackoffMax)
+		if lo <= 0 {
+			lo = defaultBackoffMin
+		}
+		if hi <= 0 {
+			hi = max(defaultBackoffMax, lo)
+		}
+		if lo > hi {
+			return p, fmt.Errorf("retry: backoff min %s is above max %s", lo, hi)
+		}
+		d := lo
+		for i := 1; i < rp.Attempts; i++ {
+			p.delays = append(p.delays, d)
+			d = min(d*2, hi)
+		}
+	case rp.Attempts < 0:
+		return p, fmt.Errorf("retry: attempts must be positive, got %d", rp.Attempts)
+	default:
+		if rp.BackoffMin != 0 || rp.BackoffMax != 0 {
+			return p, fmt.Errorf("retry: backoff needs attempts")
+		}
+		p.delays = defaultSchedule
+	}
+	p.maxAge = time.Duration(rp.MaxAge)
+	if p.maxAge < 0 {
+		return p, fmt.Errorf("retry: negative max_age")
+	}
+	if p.maxAge == 0 {
+		// Long enough for the whole schedule at its longest jitter, so the
+		// default never cuts the last attempts (a fixed 72h would cut the
+		// default schedule's tenth attempt at about 75h).
+		var sum time.Duration
+		for _, d := range p.delays {
+			sum += d
+		}
+		p.maxAge = max(72*time.Hour, time.Duration(float64(sum)*(1+jitter))+time.Minute)
+	}
+	return p, nil
+}
+
+// next decides what follows a failed attempt. attempts is how many were
+// made so far (this one included), created when the delivery was made,
+// retryAfter the server's Retry-After (0 when none), rnd a number in
+// [0, 1). It returns the due time of the next attempt, or ok=false when
+// the delivery is dead.
+func (p retryPolicy) next(attempts int, created, now time.Time, retryAfter time.Duration, rnd float64) (time.Time, bool) {
+	if attempts < 1 || attempts > len(p.delays) {
+		return time.Time{}, false
+	}
+	base := p.delays[attempts-1]
+	delay := time.Duration(float64(base) * (1 - jitter + 2*jitter*rnd))
+	deadline := created.Add(p.maxAge)
+	if retryAfter > delay && !now.Add(retryAfter).After(deadline) {
+		delay = retryAfter
+	}
+	due := now.Add(delay)
+	if due.After(deadline) {
+		return time.Time{}, false
+	}
+	return due, true
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP
+// date, relative to now. go-retryablehttp has a parser, but it reads the
+// wall clock and only RFC 1123 dates; schedules here run on an injected
+// clock.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	var secs int64
+	isNum := true
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			isNum = false
+			break
+		}
+		if secs > 1<<31 {
+			return 0, false
+		}
+		secs = secs*10 + int64(v[i]-'0')
+	}
+	if isNum {
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	if d := t.Sub(now); d > 0 {
+		return d, true
+	}
+	return 0, true
+}
+
+// jitterRand is the jitter source; tests replace it.
+var jitterRand = rand.Float64
