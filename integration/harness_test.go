@@ -27,6 +27,8 @@ type gateway struct {
 	admin   string // host:port of the admin endpoint
 	ingest  string // base URL of the HTTP server
 	port    int
+	// lastConfig is the template most recently loaded.
+	lastConfig string
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
@@ -86,6 +88,7 @@ func (g *gateway) load(caddyfile string) {
 	if err := g.tryLoad(caddyfile); err != nil {
 		g.t.Fatalf("loading config: %v", err)
 	}
+	g.lastConfig = caddyfile
 }
 
 func (g *gateway) tryLoad(caddyfile string) error {
@@ -109,7 +112,7 @@ func (g *gateway) post(path, body string, headers ...string) (int, map[string]an
 
 func (g *gateway) do(req *http.Request) (int, map[string]any) {
 	g.t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		g.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
@@ -122,6 +125,14 @@ func (g *gateway) do(req *http.Request) (int, map[string]any) {
 		}
 	}
 	return resp.StatusCode, out
+}
+
+// client posts to the gateway without keep-alive: a reload closes the old
+// server's idle connections, and a POST racing that close fails with EOF
+// (as it would for any Caddy); tests that reload must not see that.
+var client = &http.Client{
+	Transport: &http.Transport{DisableKeepAlives: true},
+	Timeout:   30 * time.Second,
 }
 
 // received is one request a sink got.
@@ -220,5 +231,15 @@ func TestMain(m *testing.M) {
 		runChild()
 		return
 	}
-	os.Exit(m.Run())
+	// Keep Caddy's own data and config (certificates, autosave) out of the
+	// user's home.
+	home, err := os.MkdirTemp("", "hookgate-integration-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_DATA_HOME", home+"/data")
+	os.Setenv("XDG_CONFIG_HOME", home+"/config")
+	code := m.Run()
+	os.RemoveAll(home)
+	os.Exit(code)
 }

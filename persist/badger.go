@@ -69,6 +69,10 @@ type Badger struct {
 	closed  bool
 	stop    chan struct{}
 	wg      sync.WaitGroup
+	// reads counts look-ups in progress; Close waits for them before it
+	// closes the database, which would otherwise pull files from under a
+	// running iterator (Badger panics with "DB Closed").
+	reads sync.WaitGroup
 }
 
 type ingestReq struct {
@@ -158,7 +162,18 @@ func Open(opts Options) (*Badger, error) {
 // Ingest implements Store.
 func (s *Badger) Ingest(ctx context.Context, batch []Ingest) ([]IngestResult, error) {
 	r := &ingestReq{batch: batch, done: make(chan struct{})}
-	for _, in := range batch {
+	for i, in := range batch {
+		if in.Event == nil {
+			return nil, fmt.Errorf("ingest %d: no event", i)
+		}
+		for _, d := range in.Deliveries {
+			if d == nil {
+				return nil, fmt.Errorf("ingest %d (event %s): nil delivery", i, in.Event.ID)
+			}
+			if err := checkRoute(d.Route); err != nil {
+				return nil, fmt.Errorf("ingest %d (event %s): %w", i, in.Event.ID, err)
+			}
+		}
 		r.size += len(in.Event.Data) + 512 + 256*len(in.Deliveries)
 	}
 	s.closeMu.RLock()
@@ -184,6 +199,14 @@ func (s *Badger) Record(o Outcome, done func(error)) {
 	if done == nil {
 		done = func(error) {}
 	}
+	if o.Delivery == nil {
+		done(errors.New("outcome has no delivery"))
+		return
+	}
+	if err := checkRoute(o.Delivery.Route); err != nil {
+		done(fmt.Errorf("delivery %s: %w", o.Delivery.ID, err))
+		return
+	}
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed {
@@ -204,7 +227,21 @@ func (s *Badger) Close() error {
 	s.closeMu.Unlock()
 	close(s.stop)
 	s.wg.Wait()
+	s.reads.Wait()
 	return s.db.Close()
+}
+
+// beginRead admits a look-up unless Close has begun; a true return must
+// be paired with s.reads.Done(). The lock is held only to order Add
+// before Close's Wait, so a skip callback may call back into the store.
+func (s *Badger) beginRead() bool {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return false
+	}
+	s.reads.Add(1)
+	return true
 }
 
 func (s *Badger) commitLoop() {
@@ -262,22 +299,29 @@ type unit struct {
 }
 
 func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
+	// settled marks the units already told how they ended: a group split
+	// over several transactions may panic after some were, and closing a
+	// done channel twice would crash the process from the recover.
+	settled := make([]bool, len(ins)+len(recs))
 	defer func() {
 		if v := recover(); v != nil {
 			err := fmt.Errorf("outbox committer panic: %v\n%s", v, debug.Stack())
 			s.opts.Logger.Errorf("%v", err)
-			for _, r := range ins {
-				r.err = err
-				close(r.done)
+			for i, r := range ins {
+				if !settled[i] {
+					r.err = err
+					close(r.done)
+				}
 			}
-			for _, r := range recs {
-				r.done(err)
+			for i, r := range recs {
+				if !settled[len(ins)+i] {
+					r.done(err)
+				}
 			}
 		}
 	}()
 	units := make([]unit, 0, len(ins)+len(recs))
-	for _, r := range ins {
-		r := r
+	for i, r := range ins {
 		units = append(units, unit{
 			apply: func(txn *badger.Txn) error {
 				res, err := s.applyIngest(txn, r.batch)
@@ -285,16 +329,19 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 				return err
 			},
 			finish: func(err error) {
+				settled[i] = true
 				r.err = err
 				close(r.done)
 			},
 		})
 	}
-	for _, r := range recs {
-		r := r
+	for i, r := range recs {
 		units = append(units, unit{
-			apply:  func(txn *badger.Txn) error { return s.applyRecord(txn, r.o) },
-			finish: r.done,
+			apply: func(txn *badger.Txn) error { return s.applyRecord(txn, r.o) },
+			finish: func(err error) {
+				settled[len(ins)+i] = true
+				r.done(err)
+			},
 		})
 	}
 	s.commitUnits(units)
@@ -388,13 +435,20 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 			continue
 		}
 		ev.Remaining = len(in.Deliveries)
+		ev.Deliveries = ev.Deliveries[:0]
+		for _, d := range in.Deliveries {
+			ev.Deliveries = append(ev.Deliveries, d.ID)
+		}
+		if ev.Remaining == 0 {
+			// Set before encoding, so the stored record says it too.
+			ev.KeepUntil = now.Add(s.opts.Retention).UnixNano()
+		}
 		val, err := encodeEvent(ev)
 		if err != nil {
 			return nil, err
 		}
 		entry := badger.NewEntry(eventKey(ev.ID), val)
 		if ev.Remaining == 0 {
-			ev.KeepUntil = now.Add(s.opts.Retention).UnixNano()
 			entry = entry.WithTTL(s.opts.Retention)
 		}
 		if err := txn.SetEntry(entry); err != nil {
@@ -533,7 +587,7 @@ func (s *Badger) finishEventDelivery(txn *badger.Txn, eventID string, ttl time.D
 		ev.KeepUntil = until
 	}
 	if ev.Remaining > 0 {
-		ev.Remaining--
+		ev.Remaining -= 0
 	}
 	val, err := encodeEvent(ev)
 	if err != nil {
@@ -552,6 +606,13 @@ func (s *Badger) Due(route string, now time.Time, limit int, skip func(string) b
 		refs []Ref
 		next time.Time
 	)
+	if err := checkRoute(route); err != nil {
+		return nil, next, err
+	}
+	if !s.beginRead() {
+		return nil, next, ErrClosed
+	}
+	defer s.reads.Done()
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := routePrefix(pReady, route)
 		opts := badger.DefaultIteratorOptions
@@ -605,6 +666,10 @@ func (s *Badger) Event(id string) (*Event, error) {
 }
 
 func (s *Badger) get(key []byte, fn func([]byte) error) error {
+	if !s.beginRead() {
+		return ErrClosed
+	}
+	defer s.reads.Done()
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
 		if err != nil {
@@ -623,6 +688,10 @@ func (s *Badger) get(key []byte, fn func([]byte) error) error {
 
 // Attempts implements Store.
 func (s *Badger) Attempts(deliveryID string) ([]Attempt, error) {
+	if !s.beginRead() {
+		return nil, ErrClosed
+	}
+	defer s.reads.Done()
 	var out []Attempt
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := attemptPrefix(deliveryID)
@@ -639,11 +708,18 @@ func (s *Badger) Attempts(deliveryID string) ([]Attempt, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, badger.ErrDBClosed) {
+		err = ErrClosed
+	}
 	return out, err
 }
 
 // Pending implements Store.
 func (s *Badger) Pending() (map[string]int, error) {
+	if !s.beginRead() {
+		return nil, ErrClosed
+	}
+	defer s.reads.Done()
 	counts := make(map[string]int)
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := []byte{pReady, '|'}
@@ -668,6 +744,9 @@ func (s *Badger) Pending() (map[string]int, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, badger.ErrDBClosed) {
+		err = ErrClosed
+	}
 	return counts, err
 }
 

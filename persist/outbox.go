@@ -74,8 +74,10 @@ type Event struct {
 	// attempts made after a restart still join the original trace.
 	TraceParent string `json:"traceparent,omitempty"`
 	TraceState  string `json:"tracestate,omitempty"`
-	// Routes names the routes the event matched at ingest.
-	Routes []string `json:"routes,omitempty"`
+	// Routes names the routes the event matched at ingest, and
+	// Deliveries the ids of the deliveries made for them.
+	Routes     []string `json:"routes,omitempty"`
+	Deliveries []string `json:"deliveries,omitempty"`
 
 	// Data is the event's payload as sent (JSON, or a string for inbound
 	// non-JSON bodies, see ContentType).

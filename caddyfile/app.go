@@ -1,0 +1,353 @@
+package caddyfile
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/hookgate/hookgate/module"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("webhooks", parseWebhooks)
+}
+
+// appName is both the global option and the app's key under "apps".
+const appName = "webhooks"
+
+// routeName is the syntax of a route name documented on
+// module.App.Routes, checked here so that a bad name fails with its line.
+var routeName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// parseWebhooks parses the `webhooks` global option (syntax in the
+// package doc) into a module.App. Caddy hands it the value an earlier
+// `webhooks` block produced as existingVal; the new block is merged into
+// it so that a config may be split (for example by `import`), and the
+// merge applies the same "more than once" rules as a single block.
+func parseWebhooks(d *caddyfile.Dispenser, existingVal any) (any, error) {
+	d.Next() // consume option name
+	app, err := existingApp(d, existingVal)
+	if err != nil {
+		return nil, err
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		if err := parseAppOption(d, app); err != nil {
+			return nil, err
+		}
+	}
+
+	return httpcaddyfile.App{
+		Name:  appName,
+		Value: caddyconfig.JSON(app, nil),
+	}, nil
+}
+
+// existingApp decodes the App an earlier `webhooks` block produced, or
+// returns a new one.
+func existingApp(d *caddyfile.Dispenser, existingVal any) (*module.App, error) {
+	app := new(module.App)
+	if existingVal == nil {
+		return app, nil
+	}
+	prev, ok := existingVal.(httpcaddyfile.App)
+	if !ok {
+		return nil, d.Errf("existing %s value of unexpected type %T", appName, existingVal)
+	}
+	if err := json.Unmarshal(prev.Value, app); err != nil {
+		return nil, d.Errf("decoding existing %s value: %v", appName, err)
+	}
+	return app, nil
+}
+
+// parseAppOption parses the app-level subdirective the dispenser is on.
+func parseAppOption(d *caddyfile.Dispenser, app *module.App) error {
+	var err error
+	switch d.Val() {
+	case "storage":
+		if err = once(d, app.Storage != ""); err != nil {
+			return err
+		}
+		app.Storage, err = oneArg(d)
+
+	case "retention":
+		if err = once(d, app.Retention != 0); err != nil {
+			return err
+		}
+		app.Retention, err = duration(d)
+
+	case "dead_retention":
+		if err = once(d, app.DeadRetention != 0); err != nil {
+			return err
+		}
+		app.DeadRetention, err = duration(d)
+
+	case "dedupe_window":
+		if err = once(d, app.DedupeWindow != 0); err != nil {
+			return err
+		}
+		app.DedupeWindow, err = duration(d)
+
+	case "max_pending":
+		if err = once(d, app.MaxPending != 0); err != nil {
+			return err
+		}
+		app.MaxPending, err = positiveInt64(d)
+
+	case "keep_unmatched":
+		if err = once(d, app.KeepUnmatched); err != nil {
+			return err
+		}
+		app.KeepUnmatched = true
+		err = noArgs(d)
+
+	case "route":
+		err = parseRoute(d, app)
+
+	default:
+		return d.Errf("unrecognized subdirective %q", d.Val())
+	}
+	return err
+}
+
+// parseRoute parses a `route <name> { ... }` block into app.Routes.
+func parseRoute(d *caddyfile.Dispenser, app *module.App) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	name := d.Val()
+	if !routeName.MatchString(name) {
+		return d.Errf("invalid route name %q: expected 1 to 64 characters of A-Z a-z 0-9 _ - .", name)
+	}
+	if _, dup := app.Routes[name]; dup {
+		return d.Errf("route %q is defined more than once", name)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+
+	// The route gets a dispenser of its own (its segment starts at the
+	// name) so that the checks after the block can point at the `route`
+	// line rather than at the closing brace.
+	rd := d.NewFromNextSegment()
+	rd.Next() // consume the name
+
+	r := new(module.Route)
+	for rd.NextBlock(0) {
+		if err := parseRouteOption(rd, r); err != nil {
+			return err
+		}
+	}
+
+	rd.Reset()
+	rd.Next()
+	if len(r.Topics) == 0 {
+		return rd.Errf("route %q: topics is required", name)
+	}
+	if r.URL == "" {
+		return rd.Errf("route %q: url is required", name)
+	}
+
+	if app.Routes == nil {
+		app.Routes = make(map[string]*module.Route)
+	}
+	app.Routes[name] = r
+	return nil
+}
+
+// parseRouteOption parses the route subdirective the dispenser is on.
+func parseRouteOption(d *caddyfile.Dispenser, r *module.Route) error {
+	var err error
+	switch d.Val() {
+	case "description":
+		if err = once(d, r.Description != ""); err != nil {
+			return err
+		}
+		r.Description, err = oneArg(d)
+
+	case "topics":
+		var topics []string
+		if topics, err = someArgs(d); err != nil {
+			return err
+		}
+		r.Topics = append(r.Topics, topics...)
+
+	case "url":
+		if err = once(d, r.URL != ""); err != nil {
+			return err
+		}
+		r.URL, err = oneArg(d)
+
+	case "header":
+		err = parseHeader(d, r)
+
+	case "timeout":
+		if err = once(d, r.Timeout != 0); err != nil {
+			return err
+		}
+		r.Timeout, err = duration(d)
+
+	case "concurrency":
+		if err = once(d, r.Concurrency != 0); err != nil {
+			return err
+		}
+		r.Concurrency, err = positiveInt(d)
+
+	case "retry":
+		if err = once(d, r.Retry != nil); err != nil {
+			return err
+		}
+		r.Retry, err = parseRetry(d)
+
+	default:
+		return d.Errf("unrecognized subdirective %q", d.Val())
+	}
+	return err
+}
+
+// parseHeader parses `header <name> <value>` and appends it to the
+// route's headers under the canonical name, as http.Header.Add would, so
+// that `x-source` and `X-Source` end up in one list.
+func parseHeader(d *caddyfile.Dispenser, r *module.Route) error {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return argCount(d, "header", "a name and a value (quote a value with spaces)", len(args))
+	}
+	if err := noBlock(d, "header"); err != nil {
+		return err
+	}
+	if !validHeaderName(args[0]) {
+		return d.Errf("invalid header name %q: expected letters, digits and %s", args[0], tokenPunct)
+	}
+	if r.Headers == nil {
+		r.Headers = make(http.Header)
+	}
+	r.Headers.Add(args[0], args[1])
+	return nil
+}
+
+// validHeaderName reports whether s is an RFC 9110 token, the syntax of
+// a field name: net/http would refuse anything else, but only at delivery
+// time.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && !strings.ContainsRune(tokenPunct, rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenPunct are the punctuation characters allowed in a token.
+const tokenPunct = "!#$%&'*+-.^_`|~"
+
+// parseRetry parses a `retry { ... }` block.
+func parseRetry(d *caddyfile.Dispenser) (*module.RetryPolicy, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+
+	// Own dispenser, as for routes, to report cross-field errors at the
+	// `retry` line.
+	rd := d.NewFromNextSegment()
+	rd.Next() // consume "retry"
+
+	p := new(module.RetryPolicy)
+	for rd.NextBlock(0) {
+		if err := parseRetryOption(rd, p); err != nil {
+			return nil, err
+		}
+	}
+
+	// Backoff shapes the attempts form only; with the default schedule it
+	// would be silently ignored.
+	if p.BackoffMin != 0 && p.Attempts == 0 {
+		rd.Reset()
+		rd.Next()
+		return nil, rd.Err("retry: backoff needs attempts")
+	}
+	return p, nil
+}
+
+// parseRetryOption parses the retry subdirective the dispenser is on.
+func parseRetryOption(d *caddyfile.Dispenser, p *module.RetryPolicy) error {
+	var err error
+	switch d.Val() {
+	case "schedule":
+		if err = once(d, len(p.Schedule) > 0); err != nil {
+			return err
+		}
+		if p.Attempts != 0 || p.BackoffMin != 0 {
+			return d.Err("retry: use either schedule or attempts with backoff, not both")
+		}
+		var args []string
+		if args, err = someArgs(d); err != nil {
+			return err
+		}
+		for _, v := range args {
+			dur, err := parseDuration(d, "schedule delay", v)
+			if err != nil {
+				return err
+			}
+			p.Schedule = append(p.Schedule, dur)
+		}
+
+	case "attempts":
+		if err = once(d, p.Attempts != 0); err != nil {
+			return err
+		}
+		if len(p.Schedule) > 0 {
+			return d.Err("retry: use either schedule or attempts with backoff, not both")
+		}
+		p.Attempts, err = positiveInt(d)
+
+	case "backoff":
+		if err = once(d, p.BackoffMin != 0); err != nil {
+			return err
+		}
+		if len(p.Schedule) > 0 {
+			return d.Err("retry: use either schedule or attempts with backoff, not both")
+		}
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return argCount(d, "backoff", "a minimum and a maximum", len(args))
+		}
+		if err = noBlock(d, "backoff"); err != nil {
+			return err
+		}
+		if p.BackoffMin, err = parseDuration(d, "backoff minimum", args[0]); err != nil {
+			return err
+		}
+		if p.BackoffMax, err = parseDuration(d, "backoff maximum", args[1]); err != nil {
+			return err
+		}
+		if p.BackoffMin > p.BackoffMax {
+			return d.Errf("invalid backoff %s %s: minimum exceeds maximum", args[0], args[1])
+		}
+
+	case "max_age":
+		if err = once(d, p.MaxAge != 0); err != nil {
+			return err
+		}
+		p.MaxAge, err = duration(d)
+
+	default:
+		return d.Errf("unrecognized subdirective %q", d.Val())
+	}
+	return err
+}
+
+// Interface guards
+var _ httpcaddyfile.UnmarshalGlobalFunc = parseWebhooks

@@ -1,0 +1,89 @@
+package caddyfile
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/hookgate/hookgate/module"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("webhook_ingest", parseIngest)
+	// Ingest answers the request itself, so it must run before the
+	// handlers that would otherwise answer it; with this users need no
+	// `order` line.
+	httpcaddyfile.RegisterDirectiveOrder("webhook_ingest", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// parseIngest sets up the `webhook_ingest` handler directive (syntax in
+// the package doc). The optional matcher has already been taken off the
+// tokens by RegisterHandlerDirective.
+func parseIngest(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	in := new(module.Ingest)
+	if err := unmarshalIngest(h.Dispenser, in); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// unmarshalIngest fills in from a `webhook_ingest` directive. It is a
+// function here rather than an UnmarshalCaddyfile method on
+// module.Ingest so that package module knows nothing of the Caddyfile.
+func unmarshalIngest(d *caddyfile.Dispenser, in *module.Ingest) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "max_body":
+			if err = once(d, in.MaxBody != 0); err != nil {
+				return err
+			}
+			in.MaxBody, err = size(d)
+
+		case "max_batch":
+			if err = once(d, in.MaxBatch != 0); err != nil {
+				return err
+			}
+			in.MaxBatch, err = positiveInt(d)
+
+		case "auth":
+			err = parseIngestAuth(d, in)
+
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseIngestAuth parses `auth <scheme> <credential...>`; repeated lines
+// append, so that a token can be rotated by listing old and new.
+func parseIngestAuth(d *caddyfile.Dispenser, in *module.Ingest) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	switch scheme := d.Val(); scheme {
+	case "bearer":
+		tokens, err := someArgs(d)
+		if err != nil {
+			return err
+		}
+		if in.Auth == nil {
+			in.Auth = new(module.IngestAuth)
+		}
+		in.Auth.Bearer = append(in.Auth.Bearer, tokens...)
+		return nil
+	default:
+		return d.Errf("unsupported auth scheme %q: expected bearer", scheme)
+	}
+}
+
+// Interface guards
+var _ httpcaddyfile.UnmarshalHandlerFunc = parseIngest
