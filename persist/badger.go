@@ -587,7 +587,7 @@ func (s *Badger) finishEventDelivery(txn *badger.Txn, eventID string, ttl time.D
 		ev.KeepUntil = until
 	}
 	if ev.Remaining > 0 {
-		ev.Remaining -= 0
+		ev.Remaining--
 	}
 	val, err := encodeEvent(ev)
 	if err != nil {

@@ -2,6 +2,7 @@ package persist
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 )
 
@@ -26,6 +27,18 @@ func eventKey(id string) []byte    { return simpleKey(pEvent, id) }
 func deliveryKey(id string) []byte { return simpleKey(pDelivery, id) }
 func dedupeKey(k string) []byte    { return simpleKey(pDedupe, k) }
 
+// maxRouteLen is the longest route name the one-byte length prefix can
+// hold; Ingest, Record and Due refuse longer ones rather than let the
+// length wrap and one route's range run into another's.
+const maxRouteLen = 255
+
+func checkRoute(route string) error {
+	if len(route) > maxRouteLen {
+		return fmt.Errorf("route name of %d bytes is longer than the %d the outbox allows", len(route), maxRouteLen)
+	}
+	return nil
+}
+
 // routePrefix is p|len(route)route.
 func routePrefix(p byte, route string) []byte {
 	k := make([]byte, 0, 3+len(route)+8+32)
@@ -35,7 +48,14 @@ func routePrefix(p byte, route string) []byte {
 
 func timedKey(p byte, route string, t time.Time, id string) []byte {
 	k := routePrefix(p, route)
-	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
+	// Times before 1970 (the zero time among them) have negative
+	// nanoseconds, which as uint64 would sort after every real time and
+	// hide behind future entries: they are all simply due, so store 0.
+	ns := t.UnixNano()
+	if t.Before(time.Unix(0, 0)) {
+		ns = 0
+	}
+	k = binary.BigEndian.AppendUint64(k, uint64(ns))
 	return append(k, id...)
 }
 
