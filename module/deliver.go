@@ -65,6 +65,21 @@ type sender struct {
 	client *retryablehttp.Client
 }
 
+// newClient wraps an http.Client for single-try use.
+func newClient(hc *http.Client) *retryablehttp.Client {
+	return &retryablehttp.Client{
+		HTTPClient:   hc,
+		RetryMax:     0,
+		CheckRetry:   func(context.Context, *http.Response, error) (bool, error) { return false, nil },
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+}
+
+// noRedirects makes a client return 3xx responses as they are.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// newSender makes the sender used by routes without an egress client of
+// their own.
 func newSender() *sender {
 	tr := &http.Transport{
 		// No proxy unless an egress policy names one: a gateway must not
@@ -81,19 +96,14 @@ func newSender() *sender {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &sender{client: &retryablehttp.Client{
-		HTTPClient: &http.Client{
-			// keepAlive hides CloseIdleConnections from the client:
-			// retryablehttp calls it after every failed request, which
-			// would close the pooled connections of every route.
-			Transport: keepAlive{tr},
-			// Redirects are not followed unless an egress policy says so.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		RetryMax:     0,
-		CheckRetry:   func(context.Context, *http.Response, error) (bool, error) { return false, nil },
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}}
+	return &sender{client: newClient(&http.Client{
+		// keepAlive hides CloseIdleConnections from the client:
+		// retryablehttp calls it after every failed request, which would
+		// close the pooled connections of every route.
+		Transport: keepAlive{tr},
+		// Redirects are not followed unless an egress policy says so.
+		CheckRedirect: noRedirects,
+	})}
 }
 
 type keepAlive struct{ rt http.RoundTripper }
@@ -153,7 +163,11 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 		h.Add(ht.name, v)
 	}
 
-	resp, err := s.client.Do(req)
+	client := s.client
+	if r.client != nil {
+		client = r.client
+	}
+	resp, err := client.Do(req)
 	res.dur = time.Since(now)
 	if err != nil {
 		res.class, res.retry = classifyError(err)

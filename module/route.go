@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Route defaults; see the field docs in config.go.
@@ -36,6 +38,9 @@ type route struct {
 	timeout     time.Duration
 	concurrency int
 	retry       retryPolicy
+	// client sends this route's attempts (its egress policy's client);
+	// nil uses the engine's default.
+	client *retryablehttp.Client
 }
 
 type headerTmpl struct {

@@ -1,0 +1,590 @@
+package module
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+func TestClassifyStatus(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	date := "Mon, 23 Nov 2026 10:02:00 GMT"
+	tests := []struct {
+		status     int
+		retryAfter string
+		class      string
+		retry      bool
+		gone       bool
+		after      time.Duration
+	}{
+		{200, "", "", false, false, 0},
+		{201, "", "", false, false, 0},
+		{202, "", "", false, false, 0},
+		{204, "", "", false, false, 0},
+		{299, "", "", false, false, 0},
+		{204, "30", "", false, false, 0},
+		{301, "", classHTTP3xx, false, false, 0},
+		{302, "", classHTTP3xx, false, false, 0},
+		{307, "", classHTTP3xx, false, false, 0},
+		{308, "", classHTTP3xx, false, false, 0},
+		{400, "", classHTTP4xx, false, false, 0},
+		{400, "30", classHTTP4xx, false, false, 0},
+		{401, "", classHTTP4xx, false, false, 0},
+		{403, "", classHTTP4xx, false, false, 0},
+		{404, "", classHTTP4xx, false, false, 0},
+		{408, "", classHTTP4xx, true, false, 0},
+		{408, "30", classHTTP4xx, true, false, 30 * time.Second},
+		{410, "", classHTTP4xx, false, true, 0},
+		{410, "30", classHTTP4xx, false, true, 0},
+		{413, "", classHTTP4xx, false, false, 0},
+		{422, "", classHTTP4xx, false, false, 0},
+		{425, "", classHTTP4xx, true, false, 0},
+		{429, "", classHTTP429, true, false, 0},
+		{429, "120", classHTTP429, true, false, 120 * time.Second},
+		{429, date, classHTTP429, true, false, 2 * time.Minute},
+		{429, "soon", classHTTP429, true, false, 0},
+		{499, "", classHTTP4xx, false, false, 0},
+		{500, "", classHTTP5xx, true, false, 0},
+		{502, "", classHTTP5xx, true, false, 0},
+		{503, "", classHTTP5xx, true, false, 0},
+		{503, "7", classHTTP5xx, true, false, 7 * time.Second},
+		{503, date, classHTTP5xx, true, false, 2 * time.Minute},
+		{504, "", classHTTP5xx, true, false, 0},
+		{599, "", classHTTP5xx, true, false, 0},
+	}
+	for _, tc := range tests {
+		res := result{status: tc.status}
+		classifyStatus(&res, tc.retryAfter, now)
+		if res.class != tc.class || res.retry != tc.retry || res.gone != tc.gone || res.retryAfter != tc.after {
+			t.Errorf("%d (Retry-After %q): class %q retry %v gone %v retryAfter %v; want %q %v %v %v",
+				tc.status, tc.retryAfter, res.class, res.retry, res.gone, res.retryAfter,
+				tc.class, tc.retry, tc.gone, tc.after)
+		}
+		if ok := tc.class == ""; res.ok() != ok {
+			t.Errorf("%d: ok() = %v, want %v", tc.status, res.ok(), ok)
+		}
+		wantErr := ""
+		if tc.class != "" {
+			wantErr = "endpoint answered " + strconv.Itoa(tc.status)
+		}
+		if res.err != wantErr {
+			t.Errorf("%d: err %q, want %q", tc.status, res.err, wantErr)
+		}
+	}
+}
+
+// Errors as the transport returns them, built by hand.
+func TestClassifyErrorConstructed(t *testing.T) {
+	opErr := func(op string, err error) error {
+		return &url.Error{Op: "Post", URL: "https://x.example/", Err: &net.OpError{Op: op, Net: "tcp", Err: err}}
+	}
+	tests := []struct {
+		name  string
+		err   error
+		class string
+		retry bool
+	}{
+		{"dns not found", opErr("dial", &net.DNSError{Err: "no such host", Name: "hookgate.invalid", IsNotFound: true}), classDNS, true},
+		{"dns timeout", opErr("dial", &net.DNSError{Err: "i/o timeout", Name: "x.example", IsTimeout: true}), classDNS, true},
+		{"bare dns", &net.DNSError{Err: "server misbehaving", Name: "x"}, classDNS, true},
+		{"refused", opErr("dial", os.NewSyscallError("connect", syscall.ECONNREFUSED)), classConnect, true},
+		{"reset", opErr("read", os.NewSyscallError("read", syscall.ECONNRESET)), classConnect, true},
+		{"EOF", &url.Error{Op: "Post", URL: "http://x/", Err: io.EOF}, classConnect, true},
+		{"unexpected EOF", &url.Error{Op: "Post", URL: "http://x/", Err: io.ErrUnexpectedEOF}, classConnect, true},
+		{"unreachable", opErr("dial", os.NewSyscallError("connect", syscall.EHOSTUNREACH)), classConnect, true},
+		{"deadline", &url.Error{Op: "Post", URL: "http://x/", Err: context.DeadlineExceeded}, classTimeout, true},
+		{"i/o timeout", opErr("read", os.ErrDeadlineExceeded), classTimeout, true},
+		{"unknown authority", &url.Error{Op: "Post", URL: "https://x/", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}, classTLS, true},
+		{"bare unknown authority", x509.UnknownAuthorityError{}, classTLS, true},
+		{"hostname", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "x"}, classTLS, true},
+		{"expired", x509.CertificateInvalidError{Cert: &x509.Certificate{}, Reason: x509.Expired}, classTLS, true},
+		{"record header", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, classTLS, true},
+		{"alert", &url.Error{Op: "Post", URL: "https://x/", Err: &net.OpError{Op: "remote error", Err: tls.AlertError(40)}}, classTLS, true},
+		{"egress", &url.Error{Op: "Post", URL: "http://x/", Err: &net.OpError{Op: "dial", Err: &egressError{msg: "10.0.0.1 is private"}}}, classEgressDenied, false},
+		{"egress beats timeout", fmt.Errorf("%w: %w", &egressError{msg: "x"}, context.DeadlineExceeded), classEgressDenied, false},
+		{"scheme", &url.Error{Op: "Post", URL: "ftp://x/", Err: errors.New(`unsupported protocol scheme "ftp"`)}, classBadURL, false},
+		{"anything else", errors.New("something odd"), classConnect, true},
+	}
+	for _, tc := range tests {
+		class, retry := classifyError(tc.err)
+		if class != tc.class || retry != tc.retry {
+			t.Errorf("%s: classifyError(%v) = %q, %v; want %q, %v", tc.name, tc.err, class, retry, tc.class, tc.retry)
+		}
+	}
+}
+
+func testRoute(t *testing.T, rc *Route) *route {
+	t.Helper()
+	if rc.Topics == nil {
+		rc.Topics = []string{"*"}
+	}
+	r, err := compileRoute("test", rc)
+	if err != nil {
+		t.Fatalf("compileRoute: %v", err)
+	}
+	return r
+}
+
+func testJob(now time.Time) *job {
+	return &job{
+		d: &persist.Delivery{ID: "dlv_01", EventID: "evt_01J", Route: "test", Status: persist.StatusPending, Created: now, Due: now},
+		ev: &persist.Event{ID: "evt_01J", Type: "task.finished", Time: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC),
+			Received: now, Data: []byte(`{"task_id": "T-1", "note": "caf\u00e9 é", "n": [1, 2.50]}`)},
+	}
+}
+
+// quietTLSServer is an httptest TLS server that does not log handshake
+// failures.
+func quietTLSServer(h http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	return srv
+}
+
+// rawListener accepts connections on 127.0.0.1 and hands each to fn.
+func rawListener(t *testing.T, fn func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				fn(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// Real failures on loopback, through sender.attempt and classifyError.
+func TestAttemptTransportFailures(t *testing.T) {
+	// Connection refused: a port that was just closed.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close()
+
+	// Accepts and never answers.
+	silent := rawListener(t, func(c net.Conn) {
+		io.Copy(io.Discard, c)
+	})
+
+	// Reads the request, then resets the connection.
+	reset := rawListener(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
+		c.Read(buf)
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+
+	// Resets the connection without reading anything.
+	resetNow := rawListener(t, func(c net.Conn) {
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+
+	// Closes cleanly after reading the request: EOF before any response.
+	eof := rawListener(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
+		c.Read(buf)
+		c.Close()
+	})
+
+	// Answers through a server handler that hijacks and resets.
+	hijack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}))
+	defer hijack.Close()
+
+	// TLS with a certificate the sender does not trust.
+	tlsSrv := quietTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(204)
+	}))
+	defer tlsSrv.Close()
+
+	tests := []struct {
+		name    string
+		url     string
+		timeout time.Duration
+		class   string
+		retry   bool
+	}{
+		{"connection refused", "http://" + refused + "/hook", 0, classConnect, true},
+		{"never answers", "http://" + silent + "/hook", 300 * time.Millisecond, classTimeout, true},
+		{"reset after request", "http://" + reset + "/hook", 0, classConnect, true},
+		{"reset at once", "http://" + resetNow + "/hook", 0, classConnect, true},
+		{"closed before response", "http://" + eof + "/hook", 0, classConnect, true},
+		{"hijack and reset", hijack.URL + "/hook", 0, classConnect, true},
+		{"untrusted certificate", tlsSrv.URL + "/hook", 0, classTLS, true},
+	}
+	s := newSender()
+	now := time.Now()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := testRoute(t, &Route{URL: tc.url, Timeout: caddy.Duration(tc.timeout)})
+			if tc.timeout == 0 {
+				r.timeout = 5 * time.Second
+			}
+			start := time.Now()
+			res := s.attempt(context.Background(), r, testJob(now), time.Now())
+			if res.class != tc.class || res.retry != tc.retry {
+				t.Errorf("class %q retry %v (err %q); want %q %v", res.class, res.retry, res.err, tc.class, tc.retry)
+			}
+			if res.status != 0 || res.err == "" || res.ok() {
+				t.Errorf("status %d err %q ok %v: want 0, an error, not ok", res.status, res.err, res.ok())
+			}
+			if tc.class == classTimeout {
+				if el := time.Since(start); el < tc.timeout || el > tc.timeout+3*time.Second {
+					t.Errorf("timed out after %v, route timeout %v", el, tc.timeout)
+				}
+			}
+		})
+	}
+}
+
+// An https:// route whose endpoint speaks plain HTTP fails the TLS
+// handshake. net/http turns the tls.RecordHeaderError into
+// http.ErrSchemeMismatch, which classifyError does not recognise.
+func TestAttemptHTTPSToPlainHTTP(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(204)
+	}))
+	defer plain.Close()
+	r := testRoute(t, &Route{URL: strings.Replace(plain.URL, "http://", "https://", 1) + "/hook", Timeout: caddy.Duration(5 * time.Second)})
+	res := newSender().attempt(context.Background(), r, testJob(time.Now()), time.Now())
+	if res.class != classTLS || !res.retry {
+		t.Errorf("BUG: https:// to a plain-HTTP endpoint: class %q retry %v (err %q); want tls, true (classifyError misses http.ErrSchemeMismatch)", res.class, res.retry, res.err)
+	}
+	if class, _ := classifyError(&url.Error{Op: "Post", URL: "https://x/", Err: http.ErrSchemeMismatch}); class != classTLS {
+		t.Errorf("BUG: classifyError(http.ErrSchemeMismatch) = %q, want tls", class)
+	}
+}
+
+// DNS failure without any DNS traffic: the test's resolver refuses to
+// dial, so the .invalid name (RFC 6761) fails inside Go's resolver and
+// never leaves the machine.
+func TestAttemptDNSFailure(t *testing.T) {
+	resolver := &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			return nil, errors.New("no DNS in unit tests")
+		},
+	}
+	s := newSender()
+	s.client.HTTPClient.Transport = &http.Transport{
+		DialContext: (&net.Dialer{Timeout: time.Second, Resolver: resolver}).DialContext,
+	}
+	r := testRoute(t, &Route{URL: "https://hookgate-test.invalid/hook", Timeout: caddy.Duration(5 * time.Second)})
+	res := s.attempt(context.Background(), r, testJob(time.Now()), time.Now())
+	if res.class != classDNS || !res.retry {
+		t.Errorf("class %q retry %v (err %q); want dns, true", res.class, res.retry, res.err)
+	}
+
+	// And the shape the system resolver returns for a name that does not
+	// exist.
+	nx := &url.Error{Op: "Post", URL: "https://hookgate-test.invalid/hook", Err: &net.OpError{Op: "dial", Net: "tcp",
+		Err: &net.DNSError{Err: "no such host", Name: "hookgate-test.invalid", IsNotFound: true}}}
+	if class, retry := classifyError(nx); class != classDNS || !retry {
+		t.Errorf("NXDOMAIN: %q %v, want dns true", class, retry)
+	}
+}
+
+func TestAttemptBadURL(t *testing.T) {
+	t.Setenv("HG_TEST_BAD_URL", "ftp://x.example/")
+	s := newSender()
+	for _, u := range []string{"{env.HG_TEST_BAD_URL}", "{env.HG_TEST_UNSET_VAR_XYZ}/x"} {
+		r := testRoute(t, &Route{URL: u})
+		res := s.attempt(context.Background(), r, testJob(time.Now()), time.Now())
+		if res.class != classBadURL || res.retry {
+			t.Errorf("url %s: class %q retry %v (%q); want bad_url, false", u, res.class, res.retry, res.err)
+		}
+	}
+}
+
+type captured struct {
+	method string
+	path   string
+	header http.Header
+	body   []byte
+}
+
+func TestAttemptRequest(t *testing.T) {
+	t.Setenv("HG_TEST_TOKEN", "tok-123")
+	t.Setenv("HG_TEST_REGION", "eu")
+	var got []captured
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, captured{r.Method, r.URL.RequestURI(), r.Header.Clone(), b})
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+
+	r := testRoute(t, &Route{
+		URL: srv.URL + "/api/deliveries?x=1",
+		Headers: http.Header{
+			"Authorization": {"Bearer {env.HG_TEST_TOKEN}"},
+			"X-Multi":       {"one", "two {env.HG_TEST_REGION}", "three"},
+			"x-source":      {"hookgate"},
+		},
+	})
+	s := newSender()
+	for _, now := range []time.Time{time.Now(), time.Unix(1790000000, 0)} {
+		j := testJob(now)
+		res := s.attempt(context.Background(), r, j, now)
+		if !res.ok() || res.status != 204 || res.class != "" || res.err != "" {
+			t.Fatalf("result %+v, want 204 ok", res)
+		}
+		if !res.start.Equal(now) {
+			t.Errorf("start %v, want the injected now %v", res.start, now)
+		}
+		mu.Lock()
+		c := got[len(got)-1]
+		mu.Unlock()
+		if c.method != http.MethodPost || c.path != "/api/deliveries?x=1" {
+			t.Errorf("request %s %s", c.method, c.path)
+		}
+		want := map[string][]string{
+			"Webhook-Id":        {"evt_01J"},
+			"Webhook-Timestamp": {strconv.FormatInt(now.Unix(), 10)},
+			"User-Agent":        {"hookgate/" + Version},
+			"Content-Type":      {"application/json"},
+			"Authorization":     {"Bearer tok-123"},
+			"X-Multi":           {"one", "two eu", "three"},
+			"X-Source":          {"hookgate"},
+			"Content-Length":    {strconv.Itoa(len(envelope(j.ev)))},
+		}
+		for k, v := range want {
+			if g := c.header.Values(k); strings.Join(g, "\x00") != strings.Join(v, "\x00") {
+				t.Errorf("header %s = %q, want %q", k, g, v)
+			}
+		}
+		if ts, _ := strconv.ParseInt(c.header.Get("webhook-timestamp"), 10, 64); ts != now.Unix() {
+			t.Errorf("webhook-timestamp %d, want the injected now %d", ts, now.Unix())
+		}
+		if !bytes.Equal(c.body, envelope(j.ev)) {
+			t.Errorf("body\n %s\nwant\n %s", c.body, envelope(j.ev))
+		}
+		wantBody := `{"id":"evt_01J","type":"task.finished","timestamp":"2026-11-23T10:00:00Z","data":{"task_id": "T-1", "note": "caf\u00e9 é", "n": [1, 2.50]}}`
+		if string(c.body) != wantBody {
+			t.Errorf("body %s, want %s", c.body, wantBody)
+		}
+		if u := "hookgate/" + Version; u != "hookgate/0.1.0" {
+			t.Errorf("user agent %s", u)
+		}
+	}
+	// The wall-clock attempt carries a timestamp within a few seconds of now.
+	mu.Lock()
+	first := got[0].header.Get("Webhook-Timestamp")
+	mu.Unlock()
+	if ts, _ := strconv.ParseInt(first, 10, 64); time.Since(time.Unix(ts, 0)).Abs() > 5*time.Second {
+		t.Errorf("webhook-timestamp %s is not within 5s of now", first)
+	}
+}
+
+// An attempt's duration is how long it took, whatever clock the engine
+// injects as now (the dispatcher records Attempt.Duration and
+// Done = start + dur from it).
+func TestAttemptDurationWithInjectedClock(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+	}))
+	defer srv.Close()
+	r := testRoute(t, &Route{URL: srv.URL})
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	res := newSender().attempt(context.Background(), r, testJob(now), now)
+	if !res.ok() {
+		t.Fatalf("result %+v", res)
+	}
+	if res.dur < 0 || res.dur > 5*time.Second {
+		t.Errorf("BUG: attempt with injected now %v took %v by res.dur: deliver.go computes dur as time.Since(now), mixing the injected clock with the wall clock", now, res.dur)
+	}
+}
+
+func TestAttemptResponseBodyKept(t *testing.T) {
+	big := make([]byte, 10000)
+	for i := range big {
+		big[i] = 'a' + byte(i%26)
+	}
+	small := []byte(`{"ok":true}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			w.WriteHeader(200)
+			w.Write(big)
+		case "/small":
+			w.WriteHeader(500)
+			w.Write(small)
+		case "/exact":
+			w.WriteHeader(400)
+			w.Write(big[:4096])
+		}
+	}))
+	defer srv.Close()
+	s := newSender()
+	tests := []struct {
+		path   string
+		status int
+		class  string
+		body   []byte
+	}{
+		{"/big", 200, "", big[:4096]},
+		{"/small", 500, classHTTP5xx, small},
+		{"/exact", 400, classHTTP4xx, big[:4096]},
+	}
+	for _, tc := range tests {
+		r := testRoute(t, &Route{URL: srv.URL + tc.path})
+		res := s.attempt(context.Background(), r, testJob(time.Now()), time.Now())
+		if res.status != tc.status || res.class != tc.class {
+			t.Errorf("%s: status %d class %q, want %d %q", tc.path, res.status, res.class, tc.status, tc.class)
+		}
+		if !bytes.Equal(res.body, tc.body) {
+			t.Errorf("%s: kept %d bytes (%.20q…), want %d", tc.path, len(res.body), res.body, len(tc.body))
+		}
+	}
+	if responseKeep != 4096 {
+		t.Errorf("responseKeep = %d, want 4 KiB", responseKeep)
+	}
+}
+
+func TestAttemptRedirectNotFollowed(t *testing.T) {
+	var finalHits atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("/start", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/final", http.StatusFound)
+	})
+	mux.HandleFunc("/start307", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/final", http.StatusTemporaryRedirect)
+	})
+	mux.HandleFunc("/final", func(w http.ResponseWriter, r *http.Request) {
+		finalHits.Add(1)
+		w.WriteHeader(200)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	s := newSender()
+	for _, p := range []struct {
+		path   string
+		status int
+	}{{"/start", 302}, {"/start307", 307}} {
+		r := testRoute(t, &Route{URL: srv.URL + p.path})
+		res := s.attempt(context.Background(), r, testJob(time.Now()), time.Now())
+		if res.status != p.status || res.class != classHTTP3xx || res.retry || res.ok() {
+			t.Errorf("%s: status %d class %q retry %v; want %d http_3xx, no retry", p.path, res.status, res.class, res.retry, p.status)
+		}
+	}
+	if n := finalHits.Load(); n != 0 {
+		t.Errorf("redirect followed: /final hit %d times", n)
+	}
+}
+
+func TestAttemptRetryAfterFromServer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/429":
+			w.Header().Set("Retry-After", "90")
+			w.WriteHeader(429)
+		case "/410":
+			w.Header().Set("Retry-After", "90")
+			w.WriteHeader(410)
+		}
+	}))
+	defer srv.Close()
+	s := newSender()
+	res := s.attempt(context.Background(), testRoute(t, &Route{URL: srv.URL + "/429"}), testJob(time.Now()), time.Now())
+	if res.status != 429 || res.class != classHTTP429 || !res.retry || res.retryAfter != 90*time.Second {
+		t.Errorf("429: %+v", res)
+	}
+	res = s.attempt(context.Background(), testRoute(t, &Route{URL: srv.URL + "/410"}), testJob(time.Now()), time.Now())
+	if res.status != 410 || res.class != classHTTP4xx || res.retry || !res.gone || res.retryAfter != 0 {
+		t.Errorf("410: %+v", res)
+	}
+}
+
+// A route header that names one of the fixed single-valued headers must
+// not produce a second value of it (RFC 9110: Content-Type is a singleton
+// field): either the config is rejected or the receiver sees one value.
+func TestAttemptRouteHeaderDoesNotDuplicateFixedHeaders(t *testing.T) {
+	var mu sync.Mutex
+	var seen http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = r.Header.Clone()
+		mu.Unlock()
+		w.WriteHeader(204)
+	}))
+	defer srv.Close()
+	for _, name := range []string{"Content-Type", "User-Agent"} {
+		r, err := compileRoute("test", &Route{Topics: []string{"*"}, URL: srv.URL,
+			Headers: http.Header{name: {"custom/1"}}})
+		if err != nil {
+			continue // rejected at config load: fine
+		}
+		res := newSender().attempt(context.Background(), r, testJob(time.Now()), time.Now())
+		if !res.ok() {
+			t.Fatalf("%s: %+v", name, res)
+		}
+		mu.Lock()
+		vs := seen.Values(name)
+		mu.Unlock()
+		if len(vs) != 1 {
+			t.Errorf("BUG: route header %s: the receiver got %d values %q; want exactly one (deliver.go adds route headers with Header.Add after setting the fixed ones)", name, len(vs), vs)
+		}
+	}
+}

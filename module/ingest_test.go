@@ -1,0 +1,466 @@
+package module
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+type wantEvent struct {
+	typ  string
+	data string
+	id   string
+	time time.Time
+}
+
+func TestIngestDecode(t *testing.T) {
+	h := &Ingest{MaxBatch: 3}
+	ts := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	type201 := strings.Repeat("a", 201)
+	type200 := strings.Repeat("a", 200)
+	id129 := strings.Repeat("i", 129)
+	id128 := strings.Repeat("i", 128)
+	tests := []struct {
+		name    string
+		body    string
+		isBatch bool
+		want    []wantEvent
+		status  int    // error answer; 0: success
+		code    string // error code
+		index   int    // error index
+		msgHas  string
+	}{
+		{
+			name: "single event",
+			body: `{"type": "task.finished", "data": {"task_id": "T-1", "priority": "High"}, "id": "optional-client-id", "timestamp": "2026-11-23T10:00:00Z"}`,
+			want: []wantEvent{{typ: "task.finished", data: `{"task_id": "T-1", "priority": "High"}`, id: "optional-client-id", time: ts}},
+		},
+		{
+			name: "minimal event, leading whitespace",
+			body: " \n\t{\"type\":\"a\",\"data\":1}\n",
+			want: []wantEvent{{typ: "a", data: `1`}},
+		},
+		{
+			name: "data null accepted",
+			body: `{"type":"a","data":null}`,
+			want: []wantEvent{{typ: "a", data: `null`}},
+		},
+		{
+			name: "data kept byte for byte",
+			body: `{"type":"a","data":  {"b" :  [1, 2.50 ,3e2],  "s":"\u00e9\u00E9 \"q\" \/", "u":"é"} }`,
+			want: []wantEvent{{typ: "a", data: `{"b" :  [1, 2.50 ,3e2],  "s":"\u00e9\u00E9 \"q\" \/", "u":"é"}`}},
+		},
+		{
+			name: "data string",
+			body: `{"type":"a","data":"x\ny"}`,
+			want: []wantEvent{{typ: "a", data: `"x\ny"`}},
+		},
+		{
+			name: "timestamp with offset and fraction",
+			body: `{"type":"a","data":{},"timestamp":"2026-11-23T11:00:00.5+01:00"}`,
+			want: []wantEvent{{typ: "a", data: `{}`, time: ts.Add(500 * time.Millisecond)}},
+		},
+		{
+			name: "null id and timestamp are absent",
+			body: `{"type":"a","data":{},"id":null,"timestamp":null}`,
+			want: []wantEvent{{typ: "a", data: `{}`}},
+		},
+		{
+			name: "type of 200 chars, every allowed char",
+			body: `{"type":"` + type200 + `","data":0}`,
+			want: []wantEvent{{typ: type200, data: `0`}},
+		},
+		{
+			name: "type and id charsets",
+			body: `{"type":"Az09._-:/","data":0,"id":"` + id128 + `"}`,
+			want: []wantEvent{{typ: "Az09._-:/", data: `0`, id: id128}},
+		},
+		{
+			name:    "batch",
+			body:    `[{"type":"a","data":1,"id":"x1"}, {"type":"b","data":[2]}, {"type":"c","data":{"k":3},"timestamp":"2026-11-23T10:00:00Z"}]`,
+			isBatch: true,
+			want: []wantEvent{
+				{typ: "a", data: `1`, id: "x1"},
+				{typ: "b", data: `[2]`},
+				{typ: "c", data: `{"k":3}`, time: ts},
+			},
+		},
+		{
+			name:    "batch of one",
+			body:    ` [ {"type":"a","data":1} ] `,
+			isBatch: true,
+			want:    []wantEvent{{typ: "a", data: `1`}},
+		},
+
+		{name: "empty body", body: "", status: 400, code: "invalid_event", index: -1, msgHas: "empty body"},
+		{name: "whitespace body", body: " \n ", status: 400, code: "invalid_event", index: -1, msgHas: "empty body"},
+		{name: "unknown field", body: `{"type":"a","data":1,"tpye":"b"}`, status: 400, code: "invalid_event", index: -1, msgHas: `"tpye"`},
+		{name: "malformed JSON", body: `{"type":"a","data":`, status: 400, code: "invalid_event", index: -1, msgHas: "malformed"},
+		{name: "malformed JSON bad token", body: `{"type":"a" "data":1}`, status: 400, code: "invalid_event", index: -1, msgHas: "malformed"},
+		{name: "not an object", body: `"task"`, status: 400, code: "invalid_event", index: -1, msgHas: "malformed JSON"},
+		{name: "null body", body: `null`, status: 400, code: "invalid_event", index: -1, msgHas: "malformed JSON"},
+		{name: "trailing object", body: `{"type":"a","data":1}{"type":"b","data":2}`, status: 400, code: "invalid_event", index: -1, msgHas: "data after the event object"},
+		{name: "trailing garbage", body: `{"type":"a","data":1} x`, status: 400, code: "invalid_event", index: -1, msgHas: "malformed JSON"},
+		{name: "trailing brace", body: `{"type":"a","data":1}}`, status: 400, code: "invalid_event", index: -1, msgHas: "malformed JSON"},
+		{name: "missing type", body: `{"data":1}`, status: 400, code: "invalid_event", index: -1, msgHas: `missing "type"`},
+		{name: "null type", body: `{"type":null,"data":1}`, status: 400, code: "invalid_event", index: -1, msgHas: `missing "type"`},
+		{name: "empty type", body: `{"type":"","data":1}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "type"`},
+		{name: "type with space", body: `{"type":"task finished","data":1}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "type"`},
+		{name: "type with unicode", body: `{"type":"tâsk","data":1}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "type"`},
+		{name: "type with star", body: `{"type":"task.*","data":1}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "type"`},
+		{name: "type 201 chars", body: `{"type":"` + type201 + `","data":1}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "type"`},
+		{name: "type not a string", body: `{"type":5,"data":1}`, status: 400, code: "invalid_event", index: -1, msgHas: "malformed event"},
+		{name: "missing data", body: `{"type":"a"}`, status: 400, code: "invalid_event", index: -1, msgHas: `missing "data"`},
+		{name: "id with dot", body: `{"type":"a","data":1,"id":"a.b"}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "id"`},
+		{name: "empty id", body: `{"type":"a","data":1,"id":""}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "id"`},
+		{name: "id 129 chars", body: `{"type":"a","data":1,"id":"` + id129 + `"}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "id"`},
+		{name: "id with slash", body: `{"type":"a","data":1,"id":"a/b"}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "id"`},
+		{name: "bad timestamp", body: `{"type":"a","data":1,"timestamp":"2026-11-23 10:00:00"}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "timestamp"`},
+		{name: "timestamp without zone", body: `{"type":"a","data":1,"timestamp":"2026-11-23T10:00:00"}`, status: 400, code: "invalid_event", index: -1, msgHas: `invalid "timestamp"`},
+		{name: "timestamp as number", body: `{"type":"a","data":1,"timestamp":1790000000}`, status: 400, code: "invalid_event", index: -1, msgHas: "malformed event"},
+
+		{name: "empty batch", body: `[]`, status: 400, code: "invalid_event", index: -1, msgHas: "empty batch"},
+		{name: "empty batch with spaces", body: ` [ ] `, status: 400, code: "invalid_event", index: -1, msgHas: "empty batch"},
+		{name: "malformed batch", body: `[{"type":"a","data":1},`, status: 400, code: "invalid_event", index: -1, msgHas: "malformed JSON"},
+		{name: "batch with trailing data", body: `[{"type":"a","data":1}] []`, status: 400, code: "invalid_event", index: -1, msgHas: "malformed JSON"},
+		{name: "batch over max_batch", body: `[{"type":"a","data":1},{"type":"a","data":1},{"type":"a","data":1},{"type":"a","data":1}]`, status: 413, code: "batch_too_large", index: -1, msgHas: "max_batch (3)"},
+		{name: "repeated id in batch", body: `[{"type":"a","data":1,"id":"x"},{"type":"a","data":1,"id":"y"},{"type":"a","data":1,"id":"x"}]`, status: 400, code: "invalid_event", index: 2, msgHas: "element 0"},
+		{name: "batch error index 1, missing data", body: `[{"type":"a","data":1},{"type":"b"},{"type":"c","data":1}]`, status: 400, code: "invalid_event", index: 1, msgHas: `missing "data"`},
+		{name: "batch error index 2, unknown field", body: `[{"type":"a","data":1},{"type":"b","data":1},{"type":"c","data":1,"extra":true}]`, status: 400, code: "invalid_event", index: 2, msgHas: `"extra"`},
+		{name: "batch error index 0, bad id", body: `[{"type":"a","data":1,"id":"a.b"}]`, status: 400, code: "invalid_event", index: 0, msgHas: `invalid "id"`},
+		{name: "batch element not an object", body: `[{"type":"a","data":1},42]`, status: 400, code: "invalid_event", index: 1, msgHas: "malformed event"},
+		{name: "batch element null", body: `[null]`, status: 400, code: "invalid_event", index: 0, msgHas: `missing "type"`},
+		{name: "nested batch", body: `[[{"type":"a","data":1}]]`, status: 400, code: "invalid_event", index: 0, msgHas: "malformed event"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, isBatch, ierr := h.decode([]byte(tc.body))
+			if tc.status != 0 {
+				if ierr == nil {
+					t.Fatalf("want error %d %s, got %d events", tc.status, tc.code, len(got))
+				}
+				if ierr.status != tc.status || ierr.code != tc.code || ierr.index != tc.index {
+					t.Errorf("error = %d %s index %d (%q), want %d %s index %d",
+						ierr.status, ierr.code, ierr.index, ierr.message, tc.status, tc.code, tc.index)
+				}
+				if !strings.Contains(ierr.message, tc.msgHas) {
+					t.Errorf("message %q does not mention %q", ierr.message, tc.msgHas)
+				}
+				if got != nil {
+					t.Errorf("events returned with an error: %v", got)
+				}
+				return
+			}
+			if ierr != nil {
+				t.Fatalf("unexpected error %d %s: %s", ierr.status, ierr.code, ierr.message)
+			}
+			if isBatch != tc.isBatch {
+				t.Errorf("isBatch = %v, want %v", isBatch, tc.isBatch)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d events, want %d", len(got), len(tc.want))
+			}
+			for i, w := range tc.want {
+				in := got[i]
+				if in.Event == nil {
+					t.Fatalf("event %d is nil", i)
+				}
+				ev := in.Event
+				if ev.Type != w.typ || string(ev.Data) != w.data || ev.ID != w.id || !ev.Time.Equal(w.time) {
+					t.Errorf("event %d = {type %q data %q id %q time %v}, want {type %q data %q id %q time %v}",
+						i, ev.Type, ev.Data, ev.ID, ev.Time, w.typ, w.data, w.id, w.time)
+				}
+				if len(in.Deliveries) != 0 || in.Dedupe != "" || in.Keep {
+					t.Errorf("event %d: decode set Deliveries/Dedupe/Keep: %+v", i, in)
+				}
+			}
+		})
+	}
+}
+
+// encoding/json matches object keys case-insensitively, so "strict"
+// decoding still takes "Type", "DATA" or "Id" for the real fields; SPEC §1
+// says unknown fields are rejected so typos surface early.
+func TestIngestDecodeFieldNamesAreCaseSensitive(t *testing.T) {
+	h := &Ingest{MaxBatch: 10}
+	for _, body := range []string{
+		`{"Type":"a","data":1}`,
+		`{"type":"a","DATA":1}`,
+		`{"type":"a","data":1,"Id":"x"}`,
+		`{"type":"a","data":1,"Data":3}`, // data silently replaced by the later key
+		`{"type":"a","data":1,"TimeStamp":"2026-11-23T10:00:00Z"}`,
+	} {
+		got, _, ierr := h.decode([]byte(body))
+		if ierr == nil {
+			ev := got[0].Event
+			t.Errorf("BUG: decode(%s) accepted a field name that differs from the spec's only in case (type %q data %s id %q); want 400 invalid_event naming the field",
+				body, ev.Type, ev.Data, ev.ID)
+		}
+	}
+}
+
+func TestValidTypeAndID(t *testing.T) {
+	types := []struct {
+		in   string
+		want bool
+	}{
+		{"a", true},
+		{"task.finished", true},
+		{"AZaz09._-:/", true},
+		{"github.pull_request/opened", true},
+		{strings.Repeat("t", 200), true},
+		{strings.Repeat("t", 201), false},
+		{"", false},
+		{"a b", false},
+		{"a*", false},
+		{"a+b", false},
+		{"a\x00", false},
+		{"tâsk", false},
+		{"a\nb", false},
+		{"a{b}", false},
+	}
+	for _, tc := range types {
+		if got := validType(tc.in); got != tc.want {
+			t.Errorf("validType(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+	ids := []struct {
+		in   string
+		want bool
+	}{
+		{"a", true},
+		{"evt_01J9ZZZ", true},
+		{"AZaz09_-:", true},
+		{"urn:x:1", true},
+		{strings.Repeat("i", 128), true},
+		{strings.Repeat("i", 129), false},
+		{"", false},
+		{"a.b", false},
+		{"a/b", false},
+		{"a b", false},
+		{"é", false},
+		{"a\x00", false},
+		{"a=", false},
+	}
+	for _, tc := range ids {
+		if got := validID(tc.in); got != tc.want {
+			t.Errorf("validID(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestNewID(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	id := newID("evt_", now)
+	if !strings.HasPrefix(id, "evt_") || len(id) != 4+26 {
+		t.Fatalf("newID = %q: want evt_ and 26 characters", id)
+	}
+	if !validID(id) {
+		t.Errorf("newID %q is not a valid id", id)
+	}
+	for _, c := range id[4:] {
+		if !strings.ContainsRune("0123456789abcdefghjkmnpqrstvwxyz", c) {
+			t.Errorf("newID %q: %q is not in the Crockford alphabet", id, c)
+		}
+	}
+	if d := newID("dlv_", now); !strings.HasPrefix(d, "dlv_") || len(d) != 30 {
+		t.Errorf("newID(dlv_) = %q", d)
+	}
+	if e := newID("", now); len(e) != 26 {
+		t.Errorf("newID(\"\") = %q, want 26 characters", e)
+	}
+
+	// Ids made at increasing times sort in that order, whatever the random
+	// half, from nanoseconds apart to years apart.
+	steps := []time.Duration{time.Nanosecond, time.Microsecond, time.Millisecond, time.Second, time.Hour, 24 * time.Hour * 400}
+	var ids []string
+	at := now
+	for i := 0; i < 300; i++ {
+		ids = append(ids, newID("evt_", at))
+		at = at.Add(steps[i%len(steps)])
+	}
+	if !sort.StringsAreSorted(ids) {
+		for i := 1; i < len(ids); i++ {
+			if ids[i-1] >= ids[i] {
+				t.Fatalf("ids out of order at %d: %s then %s", i, ids[i-1], ids[i])
+			}
+		}
+	}
+	for i := 1; i < len(ids); i++ {
+		if ids[i-1] == ids[i] {
+			t.Fatalf("repeated id %s", ids[i])
+		}
+	}
+
+	// The same instant still gives unique ids.
+	seen := make(map[string]bool, 10000)
+	for i := 0; i < 10000; i++ {
+		id := newID("evt_", now)
+		if seen[id] {
+			t.Fatalf("newID repeated %s after %d ids", id, i)
+		}
+		seen[id] = true
+	}
+}
+
+func TestAnswer(t *testing.T) {
+	ev := func(routes ...string) persist.Ingest {
+		return persist.Ingest{Event: &persist.Event{ID: "evt_1", Routes: routes}}
+	}
+	tests := []struct {
+		name    string
+		batch   []persist.Ingest
+		results []persist.IngestResult
+		isBatch bool
+		want    string
+	}{
+		{
+			name:    "single with routes",
+			batch:   []persist.Ingest{ev("erp", "slack")},
+			results: []persist.IngestResult{{ID: "evt_1"}},
+			want:    `{"id":"evt_1","routes":["erp","slack"]}`,
+		},
+		{
+			name:    "single, no route",
+			batch:   []persist.Ingest{ev()},
+			results: []persist.IngestResult{{ID: "evt_1"}},
+			want:    `{"id":"evt_1","routes":[]}`,
+		},
+		{
+			name:    "single duplicate carries the original id",
+			batch:   []persist.Ingest{ev("erp")},
+			results: []persist.IngestResult{{ID: "orig-1", Duplicate: true}},
+			want:    `{"id":"orig-1","duplicate":true}`,
+		},
+		{
+			name:    "batch",
+			batch:   []persist.Ingest{ev("erp"), ev(), ev("a", "b")},
+			results: []persist.IngestResult{{ID: "a1"}, {ID: "a2"}, {ID: "a3"}},
+			isBatch: true,
+			want:    `{"ids":["a1","a2","a3"]}`,
+		},
+		{
+			name:    "batch with duplicates",
+			batch:   []persist.Ingest{ev(), ev(), ev(), ev()},
+			results: []persist.IngestResult{{ID: "a1", Duplicate: true}, {ID: "a2"}, {ID: "a3", Duplicate: true}, {ID: "a4"}},
+			isBatch: true,
+			want:    `{"ids":["a1","a2","a3","a4"],"duplicates":[0,2]}`,
+		},
+		{
+			name:    "batch of one",
+			batch:   []persist.Ingest{ev("erp")},
+			results: []persist.IngestResult{{ID: "a1"}},
+			isBatch: true,
+			want:    `{"ids":["a1"]}`,
+		},
+	}
+	for _, tc := range tests {
+		got := answer(tc.batch, tc.results, tc.isBatch)
+		if string(got) != tc.want {
+			t.Errorf("%s: answer = %s, want %s", tc.name, got, tc.want)
+		}
+		if !json.Valid(got) {
+			t.Errorf("%s: answer is not valid JSON: %s", tc.name, got)
+		}
+	}
+}
+
+func TestAuthorized(t *testing.T) {
+	h := &Ingest{tokens: [][]byte{[]byte("s3cret"), []byte("rotated-2")}}
+	tests := []struct {
+		header string
+		set    bool
+		want   bool
+	}{
+		{"Bearer s3cret", true, true},
+		{"bearer s3cret", true, true},
+		{"BEARER s3cret", true, true},
+		{"bEaReR s3cret", true, true},
+		{"Bearer rotated-2", true, true},
+		{"Bearer wrong", true, false},
+		{"Bearer s3cre", true, false},
+		{"Bearer s3crett", true, false},
+		{"Bearer S3CRET", true, false},
+		{"Bearer ", true, false},
+		{"Bearer", true, false},
+		{"Bearers3cret", true, false},
+		{"Basic s3cret", true, false},
+		{"s3cret", true, false},
+		{"Bearer s3cret rotated-2", true, false},
+		{"", true, false},
+		{"", false, false},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(http.MethodPost, "/events", nil)
+		if tc.set {
+			r.Header.Set("Authorization", tc.header)
+		}
+		if got := h.authorized(r); got != tc.want {
+			t.Errorf("authorized(%q, set=%v) = %v, want %v", tc.header, tc.set, got, tc.want)
+		}
+	}
+}
+
+func TestEnvelope(t *testing.T) {
+	data := `{"b" :  [1, 2.50 ,3e2],  "s":"\u00e9 \"q\"", "u":"é"}`
+	tests := []struct {
+		name string
+		ev   *persist.Event
+		want string
+	}{
+		{
+			name: "object data, UTC",
+			ev: &persist.Event{ID: "evt_01", Type: "task.finished", Data: []byte(data),
+				Time: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)},
+			want: `{"id":"evt_01","type":"task.finished","timestamp":"2026-11-23T10:00:00Z","data":` + data + `}`,
+		},
+		{
+			name: "offset time is written in UTC, fraction kept",
+			ev: &persist.Event{ID: "x:1", Type: "a/b", Data: []byte(`null`),
+				Time: time.Date(2026, 11, 23, 11, 0, 0, 250_000_000, time.FixedZone("CET", 3600))},
+			want: `{"id":"x:1","type":"a/b","timestamp":"2026-11-23T10:00:00.25Z","data":null}`,
+		},
+		{
+			name: "string data",
+			ev: &persist.Event{ID: "i", Type: "t", Data: []byte(`"line\nnext"`),
+				Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)},
+			want: `{"id":"i","type":"t","timestamp":"2026-01-02T03:04:05.000000006Z","data":"line\nnext"}`,
+		},
+	}
+	for _, tc := range tests {
+		got := envelope(tc.ev)
+		if string(got) != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
+		}
+		if !json.Valid(got) {
+			t.Errorf("%s: envelope is not valid JSON: %s", tc.name, got)
+			continue
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(got, &m); err != nil {
+			t.Fatal(err)
+		}
+		if len(m) != 4 {
+			t.Errorf("%s: %d fields, want id, type, timestamp, data", tc.name, len(m))
+		}
+		var id, typ, stamp string
+		json.Unmarshal(m["id"], &id)
+		json.Unmarshal(m["type"], &typ)
+		json.Unmarshal(m["timestamp"], &stamp)
+		if id != tc.ev.ID || typ != tc.ev.Type {
+			t.Errorf("%s: id %q type %q", tc.name, id, typ)
+		}
+		if st, err := time.Parse(time.RFC3339Nano, stamp); err != nil || !st.Equal(tc.ev.Time) {
+			t.Errorf("%s: timestamp %q does not read back as %v (%v)", tc.name, stamp, tc.ev.Time, err)
+		}
+		if string(m["data"]) != string(tc.ev.Data) {
+			t.Errorf("%s: data %s, want %s", tc.name, m["data"], tc.ev.Data)
+		}
+	}
+}
