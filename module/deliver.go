@@ -155,10 +155,14 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	h["User-Agent"] = []string{userAgent}
 	h["Webhook-Id"] = []string{j.ev.ID}
 	h["Webhook-Timestamp"] = []string{strconv.FormatInt(now.Unix(), 10)}
-	for _, ht := range r.headers {
+	for i, ht := range r.headers {
 		v := ht.value
 		if ht.hasPH {
 			v = repl.ReplaceKnown(v, "")
+		}
+		if ht.name == "User-Agent" && (i == 0 || r.headers[i-1].name != "User-Agent") {
+			// A route may replace the default User-Agent.
+			h.Del("User-Agent")
 		}
 		h.Add(ht.name, v)
 	}
@@ -167,8 +171,10 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	if r.client != nil {
 		client = r.client
 	}
+	// Durations come from the monotonic wall clock; now may be injected.
+	sent := time.Now()
 	resp, err := client.Do(req)
-	res.dur = time.Since(now)
+	res.dur = time.Since(sent)
 	if err != nil {
 		res.class, res.retry = classifyError(err)
 		res.err = err.Error()
@@ -234,6 +240,7 @@ func classifyError(err error) (class string, retry bool) {
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return classTimeout, true
 	case errors.As(err, &certErr), errors.As(err, &uaErr), errors.As(err, &hostErr),
+		errors.Is(err, http.ErrSchemeMismatch),
 		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alert),
 		strings.Contains(err.Error(), "tls: "):
 		return classTLS, true

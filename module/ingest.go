@@ -99,10 +99,23 @@ func (h *Ingest) Provision(ctx caddy.Context) error {
 
 // incoming is one event as applications send it.
 type incoming struct {
-	Type      *string         `json:"type"`
-	Data      json.RawMessage `json:"data"`
-	ID        *string         `json:"id"`
-	Timestamp *string         `json:"timestamp"`
+	Type      *string
+	Data      json.RawMessage
+	ID        *string
+	Timestamp *string
+}
+
+// decodeString reads a JSON string; null leaves dst nil (absent).
+func decodeString(raw json.RawMessage, dst **string) error {
+	if string(raw) == "null" {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return err
+	}
+	*dst = &s
+	return nil
 }
 
 // ingestError is an answer other than success.
@@ -370,14 +383,35 @@ func (h *Ingest) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 }
 
 func decodeEvent(raw []byte, index int) (persist.Ingest, *ingestError) {
-	var m incoming
+	// Decoding into a map keeps key case exact: encoding/json would match
+	// "Type" or "DATA" to the struct's fields, and SPEC §1 rejects unknown
+	// fields so that typos surface.
+	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := dec.Decode(&fields); err != nil {
 		return persist.Ingest{}, badRequest(index, "malformed event: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return persist.Ingest{}, badRequest(index, "malformed JSON: data after the event object")
+	}
+	var m incoming
+	for k, v := range fields {
+		var err error
+		switch k {
+		case "type":
+			err = decodeString(v, &m.Type)
+		case "id":
+			err = decodeString(v, &m.ID)
+		case "timestamp":
+			err = decodeString(v, &m.Timestamp)
+		case "data":
+			m.Data = v
+		default:
+			return persist.Ingest{}, badRequest(index, "unknown field %q: an event has type, data, id and timestamp", k)
+		}
+		if err != nil {
+			return persist.Ingest{}, badRequest(index, "malformed event: %q must be a string", k)
+		}
 	}
 	if m.Type == nil {
 		return persist.Ingest{}, badRequest(index, "missing \"type\"")

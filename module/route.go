@@ -100,6 +100,9 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		}
 	}
 	for k, vs := range rc.Headers {
+		if _, ok := reservedHeaders[http.CanonicalHeaderKey(k)]; ok {
+			return nil, fmt.Errorf("route %s: header %s is set by hookgate and cannot be configured", name, k)
+		}
 		for _, v := range vs {
 			r.headers = append(r.headers, headerTmpl{
 				name:  http.CanonicalHeaderKey(k),
@@ -126,6 +129,14 @@ func compileRoute(name string, rc *Route) (*route, error) {
 	}
 	r.retry = rp
 	return r, nil
+}
+
+// reservedHeaders are set by the delivery itself; a route header with one
+// of these names would send two conflicting values.
+var reservedHeaders = map[string]struct{}{
+	"Content-Type": {}, "Content-Length": {}, "Transfer-Encoding": {}, "Host": {},
+	"Webhook-Id": {}, "Webhook-Timestamp": {}, "Webhook-Signature": {},
+	"Traceparent": {}, "Tracestate": {},
 }
 
 // matches reports whether an event type is one of the route's topics.
@@ -230,7 +241,11 @@ func compileRetry(rp *RetryPolicy) (retryPolicy, error) {
 		rp = &RetryPolicy{}
 	}
 	switch {
-	case len(rp.Schedule) > 0 && rp.Attempts > 0:
+	case rp.Attempts < 0:
+		return p, fmt.Errorf("retry: attempts must be positive, got %d", rp.Attempts)
+	case rp.BackoffMin < 0 || rp.BackoffMax < 0:
+		return p, fmt.Errorf("retry: backoff durations must be positive")
+	case len(rp.Schedule) > 0 && (rp.Attempts > 0 || rp.BackoffMin != 0 || rp.BackoffMax != 0):
 		return p, fmt.Errorf("retry: use either schedule or attempts with backoff, not both")
 	case len(rp.Schedule) > 0:
 		for _, d := range rp.Schedule {
@@ -255,8 +270,6 @@ func compileRetry(rp *RetryPolicy) (retryPolicy, error) {
 			p.delays = append(p.delays, d)
 			d = min(d*2, hi)
 		}
-	case rp.Attempts < 0:
-		return p, fmt.Errorf("retry: attempts must be positive, got %d", rp.Attempts)
 	default:
 		if rp.BackoffMin != 0 || rp.BackoffMax != 0 {
 			return p, fmt.Errorf("retry: backoff needs attempts")
@@ -318,10 +331,11 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 			isNum = false
 			break
 		}
+		secs = secs*10 + int64(v[i]-'0')
 		if secs > 1<<31 {
+			// Over 68 years: not a delay anyone means.
 			return 0, false
 		}
-		secs = secs*10 + int64(v[i]-'0')
 	}
 	if isNum {
 		return time.Duration(secs) * time.Second, true
