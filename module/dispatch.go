@@ -44,6 +44,11 @@ type dispatcher struct {
 	inflight int
 	diskMore bool      // due deliveries may be on disk and not in queue
 	nextDue  time.Time // earliest known future due time on disk
+	// scanFrom is where the next scan of the ready index starts: every
+	// entry due before it is queued, in flight or gone. Completed
+	// deliveries leave deletion markers at the front of the index until
+	// compaction; starting past them keeps scans cheap with a big backlog.
+	scanFrom time.Time
 }
 
 func newDispatcher(e *engine, name string) *dispatcher {
@@ -144,7 +149,10 @@ func (d *dispatcher) fill() {
 	if room < queueCap/2 || !due {
 		return
 	}
-	refs, next, err := d.e.store.Due(d.name, now, room, d.isKnown)
+	d.mu.Lock()
+	from := d.scanFrom
+	d.mu.Unlock()
+	refs, next, last, err := d.e.store.DueFrom(d.name, from, now, room, d.isKnown)
 	if err != nil {
 		if !errors.Is(err, persist.ErrClosed) {
 			d.e.logger().Error("reading ready deliveries", zap.String("route", d.name), zap.Error(err))
@@ -159,10 +167,13 @@ func (d *dispatcher) fill() {
 				zap.String("delivery", ref.ID), zap.Error(err))
 			continue
 		}
-		// The index entry names the due time the delivery was claimed
-		// with; trust it over a record written by an outcome that the
-		// index has not caught up with.
-		j.d.Due = ref.Due
+		// Due read the index from a snapshot: an attempt whose outcome was
+		// committed since (and which has left known) may still show there.
+		// The record is read after that commit, so it tells: take the
+		// delivery only if it is still pending at the scanned due time.
+		if j.d.Status != persist.StatusPending || j.d.Due.UnixNano() != ref.Due.UnixNano() {
+			continue
+		}
 		jobs = append(jobs, j)
 	}
 	d.mu.Lock()
@@ -174,6 +185,14 @@ func (d *dispatcher) fill() {
 		d.queue = append(d.queue, j)
 	}
 	d.diskMore = !next.IsZero() && !next.After(now)
+	switch {
+	case !last.IsZero() && !from.After(d.scanFrom):
+		d.scanFrom = last
+	case last.IsZero() && !d.diskMore:
+		// Nothing due from the cursor on: start from the top next time,
+		// so nothing left behind by a reset can hide.
+		d.scanFrom = time.Time{}
+	}
 	if d.diskMore {
 		d.nextDue = time.Time{}
 	} else {
@@ -207,7 +226,7 @@ func (d *dispatcher) attempt(r *route, j *job) {
 		if v := recover(); v != nil {
 			log.Error("delivery attempt panic", zap.String("route", d.name),
 				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
-			d.settle(j.d.ID, time.Time{})
+			d.settle(j.d.ID, time.Time{}, j.d.Due)
 		}
 	}()
 	ctx := d.e.attemptCtx
@@ -216,7 +235,7 @@ func (d *dispatcher) attempt(r *route, j *job) {
 	if ctx.Err() != nil && !res.ok() {
 		// Shutdown cut the attempt short: it stays pending as it was and
 		// spends no attempt.
-		d.settle(j.d.ID, time.Time{})
+		d.settle(j.d.ID, time.Time{}, j.d.Due)
 		return
 	}
 
@@ -258,23 +277,28 @@ func (d *dispatcher) attempt(r *route, j *job) {
 					zap.String("delivery", nd.ID), zap.Error(err))
 			}
 			// Unrecorded: the delivery is still pending at its old due time.
-			d.settle(nd.ID, claimed)
+			d.settle(nd.ID, claimed, claimed)
 			return
 		}
 		if nd.Status != persist.StatusPending {
 			d.pending.Add(-1)
 			d.e.pending.Add(-1)
-			d.settle(nd.ID, time.Time{})
+			d.settle(nd.ID, time.Time{}, time.Time{})
 		} else {
-			d.settle(nd.ID, nd.Due)
+			d.settle(nd.ID, nd.Due, time.Time{})
 		}
 	})
 }
 
 // settle forgets an attempt that has ended; due, when set, is when the
-// delivery is due again.
-func (d *dispatcher) settle(id string, due time.Time) {
+// delivery is due again. An attempt left unrecorded stays in the index at
+// its claimed due time, which may be before the scan cursor: unrecorded
+// says so, and the cursor moves back.
+func (d *dispatcher) settle(id string, due, unrecorded time.Time) {
 	d.mu.Lock()
+	if !unrecorded.IsZero() && unrecorded.Before(d.scanFrom) {
+		d.scanFrom = time.Time{}
+	}
 	delete(d.known, id)
 	d.inflight--
 	if !due.IsZero() && (d.nextDue.IsZero() || due.Before(d.nextDue)) {

@@ -609,25 +609,35 @@ func (s *Badger) finishEventDelivery(txn *badger.Txn, eventID string, ttl time.D
 
 // Due implements Store.
 func (s *Badger) Due(route string, now time.Time, limit int, skip func(string) bool) ([]Ref, time.Time, error) {
+	refs, next, _, err := s.DueFrom(route, time.Time{}, now, limit, skip)
+	return refs, next, err
+}
+
+// DueFrom implements Store.
+func (s *Badger) DueFrom(route string, from, now time.Time, limit int, skip func(string) bool) ([]Ref, time.Time, time.Time, error) {
 	var (
-		refs []Ref
-		next time.Time
+		refs       []Ref
+		next, last time.Time
 	)
 	if err := checkRoute(route); err != nil {
-		return nil, next, err
+		return nil, next, last, err
 	}
 	if !s.beginRead() {
-		return nil, next, ErrClosed
+		return nil, next, last, ErrClosed
 	}
 	defer s.reads.Done()
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := routePrefix(pReady, route)
+		start := prefix
+		if !from.IsZero() {
+			start = readyKey(route, from, "")
+		}
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
 		opts.Prefix = prefix
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
 			_, due, id, ok := parseTimedKey(it.Item().Key())
 			if !ok {
 				continue
@@ -639,6 +649,7 @@ func (s *Badger) Due(route string, now time.Time, limit int, skip func(string) b
 				}
 				continue
 			}
+			last = due
 			if skip != nil && skip(id) {
 				continue
 			}
@@ -649,7 +660,7 @@ func (s *Badger) Due(route string, now time.Time, limit int, skip func(string) b
 	if errors.Is(err, badger.ErrDBClosed) {
 		err = ErrClosed
 	}
-	return refs, next, err
+	return refs, next, last, err
 }
 
 // Delivery implements Store.

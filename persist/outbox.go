@@ -175,6 +175,13 @@ type Store interface {
 	// time of the first entry after now, or the zero time if none.
 	Due(route string, now time.Time, limit int, skip func(id string) bool) ([]Ref, time.Time, error)
 
+	// DueFrom is Due starting at the due time from instead of the
+	// route's first entry, so a caller that knows everything before from
+	// is taken need not walk past the deletions of finished deliveries.
+	// It also returns the due time of the last entry it passed (taken or
+	// skipped), a safe from for the next call.
+	DueFrom(route string, from, now time.Time, limit int, skip func(id string) bool) (refs []Ref, next, last time.Time, err error)
+
 	// Delivery, Event and Attempts look records up by id.
 	Delivery(id string) (*Delivery, error)
 	Event(id string) (*Event, error)
