@@ -1,0 +1,331 @@
+package module
+
+import (
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Verification of inbound webhooks (SPEC §3, `webhook_ingest … verify`).
+//
+// Two schemes:
+//
+//   - "standard": Standard Webhooks. The webhook-id, webhook-timestamp and
+//     webhook-signature headers are required; the timestamp must lie within
+//     the tolerance (default 5m) of now, in both directions; the request
+//     passes when any signature in the space-separated list matches any
+//     configured key. Secrets are whsec_<base64> or raw strings (HMAC, v1
+//     signatures); a whpk_ public key (or a whsk_ key, whose public half is
+//     used) verifies v1a ed25519 signatures.
+//   - "hmac-sha256": GitHub style. One header (default X-Hub-Signature-256)
+//     holds an optional prefix (e.g. "sha256=") and the hex (default) or
+//     base64 HMAC-SHA256 of the raw body; secrets are raw strings. There is
+//     no timestamp in this scheme, so tolerance does not apply.
+//
+// Comparisons of MACs are constant-time (hmac.Equal). Error texts are safe to
+// return to the sender: they name what is missing or wrong, never a secret or
+// an expected signature.
+
+// verifier checks an inbound request; it returns nil or an error whose text is
+// safe to show the sender (no secrets, no expected signature values).
+type verifier interface {
+	verify(h http.Header, body []byte, now time.Time) error
+}
+
+const defaultTolerance = 5 * time.Minute
+
+// maxSignatures bounds how many entries of a signature header are examined,
+// so a request cannot buy unbounded ed25519 work with a long header.
+const maxSignatures = 16
+
+// Errors of the standard scheme. Their texts are meant for the sender.
+var (
+	errMissingWebhookID        = errors.New("missing webhook-id header")
+	errMissingWebhookTimestamp = errors.New("missing webhook-timestamp header")
+	errMissingWebhookSignature = errors.New("missing webhook-signature header")
+	errInvalidWebhookTimestamp = errors.New("invalid webhook-timestamp header: want unix seconds")
+	errWebhookTimestampOld     = errors.New("webhook-timestamp is too old")
+	errWebhookTimestampNew     = errors.New("webhook-timestamp is too far in the future")
+	errNoMatchingSignature     = errors.New("no matching signature")
+)
+
+// newVerifier builds a verifier from config; see the comment at the top of
+// this file. header, encoding and prefix apply to "hmac-sha256" only,
+// tolerance to "standard" only (0 = 5m).
+func newVerifier(scheme string, secrets []string, header, encoding, prefix string, tolerance time.Duration) (verifier, error) {
+	switch scheme {
+	case "standard":
+		const what = "verify standard"
+		if err := noPlainOptions(what, header, encoding, prefix); err != nil {
+			return nil, err
+		}
+		if tolerance < 0 {
+			return nil, errors.New(what + ": negative tolerance")
+		}
+		if tolerance == 0 {
+			tolerance = defaultTolerance
+		}
+		if len(secrets) == 0 {
+			return nil, errors.New(what + ": no secret given")
+		}
+		v := &standardVerifier{tolerance: tolerance}
+		for i, sec := range secrets {
+			t := strings.TrimSpace(sec)
+			switch {
+			case strings.HasPrefix(t, prefixWhpk):
+				pub, err := parseWhpk(t)
+				if err != nil {
+					return nil, fmt.Errorf("%s: secret %d: %w", what, i+1, err)
+				}
+				v.pubs = append(v.pubs, pub)
+			case strings.HasPrefix(t, prefixWhsk):
+				priv, err := parseWhsk(t)
+				if err != nil {
+					return nil, fmt.Errorf("%s: secret %d: %w", what, i+1, err)
+				}
+				v.pubs = append(v.pubs, priv.Public().(ed25519.PublicKey))
+			default:
+				key, err := symmetricKey(sec)
+				if err != nil {
+					return nil, fmt.Errorf("%s: secret %d: %w", what, i+1, err)
+				}
+				v.keys = append(v.keys, newMacKey(key))
+			}
+		}
+		return v, nil
+
+	case "hmac-sha256":
+		const what = "verify hmac-sha256"
+		hdr, enc, err := plainOptions(what, header, defaultVerifyHeader, encoding, prefix)
+		if err != nil {
+			return nil, err
+		}
+		if len(secrets) == 0 {
+			return nil, errors.New(what + ": no secret given")
+		}
+		v := &plainVerifier{header: hdr, base64: enc == "base64", prefix: prefix}
+		for i, sec := range secrets {
+			if sec == "" {
+				return nil, fmt.Errorf("%s: secret %d: empty", what, i+1)
+			}
+			v.keys = append(v.keys, newMacKey([]byte(sec)))
+		}
+		v.errMissing = fmt.Errorf("missing %s header", hdr)
+		v.errPrefix = fmt.Errorf("%s header lacks the %q prefix", hdr, prefix)
+		v.errMalformed = fmt.Errorf("%s header does not hold a %s HMAC-SHA256", hdr, enc)
+		v.errMismatch = fmt.Errorf("%s header: no matching signature", hdr)
+		return v, nil
+	}
+	// The scheme is not quoted: a misplaced secret must not be echoed.
+	return nil, errors.New("verify: unknown scheme (want standard or hmac-sha256)")
+}
+
+// standardVerifier: Standard Webhooks v1 (HMAC) and v1a (ed25519).
+type standardVerifier struct {
+	keys      []*macKey
+	pubs      []ed25519.PublicKey
+	tolerance time.Duration
+}
+
+func (v *standardVerifier) verify(h http.Header, body []byte, now time.Time) error {
+	id := h.Get(hdrWebhookID)
+	if id == "" {
+		return errMissingWebhookID
+	}
+	tsText := h.Get(hdrWebhookTimestamp)
+	if tsText == "" {
+		return errMissingWebhookTimestamp
+	}
+	sigs := h.Values(hdrWebhookSignature)
+	if !anyNonBlank(sigs) {
+		return errMissingWebhookSignature
+	}
+	ts, err := parseUnixSeconds(tsText)
+	if err != nil {
+		return errInvalidWebhookTimestamp
+	}
+	age := now.Sub(time.Unix(ts, 0)) // saturates; no overflow
+	if age > v.tolerance {
+		return errWebhookTimestampOld
+	}
+	if age < -v.tolerance {
+		return errWebhookTimestampNew
+	}
+
+	var (
+		macBuf   [4][sha256.Size]byte
+		macs     [][sha256.Size]byte // computed on first v1 entry
+		msg      []byte              // "id.ts.body", built on first v1a entry
+		examined int
+	)
+	for _, line := range sigs {
+		for field := range strings.FieldsSeq(line) {
+			if examined == maxSignatures {
+				return errNoMatchingSignature
+			}
+			examined++
+			version, b64, ok := strings.Cut(field, ",")
+			if !ok {
+				continue
+			}
+			switch version {
+			case "v1":
+				if len(v.keys) == 0 || len(b64) != 44 {
+					continue
+				}
+				var sig [33]byte // DecodedLen(44)
+				n, err := base64.StdEncoding.Decode(sig[:], []byte(b64))
+				if err != nil || n != sha256.Size {
+					continue
+				}
+				if macs == nil {
+					macs = macBuf[:0]
+					for _, k := range v.keys {
+						macs = append(macs, k.sumSigned(id, ts, body))
+					}
+				}
+				for i := range macs {
+					if hmac.Equal(sig[:n], macs[i][:]) {
+						return nil
+					}
+				}
+			case "v1a":
+				if len(v.pubs) == 0 || len(b64) != 88 {
+					continue
+				}
+				var sig [66]byte // DecodedLen(88)
+				n, err := base64.StdEncoding.Decode(sig[:], []byte(b64))
+				if err != nil || n != ed25519.SignatureSize {
+					continue
+				}
+				if msg == nil {
+					msg = appendSignedContent(make([]byte, 0, len(id)+len(tsText)+2+len(body)), id, ts, body)
+				}
+				for _, pub := range v.pubs {
+					if ed25519.Verify(pub, msg, sig[:n]) {
+						return nil
+					}
+				}
+			}
+		}
+	}
+	return errNoMatchingSignature
+}
+
+func (v *standardVerifier) String() string {
+	return fmt.Sprintf("standard verifier (%d secrets, %d public keys, redacted)", len(v.keys), len(v.pubs))
+}
+func (v *standardVerifier) GoString() string { return v.String() }
+
+// parseUnixSeconds accepts a decimal integer without sign decorations.
+func parseUnixSeconds(s string) (int64, error) {
+	if s == "" || len(s) > 19 {
+		return 0, errInvalidWebhookTimestamp
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errInvalidWebhookTimestamp
+		}
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+func anyNonBlank(vals []string) bool {
+	for _, s := range vals {
+		if strings.TrimSpace(s) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// plainVerifier: GitHub-style HMAC-SHA256 of the raw body in one header.
+type plainVerifier struct {
+	keys   []*macKey
+	header string // canonical
+	base64 bool
+	prefix string
+
+	errMissing, errPrefix, errMalformed, errMismatch error
+}
+
+func (v *plainVerifier) verify(h http.Header, body []byte, _ time.Time) error {
+	vals := h.Values(v.header)
+	if !anyNonBlank(vals) {
+		return v.errMissing
+	}
+	if len(vals) > maxSignatures {
+		vals = vals[:maxSignatures]
+	}
+	var (
+		macBuf [4][sha256.Size]byte
+		macs   [][sha256.Size]byte
+		err    error = v.errMismatch
+	)
+	for _, val := range vals {
+		val = strings.TrimSpace(val)
+		if v.prefix != "" {
+			if len(val) < len(v.prefix) || !strings.EqualFold(val[:len(v.prefix)], v.prefix) {
+				err = v.errPrefix
+				continue
+			}
+			val = val[len(v.prefix):]
+		}
+		var (
+			sig [sha256.Size + 2]byte
+			n   int
+			ok  bool
+		)
+		if v.base64 {
+			n, ok = decodeMACBase64(sig[:], val)
+		} else if len(val) == 2*sha256.Size {
+			var e error
+			n, e = hex.Decode(sig[:], []byte(val))
+			ok = e == nil
+		}
+		if !ok || n != sha256.Size {
+			err = v.errMalformed
+			continue
+		}
+		if macs == nil {
+			macs = macBuf[:0]
+			for _, k := range v.keys {
+				macs = append(macs, k.sumBody(body))
+			}
+		}
+		for i := range macs {
+			if hmac.Equal(sig[:n], macs[i][:]) {
+				return nil
+			}
+		}
+		err = v.errMismatch
+	}
+	return err
+}
+
+// decodeMACBase64 decodes a base64 SHA-256 MAC, padded (44 chars) or not (43).
+func decodeMACBase64(dst []byte, s string) (int, bool) {
+	enc := base64.StdEncoding
+	switch len(s) {
+	case 44:
+	case 43:
+		enc = base64.RawStdEncoding
+	default:
+		return 0, false
+	}
+	n, err := enc.Decode(dst, []byte(s))
+	return n, err == nil
+}
+
+func (v *plainVerifier) String() string {
+	return "hmac-sha256 verifier (" + v.header + ", secrets redacted)"
+}
+func (v *plainVerifier) GoString() string { return v.String() }
