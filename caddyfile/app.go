@@ -111,6 +111,9 @@ func parseAppOption(d *caddyfile.Dispenser, app *module.App) error {
 	case "route":
 		err = parseRoute(d, app)
 
+	case "egress":
+		err = parseAppEgress(d, app)
+
 	default:
 		return d.Errf("unrecognized subdirective %q", d.Val())
 	}
@@ -153,6 +156,11 @@ func parseRoute(d *caddyfile.Dispenser, app *module.App) error {
 	}
 	if r.URL == "" {
 		return rd.Errf("route %q: url is required", name)
+	}
+	if r.ContentType != "" && r.Transform == "" {
+		// It types transformed string bodies only; without transform it
+		// would be silently ignored.
+		return rd.Errf("route %q: content_type needs transform", name)
 	}
 
 	if app.Routes == nil {
@@ -205,6 +213,21 @@ func parseRouteOption(d *caddyfile.Dispenser, r *module.Route) error {
 			return err
 		}
 		r.Retry, err = parseRetry(d)
+
+	case "when":
+		err = nonEmptyOnce(d, &r.When)
+
+	case "transform":
+		err = nonEmptyOnce(d, &r.Transform)
+
+	case "content_type":
+		err = parseContentType(d, r)
+
+	case "sign":
+		err = parseSign(d, r)
+
+	case "egress":
+		err = parseRouteEgress(d, r)
 
 	default:
 		return d.Errf("unrecognized subdirective %q", d.Val())

@@ -15,6 +15,20 @@
 //		max_pending    <int>
 //		keep_unmatched
 //
+//		egress <name> {
+//			bind   <ip...>
+//			allow  <cidr|ip...>
+//			deny   <cidr|ip...>
+//			proxy  <url>
+//			proxy_resolves
+//			tls {
+//				ca          <file...>
+//				client_cert <cert file> <key file>
+//				min_version 1.2|1.3
+//			}
+//			follow_redirects <int>
+//		}
+//
 //		route <name> {
 //			description <text>
 //			topics      <pattern...>
@@ -28,6 +42,18 @@
 //				backoff  <min> <max>
 //				max_age  <duration>
 //			}
+//			when         <cel expression>
+//			transform    <cel expression>
+//			content_type <media type>
+//			sign [standard] <secret...>
+//			sign ed25519 <key...>
+//			sign hmac-sha256 <secret...> {
+//				header   <name>
+//				encoding hex|base64
+//				prefix   <prefix>
+//			}
+//			egress <name>
+//			egress { <the egress block above> }
 //		}
 //	}
 //
@@ -39,6 +65,37 @@
 // counts must be positive too. An omitted option keeps the default
 // documented on the config type.
 //
+// when and transform are CEL expressions over `event`; write them in
+// backticks so that the quotes inside survive:
+// when `event.data.priority == "High"`. They are compiled when the config
+// loads (`caddy validate`, `caddy adapt --validate`), not by adapt alone.
+// content_type types the body when transform returns a string, and needs
+// transform. Each of the three may be given once.
+//
+// sign adds a signature to every request: Standard Webhooks HMAC-SHA256
+// (`v1,`) with no scheme or `standard`, Standard Webhooks Ed25519 (`v1a,`)
+// with ed25519, or a plain HMAC of the body in one header with
+// hmac-sha256, whose optional block sets the header, the encoding (hex or
+// base64) and a prefix such as sha256=. Each secret signs, so that
+// receivers can rotate; sign lines may repeat to add secrets, but a route
+// has one scheme. Because the first argument selects the scheme, a
+// standard secret cannot be literally "standard", "ed25519" or
+// "hmac-sha256", and a first argument that looks like another algorithm
+// (hmac-sha512, ed448, rsa-sha256, sha256…) is refused as an unknown
+// scheme rather than taken for a secret; secrets are normally
+// placeholders ({env.SECRET}, {file./path}) or whsec_/whsk_ strings
+// anyway. No error message ever quotes a secret.
+//
+// egress defines a named egress policy (the one named default applies to
+// routes that name none); a route names one with `egress <name>` or gives
+// its own with `egress { ... }` (an empty block means the built-in
+// defaults). bind takes at most one IPv4 and one IPv6 address; allow and
+// deny take CIDRs with their host bits zero, or single addresses; bind,
+// allow, deny and tls's ca may repeat and append. follow_redirects counts
+// from 0 (off, the default) to 20. insecure_skip_verify is refused. A
+// policy a route names must be defined by the time the config loads (in
+// any webhooks block); a bind address must exist on the host then too.
+//
 // The handler directive, ordered before reverse_proxy so that no `order`
 // line is needed:
 //
@@ -46,8 +103,24 @@
 //		max_body  <size>
 //		max_batch <int>
 //		auth bearer <token...>
+//		auth header <name> <value...>
+//		topic  <template>
+//		source <name>
+//		verify standard <secret...> {
+//			tolerance <duration>
+//		}
+//		verify hmac-sha256 <secret...> {
+//			header   <name>
+//			prefix   <prefix>
+//			encoding hex|base64
+//		}
 //	}
 //
-// Sizes take units (1MiB, 512KB, 1048576). auth may repeat; each bearer
-// token is accepted.
+// Sizes take units (1MiB, 512KB, 1048576). auth bearer may repeat; each
+// bearer token is accepted, and so is a request whose auth header (one
+// per endpoint) has any of the values. topic makes the endpoint inbound,
+// for third-party webhooks: the raw body becomes the event's data and
+// the template, e.g. github.{http.request.header.X-GitHub-Event}, its
+// type. verify (once) checks the signature of such requests with any of
+// the secrets; its block is optional. topic and source may be given once.
 package caddyfile

@@ -1,6 +1,8 @@
 package caddyfile
 
 import (
+	"net/http"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -53,6 +55,15 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *module.Ingest) error {
 		case "auth":
 			err = parseIngestAuth(d, in)
 
+		case "topic":
+			err = nonEmptyOnce(d, &in.Topic)
+
+		case "source":
+			err = nonEmptyOnce(d, &in.Source)
+
+		case "verify":
+			err = parseVerify(d, in)
+
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}
@@ -63,11 +74,16 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *module.Ingest) error {
 	return nil
 }
 
-// parseIngestAuth parses `auth <scheme> <credential...>`; repeated lines
-// append, so that a token can be rotated by listing old and new.
+// parseIngestAuth parses `auth bearer <token...>` and
+// `auth header <name> <value...>`. Repeated bearer lines append, so that
+// a token can be rotated by listing old and new; there is one auth
+// header (list its values on one line).
 func parseIngestAuth(d *caddyfile.Dispenser, in *module.Ingest) error {
 	if !d.NextArg() {
 		return d.ArgErr()
+	}
+	if in.Auth == nil {
+		in.Auth = new(module.IngestAuth)
 	}
 	switch scheme := d.Val(); scheme {
 	case "bearer":
@@ -75,13 +91,35 @@ func parseIngestAuth(d *caddyfile.Dispenser, in *module.Ingest) error {
 		if err != nil {
 			return err
 		}
-		if in.Auth == nil {
-			in.Auth = new(module.IngestAuth)
-		}
 		in.Auth.Bearer = append(in.Auth.Bearer, tokens...)
 		return nil
+
+	case "header":
+		if in.Auth.Header != nil {
+			return d.Err("auth header specified more than once (list its values on one line)")
+		}
+		args := d.RemainingArgs()
+		if len(args) < 2 {
+			return argCount(d, "auth header", "a header name and at least one value", len(args))
+		}
+		if err := noBlock(d, "auth header"); err != nil {
+			return err
+		}
+		if !validHeaderName(args[0]) {
+			return d.Errf("invalid header name %q: expected letters, digits and %s", args[0], tokenPunct)
+		}
+		in.Auth.Header = &module.AuthHeader{
+			Name:   http.CanonicalHeaderKey(args[0]),
+			Values: args[1:],
+		}
+		return nil
+
 	default:
-		return d.Errf("unsupported auth scheme %q: expected bearer", scheme)
+		// The word may be a token written without its scheme.
+		if schemeLike(scheme) {
+			return d.Errf("unsupported auth scheme %q: expected bearer or header", scheme)
+		}
+		return d.Err("unsupported auth scheme: expected auth bearer <token...> or auth header <name> <value...>")
 	}
 }
 

@@ -241,7 +241,9 @@ func TestAdaptCoversEveryField(t *testing.T) {
 		}
 	}
 
-	types := []any{module.App{}, module.Route{}, module.RetryPolicy{}, module.Ingest{}, module.IngestAuth{}}
+	types := []any{module.App{}, module.Route{}, module.RetryPolicy{}, module.Ingest{}, module.IngestAuth{},
+		module.SignConfig{}, module.VerifyConfig{}, module.AuthHeader{},
+		module.EgressPolicy{}, module.EgressTLS{}}
 	var missing []string
 	for _, v := range types {
 		typ := reflect.TypeOf(v)
@@ -333,6 +335,28 @@ func TestAdaptErrorsHideSecrets(t *testing.T) {
 		"url with two args":      route("url https://example.com/ " + secret),
 		"description two args":   route("description " + secret + " " + secret),
 		"bearer with a block":    ingest("auth bearer " + secret + " {\n\t\t\tx\n\t\t}"),
+		"proxy not http":         route("egress {\n\t\t\t\tproxy socks5://u:" + secret + "@proxy:1080\n\t\t\t}"),
+		"proxy two args":         route("egress {\n\t\t\t\tproxy http://u:" + secret + "@proxy:3128 x\n\t\t\t}"),
+
+		"sign with a block":         route("sign " + secret + " {\n\t\t\t\tx\n\t\t\t}"),
+		"sign ed25519 with a block": route("sign ed25519 " + secret + " {\n\t\t\t\tx\n\t\t\t}"),
+		"sign mixed schemes":        route("sign " + secret + "\n\t\t\tsign ed25519 " + secret),
+		"sign unknown scheme":       route("sign hmac-sha1 " + secret),
+		"sign bad encoding":         route("sign hmac-sha256 " + secret + " {\n\t\t\t\tencoding hax\n\t\t\t}"),
+		"sign unknown block option": route("sign hmac-sha256 " + secret + " {\n\t\t\t\tx\n\t\t\t}"),
+
+		"verify without scheme":      ingest("verify " + secret),
+		"verify without scheme, two": ingest("verify " + secret + " " + secret),
+		"verify unknown scheme":      ingest("verify rsa " + secret),
+		"verify twice":               ingest("verify standard " + secret + "\n\t\tverify standard " + secret),
+		"verify wrong block option":  ingest("verify standard " + secret + " {\n\t\t\tencoding hex\n\t\t}"),
+		"verify zero tolerance":      ingest("verify standard " + secret + " {\n\t\t\ttolerance 0\n\t\t}"),
+
+		"auth without scheme":       ingest("auth " + secret),
+		"auth header without value": ingest("auth header " + secret),
+		"auth header with a block":  ingest("auth header X-Api-Key " + secret + " {\n\t\t\tx\n\t\t}"),
+		"auth header twice":         ingest("auth header X-Api-Key " + secret + "\n\t\tauth header X-Api-Key " + secret),
+		"auth header bad name":      ingest("auth header X:Key " + secret),
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := adapt(adaptCase{caddyfile: caddyfile})

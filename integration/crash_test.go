@@ -35,6 +35,10 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	persist_config off
 	webhooks {
 		storage %s
+		# The sinks listen on loopback, which egress policies deny unless allowed.
+		egress default {
+			allow 127.0.0.1/32
+		}
 		route sink {
 			topics crash.*
 			url %s/in

@@ -20,6 +20,10 @@ func baseConfig(sinkURL, extra string) string {
 	persist_config off
 	webhooks {
 		storage {STORAGE}
+		# The sinks listen on loopback, which egress policies deny unless allowed.
+		egress default {
+			allow 127.0.0.1/32
+		}
 		route erp {
 			topics task.finished task.created
 			url ` + sinkURL + `/erp
@@ -209,6 +213,10 @@ func TestIngestRejections(t *testing.T) {
 	persist_config off
 	webhooks {
 		storage {STORAGE}
+		# The sinks listen on loopback, which egress policies deny unless allowed.
+		egress default {
+			allow 127.0.0.1/32
+		}
 		route erp {
 			topics *
 			url `+s.URL+`
@@ -275,6 +283,10 @@ func TestReloadKeepsDelivering(t *testing.T) {
 	persist_config off
 	webhooks {
 		storage {STORAGE}
+		# The sinks listen on loopback, which egress policies deny unless allowed.
+		egress default {
+			allow 127.0.0.1/32
+		}
 		route ` + name + ` {
 			topics task.*
 			url ` + url + `

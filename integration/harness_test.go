@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -113,6 +114,15 @@ func (g *gateway) post(path, body string, headers ...string) (int, map[string]an
 func (g *gateway) do(req *http.Request) (int, map[string]any) {
 	g.t.Helper()
 	resp, err := client.Do(req)
+	for try := 0; err != nil && isDialError(err) && try < 5; try++ {
+		// A reload swaps Caddy's listener; a connection that races the
+		// swap can be reset before the request is sent, so retrying is safe.
+		time.Sleep(100 * time.Millisecond)
+		if req.GetBody != nil {
+			req.Body, _ = req.GetBody()
+		}
+		resp, err = client.Do(req)
+	}
 	if err != nil {
 		g.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
@@ -133,6 +143,13 @@ func (g *gateway) do(req *http.Request) (int, map[string]any) {
 var client = &http.Client{
 	Transport: &http.Transport{DisableKeepAlives: true},
 	Timeout:   30 * time.Second,
+}
+
+// isDialError reports whether err happened while connecting, before any
+// of the request was sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // received is one request a sink got.

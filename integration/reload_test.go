@@ -21,6 +21,10 @@ func TestReloadsLeakNoGoroutines(t *testing.T) {
 	persist_config off
 	webhooks {
 		storage {STORAGE}
+		# The sinks listen on loopback, which egress policies deny unless allowed.
+		egress default {
+			allow 127.0.0.1/32
+		}
 		route r%d {
 			topics t.*
 			url %s

@@ -52,6 +52,14 @@ type App struct {
 	// Routes by name. A name is 1–64 characters of A-Z a-z 0-9 _ - .
 	Routes map[string]*Route `json:"routes,omitempty"`
 
+	// Egress holds named egress policies (source address, allowed
+	// destinations, proxy, TLS, redirects; see EgressPolicy). A route
+	// picks one by name; the one named "default" applies to routes that
+	// name none, and without it they get the built-in default policy,
+	// which refuses private, loopback, link-local and metadata addresses.
+	// A name is 1–64 characters of A-Z a-z 0-9 _ - .
+	Egress map[string]*EgressPolicy `json:"egress,omitempty"`
+
 	ctx     caddy.Context
 	logger  *zap.Logger
 	storage string
@@ -61,6 +69,9 @@ type App struct {
 	// routeOrder is the route names sorted, so answers list them stably.
 	routeOrder []string
 	started    bool
+	// egressKeys are the egress transports this App acquired, released
+	// in Cleanup.
+	egressKeys []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -109,6 +120,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.routeOrder = append(a.routeOrder, name)
 	}
 	slices.Sort(a.routeOrder)
+	if err := a.provisionEgress(); err != nil {
+		return err
+	}
 
 	dir := a.Storage
 	if dir == "" {
@@ -172,6 +186,7 @@ func (a *App) Stop() error {
 
 // Cleanup releases the engine this App acquired, if any.
 func (a *App) Cleanup() error {
+	a.releaseEgress()
 	if a.engine == nil || a.engine.Load() == nil {
 		return nil
 	}

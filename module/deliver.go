@@ -78,17 +78,15 @@ func newClient(hc *http.Client) *retryablehttp.Client {
 // noRedirects makes a client return 3xx responses as they are.
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// newSender makes the sender used by routes without an egress client of
-// their own.
-func newSender() *sender {
-	tr := &http.Transport{
-		// No proxy unless an egress policy names one: a gateway must not
-		// pick up HTTP_PROXY from its environment by surprise.
-		Proxy: nil,
-		DialContext: (&net.Dialer{
-			Timeout:   10 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+// newTransport is the HTTP transport under every client: keep-alive
+// pooling and HTTP/2. No proxy unless an egress policy names one (its
+// dialer tunnels): a gateway must not pick up HTTP_PROXY from its
+// environment by surprise.
+func newTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsConf *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           dial,
+		TLSClientConfig:       tlsConf,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   256,
@@ -96,6 +94,12 @@ func newSender() *sender {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+}
+
+// newSender makes the sender for routes without an egress client of their
+// own (provisioned routes always have one; unit tests use this).
+func newSender() *sender {
+	tr := newTransport((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext, nil)
 	return &sender{client: newClient(&http.Client{
 		// keepAlive hides CloseIdleConnections from the client:
 		// retryablehttp calls it after every failed request, which would
@@ -125,40 +129,58 @@ func envelope(ev *persist.Event) []byte {
 	return append(b, '}')
 }
 
+// globals resolves Caddy's global placeholders ({env.*}, {file.*}, …) in
+// templates. A Replacer only reads after construction, so one is shared.
+var globals = caddy.NewReplacer()
+
 // attempt makes one delivery attempt of j on route r.
 func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) result {
 	res := result{start: now}
-	repl := caddy.NewReplacer()
-	target := r.url
-	if r.urlHasPH {
-		target = repl.ReplaceKnown(target, "")
+	c := newCELEvent(j.ev)
+	target, err := r.url.expand(c, globals)
+	if err != nil {
+		res.class, res.err = classBadURL, "cannot build the endpoint URL: "+err.Error()
+		return res
 	}
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		res.class, res.err = classBadURL, "cannot build the endpoint URL"
-		if err != nil {
-			res.err += ": " + err.Error()
-		}
+		// The URL may hold a secret (a Slack hook, say): name the problem,
+		// not the value.
+		res.class, res.err = classBadURL, "cannot build the endpoint URL: expected an absolute http:// or https:// URL"
 		return res
+	}
+
+	body, ctype := envelope(j.ev), "application/json"
+	if r.transform != nil {
+		body, ctype, err = r.transform.body(c)
+		if err != nil {
+			res.class, res.err = classBadURL, "transform failed: "+err.Error()
+			return res
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	body := envelope(j.ev)
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u.String(), body)
 	if err != nil {
-		res.class, res.err = classBadURL, err.Error()
+		res.class, res.err = classBadURL, "cannot build the request"
 		return res
 	}
 	h := req.Header
-	h["Content-Type"] = []string{"application/json"}
+	ts := now.Unix()
+	h["Content-Type"] = []string{ctype}
 	h["User-Agent"] = []string{userAgent}
 	h["Webhook-Id"] = []string{j.ev.ID}
-	h["Webhook-Timestamp"] = []string{strconv.FormatInt(now.Unix(), 10)}
+	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
+	if r.signer != nil {
+		r.signer.sign(h, j.ev.ID, ts, body)
+	}
 	for i, ht := range r.headers {
-		v := ht.value
-		if ht.hasPH {
-			v = repl.ReplaceKnown(v, "")
+		v, err := ht.value.expand(c, globals)
+		if err != nil {
+			// A header that cannot be filled would send a wrong request.
+			res.class, res.err = classBadURL, "header "+ht.name+": "+err.Error()
+			return res
 		}
 		if ht.name == "User-Agent" && (i == 0 || r.headers[i-1].name != "User-Agent") {
 			// A route may replace the default User-Agent.

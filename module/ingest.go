@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -43,9 +44,27 @@ type Ingest struct {
 	// without one).
 	Auth *IngestAuth `json:"auth,omitempty"`
 
-	app    *App
-	logger *zap.Logger
-	tokens [][]byte
+	// Topic turns this endpoint into an inbound one for third-party
+	// webhooks: the raw body becomes the event's data (JSON kept as JSON,
+	// anything else as a string, its content type recorded) and the event
+	// type is this template, e.g. github.{http.request.header.X-GitHub-Event}.
+	// Without Topic the endpoint takes hookgate's own event format.
+	Topic string `json:"topic,omitempty"`
+
+	// Source names where events come from, for rules (event.source) and
+	// metrics. Default: "api", or for inbound endpoints the request path.
+	Source string `json:"source,omitempty"`
+
+	// Verify checks an inbound request's signature before anything is
+	// stored.
+	Verify *VerifyConfig `json:"verify,omitempty"`
+
+	app        *App
+	logger     *zap.Logger
+	tokens     [][]byte
+	authHeader string
+	authValues [][]byte
+	verifier   verifier
 }
 
 // CaddyModule returns the Caddy module information.
@@ -76,18 +95,51 @@ func (h *Ingest) Provision(ctx caddy.Context) error {
 	if h.MaxBody < 0 || h.MaxBatch < 0 {
 		return errors.New("max_body and max_batch must be positive")
 	}
-	if h.Auth != nil {
-		repl := caddy.NewReplacer()
-		for _, t := range h.Auth.Bearer {
-			t = repl.ReplaceKnown(t, "")
-			if t == "" {
-				return errors.New("auth bearer: a token is empty (is its environment variable set?)")
+	repl := caddy.NewReplacer()
+	expand := func(what string, vals []string) ([][]byte, error) {
+		var out [][]byte
+		for i, v := range vals {
+			v = repl.ReplaceKnown(v, "")
+			if v == "" {
+				return nil, fmt.Errorf("%s: value %d is empty (is its environment variable or file set?)", what, i+1)
 			}
-			h.tokens = append(h.tokens, []byte(t))
+			out = append(out, []byte(v))
 		}
-		if len(h.tokens) == 0 {
+		return out, nil
+	}
+	if h.Auth != nil {
+		var err error
+		if h.tokens, err = expand("auth bearer", h.Auth.Bearer); err != nil {
+			return err
+		}
+		if ah := h.Auth.Header; ah != nil {
+			if ah.Name == "" {
+				return errors.New("auth header: no header name")
+			}
+			h.authHeader = http.CanonicalHeaderKey(ah.Name)
+			if h.authValues, err = expand("auth header", ah.Values); err != nil {
+				return err
+			}
+		}
+		if len(h.tokens) == 0 && len(h.authValues) == 0 {
 			return errors.New("auth: no credential configured")
 		}
+	}
+	if v := h.Verify; v != nil {
+		secrets, err := expand("verify", v.Secrets)
+		if err != nil {
+			return err
+		}
+		strs := make([]string, len(secrets))
+		for i, b := range secrets {
+			strs[i] = string(b)
+		}
+		if h.verifier, err = newVerifier(v.Scheme, strs, v.Header, v.Encoding, v.Prefix, time.Duration(v.Tolerance)); err != nil {
+			return err
+		}
+	}
+	if h.Source == "" && h.Topic == "" {
+		h.Source = "api"
 	}
 	appIface, err := ctx.App("webhooks")
 	if err != nil {
@@ -147,14 +199,16 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 		return &ingestError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
 			message: "use POST", index: -1}
 	}
-	if len(h.tokens) > 0 && !h.authorized(r) {
+	if h.Auth != nil && !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hookgate"`)
 		return &ingestError{status: http.StatusUnauthorized, code: "unauthorized",
 			message: "missing or invalid credentials", index: -1}
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return &ingestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
-			message: "Content-Type must be application/json", index: -1}
+	if h.Topic == "" {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			return &ingestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
+				message: "Content-Type must be application/json", index: -1}
+		}
 	}
 	if r.ContentLength > h.MaxBody {
 		return tooLarge(h.MaxBody)
@@ -168,13 +222,28 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 		return &ingestError{status: http.StatusBadRequest, code: "read_error",
 			message: "reading the request body failed", index: -1}
 	}
+	if h.verifier != nil {
+		if err := h.verifier.verify(r.Header, body, time.Now()); err != nil {
+			return &ingestError{status: http.StatusUnauthorized, code: "verification_failed",
+				message: "signature verification failed: " + err.Error(), index: -1}
+		}
+	}
 
-	batch, isBatch, ierr := h.decode(body)
+	var (
+		batch   []persist.Ingest
+		isBatch bool
+		ierr    *ingestError
+	)
+	if h.Topic != "" {
+		batch, ierr = h.inbound(r, body)
+	} else {
+		batch, isBatch, ierr = h.decode(body)
+	}
 	if ierr != nil {
 		return ierr
 	}
 	idemKey := r.Header.Get("Idempotency-Key")
-	if idemKey != "" {
+	if idemKey != "" && h.Topic == "" {
 		if isBatch {
 			return badRequest(-1, "Idempotency-Key applies to a single event; give each element of a batch an \"id\"")
 		}
@@ -185,7 +254,6 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 			return badRequest(0, "id and Idempotency-Key differ")
 		}
 		batch[0].Event.ID = idemKey
-		batch[0].Dedupe = idemKey
 	}
 
 	eng := h.app.engine.Load()
@@ -210,10 +278,24 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 		} else {
 			in.Dedupe = ev.ID
 		}
+		if ev.Source == "" {
+			ev.Source = h.Source
+		}
+		c := newCELEvent(ev)
 		for _, name := range h.app.routeOrder {
 			rt := h.app.routes[name]
 			if !rt.matches(ev.Type) {
 				continue
+			}
+			if rt.when != nil {
+				ok, err := rt.when.eval(c)
+				if err != nil && rt.when.shouldLog(now) {
+					h.logger.Warn("rule could not be evaluated; counted as no match (logged at most once a minute per route)",
+						zap.String("route", name), zap.String("event", ev.ID), zap.Error(err))
+				}
+				if !ok {
+					continue
+				}
 			}
 			ev.Routes = append(ev.Routes, name)
 			in.Deliveries = append(in.Deliveries, &persist.Delivery{
@@ -311,15 +393,21 @@ func answer(batch []persist.Ingest, results []persist.IngestResult, isBatch bool
 }
 
 func (h *Ingest) authorized(r *http.Request) bool {
-	const prefix = "Bearer "
-	auth := r.Header.Get("Authorization")
-	if len(auth) <= len(prefix) || !equalFoldASCII(auth[:len(prefix)], prefix) {
-		return false
-	}
-	got := []byte(auth[len(prefix):])
 	ok := 0
-	for _, t := range h.tokens {
-		ok |= subtle.ConstantTimeCompare(got, t)
+	const prefix = "Bearer "
+	if auth := r.Header.Get("Authorization"); len(h.tokens) > 0 &&
+		len(auth) > len(prefix) && equalFoldASCII(auth[:len(prefix)], prefix) {
+		got := []byte(auth[len(prefix):])
+		for _, t := range h.tokens {
+			ok |= subtle.ConstantTimeCompare(got, t)
+		}
+	}
+	if h.authHeader != "" {
+		if got := r.Header.Get(h.authHeader); got != "" {
+			for _, v := range h.authValues {
+				ok |= subtle.ConstantTimeCompare([]byte(got), v)
+			}
+		}
 	}
 	return ok == 1
 }
@@ -335,6 +423,63 @@ func equalFoldASCII(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// sensitiveHeaders are never kept with an inbound event.
+var sensitiveHeaders = map[string]struct{}{
+	"Authorization": {}, "Proxy-Authorization": {}, "Cookie": {},
+	"Webhook-Signature": {}, "X-Hub-Signature": {}, "X-Hub-Signature-256": {},
+}
+
+// inbound wraps a third-party webhook as one event: the type comes from
+// the Topic template, the raw body becomes data.
+func (h *Ingest) inbound(r *http.Request, body []byte) ([]persist.Ingest, *ingestError) {
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		repl = caddy.NewReplacer()
+	}
+	typ := repl.ReplaceKnown(h.Topic, "")
+	if !validType(typ) {
+		return nil, badRequest(-1, "the event type %q built from topic is not valid: expected 1-200 characters of A-Z a-z 0-9 . _ - : / (is a header it uses missing?)", typ)
+	}
+	ev := &persist.Event{Type: typ, Source: h.Source, Headers: make(map[string]string, len(r.Header))}
+	if ev.Source == "" {
+		ev.Source = r.URL.Path
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, _ := mime.ParseMediaType(ct)
+	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && json.Valid(body) {
+		ev.Data = body
+	} else {
+		ev.Data, _ = json.Marshal(string(body))
+		ev.ContentType = ct
+		if ev.ContentType == "" {
+			ev.ContentType = "application/octet-stream"
+		}
+	}
+	skip := map[string]struct{}{}
+	if h.authHeader != "" {
+		skip[h.authHeader] = struct{}{}
+	}
+	if h.Verify != nil && h.Verify.Header != "" {
+		skip[http.CanonicalHeaderKey(h.Verify.Header)] = struct{}{}
+	}
+	for k, vs := range r.Header {
+		if _, ok := sensitiveHeaders[k]; ok {
+			continue
+		}
+		if _, ok := skip[k]; ok {
+			continue
+		}
+		ev.Headers[strings.ToLower(k)] = vs[0]
+	}
+	// A Standard Webhooks sender's message id is its idempotency key.
+	if h.Verify != nil && (h.Verify.Scheme == "" || h.Verify.Scheme == "standard") {
+		if id := r.Header.Get("Webhook-Id"); validID(id) {
+			ev.ID = id
+		}
+	}
+	return []persist.Ingest{{Event: ev}}, nil
 }
 
 // decode parses one event or an array of them, strictly.

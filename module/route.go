@@ -5,9 +5,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/go-retryablehttp"
 )
 
@@ -32,9 +34,11 @@ var defaultSchedule = []time.Duration{
 type route struct {
 	name        string
 	topics      []topicPattern
-	url         string
-	urlHasPH    bool
+	url         *template
 	headers     []headerTmpl
+	when        *rule      // nil: every event of the topics
+	transform   *transform // nil: the standard envelope
+	signer      signer     // nil: unsigned
 	timeout     time.Duration
 	concurrency int
 	retry       retryPolicy
@@ -45,8 +49,7 @@ type route struct {
 
 type headerTmpl struct {
 	name  string
-	value string
-	hasPH bool
+	value *template
 }
 
 // validRouteName reports whether s is 1–64 characters of A-Z a-z 0-9 _ - .
@@ -72,8 +75,6 @@ func compileRoute(name string, rc *Route) (*route, error) {
 	}
 	r := &route{
 		name:        name,
-		url:         rc.URL,
-		urlHasPH:    strings.Contains(rc.URL, "{"),
 		timeout:     time.Duration(rc.Timeout),
 		concurrency: rc.Concurrency,
 	}
@@ -90,26 +91,71 @@ func compileRoute(name string, rc *Route) (*route, error) {
 	if rc.URL == "" {
 		return nil, fmt.Errorf("route %s: url is required", name)
 	}
-	if !r.urlHasPH {
-		u, err := url.Parse(rc.URL)
-		if err != nil {
-			return nil, fmt.Errorf("route %s: invalid url %q: %v", name, rc.URL, err)
-		}
-		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+	ut, err := parseTemplate(rc.URL, true)
+	if err != nil {
+		return nil, fmt.Errorf("route %s: url: %v", name, err)
+	}
+	r.url = ut
+	if !strings.HasPrefix(rc.URL, "{") {
+		// A URL that starts with a literal must name its scheme and host
+		// there (one that is all placeholder, like {env.SLACK_URL}, is
+		// checked per delivery).
+		u, err := url.Parse(ut.segs[0].lit)
+		if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" && !strings.HasSuffix(ut.segs[0].lit, "//") {
 			return nil, fmt.Errorf("route %s: url %q: expected an absolute http:// or https:// URL", name, rc.URL)
 		}
 	}
-	for k, vs := range rc.Headers {
+	names := make([]string, 0, len(rc.Headers))
+	for k := range rc.Headers {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
 		if _, ok := reservedHeaders[http.CanonicalHeaderKey(k)]; ok {
 			return nil, fmt.Errorf("route %s: header %s is set by hookgate and cannot be configured", name, k)
 		}
-		for _, v := range vs {
-			r.headers = append(r.headers, headerTmpl{
-				name:  http.CanonicalHeaderKey(k),
-				value: v,
-				hasPH: strings.Contains(v, "{"),
-			})
+		for _, v := range rc.Headers[k] {
+			vt, err := parseTemplate(v, false)
+			if err != nil {
+				return nil, fmt.Errorf("route %s: header %s: %v", name, k, err)
+			}
+			r.headers = append(r.headers, headerTmpl{name: http.CanonicalHeaderKey(k), value: vt})
 		}
+	}
+	if rc.When != "" {
+		prg, err := compileCEL(name, "when", rc.When, true)
+		if err != nil {
+			return nil, err
+		}
+		r.when = &rule{prg: prg}
+	}
+	if rc.Transform != "" {
+		prg, err := compileCEL(name, "transform", rc.Transform, false)
+		if err != nil {
+			return nil, err
+		}
+		ct := rc.ContentType
+		if ct == "" {
+			ct = "text/plain; charset=utf-8"
+		}
+		r.transform = &transform{prg: prg, contentType: ct}
+	} else if rc.ContentType != "" {
+		return nil, fmt.Errorf("route %s: content_type applies to transform results; this route has no transform", name)
+	}
+	if rc.Sign != nil {
+		repl := caddy.NewReplacer()
+		secrets := make([]string, len(rc.Sign.Secrets))
+		for i, sec := range rc.Sign.Secrets {
+			secrets[i] = repl.ReplaceKnown(sec, "")
+			if secrets[i] == "" {
+				return nil, fmt.Errorf("route %s: sign: secret %d is empty (is its environment variable or file set?)", name, i+1)
+			}
+		}
+		sg, err := newSigner(rc.Sign.Scheme, secrets, rc.Sign.Header, rc.Sign.Encoding, rc.Sign.Prefix)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %v", name, err)
+		}
+		r.signer = sg
 	}
 	if r.timeout < 0 {
 		return nil, fmt.Errorf("route %s: negative timeout", name)

@@ -338,8 +338,8 @@ func TestCompileRouteDefaultsAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.timeout != 15*time.Second || r.concurrency != 16 || len(r.retry.delays) != 9 || r.urlHasPH {
-		t.Errorf("defaults: timeout %v concurrency %d delays %d urlHasPH %v", r.timeout, r.concurrency, len(r.retry.delays), r.urlHasPH)
+	if r.timeout != 15*time.Second || r.concurrency != 16 || len(r.retry.delays) != 9 || !r.url.static {
+		t.Errorf("defaults: timeout %v concurrency %d delays %d static url %v", r.timeout, r.concurrency, len(r.retry.delays), r.url.static)
 	}
 	bad := []struct {
 		name string

@@ -1,0 +1,228 @@
+package caddyfile
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/hookgate/hookgate/module"
+)
+
+// Signature schemes as the Caddyfile and the JSON config name them.
+const (
+	schemeStandard = "standard"
+	schemeEd25519  = "ed25519"
+	schemeHMAC     = "hmac-sha256"
+)
+
+// Secrets never appear in an error message: adapt errors end up in logs
+// and CI output. The argument in a scheme position (`verify X`, `auth X`,
+// the first argument of `sign`) is quoted only if it looks like the name
+// of a scheme; anything else there might be a credential the user put
+// where the scheme goes.
+
+// algorithmLike matches words that name a signature algorithm or scheme
+// (hmac-sha512, ed448, rsa-sha256, sha256, hs256, standard, …) in any
+// case. A first `sign` argument like this that is not a supported scheme
+// is refused rather than taken for a secret: it is a typo or an
+// unsupported algorithm far more likely than a secret.
+var algorithmLike = regexp.MustCompile(`(?i)^(?:standard(?:-webhooks)?|hmac(?:-[a-z0-9]+)*|ed[0-9]+|(?:rsa|ecdsa)(?:-[a-z0-9]+)*|(?:sha|hs|rs|es|ps)[0-9]+|v1a?)$`)
+
+// httpAuthSchemes are the HTTP authentication scheme names (IANA's
+// registry and some common extras), lower-cased.
+var httpAuthSchemes = map[string]bool{
+	"basic": true, "bearer": true, "digest": true, "hoba": true,
+	"mutual": true, "negotiate": true, "ntlm": true, "oauth": true,
+	"scram-sha-1": true, "scram-sha-256": true, "vapid": true,
+	"apikey": true, "api-key": true, "token": true, "header": true,
+	"signature": true, "aws4-hmac-sha256": true,
+}
+
+// schemeLike reports whether s, found in a scheme position, may be quoted
+// in an error message.
+func schemeLike(s string) bool {
+	return algorithmLike.MatchString(s) || httpAuthSchemes[strings.ToLower(s)]
+}
+
+// parseSign parses one `sign` line of a route:
+//
+//	sign [standard] <secret...>
+//	sign ed25519 <key...>
+//	sign hmac-sha256 <secret...> [{ header <name>; encoding hex|base64; prefix <p> }]
+//
+// Lines may repeat to append secrets (rotation), all with one scheme.
+// Standard is written as the empty scheme, the JSON default.
+func parseSign(d *caddyfile.Dispenser, r *module.Route) error {
+	args := d.RemainingArgs()
+	scheme := ""
+	if len(args) > 0 {
+		switch first := args[0]; {
+		case first == schemeEd25519 || first == schemeHMAC:
+			scheme, args = first, args[1:]
+		case first == schemeStandard:
+			args = args[1:]
+		case algorithmLike.MatchString(first):
+			return d.Errf("unknown sign scheme %q: expected sign <secret...> (Standard Webhooks), sign ed25519 <key...> or sign hmac-sha256 <secret...>", first)
+		}
+	}
+	if len(args) == 0 {
+		// The cursor is on `sign` or on the scheme, never on a secret.
+		return d.ArgErr()
+	}
+
+	if r.Sign == nil {
+		r.Sign = &module.SignConfig{Scheme: scheme}
+	} else if r.Sign.Scheme != scheme {
+		return d.Errf("sign: a route signs with one scheme; this line uses %s but an earlier one %s",
+			signSchemeName(scheme), signSchemeName(r.Sign.Scheme))
+	}
+	r.Sign.Secrets = append(r.Sign.Secrets, args...)
+
+	if scheme != schemeHMAC {
+		return noBlock(d, strings.TrimSpace("sign "+scheme))
+	}
+	return parseSigBlock(d, "sign hmac-sha256", sigOptions{
+		header:   &r.Sign.Header,
+		encoding: &r.Sign.Encoding,
+		prefix:   &r.Sign.Prefix,
+	})
+}
+
+// signSchemeName names a SignConfig.Scheme for messages.
+func signSchemeName(scheme string) string {
+	if scheme == "" {
+		return schemeStandard
+	}
+	return scheme
+}
+
+// parseVerify parses the `verify` line of webhook_ingest:
+//
+//	verify standard <secret...> [{ tolerance <duration> }]
+//	verify hmac-sha256 <secret...> [{ header <name>; prefix <p>; encoding hex|base64 }]
+func parseVerify(d *caddyfile.Dispenser, in *module.Ingest) error {
+	if err := once(d, in.Verify != nil); err != nil {
+		return err
+	}
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	scheme := d.Val()
+	if scheme != schemeStandard && scheme != schemeHMAC {
+		const want = "expected verify standard <secret...> or verify hmac-sha256 <secret...>"
+		if schemeLike(scheme) {
+			return d.Errf("unknown verify scheme %q: %s", scheme, want)
+		}
+		return d.Errf("unknown verify scheme: %s", want)
+	}
+	secrets := d.RemainingArgs()
+	if len(secrets) == 0 {
+		return d.ArgErr() // the cursor is on the scheme
+	}
+
+	v := &module.VerifyConfig{Scheme: scheme, Secrets: secrets}
+	opts := sigOptions{tolerance: &v.Tolerance}
+	if scheme == schemeHMAC {
+		opts = sigOptions{header: &v.Header, encoding: &v.Encoding, prefix: &v.Prefix}
+	}
+	if err := parseSigBlock(d, "verify "+scheme, opts); err != nil {
+		return err
+	}
+	in.Verify = v
+	return nil
+}
+
+// sigOptions points at the fields the block of a sign or verify line
+// may set; a nil field is not allowed in that block.
+type sigOptions struct {
+	header, encoding, prefix *string
+	tolerance                *caddy.Duration
+}
+
+// parseSigBlock parses the optional block after a sign or verify line,
+// called what in messages.
+func parseSigBlock(d *caddyfile.Dispenser, what string, o sigOptions) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch opt := d.Val(); {
+		case opt == "header" && o.header != nil:
+			if err = once(d, *o.header != ""); err != nil {
+				return err
+			}
+			var name string
+			if name, err = oneArg(d); err != nil {
+				return err
+			}
+			if !validHeaderName(name) {
+				return d.Errf("invalid header name %q: expected letters, digits and %s", name, tokenPunct)
+			}
+			*o.header = http.CanonicalHeaderKey(name)
+
+		case opt == "encoding" && o.encoding != nil:
+			if err = once(d, *o.encoding != ""); err != nil {
+				return err
+			}
+			var enc string
+			if enc, err = oneArg(d); err != nil {
+				return err
+			}
+			if enc != "hex" && enc != "base64" {
+				return d.Errf("invalid encoding %q: expected hex or base64", enc)
+			}
+			*o.encoding = enc
+
+		case opt == "prefix" && o.prefix != nil:
+			if err = once(d, *o.prefix != ""); err != nil {
+				return err
+			}
+			var p string
+			if p, err = oneArg(d); err != nil {
+				return err
+			}
+			if p == "" {
+				return d.Err("prefix must not be empty (omit it for none)")
+			}
+			*o.prefix = p
+
+		case opt == "tolerance" && o.tolerance != nil:
+			if err = once(d, *o.tolerance != 0); err != nil {
+				return err
+			}
+			*o.tolerance, err = duration(d)
+
+		default:
+			return d.Errf("unrecognized subdirective %q in %s: expected %s", opt, what, o.names())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// names lists the subdirectives o allows, for messages.
+func (o sigOptions) names() string {
+	var names []string
+	if o.header != nil {
+		names = append(names, "header")
+	}
+	if o.encoding != nil {
+		names = append(names, "encoding")
+	}
+	if o.prefix != nil {
+		names = append(names, "prefix")
+	}
+	if o.tolerance != nil {
+		names = append(names, "tolerance")
+	}
+	switch len(names) {
+	case 0:
+		return "no block"
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}

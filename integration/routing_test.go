@@ -1,0 +1,340 @@
+package integration
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// routesConfig wraps route blocks and extra ingest sites in a gateway
+// Caddyfile template.
+func routesConfig(routes, sites string) string {
+	return `{
+	admin {ADMIN}
+	persist_config off
+	webhooks {
+		storage {STORAGE}
+		# The sinks run on loopback, which the default policy denies.
+		egress default {
+			allow 127.0.0.1/32
+		}
+` + routes + `
+	}
+}
+http://127.0.0.1:{PORT} {
+	webhook_ingest /events
+` + sites + `
+}
+`
+}
+
+func TestRulesOnNestedFieldsAndArrays(t *testing.T) {
+	s := newSink(t, nil)
+	g := startGateway(t, routesConfig(`
+		route erp {
+			topics task.finished
+			url `+s.URL+`/erp
+			when `+"`"+`event.data.flow == "Delivery" && event.data.priority == "High" && event.data.tags[1] == "urgent"`+"`"+`
+		}
+		route all {
+			topics task.*
+			url `+s.URL+`/all
+		}`, ""))
+	cases := []struct {
+		body   string
+		routes string
+	}{
+		{`{"type":"task.finished","data":{"flow":"Delivery","priority":"High","tags":["a","urgent"]}}`, "[all erp]"},
+		{`{"type":"task.finished","data":{"flow":"Delivery","priority":"Low","tags":["a","urgent"]}}`, "[all]"},
+		// Missing field and short array: evaluation errors are no match.
+		{`{"type":"task.finished","data":{"flow":"Delivery","priority":"High"}}`, "[all]"},
+		{`{"type":"task.finished","data":{"flow":"Delivery","priority":"High","tags":["a"]}}`, "[all]"},
+		{`{"type":"task.finished","data":"not an object"}`, "[all]"},
+	}
+	for _, c := range cases {
+		code, ans := g.post("/events", c.body)
+		if code != 202 || fmt.Sprint(ans["routes"]) != c.routes {
+			t.Errorf("%s: %d routes %v, want %s", c.body, code, ans["routes"], c.routes)
+		}
+	}
+	got := s.waitFor(t, 6, 10*time.Second)
+	erp := 0
+	for _, r := range got {
+		if r.Path == "/erp" {
+			erp++
+		}
+	}
+	if erp != 1 {
+		t.Errorf("erp got %d deliveries, want 1", erp)
+	}
+}
+
+func TestRuleCompileErrorNamesRouteAndPosition(t *testing.T) {
+	s := newSink(t, nil)
+	g := startGateway(t, routesConfig(`
+		route ok {
+			topics a
+			url `+s.URL+`
+		}`, ""))
+	cases := map[string]string{
+		"syntax":   "`event.data.x ==`",
+		"not bool": "`event.data.x + 1`",
+		"unknown":  "`evnt.data.x == 1`",
+	}
+	for name, expr := range cases {
+		err := g.tryLoad(routesConfig(`
+		route erp {
+			topics a
+			url `+s.URL+`
+			when `+expr+`
+		}`, ""))
+		if err == nil {
+			t.Errorf("%s: config with when %s loaded", name, expr)
+			continue
+		}
+		if !strings.Contains(err.Error(), "route erp") || !strings.Contains(err.Error(), "when") {
+			t.Errorf("%s: error does not name the route and the rule: %v", name, err)
+		}
+		if name != "not bool" && !strings.Contains(err.Error(), ":1:") {
+			t.Errorf("%s: error has no position: %v", name, err)
+		}
+	}
+	// The running config is untouched.
+	if code, _ := g.post("/events", `{"type":"a","data":1}`); code != 202 {
+		t.Errorf("gateway broken after refused configs: %d", code)
+	}
+}
+
+func TestTransformAndTemplates(t *testing.T) {
+	t.Setenv("HOOKGATE_TEST_HDR", "from-env")
+	s := newSink(t, nil)
+	g := startGateway(t, routesConfig(`
+		route slack {
+			topics task.created
+			when `+"`"+`event.data.priority == "High"`+"`"+`
+			url `+s.URL+`/slack
+			transform `+"`"+`{"text": "High-priority task " + event.data.task_id, "n": [1, 2]}`+"`"+`
+		}
+		route plain {
+			topics task.created
+			url `+s.URL+`/plain
+			transform `+"`"+`"task " + event.data.task_id`+"`"+`
+			content_type "text/plain; charset=utf-8"
+		}
+		route tmpl {
+			topics task.created
+			url `+s.URL+`/t/{event.data.tenant}/x?q={event.data.q}&id={event.id}
+			header X-Env {env.HOOKGATE_TEST_HDR}
+			header X-Task "task {event.data.task_id} of {event.type}"
+		}`, ""))
+	code, ans := g.post("/events", `{"type":"task.created","id":"E1","data":{"priority":"High","task_id":"T-9","tenant":"a/b c?d","q":"x&y=z"}}`)
+	if code != 202 || fmt.Sprint(ans["routes"]) != "[plain slack tmpl]" {
+		t.Fatalf("%d %v", code, ans)
+	}
+	got := s.waitFor(t, 3, 10*time.Second)
+	by := map[string]received{}
+	for _, r := range got {
+		by[strings.SplitN(r.Path, "/", 3)[1]] = r
+	}
+	if b := string(by["slack"].Body); b != `{"n":[1,2],"text":"High-priority task T-9"}` {
+		t.Errorf("slack body %s", b)
+	}
+	if ct := by["slack"].Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("slack content type %q", ct)
+	}
+	if b := string(by["plain"].Body); b != "task T-9" || by["plain"].Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Errorf("plain: %q %q", b, by["plain"].Header.Get("Content-Type"))
+	}
+	tm := by["t"]
+	if tm.Path != "/t/a%2Fb%20c%3Fd/x?q=x%26y%3Dz&id=E1" {
+		t.Errorf("templated path %q", tm.Path)
+	}
+	if tm.Header.Get("X-Env") != "from-env" || tm.Header.Get("X-Task") != "task T-9 of task.created" {
+		t.Errorf("templated headers %v", tm.Header)
+	}
+	// An event cannot smuggle a placeholder into a header.
+	code, ans = g.post("/events", `{"type":"task.created","data":{"priority":"Low","task_id":"{env.HOOKGATE_TEST_HDR}","tenant":"x","q":"y"}}`)
+	if code != 202 {
+		t.Fatalf("%d %v", code, ans)
+	}
+	got = s.waitFor(t, 5, 10*time.Second)
+	for _, r := range got[3:] {
+		if strings.Contains(r.Header.Get("X-Task"), "from-env") || strings.Contains(string(r.Body), "from-env") {
+			t.Errorf("event data was expanded as a placeholder: %v %s", r.Header, r.Body)
+		}
+	}
+}
+
+func TestMissingDataPathIsBadURL(t *testing.T) {
+	s := newSink(t, nil)
+	g := startGateway(t, routesConfig(`
+		route erp {
+			topics a
+			url `+s.URL+`/{event.data.tenant}
+			retry {
+				schedule 100ms
+			}
+		}`, ""))
+	code, ans := g.post("/events", `{"type":"a","data":{"other":1}}`)
+	if code != 202 {
+		t.Fatalf("%d %v", code, ans)
+	}
+	id := ans["id"].(string)
+	var d *persist.Delivery
+	eventually(t, 10*time.Second, "the delivery to die", func() bool {
+		g.stop()
+		d = onlyDelivery(t, g.storage, id)
+		if d.Status == persist.StatusDead {
+			return true
+		}
+		g.load(g.lastConfig)
+		return false
+	})
+	if d.LastClass != "bad_url" || d.Attempts != 1 || !strings.Contains(d.LastError, "tenant") {
+		t.Errorf("delivery %+v", d)
+	}
+	if n := len(s.requests()); n != 0 {
+		t.Errorf("sink got %d requests", n)
+	}
+}
+
+func TestSignedDeliveriesVerifyWithStandardWebhooks(t *testing.T) {
+	const sec1 = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	const sec2 = "whsec_dGhpcyBpcyBhIHNlY29uZCBzZWNyZXQ="
+	s := newSink(t, nil)
+	g := startGateway(t, routesConfig(`
+		route erp {
+			topics a
+			url `+s.URL+`/std
+			sign `+sec1+` `+sec2+`
+		}
+		route billing {
+			topics a
+			url `+s.URL+`/hex
+			sign hmac-sha256 billing-secret {
+				header X-Signature
+				encoding hex
+			}
+		}`, ""))
+	if code, ans := g.post("/events", `{"type":"a","data":{"amount":12.5}}`); code != 202 {
+		t.Fatalf("%d %v", code, ans)
+	}
+	for _, r := range s.waitFor(t, 2, 10*time.Second) {
+		switch r.Path {
+		case "/std":
+			sigs := strings.Fields(r.Header.Get("Webhook-Signature"))
+			if len(sigs) != 2 {
+				t.Errorf("want one signature per secret, got %q", sigs)
+			}
+			// A receiver holding either secret accepts.
+			for _, sec := range []string{sec1, sec2} {
+				wh, err := standardwebhooks.NewWebhook(sec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := wh.Verify(r.Body, r.Header); err != nil {
+					t.Errorf("receiver with one of the secrets rejects: %v", err)
+				}
+			}
+			wh, _ := standardwebhooks.NewWebhook("whsec_" + "b3RoZXIgc2VjcmV0IG90aGVyIHNlY3JldA==")
+			if wh.Verify(r.Body, r.Header) == nil {
+				t.Errorf("a receiver with another secret accepts")
+			}
+		case "/hex":
+			mac := hmac.New(sha256.New, []byte("billing-secret"))
+			mac.Write(r.Body)
+			if want := hex.EncodeToString(mac.Sum(nil)); r.Header.Get("X-Signature") != want {
+				t.Errorf("X-Signature %q, want %q", r.Header.Get("X-Signature"), want)
+			}
+		}
+	}
+}
+
+func TestInboundVerification(t *testing.T) {
+	const ghSecret = "It's a Secret to Everybody"
+	const swSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	t.Setenv("HOOKGATE_TEST_GH", ghSecret)
+	s := newSink(t, nil)
+	g := startGateway(t, routesConfig(`
+		keep_unmatched
+		route gh {
+			topics github.**
+			url `+s.URL+`/gh
+			when `+"`"+`event.headers["x-github-event"] == "push"`+"`"+`
+		}
+		route sw {
+			topics partner.*
+			url `+s.URL+`/sw
+		}`, `
+	webhook_ingest /github {
+		topic github.{http.request.header.X-GitHub-Event}
+		verify hmac-sha256 {env.HOOKGATE_TEST_GH} {
+			header X-Hub-Signature-256
+			prefix sha256=
+			encoding hex
+		}
+	}
+	webhook_ingest /partner {
+		topic partner.event
+		verify standard `+swSecret+`
+	}`))
+	body := `{"ref":"refs/heads/main","n":1}`
+	sign := func(b string) string {
+		mac := hmac.New(sha256.New, []byte(ghSecret))
+		mac.Write([]byte(b))
+		return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	}
+	code, ans := g.post("/github", body, "X-GitHub-Event", "push", "X-Hub-Signature-256", sign(body))
+	if code != 202 || fmt.Sprint(ans["routes"]) != "[gh]" {
+		t.Fatalf("signed GitHub request: %d %v", code, ans)
+	}
+	got := s.waitFor(t, 1, 10*time.Second)[0]
+	var env struct {
+		Type string          `json:"type"`
+		Data json.RawMessage `json:"data"`
+	}
+	json.Unmarshal(got.Body, &env)
+	if env.Type != "github.push" || string(env.Data) != body {
+		t.Errorf("delivered %s", got.Body)
+	}
+	// Tampered body: 401, nothing stored.
+	code, ans = g.post("/github", `{"ref":"refs/heads/evil","n":1}`, "X-GitHub-Event", "push", "X-Hub-Signature-256", sign(body))
+	if code != 401 || ans["error"] != "verification_failed" {
+		t.Errorf("tampered: %d %v", code, ans)
+	}
+	// Standard Webhooks inbound: valid, then an expired timestamp.
+	wh, _ := standardwebhooks.NewWebhook(swSecret)
+	post := func(id string, ts time.Time) (int, map[string]any) {
+		sig, _ := wh.Sign(id, ts, []byte(body))
+		return g.post("/partner", body, "webhook-id", id, "webhook-timestamp", strconv.FormatInt(ts.Unix(), 10), "webhook-signature", sig)
+	}
+	if code, ans := post("msg_1", time.Now()); code != 202 || ans["id"] != "msg_1" {
+		t.Errorf("standard webhooks inbound: %d %v", code, ans)
+	}
+	if code, ans := post("msg_2", time.Now().Add(-time.Hour)); code != 401 {
+		t.Errorf("expired timestamp: %d %v", code, ans)
+	}
+	s.waitFor(t, 2, 10*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if n := len(s.requests()); n != 2 {
+		t.Errorf("sink got %d requests, want 2", n)
+	}
+	g.stop()
+	st := openStore(t, g.storage)
+	if _, err := st.Event("msg_2"); err == nil {
+		t.Errorf("an event that failed verification was stored")
+	}
+	if _, err := st.Event("msg_1"); err != nil {
+		t.Errorf("verified event not stored: %v", err)
+	}
+}

@@ -1,0 +1,275 @@
+package module
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// lookupNetIP resolves a host name with Go's resolver. Policies copy it
+// when they are compiled; tests give a policy their own.
+var lookupNetIP = func(ctx context.Context, host string) ([]netip.Addr, error) {
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err == nil && len(addrs) == 0 {
+		err = &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return addrs, err
+}
+
+func parsePort(s string) (uint64, error) { return strconv.ParseUint(s, 10, 16) }
+
+// dialContext is the transport's dialer. It resolves the destination
+// itself, so that the addresses it checks are the addresses it dials
+// (there is no second lookup for a rebinding name server to answer
+// differently), tries the allowed ones in order, and checks each again in
+// the socket's Control hook just before connect. With a proxy, it dials
+// the proxy (checked the same way) and opens a CONNECT tunnel to the
+// checked destination address.
+func (p *egressPolicy) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := parsePort(ps)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: bad port", addr)
+	}
+	if p.proxyHost != "" {
+		return p.dialProxy(ctx, host, uint16(port))
+	}
+	return p.dialHost(ctx, host, uint16(port))
+}
+
+// allowed resolves host (an IP literal stands for itself) and returns the
+// addresses the policy allows, in the resolver's order. With none it
+// returns an *egressError naming every address and the rule that
+// refused it; a failed lookup returns the resolver's *net.DNSError.
+func (p *egressPolicy) allowed(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		if why := p.refusal(a); why != "" {
+			return nil, p.deniedError(host + ": " + why)
+		}
+		return []netip.Addr{a}, nil
+	}
+	addrs, err := p.lookup(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	ok := addrs[:0:0]
+	var refused []string
+	for _, a := range addrs {
+		if why := p.refusal(a); why != "" {
+			refused = append(refused, a.String()+": "+why)
+			continue
+		}
+		ok = append(ok, a)
+	}
+	if len(ok) == 0 {
+		if len(refused) == 0 {
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+		return nil, p.deniedError(host + " resolved to " + strings.Join(refused, "; "))
+	}
+	return ok, nil
+}
+
+func (p *egressPolicy) deniedError(what string) *egressError {
+	return &egressError{msg: what + " (" + p.label + ")"}
+}
+
+// dialHost connects to the first allowed address of host that answers.
+func (p *egressPolicy) dialHost(ctx context.Context, host string, port uint16) (net.Conn, error) {
+	addrs, err := p.allowed(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	var first error
+	for i, a := range addrs {
+		c, err := p.dialAddr(ctx, netip.AddrPortFrom(a.Unmap(), port), len(addrs)-i)
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
+
+// dialAddr connects to one checked address from the policy's bind
+// address. left is how many addresses remain to try (this one included):
+// as Go's own dialer does, each gets a share of the time left, so one
+// black-holed address does not use up the whole attempt.
+func (p *egressPolicy) dialAddr(ctx context.Context, ap netip.AddrPort, left int) (net.Conn, error) {
+	d := net.Dialer{
+		Timeout:   egressDialTimeout,
+		KeepAlive: egressTCPKeepAlive,
+		Control:   p.control,
+	}
+	src := p.bind6
+	if ap.Addr().Is4() {
+		src = p.bind4
+	}
+	if src.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice(), Zone: src.Zone()}
+	}
+	if deadline, ok := ctx.Deadline(); ok && left > 1 {
+		share := time.Until(deadline) / time.Duration(left)
+		if share < 2*time.Second {
+			share = 2 * time.Second
+		}
+		if share < time.Until(deadline) {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, share)
+			defer cancel()
+		}
+	}
+	return d.DialContext(ctx, "tcp", ap.String())
+}
+
+// control runs on every socket just before connect, with the address
+// about to be dialled: the last check, whatever path led here.
+func (p *egressPolicy) control(network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return p.deniedError(address + ": not an IP address")
+	}
+	if why := p.refusal(ap.Addr()); why != "" {
+		return p.deniedError(ap.Addr().String() + ": " + why)
+	}
+	return nil
+}
+
+// dialProxy opens a CONNECT tunnel through the proxy to host:port. The
+// destination is resolved and checked here, and the tunnel opened to the
+// checked address, unless the proxy resolves names.
+func (p *egressPolicy) dialProxy(ctx context.Context, host string, port uint16) (net.Conn, error) {
+	var targets []string
+	if _, err := netip.ParseAddr(host); err != nil && p.proxyResolves {
+		targets = []string{net.JoinHostPort(host, strconv.Itoa(int(port)))}
+	} else {
+		addrs, err := p.allowed(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range addrs {
+			targets = append(targets, netip.AddrPortFrom(a.Unmap(), port).String())
+		}
+	}
+	var first error
+	for _, t := range targets {
+		c, err := p.tunnel(ctx, t)
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		var eg *egressError
+		if errors.As(err, &eg) || ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
+
+// tunnel dials the proxy and asks it to CONNECT to target.
+func (p *egressPolicy) tunnel(ctx context.Context, target string) (net.Conn, error) {
+	conn, err := p.dialHost(ctx, p.proxyHost, p.proxyPort)
+	if err != nil {
+		return nil, fmt.Errorf("proxy %s: %w", p.proxyShown, err)
+	}
+	// Cut the handshake short when the attempt ends.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	fail := func(err error) (net.Conn, error) {
+		stop()
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxyShown, target, ctx.Err())
+		}
+		return nil, err
+	}
+	hdr := make(http.Header)
+	if p.proxyAuth != "" {
+		hdr.Set("Proxy-Authorization", p.proxyAuth)
+	}
+	hdr.Set("User-Agent", userAgent)
+	req := &http.Request{
+		Method: http.MethodConnect,
+		URL:    &url.URL{Opaque: target},
+		Host:   target,
+		Header: hdr,
+	}
+	if err := req.Write(conn); err != nil {
+		return fail(fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxyShown, target, err))
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return fail(fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxyShown, target, err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden {
+			// The proxy's own policy said no: as final as ours.
+			return fail(&egressError{msg: "proxy " + p.proxyShown + " refused CONNECT " + target + ": " + resp.Status + " (" + p.label + ")"})
+		}
+		// 407 (credentials being rotated), 502, 503…: worth a retry.
+		return fail(fmt.Errorf("proxy %s: CONNECT %s: %s", p.proxyShown, target, resp.Status))
+	}
+	if !stop() {
+		conn.Close()
+		return nil, fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxyShown, target, ctx.Err())
+	}
+	if br.Buffered() > 0 {
+		// The server spoke first (it may, once the tunnel is up): keep
+		// what was read along with the response.
+		return &bufferedConn{Conn: conn, r: br}, nil
+	}
+	return conn, nil
+}
+
+// bufferedConn is a connection whose first bytes sit in a reader.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// checkRedirect is the client's redirect rule: redirects are followed
+// only when the policy says so, only 307/308 (which keep the POST and its
+// body), never from https to http, and each target is checked before the
+// request goes out (a pooled connection to it would skip the dialer).
+func (p *egressPolicy) checkRedirect(req *http.Request, via []*http.Request) error {
+	if p.redirects == 0 || req.Method != via[0].Method {
+		// Off, or a 301/302/303 that would resend the POST as a GET
+		// without its body: the 3xx is the answer (class http_3xx).
+		return http.ErrUseLastResponse
+	}
+	if len(via) > p.redirects {
+		return p.deniedError(fmt.Sprintf("too many redirects: the redirect to %s would be number %d and the policy follows %d",
+			req.URL.Host, len(via), p.redirects))
+	}
+	if prev := via[len(via)-1]; prev.URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return p.deniedError("redirect from https to " + req.URL.Scheme + "://" + req.URL.Host + " refused")
+	}
+	host := req.URL.Hostname()
+	if _, err := netip.ParseAddr(host); err != nil && p.proxyHost != "" && p.proxyResolves {
+		return nil
+	}
+	_, err := p.allowed(req.Context(), host)
+	return err
+}

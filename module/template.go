@@ -1,0 +1,207 @@
+package module
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// template is a url or header value with placeholders, parsed once at
+// config load. {event.id}, {event.type}, {event.source}, {event.time} and
+// {event.data.PATH} come from the event; any other {key} is one of Caddy's
+// global placeholders ({env.*}, {file.*}, …). Expansion is one pass, so a
+// value taken from an event is never expanded again: an event cannot smuggle
+// {env.SECRET} into a request.
+type template struct {
+	segs    []tmplSeg
+	static  bool   // no placeholders at all
+	lit     string // the value, when static
+	useData bool   // needs the event's data parsed
+}
+
+type tmplSeg struct {
+	lit    string
+	key    string   // placeholder key, empty for a literal
+	path   []string // for event.data.PATH
+	escape escaping
+}
+
+type escaping uint8
+
+const (
+	escapeNone escaping = iota
+	escapePath
+	escapeQuery
+)
+
+// parseTemplate parses s. In a URL template, event values are escaped for
+// where they stand: the path before `?`, the query after it.
+func parseTemplate(s string, isURL bool) (*template, error) {
+	t := &template{}
+	esc := escapeNone
+	if isURL {
+		esc = escapePath
+	}
+	for len(s) > 0 {
+		open := strings.IndexByte(s, '{')
+		if open < 0 {
+			t.addLit(s, isURL, &esc)
+			break
+		}
+		end := strings.IndexByte(s[open:], '}')
+		if end < 0 {
+			t.addLit(s, isURL, &esc)
+			break
+		}
+		key := s[open+1 : open+end]
+		if key == "" || strings.ContainsAny(key, " {\t") {
+			t.addLit(s[:open+1], isURL, &esc)
+			s = s[open+1:]
+			continue
+		}
+		t.addLit(s[:open], isURL, &esc)
+		seg := tmplSeg{key: key}
+		if strings.HasPrefix(key, "event.") {
+			seg.escape = esc
+			switch key {
+			case "event.id", "event.type", "event.source", "event.time":
+			default:
+				p, ok := strings.CutPrefix(key, "event.data.")
+				if !ok || p == "" {
+					return nil, fmt.Errorf("unknown placeholder {%s}: use {event.id}, {event.type}, {event.source}, {event.time} or {event.data.PATH}", key)
+				}
+				path, err := parseDataPath(p)
+				if err != nil {
+					return nil, fmt.Errorf("placeholder {%s}: %v", key, err)
+				}
+				seg.path = path
+				t.useData = true
+			}
+		}
+		t.segs = append(t.segs, seg)
+		s = s[open+end+1:]
+	}
+	t.static = true
+	for _, seg := range t.segs {
+		if seg.key != "" {
+			t.static = false
+		}
+		t.lit += seg.lit
+	}
+	return t, nil
+}
+
+func (t *template) addLit(s string, isURL bool, esc *escaping) {
+	if s == "" {
+		return
+	}
+	if isURL && strings.ContainsAny(s, "?#") {
+		*esc = escapeQuery
+	}
+	t.segs = append(t.segs, tmplSeg{lit: s})
+}
+
+// parseDataPath splits a.b[0].c or a.b.0.c into its steps.
+func parseDataPath(p string) ([]string, error) {
+	p = strings.NewReplacer("[", ".", "]", "").Replace(p)
+	parts := strings.Split(p, ".")
+	for _, part := range parts {
+		if part == "" {
+			return nil, fmt.Errorf("empty step in data path")
+		}
+	}
+	return parts, nil
+}
+
+// expand fills the template for one event. repl supplies Caddy's global
+// placeholders; data returns the event's parsed data.
+func (t *template) expand(c *celEvent, repl *caddy.Replacer) (string, error) {
+	if t.static {
+		return t.lit, nil
+	}
+	var b strings.Builder
+	for _, seg := range t.segs {
+		if seg.key == "" {
+			b.WriteString(seg.lit)
+			continue
+		}
+		var v string
+		switch {
+		case seg.key == "event.id":
+			v = c.ev.ID
+		case seg.key == "event.type":
+			v = c.ev.Type
+		case seg.key == "event.source":
+			v = c.ev.Source
+		case seg.key == "event.time":
+			v = c.ev.Time.UTC().Format(time.RFC3339Nano)
+		case seg.path != nil:
+			data, err := c.value()
+			if err != nil {
+				return "", fmt.Errorf("{%s}: event data is not JSON", seg.key)
+			}
+			v, err = lookupData(data, seg.path)
+			if err != nil {
+				return "", fmt.Errorf("{%s}: %v", seg.key, err)
+			}
+		default:
+			val, ok := repl.Get(seg.key)
+			if !ok {
+				// Unknown to Caddy too: keep it literally, as Caddy does.
+				b.WriteString("{" + seg.key + "}")
+				continue
+			}
+			v = fmt.Sprint(val)
+		}
+		switch seg.escape {
+		case escapePath:
+			v = url.PathEscape(v)
+		case escapeQuery:
+			v = url.QueryEscape(v)
+		}
+		b.WriteString(v)
+	}
+	return b.String(), nil
+}
+
+// lookupData walks path through parsed JSON and renders the value found:
+// strings as they are, numbers and booleans as JSON, objects and arrays as
+// compact JSON.
+func lookupData(data any, path []string) (string, error) {
+	cur := data
+	for i, step := range path {
+		switch v := cur.(type) {
+		case map[string]any:
+			next, ok := v[step]
+			if !ok {
+				return "", fmt.Errorf("no field %q in event data", strings.Join(path[:i+1], "."))
+			}
+			cur = next
+		case []any:
+			n, err := strconv.Atoi(step)
+			if err != nil || n < 0 || n >= len(v) {
+				return "", fmt.Errorf("no element %q in event data", strings.Join(path[:i+1], "."))
+			}
+			cur = v[n]
+		default:
+			return "", fmt.Errorf("no field %q in event data", strings.Join(path[:i+1], "."))
+		}
+	}
+	switch v := cur.(type) {
+	case string:
+		return v, nil
+	case nil:
+		return "", fmt.Errorf("field %q in event data is null", strings.Join(path, "."))
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64), nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	}
+	b, err := json.Marshal(cur)
+	return string(b), err
+}
