@@ -1,0 +1,491 @@
+package integration
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkLoad is the load harness (DESIGN.md, testing layer 5): the real
+// Caddy with hookgate in a child process, load generators and sinks in
+// this process, all on 127.0.0.1. It measures, with 1 KB events:
+//
+//  1. the ceiling: the same Caddy answering `respond 202` on the ingest
+//     path, 64 keep-alive connections;
+//  2. ingest of single events (202 only after fsync), 64 connections,
+//     and that as a fraction of the ceiling; 2b the same while the route
+//     delivers to a live sink;
+//  3. ingest of batches of 100, 64 connections;
+//  4. deliveries/s to a sink answering 200: a backlog is ingested while
+//     the route is held (see blackHole), then Caddy restarts with the
+//     route pointing at the sink, concurrency 64;
+//  5. end-to-end latency (ingest → sink) at a steady 1,000 events/s;
+//  6. RSS with HOOKGATE_LOAD_BACKLOG pending deliveries (default
+//     1,000,000; 0 skips), the time from restart to the first delivery,
+//     and RSS after the backlog is partly drained.
+//
+// Run it as
+//
+//	go test ./integration -run '^$' -bench BenchmarkLoad -benchtime 1x -timeout 30m
+//
+// Other knobs: HOOKGATE_LOAD_WINDOW (measured window of phases 1–3 and
+// 2b, default 5s, after 1s of warm-up), HOOKGATE_LOAD_DELIVER (events of
+// phase 4, default 100000). Figures are reported, never asserted; lost
+// acknowledged events fail the run.
+func BenchmarkLoad(b *testing.B) {
+	r := &loadReport{b: b}
+	defer r.finish()
+	window := envDuration(b, "HOOKGATE_LOAD_WINDOW", 5*time.Second)
+	deliverN := envInt(b, "HOOKGATE_LOAD_DELIVER", 100_000)
+	backlogN := envInt(b, "HOOKGATE_LOAD_BACKLOG", 1_000_000)
+
+	loadIngest(b, r, time.Second, window)
+	loadMixed(b, r, time.Second, window)
+	loadLatency(b, r, 1000, time.Second, 10*time.Second)
+	if deliverN > 0 {
+		loadBacklog(b, r, "4 deliver backlog", "deliver", deliverN, true)
+	}
+	if backlogN > 0 {
+		loadBacklog(b, r, "6 backlog+restart", "backlog", backlogN, false)
+	}
+}
+
+// loadConns is the number of concurrent connections of phases 1–3.
+const loadConns = 64
+
+// loadRoute is the one route of the harness's config.
+type loadRoute struct {
+	url         string
+	concurrency int
+	timeout     string
+	schedule    string
+}
+
+// heldRoute points at a black hole: one attempt hangs, the rest stays
+// pending and due. A failed attempt (when the hole closes at stop) is
+// retried after 1s, so it is not stranded for the next run.
+func heldRoute(h *blackHole) loadRoute {
+	return loadRoute{url: h.URL + "/hold", concurrency: 1, timeout: "1h", schedule: "1s"}
+}
+
+// liveRoute points at a sink with concurrency 64.
+func liveRoute(s *fastSink) loadRoute {
+	return loadRoute{url: s.URL + "/in", concurrency: 64, timeout: "10s", schedule: "1s 1s 5s 30s"}
+}
+
+// loadCaddyfile is the child's config: the webhooks app with one route
+// for `load.*`, the ingest endpoint on ingestAddr and, when ceilingAddr is
+// set, a second site that answers every request with a bare 202.
+func loadCaddyfile(storage, ingestAddr, ceilingAddr string, rt loadRoute) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `{
+	admin off
+	persist_config off
+	log {
+		level ERROR
+	}
+	webhooks {
+		storage %s
+		# The sinks listen on loopback, which egress policies deny unless allowed.
+		egress default {
+			allow 127.0.0.1/32
+		}
+		route load {
+			topics load.*
+			url %s
+			concurrency %d
+			timeout %s
+			retry {
+				schedule %s
+			}
+		}
+	}
+}
+
+http://%s {
+	webhook_ingest /events {
+		max_body 4MiB
+		max_batch 1000
+	}
+}
+`, storage, rt.url, rt.concurrency, rt.timeout, rt.schedule, ingestAddr)
+	if ceilingAddr != "" {
+		fmt.Fprintf(&sb, `
+http://%s {
+	respond /events 202
+}
+`, ceilingAddr)
+	}
+	return sb.String()
+}
+
+func loopbackAddr(t testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+
+func is202(st int) bool { return st == 202 }
+
+// reportLoop adds the rate, latency and failure rows of a closed-loop run.
+func reportLoop(b *testing.B, r *loadReport, c *child, phase, key string, s *loadStats, perReq int) {
+	if perReq == 1 {
+		r.add(phase, "requests/s", s.rate(), "%.0f", key+"_req/s")
+	} else {
+		r.add(phase, "requests/s", s.rate(), "%.0f", key+"_req/s")
+		r.add(phase, "events/s", s.rate()*float64(perReq), "%.0f", key+"_ev/s")
+	}
+	r.add(phase, "p50 per request (ms)", ms(pct(s.lat, 0.50)), "%.2f", key+"_p50_ms")
+	r.add(phase, "p99 per request (ms)", ms(pct(s.lat, 0.99)), "%.2f", key+"_p99_ms")
+	r.note(phase, "failed requests (whole run)", s.tally.String())
+	if s.tally.failures() > 0 {
+		b.Logf("%s: failures %s; child log tail:\n%s", phase, s.tally, c.tail())
+	}
+}
+
+// loadIngest runs phases 1–3 on one child whose route is held, so the
+// figures are ingest alone.
+func loadIngest(b *testing.B, r *loadReport, warm, window time.Duration) {
+	bh := newBlackHole(b)
+	ingestAddr, ceilAddr := loopbackAddr(b), loopbackAddr(b)
+	c := startChild(b, loadCaddyfile(b.TempDir(), ingestAddr, ceilAddr, heldRoute(bh)), ingestAddr)
+	if !waitUntil(10*time.Second, func() bool {
+		conn, err := net.DialTimeout("tcp", ceilAddr, time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	}) {
+		b.Fatalf("ceiling site %s not listening; log:\n%s", ceilAddr, c.tail())
+	}
+	client := newLoadClient(loadConns)
+	defer client.CloseIdleConnections()
+
+	single := make([][]byte, loadConns)
+	for w := range single {
+		single[w] = eventBody("load.single", w, 0, 0, eventSize)
+	}
+	batch := batchBody("load.batch", 100, eventSize)
+	run := func(url string, body func(w, i int) []byte) *loadStats {
+		from := time.Now().Add(warm)
+		return closedLoop(client, url, loadConns, from, from.Add(window), body, is202)
+	}
+	singleBody := func(w, _ int) []byte { return single[w] }
+
+	ceil := run("http://"+ceilAddr+"/events", singleBody)
+	p := "1 ceiling (respond 202)"
+	r.note(p, "setup", fmt.Sprintf("%d conns, %d B bodies, %s after %s warm-up", loadConns, len(single[0]), window, warm))
+	reportLoop(b, r, c, p, "ceiling", ceil, 1)
+
+	ing := run("http://"+ingestAddr+"/events", singleBody)
+	p = "2 ingest single events"
+	r.note(p, "setup", fmt.Sprintf("%d conns, %d B events, route held (ingest only)", loadConns, len(single[0])))
+	reportLoop(b, r, c, p, "single", ing, 1)
+	if ceil.rate() > 0 {
+		r.add(p, "fraction of ceiling", ing.rate()/ceil.rate(), "%.3f", "single_of_ceiling")
+	}
+
+	bat := run("http://"+ingestAddr+"/events", func(int, int) []byte { return batch })
+	p = "3 ingest batches of 100"
+	r.note(p, "setup", fmt.Sprintf("%d conns, %d B bodies, route held (ingest only)", loadConns, len(batch)))
+	reportLoop(b, r, c, p, "batch100", bat, 100)
+
+	rss, hwm := procMem(c)
+	r.add("1-3 child memory", "RSS after phases 1-3 (MiB)", mib(rss), "%.0f", "")
+	r.add("1-3 child memory", "peak RSS (MiB)", mib(hwm), "%.0f", "")
+	stopHeld(b, c, bh)
+}
+
+// loadMixed is phase 2b: single-event ingest while the route delivers to
+// a live sink, then the time the deliveries take to catch up.
+func loadMixed(b *testing.B, r *loadReport, warm, window time.Duration) {
+	const p = "2b ingest+deliver"
+	sink := newFastSink(b, true, false)
+	addr := loopbackAddr(b)
+	c := startChild(b, loadCaddyfile(b.TempDir(), addr, "", liveRoute(sink)), addr)
+	defer c.stop(b)
+	client := newLoadClient(loadConns)
+	defer client.CloseIdleConnections()
+	single := make([][]byte, loadConns)
+	for w := range single {
+		single[w] = eventBody("load.mixed", w, 0, 0, eventSize)
+	}
+	from := time.Now().Add(warm)
+	to := from.Add(window)
+	var atFrom, atTo int64
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		time.Sleep(time.Until(from))
+		atFrom = sink.count.Load()
+		time.Sleep(time.Until(to))
+		atTo = sink.count.Load()
+	}()
+	s := closedLoop(client, "http://"+addr+"/events", loadConns, from, to,
+		func(w, _ int) []byte { return single[w] }, is202)
+	<-sampled
+	ended := time.Now()
+	r.note(p, "setup", fmt.Sprintf("%d conns single events; route → sink, concurrency 64", loadConns))
+	reportLoop(b, r, c, p, "mixed", s, 1)
+	r.add(p, "deliveries/s during ingest", float64(atTo-atFrom)/window.Seconds(), "%.0f", "mixed_deliv/s")
+
+	acked := s.tally.ok.Load()
+	caught := waitUntil(5*time.Minute, func() bool { return sink.distinct.Load() >= acked })
+	distinct, dups := sink.unique()
+	if caught {
+		r.add(p, "backlog drained after ingest stop (s)", time.Since(ended).Seconds(), "%.1f", "mixed_catchup_s")
+	} else {
+		r.note(p, "backlog drained after ingest stop (s)", "not within 5 min")
+	}
+	r.note(p, "acked / delivered (distinct) / dups", fmt.Sprintf("%d / %d / %d", acked, distinct, dups))
+	if distinct < acked {
+		b.Errorf("%s: %d acknowledged events, only %d delivered; child log tail:\n%s", p, acked, distinct, c.tail())
+	}
+}
+
+// loadLatency is phase 5: an open-loop pacer posts `rate` single events
+// per second through several workers; each event carries its send time
+// and the time the pacer scheduled it, and the sink computes the
+// latencies. The first `warm` is not measured.
+func loadLatency(b *testing.B, r *loadReport, rate int, warm, dur time.Duration) {
+	const p = "5 end-to-end latency"
+	const workers = 32
+	sink := newFastSink(b, true, true)
+	addr := loopbackAddr(b)
+	c := startChild(b, loadCaddyfile(b.TempDir(), addr, "", liveRoute(sink)), addr)
+	defer c.stop(b)
+	client := newLoadClient(workers)
+	defer client.CloseIdleConnections()
+	url := "http://" + addr + "/events"
+
+	interval := time.Second / time.Duration(rate)
+	total := int((warm + dur) / interval)
+	start := time.Now()
+	measureFrom := start.Add(warm).UnixNano()
+	jobs := make(chan int, 4096)
+	t := newTally()
+	lats := make([][]time.Duration, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := range jobs {
+				sched := start.Add(time.Duration(i) * interval).UnixNano()
+				t0 := time.Now()
+				body := eventBody("load.e2e", i, t0.UnixNano(), sched, eventSize)
+				st, ans, err := postJSON(client, url, body)
+				ok := err == nil && st == 202
+				t.add(st, ans, err, ok)
+				if ok && sched >= measureFrom {
+					lats[w] = append(lats[w], time.Since(t0))
+				}
+			}
+		}(w)
+	}
+	// Open loop: the schedule does not wait for answers; when every
+	// worker is busy and the queue is full, the event is dropped and
+	// counted.
+	dropped := 0
+	ticker := time.NewTicker(time.Millisecond)
+	for i := 0; i < total; {
+		<-ticker.C
+		due := min(int(time.Since(start)/interval)+1, total)
+		for ; i < due; i++ {
+			select {
+			case jobs <- i:
+			default:
+				dropped++
+			}
+		}
+	}
+	ticker.Stop()
+	close(jobs)
+	wg.Wait()
+	acked := t.ok.Load()
+	if !waitUntil(60*time.Second, func() bool { return sink.distinct.Load() >= acked }) {
+		b.Errorf("%s: %d acknowledged, %d delivered after 60s; child log tail:\n%s", p, acked, sink.distinct.Load(), c.tail())
+	}
+
+	var fromSent, fromSched []time.Duration
+	sink.mu.Lock()
+	for _, s := range sink.lat {
+		if s.sched >= measureFrom {
+			fromSent = append(fromSent, time.Duration(s.recv-s.sent))
+			fromSched = append(fromSched, time.Duration(s.recv-s.sched))
+		}
+	}
+	unparsed := sink.unparsed
+	sink.mu.Unlock()
+	slices.Sort(fromSent)
+	slices.Sort(fromSched)
+	var ingestLat []time.Duration
+	for _, l := range lats {
+		ingestLat = append(ingestLat, l...)
+	}
+	slices.Sort(ingestLat)
+
+	r.note(p, "setup", fmt.Sprintf("%d ev/s open loop for %s after %s warm-up, %d workers; route → sink, concurrency 64", rate, dur, warm, workers))
+	r.add(p, "events measured", float64(len(fromSent)), "%.0f", "")
+	r.add(p, "achieved events/s", float64(len(fromSent))/dur.Seconds(), "%.0f", "")
+	r.add(p, "e2e p50, post → sink (ms)", ms(pct(fromSent, 0.50)), "%.2f", "e2e_p50_ms")
+	r.add(p, "e2e p99, post → sink (ms)", ms(pct(fromSent, 0.99)), "%.2f", "e2e_p99_ms")
+	r.add(p, "e2e max, post → sink (ms)", ms(pct(fromSent, 1)), "%.2f", "")
+	r.add(p, "e2e p99, schedule → sink (ms)", ms(pct(fromSched, 0.99)), "%.2f", "")
+	r.add(p, "ingest 202 p50 (ms)", ms(pct(ingestLat, 0.50)), "%.2f", "e2e_ingest_p50_ms")
+	r.add(p, "ingest 202 p99 (ms)", ms(pct(ingestLat, 0.99)), "%.2f", "e2e_ingest_p99_ms")
+	_, dups := sink.unique()
+	r.note(p, "dropped by pacer / failed / dups / unparsed",
+		fmt.Sprintf("%d / %s / %d / %d", dropped, t.String(), dups, unparsed))
+	if t.failures() > 0 {
+		b.Logf("%s: failures %s; child log tail:\n%s", p, t, c.tail())
+	}
+}
+
+// loadBacklog ingests n events in batches of 1000 while the route is
+// held, stops Caddy, starts it again with the route pointing at a live
+// sink (concurrency 64) and measures the restart, the time to the first
+// delivery and the drain. With full it waits for every event (phase 4);
+// otherwise it drains for at most 30s or half the backlog and measures
+// memory (phase 6).
+func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
+	const (
+		posters   = 4
+		batchSize = 1000
+	)
+	bh := newBlackHole(b)
+	storage := b.TempDir()
+	addr := loopbackAddr(b)
+	c1 := startChild(b, loadCaddyfile(storage, addr, "", heldRoute(bh)), addr)
+	client := newLoadClient(posters)
+	defer client.CloseIdleConnections()
+	url := "http://" + addr + "/events"
+
+	fullBatch := batchBody("load.backlog", batchSize, eventSize)
+	var tailBatch []byte
+	if n%batchSize != 0 {
+		tailBatch = batchBody("load.backlog", n%batchSize, eventSize)
+	}
+	batches := int64((n + batchSize - 1) / batchSize)
+	var next, acked atomic.Int64
+	t := newTally()
+	lats := make([][]time.Duration, posters)
+	// Bound: at least 2,000 events/s, and never less than two minutes.
+	deadline := time.Now().Add(max(2*time.Minute, time.Duration(n/2000)*time.Second))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < posters; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for k := 0; k < maxLoopIter && time.Now().Before(deadline); k++ {
+				j := next.Add(1) - 1
+				if j >= batches {
+					return
+				}
+				body, size := fullBatch, batchSize
+				if j == batches-1 && tailBatch != nil {
+					body, size = tailBatch, n%batchSize
+				}
+				t0 := time.Now()
+				st, ans, err := postJSON(client, url, body)
+				ok := err == nil && st == 202
+				t.add(st, ans, err, ok)
+				if ok {
+					acked.Add(int64(size))
+					lats[w] = append(lats[w], time.Since(t0))
+				} else {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	ingestDur := time.Since(start)
+	want := acked.Load()
+	var lat []time.Duration
+	for _, l := range lats {
+		lat = append(lat, l...)
+	}
+	slices.Sort(lat)
+	r.note(p, "setup", fmt.Sprintf("%d events of %d B in batches of %d, %d conns, route held; restart with route → sink, concurrency 64",
+		n, eventSize, batchSize, posters))
+	r.add(p, "ingest events/s (batches of 1000)", float64(want)/ingestDur.Seconds(), "%.0f", key+"_ingest_ev/s")
+	r.add(p, "ingest p50 per batch (ms)", ms(pct(lat, 0.50)), "%.1f", "")
+	r.add(p, "ingest p99 per batch (ms)", ms(pct(lat, 0.99)), "%.1f", "")
+	r.note(p, "failed batches", t.String())
+	if t.failures() > 0 {
+		b.Logf("%s: ingest failures %s; child log tail:\n%s", p, t, c1.tail())
+	}
+	r.add(p, "pending deliveries", float64(want), "%.0f", "")
+
+	time.Sleep(time.Second)
+	rss, hwm := procMem(c1)
+	r.add(p, "RSS with backlog pending (MiB)", mib(rss), "%.0f", key+"_pending_rss_MiB")
+	r.add(p, "peak RSS during ingest (MiB)", mib(hwm), "%.0f", key+"_ingest_peak_MiB")
+	r.add(p, "outbox on disk (MiB)", mib(dirSize(storage)), "%.0f", "")
+	r.add(p, "stop, SIGINT → exit (s)", stopHeld(b, c1, bh).Seconds(), "%.2f", "")
+
+	sink := newFastSink(b, true, false)
+	t0 := time.Now()
+	c2 := startChild(b, loadCaddyfile(storage, addr, "", liveRoute(sink)), addr)
+	defer c2.stop(b)
+	r.add(p, "restart: listening after (s)", time.Since(t0).Seconds(), "%.2f", key+"_listen_s")
+	if !waitUntil(3*time.Minute, func() bool { return sink.count.Load() > 0 }) {
+		r.note(p, "restart: first delivery after (s)", "none within 3 min")
+		b.Errorf("%s: no delivery within 3 minutes of the restart; child log tail:\n%s", p, c2.tail())
+		return
+	}
+	first := time.Unix(0, sink.first.Load())
+	r.add(p, "restart: first delivery after (s)", first.Sub(t0).Seconds(), "%.2f", key+"_first_delivery_s")
+	rss, _ = procMem(c2)
+	r.add(p, "RSS at first delivery (MiB)", mib(rss), "%.0f", "")
+
+	// Wait for the drain, bounded overall and by progress.
+	goal := want
+	limit := 15 * time.Minute
+	if !full {
+		goal, limit = want/2, 30*time.Second
+	}
+	drainEnd := time.Now().Add(limit)
+	lastCount, lastMove := int64(-1), time.Now()
+	for time.Now().Before(drainEnd) {
+		cnt := sink.count.Load()
+		if full && sink.distinct.Load() >= goal || !full && cnt >= goal {
+			break
+		}
+		if cnt != lastCount {
+			lastCount, lastMove = cnt, time.Now()
+		} else if time.Since(lastMove) > time.Minute {
+			break // stalled
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cnt := sink.count.Load()
+	span := time.Unix(0, sink.last.Load()).Sub(first)
+	if cnt > 1 && span > 0 {
+		r.add(p, "requests to sink/s (first → last receipt)", float64(cnt-1)/span.Seconds(), "%.0f", key+"_deliv/s")
+	}
+	rss, hwm = procMem(c2)
+	distinct, dups := sink.unique()
+	if span > 0 {
+		r.add(p, "distinct events delivered/s", float64(distinct)/span.Seconds(), "%.0f", key+"_distinct/s")
+	}
+	if full {
+		r.add(p, "drain time, first → last receipt (s)", span.Seconds(), "%.1f", "")
+		r.note(p, "acked / delivered (distinct) / dups", fmt.Sprintf("%d / %d / %d", want, distinct, dups))
+		r.add(p, "RSS after drain (MiB)", mib(rss), "%.0f", "")
+		if distinct < want {
+			b.Errorf("%s: %d acknowledged events, %d delivered; child log tail:\n%s", p, want, distinct, c2.tail())
+		}
+	} else {
+		r.note(p, "partly drained: requests (distinct / dups)",
+			fmt.Sprintf("%d (%d / %d) of %d in %.1fs", cnt, distinct, dups, want, span.Seconds()))
+		r.add(p, "RSS after partial drain (MiB)", mib(rss), "%.0f", key+"_drain_rss_MiB")
+		r.add(p, "peak RSS since restart (MiB)", mib(hwm), "%.0f", "")
+	}
+	stopStart := time.Now()
+	c2.stop(b)
+	r.add(p, "stop while draining, SIGINT → exit (s)", time.Since(stopStart).Seconds(), "%.2f", "")
+}
