@@ -424,6 +424,24 @@ func procMem(c *child) (rss, hwm int64) {
 	return rss, hwm
 }
 
+// procAnon returns the child's anonymous resident memory (RssAnon): RSS
+// less the file pages it maps. Badger memory-maps its value log, so pages
+// it wrote count in VmRSS but are page cache the kernel can reclaim.
+func procAnon(c *child) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(v, "kB")), &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 // dirSize is the total size of the regular files under dir.

@@ -423,6 +423,7 @@ func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
 	time.Sleep(time.Second)
 	rss, hwm := procMem(c1)
 	r.add(p, "RSS with backlog pending (MiB)", mib(rss), "%.0f", key+"_pending_rss_MiB")
+	r.add(p, "  of which anonymous (MiB)", mib(procAnon(c1)), "%.0f", key+"_pending_anon_MiB")
 	r.add(p, "peak RSS during ingest (MiB)", mib(hwm), "%.0f", key+"_ingest_peak_MiB")
 	r.add(p, "outbox on disk (MiB)", mib(dirSize(storage)), "%.0f", "")
 	r.add(p, "stop, SIGINT → exit (s)", stopHeld(b, c1, bh).Seconds(), "%.2f", "")
@@ -483,6 +484,7 @@ func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
 		r.note(p, "partly drained: requests (distinct / dups)",
 			fmt.Sprintf("%d (%d / %d) of %d in %.1fs", cnt, distinct, dups, want, span.Seconds()))
 		r.add(p, "RSS after partial drain (MiB)", mib(rss), "%.0f", key+"_drain_rss_MiB")
+		r.add(p, "  of which anonymous (MiB)", mib(procAnon(c2)), "%.0f", key+"_drain_anon_MiB")
 		r.add(p, "peak RSS since restart (MiB)", mib(hwm), "%.0f", "")
 	}
 	stopStart := time.Now()

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -65,7 +66,11 @@ type App struct {
 	storage string
 	// engine is set in Start: handlers of this config read it per request.
 	engine *atomic.Pointer[engine]
-	routes map[string]*route
+	// started is closed once engine is set. Caddy starts apps in no
+	// particular order, so the HTTP server may take requests before this
+	// app has started; handlers wait for it briefly instead of failing.
+	startedCh chan struct{}
+	routes    map[string]*route
 	// routeOrder is the route names sorted, so answers list them stably.
 	routeOrder []string
 	started    bool
@@ -96,6 +101,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
 	a.engine = new(atomic.Pointer[engine])
+	a.startedCh = make(chan struct{})
 
 	if a.Retention <= 0 {
 		a.Retention = caddy.Duration(defaultRetention)
@@ -169,8 +175,28 @@ func (a *App) Start() error {
 		return err
 	}
 	a.engine.Store(eng)
+	close(a.startedCh)
 	a.started = true
 	return nil
+}
+
+// startWait bounds how long a request waits for the app to start.
+const startWait = 5 * time.Second
+
+// runningEngine returns the engine once the app has started, waiting up
+// to startWait (or until ctx ends) while Caddy is still starting apps.
+func (a *App) runningEngine(ctx context.Context) *engine {
+	if eng := a.engine.Load(); eng != nil {
+		return eng
+	}
+	t := time.NewTimer(startWait)
+	defer t.Stop()
+	select {
+	case <-a.startedCh:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return a.engine.Load()
 }
 
 // Stop withdraws this config from the engine. The engine keeps running
