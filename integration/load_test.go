@@ -35,8 +35,9 @@ import (
 //
 // Other knobs: HOOKGATE_LOAD_WINDOW (measured window of phases 1–3 and
 // 2b, default 5s, after 1s of warm-up), HOOKGATE_LOAD_DELIVER (events of
-// phase 4, default 100000). Figures are reported, never asserted; lost
-// acknowledged events fail the run.
+// phase 4, default 100000), HOOKGATE_LOAD_RULE_ROUTES (routes with a
+// never-matching rule added to phases 1-3, default 0). Figures are
+// reported, never asserted; lost acknowledged events fail the run.
 func BenchmarkLoad(b *testing.B) {
 	r := &loadReport{b: b}
 	defer r.finish()
@@ -44,7 +45,7 @@ func BenchmarkLoad(b *testing.B) {
 	deliverN := envInt(b, "HOOKGATE_LOAD_DELIVER", 100_000)
 	backlogN := envInt(b, "HOOKGATE_LOAD_BACKLOG", 1_000_000)
 
-	loadIngest(b, r, time.Second, window)
+	loadIngest(b, r, time.Second, window, envInt(b, "HOOKGATE_LOAD_RULE_ROUTES", 0))
 	loadMixed(b, r, time.Second, window)
 	loadLatency(b, r, 1000, time.Second, 10*time.Second)
 	if deliverN > 0 {
@@ -64,6 +65,19 @@ type loadRoute struct {
 	concurrency int
 	timeout     string
 	schedule    string
+	// rules adds that many more routes for load.*, each with a rule that
+	// is evaluated for every event and never matches (n is never
+	// negative), so they cost rule evaluation but store nothing.
+	rules int
+}
+
+// ruleRoutes is the Caddyfile of loadRoute.rules.
+func ruleRoutes(rt loadRoute) string {
+	var sb strings.Builder
+	for i := 0; i < rt.rules; i++ {
+		fmt.Fprintf(&sb, "\t\troute rule%d {\n\t\t\ttopics load.*\n\t\t\turl %s\n\t\t\twhen `event.data.n == -%d && event.type == \"load.single\"`\n\t\t}\n", i, rt.url, i+1)
+	}
+	return sb.String()
 }
 
 // heldRoute points at a black hole: one attempt hangs, the rest stays
@@ -104,7 +118,7 @@ func loadCaddyfile(storage, ingestAddr, ceilingAddr string, rt loadRoute) string
 				schedule %s
 			}
 		}
-	}
+%s	}
 }
 
 http://%s {
@@ -113,7 +127,7 @@ http://%s {
 		max_batch 1000
 	}
 }
-`, storage, rt.url, rt.concurrency, rt.timeout, rt.schedule, ingestAddr)
+`, storage, rt.url, rt.concurrency, rt.timeout, rt.schedule, ruleRoutes(rt), ingestAddr)
 	if ceilingAddr != "" {
 		fmt.Fprintf(&sb, `
 http://%s {
@@ -146,10 +160,12 @@ func reportLoop(b *testing.B, r *loadReport, c *child, phase, key string, s *loa
 
 // loadIngest runs phases 1–3 on one child whose route is held, so the
 // figures are ingest alone.
-func loadIngest(b *testing.B, r *loadReport, warm, window time.Duration) {
+func loadIngest(b *testing.B, r *loadReport, warm, window time.Duration, rules int) {
 	bh := newBlackHole(b)
 	ingestAddr, ceilAddr := loopbackAddr(b), loopbackAddr(b)
-	c := startChild(b, loadCaddyfile(b.TempDir(), ingestAddr, ceilAddr, heldRoute(bh)), ingestAddr)
+	rt := heldRoute(bh)
+	rt.rules = rules
+	c := startChild(b, loadCaddyfile(b.TempDir(), ingestAddr, ceilAddr, rt), ingestAddr)
 	if !waitUntil(10*time.Second, func() bool {
 		conn, err := net.DialTimeout("tcp", ceilAddr, time.Second)
 		if err == nil {
@@ -180,7 +196,7 @@ func loadIngest(b *testing.B, r *loadReport, warm, window time.Duration) {
 
 	ing := run("http://"+ingestAddr+"/events", singleBody)
 	p = "2 ingest single events"
-	r.note(p, "setup", fmt.Sprintf("%d conns, %d B events, route held (ingest only)", loadConns, len(single[0])))
+	r.note(p, "setup", fmt.Sprintf("%d conns, %d B events, route held (ingest only), %d more routes with a rule", loadConns, len(single[0]), rules))
 	reportLoop(b, r, c, p, "single", ing, 1)
 	if ceil.rate() > 0 {
 		r.add(p, "fraction of ceiling", ing.rate()/ceil.rate(), "%.3f", "single_of_ceiling")
