@@ -185,6 +185,7 @@ func (e *engine) apply(cfg *runtimeConfig) {
 	e.cfg.Store(cfg)
 	var routes map[string]*route
 	if cfg != nil {
+		e.store.SetRetention(cfg.dedupeWindow, cfg.retention, cfg.deadRetention)
 		routes = cfg.routes
 		for name := range routes {
 			e.dispatcher(name)

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -61,7 +62,10 @@ const maxGroupBytes = 4 << 20
 type Badger struct {
 	db   *badger.DB
 	opts Options
-	now  func() time.Time
+	// retention is read by the committer for every write; SetRetention
+	// swaps it when a reload changes the config.
+	retention atomic.Pointer[retention]
+	now       func() time.Time
 
 	ingestCh chan *ingestReq
 	recordCh chan recordReq
@@ -160,10 +164,30 @@ func Open(opts Options) (*Badger, error) {
 		recordCh: make(chan recordReq, 4096),
 		stop:     make(chan struct{}),
 	}
+	s.retention.Store(&retention{dedupe: opts.DedupeWindow, delivered: opts.Retention, dead: opts.DeadRetention})
 	s.wg.Add(2)
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
+}
+
+type retention struct{ dedupe, delivered, dead time.Duration }
+
+// SetRetention implements Store. Zero values keep the current setting.
+// It applies to records written from now on; what is stored keeps the
+// expiry it was written with.
+func (s *Badger) SetRetention(dedupe, delivered, dead time.Duration) {
+	r := *s.retention.Load()
+	if dedupe > 0 {
+		r.dedupe = dedupe
+	}
+	if delivered > 0 {
+		r.delivered = delivered
+	}
+	if dead > 0 {
+		r.dead = dead
+	}
+	s.retention.Store(&r)
 }
 
 // Ingest implements Store.
@@ -432,7 +456,7 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 			case !errors.Is(err, badger.ErrKeyNotFound):
 				return nil, err
 			}
-			e := badger.NewEntry(dedupeKey(in.Dedupe), []byte(ev.ID)).WithTTL(s.opts.DedupeWindow)
+			e := badger.NewEntry(dedupeKey(in.Dedupe), []byte(ev.ID)).WithTTL(s.retention.Load().dedupe)
 			if err := txn.SetEntry(e); err != nil {
 				return nil, err
 			}
@@ -448,7 +472,7 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 		}
 		if ev.Remaining == 0 {
 			// Set before encoding, so the stored record says it too.
-			ev.KeepUntil = now.Add(s.opts.Retention).UnixNano()
+			ev.KeepUntil = now.Add(s.retention.Load().delivered).UnixNano()
 		}
 		val, err := encodeEvent(ev)
 		if err != nil {
@@ -456,7 +480,7 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 		}
 		entry := badger.NewEntry(eventKey(ev.ID), val)
 		if ev.Remaining == 0 {
-			entry = entry.WithTTL(s.opts.Retention)
+			entry = entry.WithTTL(s.retention.Load().delivered)
 		}
 		if err := txn.SetEntry(entry); err != nil {
 			return nil, err
@@ -500,9 +524,10 @@ func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
 		return s.putAttempt(txn, d.ID, o.Attempt, 0)
 	}
 
-	ttl := s.opts.Retention
+	ret := s.retention.Load()
+	ttl := ret.delivered
 	if d.Status == StatusDead {
-		ttl = s.opts.DeadRetention
+		ttl = ret.dead
 		e := badger.NewEntry(deadKey(d.Route, d.Done, d.ID), nil).WithTTL(ttl)
 		if err := txn.SetEntry(e); err != nil {
 			return err

@@ -40,3 +40,26 @@ func TestDueFromStartsAtTheCursor(t *testing.T) {
 		t.Fatalf("Due: %v", fmtRefs(refs))
 	}
 }
+
+// TestSetRetentionAppliesToNewWrites checks that a changed dedupe window
+// governs keys written after the change.
+func TestSetRetentionAppliesToNewWrites(t *testing.T) {
+	s := openStore(t, Options{DedupeWindow: time.Hour})
+	s.SetRetention(time.Second, 0, 0)
+	in := oneIngest("d1", t0, "r")
+	in.Dedupe = "k1"
+	ingest(t, s, in)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		in2 := oneIngest("d2", t0, "r")
+		in2.Dedupe = "k1"
+		res := ingest(t, s, in2)
+		if !res[0].Duplicate {
+			break // the 1s window ran out; with the old 1h it never would
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dedupe key still live after 10s; SetRetention was ignored")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

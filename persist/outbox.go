@@ -187,6 +187,11 @@ type Store interface {
 	Event(id string) (*Event, error)
 	Attempts(deliveryID string) ([]Attempt, error)
 
+	// SetRetention changes the dedupe window and the retention of
+	// delivered and dead deliveries for what is written from now on (a
+	// config reload); zero keeps a value.
+	SetRetention(dedupe, delivered, dead time.Duration)
+
 	// Pending counts pending deliveries per route.
 	Pending() (map[string]int, error)
 
