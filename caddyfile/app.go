@@ -226,8 +226,26 @@ func parseRouteOption(d *caddyfile.Dispenser, r *module.Route) error {
 	case "sign":
 		err = parseSign(d, r)
 
+	case "trace_propagation":
+		err = parseTracePropagation(d, r)
+
 	case "egress":
 		err = parseRouteEgress(d, r)
+
+	case "breaker":
+		err = parseBreaker(d, r)
+
+	case "rate":
+		err = parseRate(d, r)
+
+	case "ordered":
+		err = parseOrdered(d, r)
+
+	case "verify_endpoint":
+		err = flagOnce(d, &r.VerifyEndpoint)
+
+	case "disabled":
+		err = flagOnce(d, &r.Disabled)
 
 	default:
 		return d.Errf("unrecognized subdirective %q", d.Val())

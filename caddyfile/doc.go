@@ -54,6 +54,13 @@
 //			}
 //			egress <name>
 //			egress { <the egress block above> }
+//			breaker <int>|off {
+//				cooldown <duration>
+//			}
+//			rate <int>/s|<int>/m
+//			ordered [<cel expression>]
+//			verify_endpoint
+//			disabled
 //		}
 //	}
 //
@@ -85,6 +92,14 @@
 // scheme rather than taken for a secret; secrets are normally
 // placeholders ({env.SECRET}, {file./path}) or whsec_/whsk_ strings
 // anyway. No error message ever quotes a secret.
+//
+// breaker sets how many consecutive failures open the route's circuit
+// (off turns it off); its optional block sets the first cool-down. rate
+// caps attempts per second or minute. ordered sends the route's
+// deliveries one at a time in ingest order, per key when a CEL key
+// expression is given. verify_endpoint checks that the endpoint echoes a
+// challenge before the first delivery; disabled queues without sending.
+// Each may be given once.
 //
 // egress defines a named egress policy (the one named default applies to
 // routes that name none); a route names one with `egress <name>` or gives

@@ -42,3 +42,14 @@ func parseContentType(d *caddyfile.Dispenser, r *module.Route) error {
 	}
 	return nil
 }
+
+// parseTracePropagation parses `trace_propagation on|off`.
+func parseTracePropagation(d *caddyfile.Dispenser, r *module.Route) error {
+	if err := nonEmptyOnce(d, &r.TracePropagation); err != nil {
+		return err
+	}
+	if r.TracePropagation != "on" && r.TracePropagation != "off" {
+		return d.Errf("trace_propagation takes on or off, got %q", r.TracePropagation)
+	}
+	return nil
+}

@@ -102,6 +102,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.engine = new(atomic.Pointer[engine])
 	a.startedCh = make(chan struct{})
+	// Collectors are made once per process and registered with each
+	// config's registry, so counters survive reloads.
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
 
 	if a.Retention <= 0 {
 		a.Retention = caddy.Duration(defaultRetention)

@@ -61,6 +61,11 @@ type Route struct {
 	// Sign adds a signature to every request.
 	Sign *SignConfig `json:"sign,omitempty"`
 
+	// TracePropagation "off" keeps traceparent/tracestate out of this
+	// route's requests (for receivers that must not see the sender's
+	// trace); the attempt's trace id is still recorded. Default: "on".
+	TracePropagation string `json:"trace_propagation,omitempty"`
+
 	// Egress names the egress policy (App.Egress) this route's deliveries
 	// go out under. Default: the policy named "default" if there is one,
 	// else the built-in default policy. Naming a policy that is not
@@ -70,6 +75,51 @@ type Route struct {
 	// EgressPolicy is a policy for this route alone, instead of a named
 	// one (not both).
 	EgressPolicy *EgressPolicy `json:"egress_policy,omitempty"`
+
+	// Breaker is how many consecutive failed attempts open the route's
+	// circuit. Failures that count are those that are retried (dns,
+	// connect, tls, timeout, 408, 425, 429, 5xx); any 2xx closes it again
+	// and any other answer from the endpoint resets the count. While the
+	// circuit is open nothing is sent and pending deliveries spend no
+	// attempts; after a cool-down one probe goes out, and its success
+	// closes the circuit while its failure reopens it for twice as long.
+	// Default: 10. A negative value (Caddyfile: `breaker off`) turns the
+	// breaker off.
+	Breaker int `json:"breaker,omitempty"`
+
+	// BreakerCooldown is the first cool-down after the circuit opens; it
+	// doubles with each failed probe, up to 60 times this value. Default:
+	// 5s (so at most 5m).
+	BreakerCooldown caddy.Duration `json:"breaker_cooldown,omitempty"`
+
+	// Rate caps this route's attempts (first tries and retries alike):
+	// "N/s" or "N/m", a token bucket shared by the route's workers, with
+	// bursts of up to a tenth of a second's worth (at least one).
+	// Deliveries wait in the queue for a token without holding a
+	// concurrency slot. Default: no limit.
+	Rate string `json:"rate,omitempty"`
+
+	// Ordered sends deliveries one at a time per key, in ingest order:
+	// "*" orders the whole route, anything else is a CEL expression over
+	// `event` that gives the key (a string; numbers and bools are turned
+	// into strings), e.g. `event.data.customer_id`. An event whose key
+	// cannot be computed (a missing field) is ordered under "*". A
+	// delivery that fails holds back the later ones of its key until it
+	// is delivered or dead; other keys go on. Default: "" (unordered).
+	Ordered string `json:"ordered,omitempty"`
+
+	// VerifyEndpoint makes the route prove that its endpoint wants these
+	// deliveries before the first one, and again whenever URL changes: a
+	// GET to URL with a random `check` query parameter must be answered
+	// 2xx with exactly that value as the body. Until then deliveries
+	// wait (state "unverified"); a failed check is retried every 30s.
+	// The verified URL is kept in the outbox, so restarts do not check
+	// again. URL may then hold no {event.*} placeholders.
+	VerifyEndpoint bool `json:"verify_endpoint,omitempty"`
+
+	// Disabled keeps the route matching and queueing events while
+	// sending nothing (state "disabled").
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // SignConfig signs requests. Secrets are expanded at load (so

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/go-retryablehttp"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/hookgate/hookgate/persist"
 )
@@ -174,6 +175,9 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
 	if r.signer != nil {
 		r.signer.sign(h, j.ev.ID, ts, body)
+	}
+	if !r.noTraceParent {
+		propagator.Inject(ctx, propagation.HeaderCarrier(h))
 	}
 	for i, ht := range r.headers {
 		v, err := ht.value.expand(c, globals)

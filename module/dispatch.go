@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate/persist"
 )
@@ -29,8 +30,9 @@ type job struct {
 }
 
 // dispatcher feeds one route's deliveries to attempts, within the route's
-// concurrency. Each route has its own, so a slow endpoint cannot hold up
-// another route.
+// concurrency, rate limit and circuit breaker, unless the route is held
+// (removed, disabled, paused or unverified). Each route has its own, so a
+// slow endpoint cannot hold up another route.
 type dispatcher struct {
 	e       *engine
 	name    string
@@ -49,6 +51,30 @@ type dispatcher struct {
 	// deliveries leave deletion markers at the front of the index until
 	// compaction; starting past them keeps scans cheap with a big backlog.
 	scanFrom time.Time
+	// diskGen counts the times something said the disk may hold more
+	// (markDisk), so a scan that started before does not clear diskMore.
+	diskGen uint64
+
+	br         breaker       // the circuit (breaker.go)
+	lim        *rate.Limiter // the rate limit (ratelimit.go); nil: none
+	limText    string
+	verifying  bool      // a verify_endpoint check is running
+	verifyNext time.Time // when a failed check may run again
+
+	// holding is set while the route may not send: offers then stay on
+	// disk instead of filling the queue.
+	holding atomic.Bool
+
+	// stMu guards state, the route's stored state (paused, verified URL);
+	// updateState writes it through to the outbox.
+	stMu  sync.Mutex
+	state persist.RouteState
+
+	// Counters for RouteStats.
+	delivered   atomic.Int64 // since the process started
+	dead        atomic.Int64 // in the outbox (counted at open)
+	lastSuccess atomic.Int64 // unix ns of the end of the last 2xx attempt
+	lastFailure atomic.Int64 // unix ns of the end of the last failed attempt
 }
 
 func newDispatcher(e *engine, name string) *dispatcher {
@@ -58,6 +84,7 @@ func newDispatcher(e *engine, name string) *dispatcher {
 		wake:     make(chan struct{}, 1),
 		known:    make(map[string]struct{}),
 		diskMore: true,
+		state:    e.states[name],
 	}
 }
 
@@ -78,15 +105,22 @@ func (d *dispatcher) signal() {
 func (d *dispatcher) offer(j *job) {
 	d.mu.Lock()
 	if _, ok := d.known[j.d.ID]; !ok {
-		if len(d.queue) < queueCap {
+		if len(d.queue) < queueCap && !d.holding.Load() {
 			d.queue = append(d.queue, j)
 			d.known[j.d.ID] = struct{}{}
 		} else {
-			d.diskMore = true
+			d.markDisk()
 		}
 	}
 	d.mu.Unlock()
 	d.signal()
+}
+
+// markDisk notes that due deliveries may be on disk and not in the
+// queue. Must hold d.mu.
+func (d *dispatcher) markDisk() {
+	d.diskMore = true
+	d.diskGen++
 }
 
 func (d *dispatcher) isKnown(id string) bool {
@@ -101,24 +135,23 @@ func (d *dispatcher) run(stop <-chan struct{}) {
 	timer := time.NewTimer(maxIdle)
 	defer timer.Stop()
 	for {
-		if r := d.route.Load(); r != nil {
-			d.safely(log, func() {
-				d.fill()
-				d.launch(r)
-			})
-		}
+		var wake time.Time
+		d.safely(log, func() { wake = d.turn(d.route.Load()) })
 		wait := maxIdle
-		d.mu.Lock()
-		if !d.nextDue.IsZero() {
-			wait = min(wait, max(d.nextDue.Sub(d.e.now()), time.Millisecond))
+		if !wake.IsZero() {
+			wait = min(wait, max(wake.Sub(d.e.now()), time.Millisecond))
 		}
-		d.mu.Unlock()
 		timer.Reset(wait)
 		select {
 		case <-stop:
 			return
 		case <-d.wake:
 		case <-timer.C:
+			if wait == maxIdle {
+				// Nothing woke the route for maxIdle: read the ready
+				// index from the top, in case a wake-up went missing.
+				d.rescan()
+			}
 		}
 		if !timer.Stop() {
 			select {
@@ -127,6 +160,75 @@ func (d *dispatcher) run(stop <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// Route states, as RouteStats.State shows them.
+const (
+	stateActive     = "active"
+	stateRemoved    = "removed"
+	stateDisabled   = "disabled"
+	statePaused     = "paused"
+	stateUnverified = "unverified"
+)
+
+// gate says why route r may not send now ("" when it may): not in the
+// config, disabled, paused, or its endpoint not verified.
+func (d *dispatcher) gate(r *route) string {
+	switch st := d.routeState(); {
+	case r == nil:
+		return stateRemoved
+	case r.disabled:
+		return stateDisabled
+	case st.Paused:
+		return statePaused
+	case r.verify && st.VerifiedURL != r.rawURL:
+		return stateUnverified
+	}
+	return ""
+}
+
+// turn is one round of the dispatcher: hold everything while the route
+// may not send (or its circuit is open), else top the queue up and start
+// attempts. It returns when to look again; zero means at the next
+// wake-up (or after maxIdle).
+func (d *dispatcher) turn(r *route) time.Time {
+	now := d.e.now()
+	if g := d.gate(r); g != "" {
+		d.hold()
+		if g == stateUnverified {
+			return d.maybeVerify(r, now)
+		}
+		return time.Time{}
+	}
+	d.mu.Lock()
+	ok, _, until := d.br.allow(r.breaker, now)
+	d.mu.Unlock()
+	if !ok && !until.IsZero() {
+		// Open: nothing is taken from the disk, so nothing spends an
+		// attempt, until the cool-down ends and the probe may go.
+		d.hold()
+		return until
+	}
+	d.holding.Store(false)
+	d.fill()
+	return d.launch(r, now)
+}
+
+// hold stops taking work: queued deliveries are let go (they stay on
+// disk, and the scan reads them again from the top when sending
+// resumes), and offers stay on disk.
+func (d *dispatcher) hold() {
+	d.holding.Store(true)
+	d.mu.Lock()
+	if len(d.queue) > 0 {
+		for _, j := range d.queue {
+			delete(d.known, j.d.ID)
+		}
+		d.queue = nil
+		d.scanFrom = time.Time{}
+		d.markDisk()
+	}
+	d.mu.Unlock()
 }
 
 func (d *dispatcher) safely(log *zap.Logger, fn func()) {
@@ -150,7 +252,7 @@ func (d *dispatcher) fill() {
 		return
 	}
 	d.mu.Lock()
-	from := d.scanFrom
+	from, gen := d.scanFrom, d.diskGen
 	d.mu.Unlock()
 	refs, next, last, err := d.e.store.DueFrom(d.name, from, now, room, d.isKnown)
 	if err != nil {
@@ -184,8 +286,14 @@ func (d *dispatcher) fill() {
 		d.known[j.d.ID] = struct{}{}
 		d.queue = append(d.queue, j)
 	}
-	d.diskMore = !next.IsZero() && !next.After(now)
+	// An outcome or offer during the scan (a retry, a promoted ordered
+	// delivery, an offer that did not fit) may have put in entries the
+	// scan's snapshot missed, before the entries it passed: scan again,
+	// and from where this scan started.
+	changed := d.diskGen != gen
+	d.diskMore = !next.IsZero() && !next.After(now) || changed
 	switch {
+	case changed:
 	case !last.IsZero() && !from.After(d.scanFrom):
 		d.scanFrom = last
 	case last.IsZero() && !d.diskMore:
@@ -201,43 +309,69 @@ func (d *dispatcher) fill() {
 	d.mu.Unlock()
 }
 
-// launch starts attempts while the route has capacity.
-func (d *dispatcher) launch(r *route) {
+// launch starts attempts while the route has capacity, its circuit lets
+// them through (one probe at a time when half-open) and its rate limit
+// has tokens. It returns when to look again: when a token comes, or when
+// a delivery on disk falls due while the queue has room for it.
+func (d *dispatcher) launch(r *route, now time.Time) (wake time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	lim := d.limiter(r)
 	for d.inflight < r.concurrency && len(d.queue) > 0 {
+		ok, probe, until := d.br.allow(r.breaker, now)
+		if !ok {
+			wake = until
+			break
+		}
+		if ok, at := takeToken(lim, now); !ok {
+			wake = at
+			break
+		}
+		d.br.probing = d.br.probing || probe
 		j := d.queue[0]
 		d.queue[0] = nil
 		d.queue = d.queue[1:]
 		d.inflight++
 		d.e.wg.Add(1)
-		go d.attempt(r, j)
+		go d.attempt(r, j, probe)
 	}
 	if len(d.queue) == 0 {
 		d.queue = d.queue[:0:0]
 	}
+	// With the queue over half full, fill would not read the disk
+	// anyway; finishing attempts wake the dispatcher.
+	if !d.nextDue.IsZero() && len(d.queue) <= queueCap/2 && (wake.IsZero() || d.nextDue.Before(wake)) {
+		wake = d.nextDue
+	}
+	return wake
 }
 
-// attempt runs one attempt and records its outcome.
-func (d *dispatcher) attempt(r *route, j *job) {
+// attempt runs one attempt and records its outcome. probe marks the one
+// attempt a half-open circuit lets through.
+func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 	defer d.e.wg.Done()
 	log := d.e.logger()
 	defer func() {
 		if v := recover(); v != nil {
 			log.Error("delivery attempt panic", zap.String("route", d.name),
 				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			d.releaseProbe(probe)
 			d.settle(j.d.ID, time.Time{}, j.d.Due)
 		}
 	}()
 	ctx := d.e.attemptCtx
 	start := d.e.now()
-	res := d.e.sender.attempt(ctx, r, j, start)
+	sctx, span := startAttemptSpan(r, j, j.d.Attempts+1)
+	res := d.e.sender.attempt(sctx, r, j, start)
+	endAttemptSpan(span, res)
 	if ctx.Err() != nil && !res.ok() {
 		// Shutdown cut the attempt short: it stays pending as it was and
 		// spends no attempt.
+		d.releaseProbe(probe)
 		d.settle(j.d.ID, time.Time{}, j.d.Due)
 		return
 	}
+	d.observe(log, r, res, probe, start.Add(res.dur), j.d.ID)
 
 	claimed := j.d.Due
 	nd := *j.d
@@ -254,6 +388,7 @@ func (d *dispatcher) attempt(r *route, j *job) {
 		Class:    res.class,
 		Error:    res.err,
 		Response: res.body,
+		TraceID:  traceID(sctx),
 	}
 	switch {
 	case res.ok():
@@ -268,6 +403,7 @@ func (d *dispatcher) attempt(r *route, j *job) {
 		nd.Status, nd.Done = persist.StatusDead, start.Add(res.dur)
 	}
 	d.logOutcome(log, &nd, res)
+	countAttempt(d.name, nd.Status, res)
 
 	o := persist.Outcome{Delivery: &nd, ClaimedDue: claimed, Attempt: att}
 	d.e.store.Record(o, func(err error) {
@@ -283,6 +419,23 @@ func (d *dispatcher) attempt(r *route, j *job) {
 		if nd.Status != persist.StatusPending {
 			d.pending.Add(-1)
 			d.e.pending.Add(-1)
+			if nd.Status == persist.StatusDelivered {
+				d.delivered.Add(1)
+			} else {
+				d.dead.Add(1)
+			}
+			if nd.OrderKey != "" {
+				// The outbox put the next delivery of its key in the
+				// ready index, due when the outcome was applied: after
+				// start, but maybe before entries a scan passed while the
+				// commit was syncing. Move the cursor back to start.
+				d.mu.Lock()
+				d.markDisk()
+				if start.Before(d.scanFrom) {
+					d.scanFrom = start
+				}
+				d.mu.Unlock()
+			}
 			d.settle(nd.ID, time.Time{}, time.Time{})
 		} else {
 			d.settle(nd.ID, nd.Due, time.Time{})
@@ -298,11 +451,22 @@ func (d *dispatcher) settle(id string, due, unrecorded time.Time) {
 	d.mu.Lock()
 	if !unrecorded.IsZero() && unrecorded.Before(d.scanFrom) {
 		d.scanFrom = time.Time{}
+		d.diskGen++
 	}
 	delete(d.known, id)
 	d.inflight--
-	if !due.IsZero() && (d.nextDue.IsZero() || due.Before(d.nextDue)) {
-		d.nextDue = due
+	if !due.IsZero() {
+		if d.nextDue.IsZero() || due.Before(d.nextDue) {
+			d.nextDue = due
+		}
+		if due.Before(d.scanFrom) {
+			// A short retry delay can fall due before entries a scan
+			// passed while this outcome was being committed.
+			d.scanFrom = due
+		}
+		// A scan running now read a snapshot from before this outcome:
+		// it must not replace nextDue with what it saw (fill checks).
+		d.diskGen++
 	}
 	d.mu.Unlock()
 	d.signal()

@@ -59,6 +59,13 @@ type engine struct {
 	attemptCtx    context.Context
 	cancelAttempt context.CancelFunc
 
+	// states are the route states stored in the outbox when it opened;
+	// each dispatcher starts from its route's and keeps it from then on.
+	states map[string]persist.RouteState
+	// verifyEvery is how long a route waits after a failed
+	// verify_endpoint check; tests shorten it.
+	verifyEvery time.Duration
+
 	now func() time.Time
 }
 
@@ -92,11 +99,23 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*engine, 
 		store.Close()
 		return nil, fmt.Errorf("counting pending deliveries in %s: %v", dir, err)
 	}
+	dead, err := store.DeadCounts()
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("counting dead deliveries in %s: %v", dir, err)
+	}
+	states, err := store.RouteStates()
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("reading route states in %s: %v", dir, err)
+	}
 	e := &engine{
 		dir:         dir,
 		store:       store,
 		sender:      newSender(),
 		dispatchers: make(map[string]*dispatcher),
+		states:      states,
+		verifyEvery: defaultVerifyEvery,
 		now:         time.Now,
 	}
 	var total int64
@@ -105,6 +124,16 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*engine, 
 		e.dispatcher(name).pending.Store(int64(n))
 	}
 	e.pending.Store(total)
+	// Routes with dead deliveries, or paused, show in stats even when
+	// they are no longer configured.
+	for name, n := range dead {
+		e.dispatcher(name).dead.Store(int64(n))
+	}
+	for name, st := range states {
+		if st.Paused {
+			e.dispatcher(name)
+		}
+	}
 	logger.Info("outbox opened", zap.String("dir", dir), zap.Int64("pending", total))
 	return e, nil
 }

@@ -19,6 +19,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/persist"
@@ -187,7 +191,20 @@ func badRequest(index int, format string, a ...any) *ingestError {
 // ServeHTTP implements caddyhttp.MiddlewareHandler. It never calls next:
 // the ingest endpoint answers every request itself.
 func (h *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if ierr := h.serve(w, r); ierr != nil {
+	// The ingest span is a child of Caddy's own server span when the
+	// `tracing` directive made one, else of the request's traceparent.
+	ctx := r.Context()
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	ctx, span := currentTracer().Start(ctx, "webhook ingest", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+	defer span.End()
+	if ierr := h.serve(w, r.WithContext(ctx)); ierr != nil {
+		span.SetAttributes(attribute.Int("http.response.status_code", ierr.status), attribute.String("error.type", ierr.code))
+		if ierr.status >= 500 {
+			span.SetStatus(codes.Error, ierr.code)
+		}
 		writeError(w, ierr)
 	}
 	return nil
@@ -266,6 +283,11 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 	}
 	now := eng.now()
 	var newDeliveries int64
+	// Every event keeps the ingest span's context, so its attempts, even
+	// after a restart, are children of this span.
+	tc := propagation.MapCarrier{}
+	propagator.Inject(r.Context(), tc)
+	tp, ts := tc["traceparent"], tc["tracestate"]
 	for i := range batch {
 		in := &batch[i]
 		ev := in.Event
@@ -281,6 +303,7 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 		if ev.Source == "" {
 			ev.Source = h.Source
 		}
+		ev.TraceParent, ev.TraceState = tp, ts
 		c := newCELEvent(ev)
 		for _, name := range h.app.routeOrder {
 			rt := h.app.routes[name]
@@ -289,6 +312,9 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 			}
 			if rt.when != nil {
 				ok, err := rt.when.eval(c)
+				if err != nil {
+					countRuleError(name)
+				}
 				if err != nil && rt.when.shouldLog(now) {
 					h.logger.Warn("rule could not be evaluated; counted as no match (logged at most once a minute per route)",
 						zap.String("route", name), zap.String("event", ev.ID), zap.Error(err))
@@ -305,6 +331,8 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 				Status:  persist.StatusPending,
 				Created: now,
 				Due:     now,
+				// Computed now, from the event as it came in: ordered.go.
+				OrderKey: rt.orderKey(c, now, h.logger),
 			})
 		}
 		in.Keep = cfg.keepUnmatched
@@ -331,7 +359,9 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 		stored++
 		eng.enqueue(batch[i])
 	}
-	ingestedTotal.Add(uint64(stored))
+	if stored > 0 {
+		countIngested(batch[0].Event.Source, stored)
+	}
 
 	w.Header().Set("Content-Type", "application/json")
 	status := http.StatusAccepted
@@ -342,9 +372,6 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 	w.Write(answer(batch, results, isBatch))
 	return nil
 }
-
-// ingestedTotal counts accepted (non-duplicate) events.
-var ingestedTotal atomic.Uint64
 
 func answer(batch []persist.Ingest, results []persist.IngestResult, isBatch bool) []byte {
 	var b bytes.Buffer
@@ -620,16 +647,32 @@ func idChar(c byte) bool {
 var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
 
 // newID returns prefix + 26 characters: 8 bytes of Unix nanoseconds and
-// 8 random bytes, so ids are unique and ordered by creation time.
+// 8 random bytes, so ids are unique and ordered by creation time. The
+// nanoseconds never repeat or go back within the process (a batch gets
+// one now for all its events), so ids made one after the other sort in
+// that order: ordered routes rely on it for ingest order.
 func newID(prefix string, now time.Time) string {
+	ns := uint64(now.UnixNano())
+	for {
+		last := lastIDNanos.Load()
+		if ns <= last {
+			ns = last + 1
+		}
+		if lastIDNanos.CompareAndSwap(last, ns) {
+			break
+		}
+	}
 	var raw [16]byte
-	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixNano()))
+	binary.BigEndian.PutUint64(raw[:8], ns)
 	binary.BigEndian.PutUint64(raw[8:], rand.Uint64())
 	buf := make([]byte, len(prefix)+idEncoding.EncodedLen(16))
 	copy(buf, prefix)
 	idEncoding.Encode(buf[len(prefix):], raw[:])
 	return string(buf)
 }
+
+// lastIDNanos is the time part of the last id made.
+var lastIDNanos atomic.Uint64
 
 func tooLarge(limit int64) *ingestError {
 	return &ingestError{status: http.StatusRequestEntityTooLarge, code: "body_too_large",
@@ -667,6 +710,11 @@ func (e *engine) enqueue(in persist.Ingest) {
 		d := e.dispatcherFor(dl.Route)
 		d.pending.Add(1)
 		e.pending.Add(1)
+		if dl.Waiting {
+			// Behind an earlier delivery of its order key: the outbox
+			// puts it in the ready index when its turn comes.
+			continue
+		}
 		d.offer(&job{d: dl, ev: in.Event})
 	}
 }

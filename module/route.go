@@ -32,19 +32,32 @@ var defaultSchedule = []time.Duration{
 // route is a Route compiled for the delivery path: everything a worker
 // needs is parsed once, at config load.
 type route struct {
-	name        string
-	topics      []topicPattern
-	url         *template
-	headers     []headerTmpl
-	when        *rule      // nil: every event of the topics
-	transform   *transform // nil: the standard envelope
-	signer      signer     // nil: unsigned
-	timeout     time.Duration
-	concurrency int
-	retry       retryPolicy
+	name      string
+	topics    []topicPattern
+	url       *template
+	headers   []headerTmpl
+	when      *rule      // nil: every event of the topics
+	transform *transform // nil: the standard envelope
+	signer    signer     // nil: unsigned
+	// noTraceParent keeps the W3C trace headers out of requests.
+	noTraceParent bool
+	timeout       time.Duration
+	concurrency   int
+	retry         retryPolicy
 	// client sends this route's attempts (its egress policy's client);
 	// nil uses the engine's default.
 	client *retryablehttp.Client
+
+	// Operating settings: breaker.go, ratelimit.go, ordered.go,
+	// verifyendpoint.go.
+	breaker breakerConfig
+	rate    *rateSpec   // nil: no limit
+	order   *orderKeyer // nil: unordered
+	// rawURL is the URL template as configured; verify_endpoint checks
+	// the endpoint again when it changes.
+	rawURL   string
+	verify   bool
+	disabled bool
 }
 
 type headerTmpl struct {
@@ -142,6 +155,13 @@ func compileRoute(name string, rc *Route) (*route, error) {
 	} else if rc.ContentType != "" {
 		return nil, fmt.Errorf("route %s: content_type applies to transform results; this route has no transform", name)
 	}
+	switch rc.TracePropagation {
+	case "", "on":
+	case "off":
+		r.noTraceParent = true
+	default:
+		return nil, fmt.Errorf("route %s: trace_propagation is on or off, got %q", name, rc.TracePropagation)
+	}
 	if rc.Sign != nil {
 		repl := caddy.NewReplacer()
 		secrets := make([]string, len(rc.Sign.Secrets))
@@ -174,6 +194,23 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		return nil, fmt.Errorf("route %s: %v", name, err)
 	}
 	r.retry = rp
+	if r.breaker, err = compileBreaker(rc.Breaker, rc.BreakerCooldown); err != nil {
+		return nil, fmt.Errorf("route %s: %v", name, err)
+	}
+	if rc.Rate != "" {
+		rs, err := parseRate(rc.Rate)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %v", name, err)
+		}
+		r.rate = &rs
+	}
+	if r.order, err = compileOrdered(name, rc.Ordered); err != nil {
+		return nil, err
+	}
+	r.rawURL, r.verify, r.disabled = rc.URL, rc.VerifyEndpoint, rc.Disabled
+	if r.verify && ut.usesEvent() {
+		return nil, fmt.Errorf("route %s: verify_endpoint checks the URL before any event: it cannot hold {event.*} placeholders", name)
+	}
 	return r, nil
 }
 

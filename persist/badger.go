@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -69,6 +70,14 @@ type Badger struct {
 
 	ingestCh chan *ingestReq
 	recordCh chan recordReq
+	// moved maps pending deliveries a Requeue moved to an earlier due
+	// time to the ready entry it wrote. An attempt claimed before the
+	// move records with the old due time; applyRecord removes the new
+	// entry too, so none is left behind. Only the committer uses it.
+	moved map[string]time.Time
+	// ord is the order-index changes of the committer's current
+	// transaction (see ordered.go).
+	ord *orderTxn
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -88,9 +97,21 @@ type ingestReq struct {
 	done  chan struct{}
 }
 
+// recordReq is an outcome to record or, with apply set, another write
+// that must be ordered with outcomes (a requeue); size is then its
+// estimated bytes.
 type recordReq struct {
-	o    Outcome
-	done func(error)
+	o     Outcome
+	done  func(error)
+	apply func(txn *badger.Txn) error
+	size  int
+}
+
+func (r recordReq) cost() int {
+	if r.apply != nil {
+		return r.size
+	}
+	return 512
 }
 
 var _ Store = (*Badger)(nil)
@@ -162,6 +183,7 @@ func Open(opts Options) (*Badger, error) {
 		now:      now,
 		ingestCh: make(chan *ingestReq, 1024),
 		recordCh: make(chan recordReq, 4096),
+		moved:    make(map[string]time.Time),
 		stop:     make(chan struct{}),
 	}
 	s.retention.Store(&retention{dedupe: opts.DedupeWindow, delivered: opts.Retention, dead: opts.DeadRetention})
@@ -308,7 +330,7 @@ func (s *Badger) commitLoop() {
 				size += r.size
 			case r := <-s.recordCh:
 				recs = append(recs, r)
-				size += 512
+				size += r.cost()
 			default:
 				break drain
 			}
@@ -368,9 +390,18 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 	}
 	for i, r := range recs {
 		units = append(units, unit{
-			apply: func(txn *badger.Txn) error { return s.applyRecord(txn, r.o) },
+			apply: func(txn *badger.Txn) error {
+				if r.apply != nil {
+					return r.apply(txn)
+				}
+				return s.applyRecord(txn, r.o)
+			},
 			finish: func(err error) {
 				settled[len(ins)+i] = true
+				if err == nil && r.apply == nil {
+					// Whatever claim the move was made under has ended.
+					delete(s.moved, r.o.Delivery.ID)
+				}
 				r.done(err)
 			},
 		})
@@ -486,8 +517,16 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 			return nil, err
 		}
 		for _, d := range in.Deliveries {
+			if err := s.orderEnter(txn, d); err != nil {
+				return nil, err
+			}
 			if err := s.putDelivery(txn, d, 0); err != nil {
 				return nil, err
+			}
+			if d.Waiting {
+				// Behind an earlier delivery of its order key: it enters
+				// the ready index when that one is final.
+				continue
 			}
 			if err := txn.Set(readyKey(d.Route, d.Due, d.ID), nil); err != nil {
 				return nil, err
@@ -514,6 +553,15 @@ func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
 	if err := txn.Delete(readyKey(d.Route, o.ClaimedDue, d.ID)); err != nil {
 		return err
 	}
+	// The entry is forgotten once this commits (apply may run again in
+	// a new transaction when a group is split).
+	if due, ok := s.moved[d.ID]; ok {
+		if !due.Equal(o.ClaimedDue) {
+			if err := txn.Delete(readyKey(d.Route, due, d.ID)); err != nil {
+				return err
+			}
+		}
+	}
 	if d.Status == StatusPending {
 		if err := s.putDelivery(txn, d, 0); err != nil {
 			return err
@@ -524,14 +572,20 @@ func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
 		return s.putAttempt(txn, d.ID, o.Attempt, 0)
 	}
 
+	if err := s.orderFinish(txn, d); err != nil {
+		return err
+	}
+
+	// Final deliveries are indexed by route and the time they ended, so
+	// they can be listed and replayed without scanning every record:
+	// x| for dead ones, v| for delivered ones; both expire with them.
 	ret := s.retention.Load()
-	ttl := ret.delivered
+	ttl, index := ret.delivered, doneKey(d.Route, d.Done, d.ID)
 	if d.Status == StatusDead {
-		ttl = ret.dead
-		e := badger.NewEntry(deadKey(d.Route, d.Done, d.ID), nil).WithTTL(ttl)
-		if err := txn.SetEntry(e); err != nil {
-			return err
-		}
+		ttl, index = ret.dead, deadKey(d.Route, d.Done, d.ID)
+	}
+	if err := txn.SetEntry(badger.NewEntry(index, nil).WithTTL(ttl)); err != nil {
+		return err
 	}
 	if err := s.putDelivery(txn, d, ttl); err != nil {
 		return err
@@ -570,24 +624,46 @@ func (s *Badger) putAttempt(txn *badger.Txn, deliveryID string, a *Attempt, ttl 
 }
 
 func (s *Badger) expireAttempts(txn *badger.Txn, deliveryID string, current *Attempt, ttl time.Duration) error {
-	prefix := attemptPrefix(deliveryID)
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = prefix
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	var rewrite []*badger.Entry
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-		item := it.Item()
-		if current != nil && string(item.Key()) == string(attemptKey(deliveryID, current.N)) {
-			continue
-		}
-		val, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		rewrite = append(rewrite, badger.NewEntry(item.KeyCopy(nil), val).WithTTL(ttl))
+	// The earlier attempts are read from a snapshot, not with an iterator
+	// on txn: Badger sorts all of a write transaction's pending writes
+	// each time an iterator is opened on it, which made a group commit of
+	// many final outcomes quadratic (a replay delivering 20,000 at once
+	// kept the committer busy for a minute). Only the committer writes,
+	// so the snapshot holds everything txn started from; of this
+	// delivery's attempts, txn holds only the current one, and the
+	// deletion of the one it pushed out of the log.
+	dropped := 0
+	if current != nil {
+		dropped = current.N - s.opts.AttemptLog
 	}
-	it.Close()
+	prefix := attemptPrefix(deliveryID)
+	var rewrite []*badger.Entry
+	err := s.db.View(func(view *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := view.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			if len(k) != len(prefix)+4 {
+				continue
+			}
+			n := int(binary.BigEndian.Uint32(k[len(prefix):]))
+			if current != nil && (n == current.N || n <= dropped) {
+				continue
+			}
+			val, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			rewrite = append(rewrite, badger.NewEntry(item.KeyCopy(nil), val).WithTTL(ttl))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	for _, e := range rewrite {
 		if err := txn.SetEntry(e); err != nil {
 			return err
@@ -785,7 +861,9 @@ func (s *Badger) Pending() (map[string]int, error) {
 			}
 			counts[lastRoute]++
 		}
-		return nil
+		// Deliveries waiting behind an earlier one of their order key
+		// are pending too, though not in the ready index.
+		return countByRoute(txn, pOrder, counts, isWaiting)
 	})
 	if errors.Is(err, badger.ErrDBClosed) {
 		err = ErrClosed

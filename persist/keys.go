@@ -15,7 +15,10 @@ const (
 	pReady    = 'q' // q|len route due_ns deliveryID  -> empty
 	pAttempt  = 'a' // a|deliveryID 0 n               -> attempt record
 	pDead     = 'x' // x|len route time_ns deliveryID -> empty
+	pDone     = 'v' // v|len route time_ns deliveryID -> empty (delivered)
 	pDedupe   = 'i' // i|key                          -> event id (TTL)
+	pOrder    = 'o' // o|len route len16 key deliveryID -> 'a' (in the ready index) or 'w' (waiting)
+	pRouteSt  = 'r' // r|route                        -> route state record
 )
 
 func simpleKey(p byte, id string) []byte {
@@ -67,7 +70,11 @@ func deadKey(route string, at time.Time, id string) []byte {
 	return timedKey(pDead, route, at, id)
 }
 
-// parseTimedKey splits a q| or x| key into route, time and delivery id.
+func doneKey(route string, at time.Time, id string) []byte {
+	return timedKey(pDone, route, at, id)
+}
+
+// parseTimedKey splits a q|, x| or v| key into route, time and delivery id.
 func parseTimedKey(k []byte) (route string, t time.Time, id string, ok bool) {
 	if len(k) < 3 {
 		return "", time.Time{}, "", false

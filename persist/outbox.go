@@ -105,8 +105,13 @@ type Delivery struct {
 	LastClass   string    `json:"last_class,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	Done        time.Time `json:"done,omitzero"`
-	// OrderKey groups deliveries of an ordered route.
+	// OrderKey groups deliveries of an ordered route: those with the same
+	// key are attempted one at a time, in ingest (id) order.
 	OrderKey string `json:"order_key,omitempty"`
+	// Waiting is set on a pending delivery with an OrderKey while an
+	// earlier delivery of its key is unfinished: it is not in the ready
+	// index until that one is delivered or dead (see ordered.go).
+	Waiting bool `json:"waiting,omitempty"`
 }
 
 // Attempt is one try at a delivery, as kept in its history.
@@ -194,6 +199,31 @@ type Store interface {
 
 	// Pending counts pending deliveries per route.
 	Pending() (map[string]int, error)
+
+	// DeadCounts counts dead deliveries per route (those not yet expired).
+	DeadCounts() (map[string]int, error)
+
+	// SetRouteState stores a route's operational state (paused, verified
+	// endpoint); the zero state deletes the record. It returns once the
+	// write is on disk.
+	SetRouteState(route string, st RouteState) error
+
+	// RouteStates returns every stored route state by route name.
+	RouteStates() (map[string]RouteState, error)
+
+	// ListDeliveries returns a page of deliveries and the cursor of the
+	// next page ("" after the last); see ListFilter.
+	ListDeliveries(f ListFilter) ([]*Delivery, string, error)
+
+	// ReplayIDs selects, from the index alone, the ids of a route's dead
+	// or delivered deliveries that became final in [since, until), in
+	// that order, up to limit after cursor; next continues it.
+	ReplayIDs(route string, status Status, since, until time.Time, cursor string, limit int) (ids []string, next string, err error)
+
+	// Requeue makes deliveries pending and due at now, ordered with
+	// outcomes; final ones keep their attempt history. It returns those
+	// it requeued (unknown ids are skipped).
+	Requeue(ids []string, now time.Time) ([]Requeued, error)
 
 	// Close stops the writer after it drained what was submitted, then
 	// closes the database.

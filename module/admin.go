@@ -1,0 +1,639 @@
+package module
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+func init() {
+	caddy.RegisterModule(adminAPI{})
+}
+
+// adminAPI is `admin.api.webhooks`: the operator's endpoints under
+// Caddy's admin API (SPEC §5). Caddy loads every admin.api module with
+// each config, so it is there whether or not the `webhooks` app is
+// configured, and answers 503 with a clear message when it is not.
+//
+//	GET  /webhooks/stats                       per-route state and counters
+//	GET  /webhooks/events/{id}                 an event, its deliveries and their attempts
+//	GET  /webhooks/deliveries?route=&status=&limit=&cursor=
+//	POST /webhooks/deliveries/{id}/retry       requeue one delivery now
+//	POST /webhooks/routes/{name}/replay?status=dead&since=&until=&limit=
+//	POST /webhooks/routes/{name}/pause, /resume
+//
+// It shows what the outbox holds about deliveries and attempts, never a
+// route's URL, headers or signing secrets; URLs in transport errors are
+// cut down to their scheme and host.
+type adminAPI struct {
+	// app is the webhooks app of the config this admin server belongs
+	// to (Caddy provisions admin routers with every config load); nil
+	// when that config has none.
+	app *App
+}
+
+// CaddyModule returns the Caddy module information.
+func (adminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.webhooks",
+		New: func() caddy.Module { return new(adminAPI) },
+	}
+}
+
+// Provision finds the config's webhooks app, if it has one. Caddy builds
+// the admin server before it provisions the apps, so this provisions the
+// app early (as the PKI app's admin API does); the config load provisions
+// it only once either way.
+func (a *adminAPI) Provision(ctx caddy.Context) error {
+	app, err := ctx.AppIfConfigured("webhooks")
+	if err != nil {
+		// Not configured: the endpoints say so. Failed to provision: the
+		// config load fails with that error anyway.
+		return nil
+	}
+	a.app, _ = app.(*App)
+	return nil
+}
+
+// Routes returns the admin routes.
+func (a *adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: adminPrefix, Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+const adminPrefix = "/webhooks/"
+
+// Admin API limits.
+const (
+	// replayBatch is how many deliveries a replay selects and requeues
+	// at a time; the dispatcher starts on each batch as it lands.
+	replayBatch = 10_000
+	// adminResponseKeep is how much of an attempt's response the event
+	// look-up shows (the outbox keeps no more than this either).
+	adminResponseKeep = 4 << 10
+)
+
+// apiError is an admin API failure, answered as
+// {"error": code, "message": message}.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func apiErrorf(status int, code, format string, a ...any) *apiError {
+	return &apiError{status: status, code: code, message: fmt.Sprintf(format, a...)}
+}
+
+// serve routes a request under /webhooks/. It always answers itself, so
+// Caddy's own error format (which has no code) is never used.
+func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	if err := a.route(w, r); err != nil {
+		writeAPIError(w, err)
+	}
+	return nil
+}
+
+func (a *adminAPI) route(w http.ResponseWriter, r *http.Request) *apiError {
+	rest := strings.TrimPrefix(r.URL.Path, adminPrefix)
+	parts := strings.Split(rest, "/")
+	var (
+		method string
+		h      func(*engine, http.ResponseWriter, *http.Request, []string) *apiError
+	)
+	switch {
+	case rest == "stats":
+		method, h = http.MethodGet, a.stats
+	case len(parts) == 2 && parts[0] == "events" && parts[1] != "":
+		method, h = http.MethodGet, a.event
+	case rest == "deliveries":
+		method, h = http.MethodGet, a.deliveries
+	case len(parts) == 3 && parts[0] == "deliveries" && parts[1] != "" && parts[2] == "retry":
+		method, h = http.MethodPost, a.retry
+	case len(parts) == 3 && parts[0] == "routes" && parts[1] != "" && parts[2] == "replay":
+		method, h = http.MethodPost, a.replay
+	case len(parts) == 3 && parts[0] == "routes" && parts[1] != "" && (parts[2] == "pause" || parts[2] == "resume"):
+		method, h = http.MethodPost, a.pause
+	default:
+		return apiErrorf(http.StatusNotFound, "not_found",
+			"no webhooks admin endpoint at %s: see GET /webhooks/stats, GET /webhooks/events/{id}, GET /webhooks/deliveries, "+
+				"POST /webhooks/deliveries/{id}/retry, POST /webhooks/routes/{name}/replay|pause|resume", r.URL.Path)
+	}
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		return apiErrorf(http.StatusMethodNotAllowed, "method_not_allowed", "use %s for %s", method, r.URL.Path)
+	}
+	eng, err := a.engine(r)
+	if err != nil {
+		return err
+	}
+	return h(eng, w, r, parts)
+}
+
+// engine returns the running engine of this config's webhooks app.
+func (a *adminAPI) engine(r *http.Request) (*engine, *apiError) {
+	if a.app == nil {
+		return nil, apiErrorf(http.StatusServiceUnavailable, "not_configured",
+			"the webhooks app is not configured: add a webhooks block to the Caddyfile's global options (apps.webhooks in JSON)")
+	}
+	eng := a.app.runningEngine(r.Context())
+	if eng == nil {
+		return nil, apiErrorf(http.StatusServiceUnavailable, "not_running",
+			"the webhooks app is configured but has not started; try again in a moment")
+	}
+	return eng, nil
+}
+
+// storeError maps an outbox error to an answer.
+func storeError(err error, what string) *apiError {
+	switch {
+	case errors.Is(err, persist.ErrClosed):
+		return apiErrorf(http.StatusServiceUnavailable, "unavailable", "the outbox is closed (Caddy is stopping or reloading); try again")
+	case errors.Is(err, persist.ErrBadCursor):
+		return apiErrorf(http.StatusBadRequest, "bad_cursor", "cursor: %v: pass the next value of the previous page unchanged, with the same route and status", err)
+	case errors.Is(err, persist.ErrBadFilter):
+		return apiErrorf(http.StatusBadRequest, "bad_request", "%v", err)
+	}
+	return apiErrorf(http.StatusInternalServerError, "internal", "%s: %v", what, err)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeAPIError(w http.ResponseWriter, e *apiError) {
+	if e.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, e.status, apiErrorBody{Error: e.code, Message: e.message})
+}
+
+// Answers. The CLI decodes the same types.
+
+type apiErrorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+type statsAnswer struct {
+	Routes []RouteStats `json:"routes"`
+}
+
+type eventAnswer struct {
+	Event      eventView      `json:"event"`
+	Deliveries []deliveryView `json:"deliveries"`
+}
+
+type listAnswer struct {
+	Deliveries []deliveryView `json:"deliveries"`
+	Next       string         `json:"next,omitempty"`
+}
+
+type retryAnswer struct {
+	Delivery string `json:"delivery"`
+	Route    string `json:"route"`
+	// Was is the status before the retry.
+	Was string `json:"was"`
+}
+
+type replayAnswer struct {
+	Route    string `json:"route"`
+	Replayed int    `json:"replayed"`
+}
+
+type pauseAnswer struct {
+	Route  string `json:"route"`
+	Paused bool   `json:"paused"`
+}
+
+type eventView struct {
+	ID       string    `json:"id"`
+	Type     string    `json:"type"`
+	Source   string    `json:"source,omitempty"`
+	Time     time.Time `json:"time"`
+	Received time.Time `json:"received"`
+	// Data is the payload as sent (a JSON string for an inbound body
+	// that was not JSON; ContentType then says what it was).
+	Data        json.RawMessage   `json:"data"`
+	ContentType string            `json:"content_type,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Routes      []string          `json:"routes"`
+	TraceID     string            `json:"trace_id,omitempty"`
+}
+
+type deliveryView struct {
+	ID          string    `json:"id"`
+	EventID     string    `json:"event_id"`
+	Route       string    `json:"route"`
+	Status      string    `json:"status"`
+	Attempts    int       `json:"attempts"`
+	Created     time.Time `json:"created"`
+	Due         time.Time `json:"due,omitzero"` // pending only
+	Waiting     bool      `json:"waiting,omitempty"`
+	OrderKey    string    `json:"order_key,omitempty"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastStatus  int       `json:"last_status,omitempty"`
+	LastClass   string    `json:"last_class,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	Done        time.Time `json:"done,omitzero"`
+	// History is every attempt kept, oldest first (event look-up only).
+	History []attemptView `json:"history,omitempty"`
+}
+
+type attemptView struct {
+	N          int       `json:"n"`
+	Time       time.Time `json:"time"`
+	DurationMS float64   `json:"duration_ms"`
+	Status     int       `json:"status,omitempty"`
+	Class      string    `json:"class,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	TraceID    string    `json:"trace_id,omitempty"`
+	// Response is the first 4 KiB of the response body: as text when it
+	// is UTF-8, else base64 with ResponseEncoding "base64".
+	Response         string `json:"response,omitempty"`
+	ResponseEncoding string `json:"response_encoding,omitempty"`
+}
+
+func viewEvent(ev *persist.Event) eventView {
+	v := eventView{
+		ID:          ev.ID,
+		Type:        ev.Type,
+		Source:      ev.Source,
+		Time:        ev.Time,
+		Received:    ev.Received,
+		Data:        json.RawMessage(ev.Data),
+		ContentType: ev.ContentType,
+		Routes:      ev.Routes,
+		TraceID:     traceIDOf(ev.TraceParent),
+	}
+	if !json.Valid(ev.Data) {
+		// Never expected (ingest stores JSON), but one bad record must
+		// not make the event unreadable.
+		v.Data, _ = json.Marshal(string(ev.Data))
+	}
+	if v.Routes == nil {
+		v.Routes = []string{}
+	}
+	for k, val := range ev.Headers {
+		// Ingest drops these already; an older record may hold them.
+		if _, ok := sensitiveHeaders[http.CanonicalHeaderKey(k)]; ok {
+			continue
+		}
+		if v.Headers == nil {
+			v.Headers = make(map[string]string, len(ev.Headers))
+		}
+		v.Headers[k] = val
+	}
+	return v
+}
+
+// traceIDOf returns the trace id of a W3C traceparent.
+func traceIDOf(tp string) string {
+	parts := strings.Split(tp, "-")
+	if len(parts) < 4 || len(parts[1]) != 32 {
+		return ""
+	}
+	return parts[1]
+}
+
+func viewDelivery(d *persist.Delivery) deliveryView {
+	v := deliveryView{
+		ID:          d.ID,
+		EventID:     d.EventID,
+		Route:       d.Route,
+		Status:      d.Status.String(),
+		Attempts:    d.Attempts,
+		Created:     d.Created,
+		Waiting:     d.Waiting,
+		OrderKey:    d.OrderKey,
+		LastAttempt: d.LastAttempt,
+		LastStatus:  d.LastStatus,
+		LastClass:   d.LastClass,
+		LastError:   redactURLs(d.LastError),
+		Done:        d.Done,
+	}
+	if d.Status == persist.StatusPending {
+		v.Due = d.Due
+	}
+	return v
+}
+
+func viewAttempt(a persist.Attempt) attemptView {
+	v := attemptView{
+		N:          a.N,
+		Time:       a.Start,
+		DurationMS: float64(a.Duration.Microseconds()) / 1000,
+		Status:     a.Status,
+		Class:      a.Class,
+		Error:      redactURLs(a.Error),
+		TraceID:    a.TraceID,
+	}
+	v.Response, v.ResponseEncoding = responseText(a.Response)
+	return v
+}
+
+// responseText returns up to adminResponseKeep bytes of a response body,
+// as text if they are UTF-8 (a rune cut by the limit does not count
+// against that), else base64-encoded with encoding "base64".
+func responseText(b []byte) (text, encoding string) {
+	if len(b) > adminResponseKeep {
+		b = b[:adminResponseKeep]
+	}
+	body := b
+	if len(b) == adminResponseKeep {
+		// Drop a rune the limit cut in two.
+		for i := 0; i < utf8.UTFMax-1 && len(body) > 0; i++ {
+			r, size := utf8.DecodeLastRune(body)
+			if r != utf8.RuneError || size != 1 {
+				break
+			}
+			body = body[:len(body)-1]
+		}
+		if !utf8.Valid(body) {
+			body = b
+		}
+	}
+	if utf8.Valid(body) {
+		return string(body), ""
+	}
+	return base64.StdEncoding.EncodeToString(b), "base64"
+}
+
+// urlInText matches URLs in error text. Go's HTTP client quotes the URL
+// of a failed request in its error; a URL may carry a token in its path
+// or query (Slack-style webhook URLs do), so the admin API shows only
+// its scheme and host.
+var urlInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+`)
+
+func redactURLs(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	return urlInText.ReplaceAllStringFunc(s, func(u string) string {
+		scheme, rest, _ := strings.Cut(u, "://")
+		host := rest
+		if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+			host = rest[:i]
+		}
+		if at := strings.LastIndexByte(host, '@'); at >= 0 {
+			host = host[at+1:]
+		}
+		if host == rest {
+			return scheme + "://" + host
+		}
+		return scheme + "://" + host + "/…"
+	})
+}
+
+// GET /webhooks/stats
+func (a *adminAPI) stats(eng *engine, w http.ResponseWriter, _ *http.Request, _ []string) *apiError {
+	routes := eng.routeStats()
+	if routes == nil {
+		routes = []RouteStats{}
+	}
+	writeJSON(w, http.StatusOK, statsAnswer{Routes: routes})
+	return nil
+}
+
+// GET /webhooks/events/{id}
+func (a *adminAPI) event(eng *engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
+	id := parts[1]
+	ev, err := eng.store.Event(id)
+	if errors.Is(err, persist.ErrNotFound) {
+		return apiErrorf(http.StatusNotFound, "not_found",
+			"no event %q: never stored (unmatched events are kept only with keep_unmatched), or expired by retention", id)
+	}
+	if err != nil {
+		return storeError(err, "reading event "+id)
+	}
+	ans := eventAnswer{Event: viewEvent(ev), Deliveries: []deliveryView{}}
+	for _, did := range ev.Deliveries {
+		d, err := eng.store.Delivery(did)
+		if errors.Is(err, persist.ErrNotFound) {
+			continue // expired before its event
+		}
+		if err != nil {
+			return storeError(err, "reading delivery "+did)
+		}
+		atts, err := eng.store.Attempts(did)
+		if err != nil {
+			return storeError(err, "reading the attempts of delivery "+did)
+		}
+		v := viewDelivery(d)
+		for _, at := range atts {
+			v.History = append(v.History, viewAttempt(at))
+		}
+		ans.Deliveries = append(ans.Deliveries, v)
+	}
+	writeJSON(w, http.StatusOK, ans)
+	return nil
+}
+
+// GET /webhooks/deliveries?route=&status=&limit=&cursor=
+func (a *adminAPI) deliveries(eng *engine, w http.ResponseWriter, r *http.Request, _ []string) *apiError {
+	q := r.URL.Query()
+	f := persist.ListFilter{Route: q.Get("route"), Cursor: q.Get("cursor")}
+	if s := q.Get("status"); s != "" {
+		st, ok := persist.ParseStatus(s)
+		if !ok {
+			return apiErrorf(http.StatusBadRequest, "bad_request", "status %q: expected pending, delivered or dead", s)
+		}
+		f.Status = st
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > persist.MaxListLimit {
+			return apiErrorf(http.StatusBadRequest, "bad_request", "limit %q: expected a number from 1 to %d", s, persist.MaxListLimit)
+		}
+		f.Limit = n
+	}
+	ds, next, err := eng.store.ListDeliveries(f)
+	if err != nil {
+		return storeError(err, "listing deliveries")
+	}
+	ans := listAnswer{Deliveries: make([]deliveryView, 0, len(ds)), Next: next}
+	for _, d := range ds {
+		ans.Deliveries = append(ans.Deliveries, viewDelivery(d))
+	}
+	writeJSON(w, http.StatusOK, ans)
+	return nil
+}
+
+// POST /webhooks/deliveries/{id}/retry
+func (a *adminAPI) retry(eng *engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
+	id := parts[1]
+	if _, err := eng.store.Delivery(id); errors.Is(err, persist.ErrNotFound) {
+		return apiErrorf(http.StatusNotFound, "not_found", "no delivery %q: never stored, or expired by retention", id)
+	} else if err != nil {
+		return storeError(err, "reading delivery "+id)
+	}
+	res, err := eng.store.Requeue([]string{id}, eng.now())
+	if err != nil {
+		return storeError(err, "requeueing delivery "+id)
+	}
+	if len(res) == 0 {
+		return apiErrorf(http.StatusConflict, "cannot_requeue",
+			"delivery %q cannot be requeued: it or its event expired by retention", id)
+	}
+	applyRequeued(eng, res)
+	writeJSON(w, http.StatusOK, retryAnswer{Delivery: id, Route: res[0].Route, Was: res[0].Was.String()})
+	return nil
+}
+
+// applyRequeued brings the engine's counters up to date with what a
+// requeue changed, and has the dispatchers look at the ready index anew.
+func applyRequeued(eng *engine, res []persist.Requeued) {
+	type counts struct{ dead, delivered int }
+	byRoute := make(map[string]*counts)
+	for _, r := range res {
+		c := byRoute[r.Route]
+		if c == nil {
+			c = new(counts)
+			byRoute[r.Route] = c
+		}
+		switch r.Was {
+		case persist.StatusDead:
+			c.dead++
+		case persist.StatusDelivered:
+			c.delivered++
+		}
+	}
+	for route, c := range byRoute {
+		eng.requeued(route, c.dead, c.delivered)
+	}
+}
+
+// POST /webhooks/routes/{name}/replay?status=dead&since=&until=&limit=
+func (a *adminAPI) replay(eng *engine, w http.ResponseWriter, r *http.Request, parts []string) *apiError {
+	route := parts[1]
+	q := r.URL.Query()
+	now := eng.now()
+	st := persist.StatusDead
+	if s := q.Get("status"); s != "" {
+		var ok bool
+		st, ok = persist.ParseStatus(s)
+		if !ok || st == persist.StatusPending {
+			return apiErrorf(http.StatusBadRequest, "bad_request", "status %q: expected dead or delivered (pending deliveries are queued already)", s)
+		}
+	}
+	since, err := parseSince(q.Get("since"), now)
+	if err != nil {
+		return apiErrorf(http.StatusBadRequest, "bad_request", "since: %v", err)
+	}
+	// Deliveries that become final while the replay runs (some of them
+	// replayed ones) are not picked up again.
+	until := now
+	if s := q.Get("until"); s != "" {
+		u, err := parseSince(s, now)
+		if err != nil {
+			return apiErrorf(http.StatusBadRequest, "bad_request", "until: %v", err)
+		}
+		if u.Before(now) {
+			until = u
+		}
+	}
+	limit := -1
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return apiErrorf(http.StatusBadRequest, "bad_request", "limit %q: expected a positive number", s)
+		}
+		limit = n
+	}
+	if !validRouteName(route) {
+		return apiErrorf(http.StatusNotFound, "unknown_route", "no route %q", route)
+	}
+
+	replayed, cursor := 0, ""
+	for limit < 0 || replayed < limit {
+		batch := replayBatch
+		if limit > 0 {
+			batch = min(batch, limit-replayed)
+		}
+		ids, next, err := eng.store.ReplayIDs(route, st, since, until, cursor, batch)
+		if err != nil {
+			return storeError(err, "selecting deliveries to replay")
+		}
+		if len(ids) > 0 {
+			res, err := eng.store.Requeue(ids, eng.now())
+			applyRequeued(eng, res)
+			replayed += len(res)
+			if err != nil {
+				return storeError(err, fmt.Sprintf("requeueing (after %d replayed)", replayed))
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if replayed == 0 && !eng.knowsRoute(route) {
+		return apiErrorf(http.StatusNotFound, "unknown_route", "no route %q in the config or the outbox", route)
+	}
+	writeJSON(w, http.StatusOK, replayAnswer{Route: route, Replayed: replayed})
+	return nil
+}
+
+// knowsRoute reports whether route is in the current config or has a
+// dispatcher (deliveries or state in the outbox).
+func (e *engine) knowsRoute(route string) bool {
+	if c := e.cfg.Load(); c != nil && c.routes[route] != nil {
+		return true
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	_, ok := e.dispatchers[route]
+	return ok
+}
+
+// parseSince reads an RFC 3339 time, or a duration (Caddy's syntax, so
+// "36h" or "2d") meaning that long before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	d, err := caddy.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q: expected an RFC 3339 time (2026-11-23T10:00:00Z) or a duration before now (90m, 36h, 2d)", s)
+	}
+	return now.Add(-d), nil
+}
+
+// POST /webhooks/routes/{name}/pause and /resume
+func (a *adminAPI) pause(eng *engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
+	route, paused := parts[1], parts[2] == "pause"
+	err := eng.setPaused(route, paused)
+	switch {
+	case errors.Is(err, errUnknownRoute):
+		return apiErrorf(http.StatusNotFound, "unknown_route", "no route %q in the config or the outbox", route)
+	case err != nil:
+		return storeError(err, "saving the route's state")
+	}
+	writeJSON(w, http.StatusOK, pauseAnswer{Route: route, Paused: paused})
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.AdminRouter = (*adminAPI)(nil)
+	_ caddy.Provisioner = (*adminAPI)(nil)
+)

@@ -1,0 +1,234 @@
+package module
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+// Breaker defaults; see Route.Breaker and Route.BreakerCooldown.
+const (
+	defaultBreaker         = 10
+	defaultBreakerCooldown = 5 * time.Second
+	// breakerCooldownGrowth caps the cool-down at this many times the
+	// first one: 5s grows to at most 5m.
+	breakerCooldownGrowth = 60
+)
+
+// Circuit states, as RouteStats.Circuit shows them.
+const (
+	circuitClosed   = "closed"
+	circuitOpen     = "open"
+	circuitHalfOpen = "half_open"
+)
+
+// breakerConfig is a route's compiled breaker settings.
+type breakerConfig struct {
+	threshold   int // consecutive failures that open the circuit; 0: off
+	cooldown    time.Duration
+	maxCooldown time.Duration
+}
+
+func compileBreaker(n int, cooldown caddy.Duration) (breakerConfig, error) {
+	var c breakerConfig
+	if cooldown < 0 {
+		return c, fmt.Errorf("breaker_cooldown must be positive, got %s", time.Duration(cooldown))
+	}
+	switch {
+	case n < 0:
+		return c, nil // off
+	case n == 0:
+		c.threshold = defaultBreaker
+	default:
+		c.threshold = n
+	}
+	c.cooldown = time.Duration(cooldown)
+	if c.cooldown == 0 {
+		c.cooldown = defaultBreakerCooldown
+	}
+	c.maxCooldown = c.cooldown * breakerCooldownGrowth
+	return c, nil
+}
+
+func (c breakerConfig) on() bool { return c.threshold > 0 }
+
+// verdict is what one attempt says about the endpoint's health.
+type verdict uint8
+
+const (
+	// verdictNeutral: the attempt says nothing about the endpoint (it was
+	// refused by the egress policy, or its URL could not be built).
+	verdictNeutral verdict = iota
+	// verdictUp: the endpoint answered, 2xx or an answer not worth a retry.
+	verdictUp
+	// verdictDown: a failure that is retried (dns, connect, tls, timeout,
+	// 408, 425, 429, 5xx).
+	verdictDown
+)
+
+func verdictOf(res result) verdict {
+	switch {
+	case res.ok():
+		return verdictUp
+	case res.retry:
+		return verdictDown
+	case res.status != 0:
+		return verdictUp
+	}
+	return verdictNeutral
+}
+
+// breaker is one route's circuit. The dispatcher's mutex guards it; it
+// lives in memory only, so a restart starts closed.
+type breaker struct {
+	state    string    // circuitClosed ("" too), circuitOpen, circuitHalfOpen
+	fails    int       // consecutive failures while closed
+	retryAt  time.Time // when open: when the probe may go
+	cooldown time.Duration
+	probing  bool // half-open: the probe is in flight
+}
+
+// allow reports whether an attempt may start now, and whether it is the
+// probe (the caller sets probing once it starts). When it may not, until
+// is when to ask again; zero means when the probe in flight ends.
+func (b *breaker) allow(c breakerConfig, now time.Time) (ok, probe bool, until time.Time) {
+	if !c.on() {
+		if b.state != circuitClosed {
+			*b = breaker{state: circuitClosed}
+		}
+		return true, false, time.Time{}
+	}
+	switch b.state {
+	case circuitOpen:
+		if now.Before(b.retryAt) {
+			return false, false, b.retryAt
+		}
+		b.state = circuitHalfOpen
+		fallthrough
+	case circuitHalfOpen:
+		if b.probing {
+			return false, false, time.Time{}
+		}
+		return true, true, time.Time{}
+	}
+	return true, false, time.Time{}
+}
+
+// transition is a change record makes, for the log.
+type transition uint8
+
+const (
+	noTransition       transition = iota
+	circuitOpened                 // closed → open
+	circuitReopened               // a failed probe: open again, for longer
+	circuitClosedAgain            // a probe succeeded
+)
+
+// record counts an attempt's verdict. Only the probe moves an open or
+// half-open circuit: attempts that started before it opened and end
+// after say nothing new.
+func (b *breaker) record(c breakerConfig, v verdict, probe bool, now time.Time) transition {
+	if !c.on() {
+		return noTransition
+	}
+	if probe {
+		b.probing = false
+		switch v {
+		case verdictUp:
+			*b = breaker{state: circuitClosed}
+			return circuitClosedAgain
+		case verdictDown:
+			b.cooldown = min(max(b.cooldown*2, c.cooldown), c.maxCooldown)
+			b.state, b.retryAt = circuitOpen, now.Add(b.cooldown)
+			return circuitReopened
+		}
+		return noTransition // another probe may go
+	}
+	if b.state != circuitClosed && b.state != "" {
+		return noTransition
+	}
+	switch v {
+	case verdictUp:
+		b.fails = 0
+	case verdictDown:
+		b.fails++
+		if b.fails >= c.threshold {
+			b.fails, b.cooldown = 0, c.cooldown
+			b.state, b.retryAt = circuitOpen, now.Add(b.cooldown)
+			return circuitOpened
+		}
+	}
+	return noTransition
+}
+
+// release forgets a probe that ended without an outcome (shutdown).
+func (b *breaker) release(probe bool) {
+	if probe {
+		b.probing = false
+	}
+}
+
+// stateAt is the circuit's state for stats: an open circuit whose
+// cool-down has passed is half-open (it sends its probe on the next turn).
+func (b *breaker) stateAt(now time.Time) string {
+	switch b.state {
+	case circuitOpen:
+		if now.Before(b.retryAt) {
+			return circuitOpen
+		}
+		return circuitHalfOpen
+	case circuitHalfOpen:
+		return circuitHalfOpen
+	}
+	return circuitClosed
+}
+
+// observe takes in what an attempt that ended at end says about the
+// endpoint: the circuit, the last success or failure, and a 410 Gone,
+// which pauses the route until an operator resumes it.
+func (d *dispatcher) observe(log *zap.Logger, r *route, res result, probe bool, end time.Time, deliveryID string) {
+	if res.ok() {
+		d.lastSuccess.Store(end.UnixNano())
+	} else {
+		d.lastFailure.Store(end.UnixNano())
+	}
+	d.mu.Lock()
+	tr := d.br.record(r.breaker, verdictOf(res), probe, end)
+	cooldown := d.br.cooldown
+	d.mu.Unlock()
+	switch tr {
+	case circuitOpened:
+		log.Warn("circuit opened: sends stop, pending deliveries wait",
+			zap.String("route", d.name), zap.Int("consecutive_failures", r.breaker.threshold),
+			zap.String("class", res.class), zap.Duration("probe_in", cooldown))
+	case circuitReopened:
+		log.Warn("circuit probe failed; circuit stays open",
+			zap.String("route", d.name), zap.String("class", res.class), zap.Duration("probe_in", cooldown))
+	case circuitClosedAgain:
+		log.Info("circuit closed: the probe succeeded", zap.String("route", d.name))
+		d.signal()
+	}
+	if res.gone {
+		reason := "endpoint answered 410 Gone (delivery " + deliveryID + ")"
+		changed, err := d.setPaused(true, reason)
+		switch {
+		case err != nil:
+			log.Error("pausing the route after 410 Gone", zap.String("route", d.name), zap.Error(err))
+		case changed:
+			log.Warn("route paused: the endpoint answered 410 Gone; deliveries wait until it is resumed",
+				zap.String("route", d.name), zap.String("delivery", deliveryID))
+		}
+	}
+}
+
+// releaseProbe forgets a probe that ended without an outcome.
+func (d *dispatcher) releaseProbe(probe bool) {
+	if probe {
+		d.mu.Lock()
+		d.br.release(probe)
+		d.mu.Unlock()
+		d.signal()
+	}
+}

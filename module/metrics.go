@@ -1,0 +1,149 @@
+package module
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// metrics are hookgate's Prometheus collectors. They are made once per
+// process and registered with every config's registry (Caddy gives each
+// config load its own), so counters keep counting across reloads.
+var metrics = struct {
+	once       sync.Once
+	ingested   *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	ruleErrors *prometheus.CounterVec
+	state      *stateCollector
+}{}
+
+func initMetrics() {
+	metrics.once.Do(func() {
+		const ns = "hookgate"
+		metrics.ingested = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "events_ingested_total",
+			Help: "Events accepted and stored (duplicates excluded), by source.",
+		}, []string{"source"})
+		metrics.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "deliveries_total",
+			Help: "Delivery attempts by route and outcome (delivered, retry, dead), with the failure class.",
+		}, []string{"route", "outcome", "class"})
+		metrics.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "delivery_duration_seconds",
+			Help:    "Duration of delivery attempts, from sending to the end of the response.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route"})
+		metrics.ruleErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "rule_errors_total",
+			Help: "Rule evaluations that failed (counted as no match), by route.",
+		}, []string{"route"})
+		metrics.state = newStateCollector()
+	})
+}
+
+// registerMetrics registers the collectors with a config's registry.
+func registerMetrics(reg *prometheus.Registry) error {
+	initMetrics()
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{metrics.ingested, metrics.deliveries, metrics.duration, metrics.ruleErrors, metrics.state} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// stateCollector reports gauges read from the running engines when
+// scraped, so they cost nothing between scrapes.
+type stateCollector struct {
+	pending, dead, circuitOpen, oldest *prometheus.Desc
+}
+
+func newStateCollector() *stateCollector {
+	route := []string{"route"}
+	return &stateCollector{
+		pending:     prometheus.NewDesc("hookgate_pending", "Pending deliveries by route.", route, nil),
+		dead:        prometheus.NewDesc("hookgate_dead", "Dead deliveries kept, by route.", route, nil),
+		circuitOpen: prometheus.NewDesc("hookgate_circuit_open", "1 while the route's circuit breaker is open.", route, nil),
+		oldest:      prometheus.NewDesc("hookgate_oldest_pending_age_seconds", "Age of the oldest pending delivery that is due, by route.", route, nil),
+	}
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.pending
+	ch <- c.dead
+	ch <- c.circuitOpen
+	ch <- c.oldest
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	engines.Range(func(_, v any) bool {
+		e, ok := v.(*engine)
+		if !ok {
+			return true
+		}
+		for _, s := range e.routeStats() {
+			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(s.Pending), s.Route)
+			ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(s.Dead), s.Route)
+			open := 0.0
+			if s.Circuit == "open" {
+				open = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.circuitOpen, prometheus.GaugeValue, open, s.Route)
+			ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, e.oldestPendingAge(s.Route).Seconds(), s.Route)
+		}
+		return true
+	})
+}
+
+// oldestPendingAge is how long the route's oldest due delivery has waited
+// since it was created: the first entry of the ready index (earliest due),
+// read at scrape time. Zero when nothing is due.
+func (e *engine) oldestPendingAge(route string) time.Duration {
+	now := e.now()
+	refs, _, err := e.store.Due(route, now, 1, nil)
+	if err != nil || len(refs) == 0 {
+		return 0
+	}
+	d, err := e.store.Delivery(refs[0].ID)
+	if err != nil || d.Created.IsZero() {
+		return 0
+	}
+	return max(now.Sub(d.Created), 0)
+}
+
+// countAttempt counts one attempt's outcome and duration.
+func countAttempt(route string, st persist.Status, res result) {
+	initMetrics()
+	outcome := "retry"
+	switch st {
+	case persist.StatusDelivered:
+		outcome = "delivered"
+	case persist.StatusDead:
+		outcome = "dead"
+	}
+	metrics.deliveries.WithLabelValues(route, outcome, res.class).Inc()
+	metrics.duration.WithLabelValues(route).Observe(res.dur.Seconds())
+}
+
+// countIngested counts stored events by source.
+func countIngested(source string, n int) {
+	initMetrics()
+	metrics.ingested.WithLabelValues(source).Add(float64(n))
+}
+
+// countRuleError counts a rule that could not be evaluated.
+func countRuleError(route string) {
+	initMetrics()
+	metrics.ruleErrors.WithLabelValues(route).Inc()
+}

@@ -1,0 +1,582 @@
+package module
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"golang.org/x/time/rate"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+func TestBreakerStateMachine(t *testing.T) {
+	c, err := compileBreaker(3, caddy.Duration(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.threshold != 3 || c.cooldown != time.Second || c.maxCooldown != time.Minute {
+		t.Fatalf("config %+v", c)
+	}
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	var b breaker
+	mustAllow := func(wantProbe bool) {
+		t.Helper()
+		ok, probe, _ := b.allow(c, now)
+		if !ok || probe != wantProbe {
+			t.Fatalf("allow at %s = %v probe %v, want true probe %v (breaker %+v)", now, ok, probe, wantProbe, b)
+		}
+		if probe {
+			b.probing = true
+		}
+	}
+	mustRefuse := func(wantUntil time.Time) {
+		t.Helper()
+		ok, _, until := b.allow(c, now)
+		if ok || !until.Equal(wantUntil) {
+			t.Fatalf("allow at %s = %v until %s, want false until %s", now, ok, until, wantUntil)
+		}
+	}
+
+	// Final answers (a 404) and neutral failures do not count; a success
+	// resets the count.
+	for _, v := range []verdict{verdictDown, verdictDown, verdictUp, verdictDown, verdictDown, verdictNeutral} {
+		mustAllow(false)
+		if tr := b.record(c, v, false, now); tr != noTransition {
+			t.Fatalf("transition %v before the threshold", tr)
+		}
+	}
+	if b.stateAt(now) != circuitClosed {
+		t.Fatalf("state %s", b.stateAt(now))
+	}
+	if tr := b.record(c, verdictDown, false, now); tr != circuitOpened {
+		t.Fatalf("third consecutive failure: transition %v, want opened", tr)
+	}
+	if b.stateAt(now) != circuitOpen {
+		t.Fatalf("state %s, want open", b.stateAt(now))
+	}
+	mustRefuse(now.Add(time.Second))
+	// An attempt that started before the circuit opened changes nothing.
+	if tr := b.record(c, verdictUp, false, now); tr != noTransition || b.stateAt(now) != circuitOpen {
+		t.Fatalf("straggler success: transition %v state %s", tr, b.stateAt(now))
+	}
+
+	// The cool-down doubles with each failed probe, up to the cap.
+	wantCool := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, time.Minute, time.Minute}
+	for i, cool := range wantCool {
+		now = now.Add(time.Duration(1) << i * time.Second)
+		if b.stateAt(now) != circuitHalfOpen {
+			t.Fatalf("probe %d: state %s, want half_open", i, b.stateAt(now))
+		}
+		mustAllow(true)
+		mustRefuse(time.Time{}) // one probe at a time
+		if tr := b.record(c, verdictDown, true, now); tr != circuitReopened {
+			t.Fatalf("failed probe %d: transition %v", i, tr)
+		}
+		if b.cooldown != cool {
+			t.Fatalf("after failed probe %d: cool-down %s, want %s", i, b.cooldown, cool)
+		}
+		now = now.Add(b.cooldown - time.Duration(1)<<(i+1)*time.Second)
+	}
+
+	// A probe that ends without an outcome lets another go.
+	now = now.Add(time.Hour)
+	mustAllow(true)
+	b.release(true)
+	mustAllow(true)
+	if tr := b.record(c, verdictNeutral, true, now); tr != noTransition {
+		t.Fatalf("neutral probe: %v", tr)
+	}
+	mustAllow(true)
+	if tr := b.record(c, verdictUp, true, now); tr != circuitClosedAgain {
+		t.Fatalf("probe success: transition %v", tr)
+	}
+	if b.stateAt(now) != circuitClosed {
+		t.Fatalf("state %s after a successful probe", b.stateAt(now))
+	}
+	mustAllow(false)
+	// Closing starts the count and the cool-down afresh.
+	for i := 0; i < 3; i++ {
+		b.record(c, verdictDown, false, now)
+	}
+	if b.cooldown != time.Second {
+		t.Fatalf("reopened with cool-down %s, want the first one", b.cooldown)
+	}
+
+	// Off: never opens, and turning it off closes an open circuit.
+	off, _ := compileBreaker(-1, 0)
+	if off.on() {
+		t.Fatal("breaker -1 is on")
+	}
+	if ok, _, _ := b.allow(off, now); !ok || b.stateAt(now) != circuitClosed {
+		t.Fatalf("an open circuit did not close when the breaker was turned off")
+	}
+	for i := 0; i < 100; i++ {
+		b.record(off, verdictDown, false, now)
+	}
+	if b.stateAt(now) != circuitClosed {
+		t.Fatal("a breaker that is off opened")
+	}
+	def, _ := compileBreaker(0, 0)
+	if def.threshold != 10 || def.cooldown != 5*time.Second || def.maxCooldown != 5*time.Minute {
+		t.Fatalf("defaults %+v", def)
+	}
+	if _, err := compileBreaker(1, caddy.Duration(-time.Second)); err == nil {
+		t.Fatal("negative cool-down accepted")
+	}
+}
+
+func TestVerdictOf(t *testing.T) {
+	tests := []struct {
+		status int
+		err    error
+		want   verdict
+	}{
+		{200, nil, verdictUp},
+		{404, nil, verdictUp}, // final: the endpoint is there
+		{410, nil, verdictUp},
+		{302, nil, verdictUp},
+		{429, nil, verdictDown},
+		{408, nil, verdictDown},
+		{503, nil, verdictDown},
+	}
+	for _, tc := range tests {
+		res := result{status: tc.status}
+		classifyStatus(&res, "", time.Now())
+		if got := verdictOf(res); got != tc.want {
+			t.Errorf("%d: verdict %v, want %v", tc.status, got, tc.want)
+		}
+	}
+	for class, want := range map[string]verdict{
+		classConnect: verdictDown, classTimeout: verdictDown, classDNS: verdictDown, classTLS: verdictDown,
+		classEgressDenied: verdictNeutral, classBadURL: verdictNeutral,
+	} {
+		res := result{class: class, retry: class != classEgressDenied && class != classBadURL}
+		if got := verdictOf(res); got != want {
+			t.Errorf("%s: verdict %v, want %v", class, got, want)
+		}
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	good := []struct {
+		in    string
+		limit rate.Limit
+		burst int
+	}{
+		{"50/s", 50, 5},
+		{"1/s", 1, 1},
+		{"1000/s", 1000, 100},
+		{"60/m", 1, 1},
+		{"30/m", 0.5, 1},
+	}
+	for _, tc := range good {
+		rs, err := parseRate(tc.in)
+		if err != nil || rs.limit != tc.limit || rs.burst != tc.burst {
+			t.Errorf("parseRate(%q) = %+v, %v; want limit %v burst %d", tc.in, rs, err, tc.limit, tc.burst)
+		}
+	}
+	for _, in := range []string{"", "50", "50/h", "0/s", "-1/s", "x/s", "1.5/s", "50/", "/s"} {
+		if _, err := parseRate(in); err == nil {
+			t.Errorf("parseRate(%q) accepted", in)
+		}
+	}
+}
+
+func TestTakeToken(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	rs, _ := parseRate("10/s")
+	lim := rate.NewLimiter(rs.limit, rs.burst)
+	if ok, _ := takeToken(lim, now); !ok {
+		t.Fatal("first token refused")
+	}
+	ok, at := takeToken(lim, now)
+	if ok || !at.Equal(now.Add(100*time.Millisecond)) {
+		t.Fatalf("second token at once: %v, next at %s", ok, at.Sub(now))
+	}
+	// A refusal does not use the token up.
+	if ok, _ := takeToken(lim, now.Add(100*time.Millisecond)); !ok {
+		t.Fatal("token refused when it was due")
+	}
+	if ok, _ := takeToken(nil, now); !ok {
+		t.Fatal("no limiter refused")
+	}
+}
+
+func TestOrderKey(t *testing.T) {
+	ev := &persist.Event{ID: "evt_1", Type: "t", Data: []byte(`{"customer_id":"C-7","n":42.0,"i":7,"flag":true,"obj":{},"long":"` + strings.Repeat("x", 300) + `","empty":""}`)}
+	tests := []struct {
+		expr, want string
+		err        bool
+	}{
+		{"*", "*", false},
+		{"event.data.customer_id", "C-7", false},
+		{"event.data.n", "42", false},
+		{"event.data.flag", "true", false},
+		{"event.type + ':' + event.data.customer_id", "t:C-7", false},
+		{"event.data.missing", "*", true},
+		{"event.data.obj", "*", true},
+		{"event.data.empty", "*", false},
+	}
+	for _, tc := range tests {
+		o, err := compileOrdered("r", tc.expr)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.expr, err)
+		}
+		got, err := o.key(newCELEvent(ev))
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("%s: key %q, %v; want %q, error %v", tc.expr, got, err, tc.want, tc.err)
+		}
+	}
+	o, _ := compileOrdered("r", "event.data.long")
+	if k, _ := o.key(newCELEvent(ev)); !strings.HasPrefix(k, "sha256:") || len(k) != 7+64 || len(k) > persist.MaxOrderKeyLen {
+		t.Errorf("long key kept as %q", k)
+	}
+	if o, err := compileOrdered("r", ""); o != nil || err != nil {
+		t.Errorf(`compileOrdered("") = %v, %v`, o, err)
+	}
+	for _, bad := range []string{"event.data.", "{'a': 1}", "[1, 2]", "event.data.x == 1 ? {'a': 1} : {'b': 2}"} {
+		if _, err := compileOrdered("r", bad); err == nil || !strings.Contains(err.Error(), "route r: ordered") {
+			t.Errorf("compileOrdered(%q) = %v, want an error naming the route", bad, err)
+		}
+	}
+}
+
+func TestCompileRouteOperating(t *testing.T) {
+	r, err := compileRoute("erp", &Route{Topics: []string{"*"}, URL: "https://erp.example.com/{env.X}",
+		Rate: "5/s", Ordered: "event.data.k", VerifyEndpoint: true, Disabled: true, Breaker: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.rate == nil || r.rate.limit != 5 || r.order == nil || !r.verify || !r.disabled || r.breaker.threshold != 3 || r.rawURL != "https://erp.example.com/{env.X}" {
+		t.Errorf("compiled %+v", r)
+	}
+	r, _ = compileRoute("erp", &Route{Topics: []string{"*"}, URL: "https://erp.example.com/"})
+	if r.rate != nil || r.order != nil || r.verify || r.disabled || r.breaker.threshold != 10 {
+		t.Errorf("defaults %+v", r)
+	}
+	for name, rc := range map[string]*Route{
+		"bad rate":          {Rate: "5/h"},
+		"bad ordered":       {Ordered: "event.data.("},
+		"verify with event": {URL: "https://x.example/{event.data.tenant}", VerifyEndpoint: true},
+		"negative cooldown": {BreakerCooldown: caddy.Duration(-time.Second)},
+	} {
+		rc.Topics = []string{"*"}
+		if rc.URL == "" {
+			rc.URL = "https://x.example/"
+		}
+		if _, err := compileRoute("r", rc); err == nil || !strings.Contains(err.Error(), "route r") {
+			t.Errorf("%s: error %v, want one naming the route", name, err)
+		}
+	}
+}
+
+// testEngine is an engine on a temporary outbox running routes.
+type testEngine struct {
+	*engine
+	t      *testing.T
+	routes map[string]*route
+}
+
+func startTestEngine(t *testing.T, dir string, routes map[string]*Route, tune func(*engine)) *testEngine {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	e, err := openEngine(dir, zap.NewNop(), persist.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(e)
+	}
+	compiled := make(map[string]*route)
+	for name, rc := range routes {
+		if rc.Topics == nil {
+			rc.Topics = []string{"*"}
+		}
+		r, err := compileRoute(name, rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		compiled[name] = r
+	}
+	if err := e.start(&runtimeConfig{routes: compiled, maxPending: 1 << 40, logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}); err != nil {
+		t.Fatal(err)
+	}
+	te := &testEngine{engine: e, t: t, routes: compiled}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { e.Destruct() }) })
+	return te
+}
+
+// post ingests one event for every route, as the ingest handler would.
+func (te *testEngine) post(data string) string {
+	te.t.Helper()
+	now := te.now()
+	ev := &persist.Event{ID: newID("evt_", now), Type: "test.event", Time: now, Received: now, Data: []byte(data)}
+	in := persist.Ingest{Event: ev}
+	c := newCELEvent(ev)
+	for name, r := range te.routes {
+		ev.Routes = append(ev.Routes, name)
+		in.Deliveries = append(in.Deliveries, &persist.Delivery{ID: newID("dlv_", now), EventID: ev.ID, Route: name,
+			Status: persist.StatusPending, Created: now, Due: now, OrderKey: r.orderKey(c, now, zap.NewNop())})
+	}
+	if _, err := te.store.Ingest(context.Background(), []persist.Ingest{in}); err != nil {
+		te.t.Fatal(err)
+	}
+	te.enqueue(in)
+	return ev.ID
+}
+
+func (te *testEngine) stats(route string) RouteStats {
+	for _, st := range te.routeStats() {
+		if st.Route == route {
+			return st
+		}
+	}
+	te.t.Fatalf("no stats for route %s in %+v", route, te.routeStats())
+	return RouteStats{}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// countingSink answers POSTs with status(n) and counts them.
+type countingSink struct {
+	*httptest.Server
+	posts  atomic.Int64
+	gets   atomic.Int64
+	status func(n int64) int
+	get    func(w http.ResponseWriter, r *http.Request)
+}
+
+func newCountingSink(t *testing.T, status func(n int64) int) *countingSink {
+	s := &countingSink{status: status}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			s.gets.Add(1)
+			if s.get != nil {
+				s.get(w, r)
+				return
+			}
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		n := s.posts.Add(1) - 1
+		code := http.StatusOK
+		if s.status != nil {
+			code = s.status(n)
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestEnginePauseResumeAndGone(t *testing.T) {
+	dir := t.TempDir()
+	gone := atomic.Bool{}
+	gone.Store(true)
+	sink := newCountingSink(t, func(n int64) int {
+		if n == 2 && gone.Load() {
+			return http.StatusGone
+		}
+		return http.StatusOK
+	})
+	routes := func() map[string]*Route {
+		return map[string]*Route{"a": {URL: sink.URL, Concurrency: 1}}
+	}
+	te := startTestEngine(t, dir, routes(), nil)
+	if err := te.setPaused("nope", true); !errors.Is(err, errUnknownRoute) {
+		t.Fatalf("setPaused(unknown) = %v, want errUnknownRoute", err)
+	}
+	for i := 0; i < 10; i++ {
+		te.post(`{}`)
+	}
+	waitUntil(t, "the 410 to pause the route", func() bool { return te.stats("a").State == statePaused })
+	time.Sleep(300 * time.Millisecond)
+	if n := sink.posts.Load(); n != 3 {
+		t.Fatalf("%d requests after a 410 on the third, want 3 (paused)", n)
+	}
+	st := te.stats("a")
+	if st.Pending != 7 || st.Delivered != 2 || st.Dead != 1 || st.InFlight != 0 || st.LastSuccess.IsZero() || st.LastFailure.IsZero() {
+		t.Fatalf("stats after 410: %+v", st)
+	}
+	if s := te.routeState(); !strings.Contains(s.PausedReason, "410") {
+		t.Fatalf("reason %q", s.PausedReason)
+	}
+
+	// Paused survives a restart; new events queue but are not sent.
+	te.Destruct()
+	te = startTestEngine(t, dir, routes(), nil)
+	te.post(`{}`)
+	time.Sleep(300 * time.Millisecond)
+	if st := te.stats("a"); st.State != statePaused || st.Pending != 8 || st.Dead != 1 || sink.posts.Load() != 3 {
+		t.Fatalf("after restart: %+v, %d requests", st, sink.posts.Load())
+	}
+	if err := te.setPaused("a", false); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the rest to be delivered", func() bool { return te.stats("a").Pending == 0 })
+	if n := sink.posts.Load(); n != 11 {
+		t.Fatalf("%d requests in all, want 11", n)
+	}
+	if st := te.stats("a"); st.State != stateActive || st.Delivered != 8 {
+		t.Fatalf("after resume: %+v", st)
+	}
+
+	// An operator's pause and resume, and a removed route.
+	if err := te.setPaused("a", true); err != nil {
+		t.Fatal(err)
+	}
+	if s := te.routeState(); s.PausedReason != "paused by an operator" {
+		t.Fatalf("reason %q", s.PausedReason)
+	}
+	te.apply(&runtimeConfig{logger: zap.NewNop()})
+	if st := te.stats("a"); st.State != stateRemoved {
+		t.Fatalf("state of a removed route: %s", st.State)
+	}
+}
+
+// routeState is the stored state of route a, read back from the outbox.
+func (te *testEngine) routeState() persist.RouteState {
+	te.t.Helper()
+	sts, err := te.store.RouteStates()
+	if err != nil {
+		te.t.Fatal(err)
+	}
+	return sts["a"]
+}
+
+func TestEngineVerifyEndpoint(t *testing.T) {
+	echo := newCountingSink(t, nil)
+	echo.get = func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(r.URL.Query().Get("check")))
+	}
+	liar := newCountingSink(t, nil)
+	liar.get = func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(r.URL.Query().Get("check") + "\n"))
+	}
+	dir := t.TempDir()
+	routes := map[string]*Route{
+		"good": {URL: echo.URL + "/hook?x=1", VerifyEndpoint: true},
+		"bad":  {URL: liar.URL + "/hook", VerifyEndpoint: true},
+	}
+	te := startTestEngine(t, dir, routes, func(e *engine) { e.verifyEvery = 100 * time.Millisecond })
+	// No check before there is something to deliver.
+	time.Sleep(200 * time.Millisecond)
+	if echo.gets.Load() != 0 || te.stats("good").State != stateUnverified {
+		t.Fatalf("checked with nothing to deliver: %d GETs, state %s", echo.gets.Load(), te.stats("good").State)
+	}
+	for i := 0; i < 5; i++ {
+		te.post(`{}`)
+	}
+	waitUntil(t, "deliveries to the verified endpoint", func() bool { return echo.posts.Load() == 5 })
+	waitUntil(t, "checks to be retried", func() bool { return liar.gets.Load() >= 3 })
+	if st := te.stats("bad"); st.State != stateUnverified || st.Pending != 5 || liar.posts.Load() != 0 {
+		t.Fatalf("bad route: %+v, %d POSTs", st, liar.posts.Load())
+	}
+	if st := te.stats("good"); st.State != stateActive || echo.gets.Load() != 1 {
+		t.Fatalf("good route: %+v, %d GETs", st, echo.gets.Load())
+	}
+
+	// A restart does not check again; a changed URL does.
+	te.Destruct()
+	te = startTestEngine(t, dir, map[string]*Route{"good": {URL: echo.URL + "/hook?x=1", VerifyEndpoint: true}}, nil)
+	te.post(`{}`)
+	waitUntil(t, "a delivery after restart", func() bool { return echo.posts.Load() == 6 })
+	if n := echo.gets.Load(); n != 1 {
+		t.Fatalf("%d GETs after a restart, want 1 (no new check)", n)
+	}
+	te.Destruct()
+	te = startTestEngine(t, dir, map[string]*Route{"good": {URL: echo.URL + "/other", VerifyEndpoint: true}}, nil)
+	te.post(`{}`)
+	waitUntil(t, "a delivery after the URL changed", func() bool { return echo.posts.Load() == 7 })
+	if n := echo.gets.Load(); n != 2 {
+		t.Fatalf("%d GETs after the URL changed, want 2", n)
+	}
+}
+
+func TestEngineDisabledAndBreakerStats(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	sink := newCountingSink(t, func(int64) int {
+		if fail.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	routes := map[string]*Route{
+		"off": {URL: sink.URL, Disabled: true},
+		"brk": {URL: sink.URL, Concurrency: 1, Breaker: 3, BreakerCooldown: caddy.Duration(200 * time.Millisecond),
+			Retry: &RetryPolicy{Attempts: 100, BackoffMin: caddy.Duration(10 * time.Millisecond), BackoffMax: caddy.Duration(10 * time.Millisecond)}},
+	}
+	te := startTestEngine(t, "", routes, nil)
+	for i := 0; i < 5; i++ {
+		te.post(`{}`)
+	}
+	waitUntil(t, "the circuit to open", func() bool { return te.stats("brk").Circuit != circuitClosed })
+	if st := te.stats("off"); st.State != stateDisabled || st.Pending != 5 {
+		t.Fatalf("disabled route: %+v", st)
+	}
+	n := sink.posts.Load()
+	if n < 3 || n > 4 {
+		t.Fatalf("%d requests when the circuit opened after 3 failures", n)
+	}
+	fail.Store(false)
+	waitUntil(t, "the probe to close the circuit and the rest to go", func() bool { return te.stats("brk").Pending == 0 })
+	st := te.stats("brk")
+	if st.Circuit != circuitClosed || st.Delivered != 5 || st.State != stateActive {
+		t.Fatalf("after recovery: %+v", st)
+	}
+	stats := te.routeStats()
+	if len(stats) != 2 || stats[0].Route != "brk" || stats[1].Route != "off" {
+		t.Fatalf("routeStats not sorted by name: %+v", stats)
+	}
+	if sink.posts.Load() > 15 {
+		t.Fatalf("%d requests: the open circuit let attempts through", sink.posts.Load())
+	}
+}
+
+// Deliveries waiting for a token wait in the dispatcher: they hold no
+// concurrency slot, so in flight stays at what the rate lets through.
+func TestEngineRateLimitWaitsOutsideSlots(t *testing.T) {
+	sink := newCountingSink(t, nil)
+	te := startTestEngine(t, "", map[string]*Route{"slow": {URL: sink.URL, Rate: "20/s"}}, nil)
+	for i := 0; i < 30; i++ {
+		te.post(`{}`)
+	}
+	maxInFlight := 0
+	began := time.Now()
+	for time.Since(began) < time.Second {
+		maxInFlight = max(maxInFlight, te.stats("slow").InFlight)
+		time.Sleep(2 * time.Millisecond)
+	}
+	sent := sink.posts.Load()
+	if maxInFlight > 2 {
+		t.Errorf("%d attempts in flight at once under rate 20/s (burst 2): waits hold slots", maxInFlight)
+	}
+	// 2 at once, then one every 50 ms: about 21 in the first second.
+	if sent < 15 || sent > 25 {
+		t.Errorf("%d deliveries in the first second at rate 20/s", sent)
+	}
+	waitUntil(t, "the rest to be delivered", func() bool { return te.stats("slow").Pending == 0 })
+}

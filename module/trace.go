@@ -1,0 +1,133 @@
+package module
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"go.uber.org/zap"
+)
+
+// tracing is the process-wide tracer provider, shared by every config and
+// reference counted like Caddy's own: a reload must not start a second
+// batch processor, and the last config to go shuts it down (flushing).
+var tracing = struct {
+	mu       sync.Mutex
+	refs     int
+	provider *sdktrace.TracerProvider // nil: no exporter configured
+	tracer   trace.Tracer
+	// override is set by tests (an in-memory provider).
+	override trace.TracerProvider
+}{tracer: noop.NewTracerProvider().Tracer("hookgate")}
+
+// propagator reads and writes W3C traceparent/tracestate.
+var propagator = propagation.TraceContext{}
+
+// exporterConfigured reports whether the standard OTEL_* variables ask
+// for a trace exporter. With none, tracing is a no-op and costs nothing.
+func exporterConfigured() bool {
+	if v := os.Getenv("OTEL_TRACES_EXPORTER"); v != "" {
+		return !strings.EqualFold(v, "none")
+	}
+	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+}
+
+func acquireTracing(logger *zap.Logger) error {
+	tracing.mu.Lock()
+	defer tracing.mu.Unlock()
+	tracing.refs++
+	if tracing.refs > 1 {
+		return nil
+	}
+	switch {
+	case tracing.override != nil:
+		tracing.tracer = tracing.override.Tracer("hookgate")
+	case exporterConfigured():
+		exp, err := autoexport.NewSpanExporter(context.Background())
+		if err != nil {
+			tracing.refs--
+			return err
+		}
+		if autoexport.IsNoneSpanExporter(exp) {
+			return nil
+		}
+		res, _ := resource.Merge(resource.Default(), resource.NewSchemaless(attribute.String("service.name", "hookgate")))
+		tracing.provider = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		tracing.tracer = tracing.provider.Tracer("hookgate")
+		logger.Info("tracing enabled (OTEL_* environment)")
+	}
+	return nil
+}
+
+func releaseTracing() error {
+	tracing.mu.Lock()
+	defer tracing.mu.Unlock()
+	if tracing.refs > 0 {
+		tracing.refs--
+	}
+	if tracing.refs > 0 || tracing.provider == nil {
+		return nil
+	}
+	p := tracing.provider
+	tracing.provider = nil
+	tracing.tracer = noop.NewTracerProvider().Tracer("hookgate")
+	_ = p.ForceFlush(context.Background())
+	return p.Shutdown(context.Background())
+}
+
+func currentTracer() trace.Tracer {
+	tracing.mu.Lock()
+	defer tracing.mu.Unlock()
+	return tracing.tracer
+}
+
+// startAttemptSpan starts the span of one delivery attempt as a child of
+// the ingest span stored with the event, so retries hours later, and after
+// restarts, join the original trace.
+func startAttemptSpan(r *route, j *job, attempt int) (context.Context, trace.Span) {
+	parent := context.Background()
+	if j.ev.TraceParent != "" {
+		parent = propagator.Extract(parent, propagation.MapCarrier{
+			"traceparent": j.ev.TraceParent, "tracestate": j.ev.TraceState,
+		})
+	}
+	return currentTracer().Start(parent, "webhook delivery "+r.name,
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(
+			attribute.String("hookgate.route", r.name),
+			attribute.String("hookgate.event.id", j.ev.ID),
+			attribute.String("hookgate.event.type", j.ev.Type),
+			attribute.String("hookgate.delivery.id", j.d.ID),
+			attribute.Int("hookgate.attempt", attempt),
+			attribute.String("http.request.method", "POST"),
+		))
+}
+
+// endAttemptSpan records an attempt's result on its span.
+func endAttemptSpan(span trace.Span, res result) {
+	if res.status != 0 {
+		span.SetAttributes(attribute.Int("http.response.status_code", res.status))
+	}
+	if res.class != "" {
+		span.SetAttributes(attribute.String("error.type", res.class))
+		span.SetStatus(codes.Error, res.class)
+	}
+	span.End()
+}
+
+// traceID is the trace id of ctx's span, or "" without a valid one.
+func traceID(ctx context.Context) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	return ""
+}
