@@ -854,7 +854,11 @@ func TestEgressKeepAliveReuse(t *testing.T) {
 	s.waitFor(t, n, 60*time.Second)
 	c := conns.Load()
 	t.Logf("new connections per %d deliveries: %d", n, c)
-	if c > 16 {
+	// 16 attempts in flight need 16 connections. Go's transport puts a
+	// connection back in the pool from its read loop, so under load an
+	// attempt can start just before that and dial one more; without reuse
+	// it would be one per delivery.
+	if c > 32 {
 		t.Errorf("%d connections for %d deliveries at concurrency 16: keep-alive reuse does not hold", c, n)
 	}
 }

@@ -2,6 +2,7 @@ package module
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -74,6 +75,7 @@ type App struct {
 	// routeOrder is the route names sorted, so answers list them stably.
 	routeOrder []string
 	started    bool
+	tracing    bool // holds a reference on the tracer provider
 	// egressKeys are the egress transports this App acquired, released
 	// in Cleanup.
 	egressKeys []string
@@ -157,6 +159,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 // validate` (which provisions) neither opens nor locks it, and can check
 // a config while Caddy runs.
 func (a *App) Start() error {
+	// One tracer provider per process, counted per config: a reload
+	// reuses it (no second batch processor), the last Cleanup shuts it.
+	if err := acquireTracing(a.logger); err != nil {
+		return fmt.Errorf("tracing: %v", err)
+	}
+	a.tracing = true
 	eng, err := acquireEngine(a.storage, a.logger, persist.Options{
 		DedupeWindow:  time.Duration(a.DedupeWindow),
 		Retention:     time.Duration(a.Retention),
@@ -218,10 +226,16 @@ func (a *App) Stop() error {
 // Cleanup releases the engine this App acquired, if any.
 func (a *App) Cleanup() error {
 	a.releaseEgress()
-	if a.engine == nil || a.engine.Load() == nil {
-		return nil
+	var err error
+	if a.engine != nil && a.engine.Load() != nil {
+		// In-flight attempts finish here, spans and all: tracing goes last.
+		err = releaseEngine(a.storage)
 	}
-	return releaseEngine(a.storage)
+	if a.tracing {
+		a.tracing = false
+		err = errors.Join(err, releaseTracing())
+	}
+	return err
 }
 
 // Interface guards

@@ -203,7 +203,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	res.dur = time.Since(sent)
 	if err != nil {
 		res.class, res.retry = classifyError(err)
-		res.err = err.Error()
+		res.err = redactedError(err)
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
 		}
@@ -288,3 +288,19 @@ func isTimeout(err error) bool {
 type egressError struct{ msg string }
 
 func (e *egressError) Error() string { return "egress denied: " + e.msg }
+
+// redactedError is err's text without the request URL, which Go's client
+// quotes in full: a URL may carry a token (Slack-style hooks, query
+// keys), and attempt errors reach logs and the admin API. Only the
+// scheme and host are kept.
+func redactedError(err error) string {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err.Error()
+	}
+	where := "the endpoint"
+	if u, perr := url.Parse(ue.URL); perr == nil && u.Host != "" {
+		where = u.Scheme + "://" + u.Host + "/…"
+	}
+	return ue.Op + " " + where + ": " + ue.Err.Error()
+}
