@@ -48,6 +48,7 @@ func acquireTracing(logger *zap.Logger) error {
 	if tracing.refs > 1 {
 		return nil
 	}
+	tracing.tracer = noop.NewTracerProvider().Tracer("hookgate")
 	switch {
 	case tracing.override != nil:
 		tracing.tracer = tracing.override.Tracer("hookgate")
@@ -74,12 +75,15 @@ func releaseTracing() error {
 	if tracing.refs > 0 {
 		tracing.refs--
 	}
-	if tracing.refs > 0 || tracing.provider == nil {
+	if tracing.refs > 0 {
 		return nil
 	}
+	tracing.tracer = noop.NewTracerProvider().Tracer("hookgate")
 	p := tracing.provider
 	tracing.provider = nil
-	tracing.tracer = noop.NewTracerProvider().Tracer("hookgate")
+	if p == nil {
+		return nil
+	}
 	_ = p.ForceFlush(context.Background())
 	return p.Shutdown(context.Background())
 }

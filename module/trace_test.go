@@ -1,0 +1,116 @@
+package module
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.uber.org/zap"
+)
+
+// withMemoryTracing installs an in-memory exporter for the test.
+func withMemoryTracing(t *testing.T) *tracetest.InMemoryExporter {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	tracing.mu.Lock()
+	tracing.override = tp
+	tracing.mu.Unlock()
+	if err := acquireTracing(zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		releaseTracing()
+		tracing.mu.Lock()
+		tracing.override = nil
+		tracing.mu.Unlock()
+		tp.Shutdown(t.Context())
+	})
+	return exp
+}
+
+// TestAttemptSpanJoinsTheStoredTrace checks an attempt started from a
+// stored event (as after a restart): its span is a child of the stored
+// ingest span, the request carries the attempt span's traceparent, and
+// trace_propagation off sends none while the trace id is still known.
+func TestAttemptSpanJoinsTheStoredTrace(t *testing.T) {
+	exp := withMemoryTracing(t)
+	const tid, ingestSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Traceparent"))
+	}))
+	defer srv.Close()
+	s := newSender()
+	now := time.Now()
+
+	for _, off := range []bool{false, true} {
+		rc := &Route{URL: srv.URL}
+		if off {
+			rc.TracePropagation = "off"
+		}
+		r := testRoute(t, rc)
+		j := testJob(now)
+		j.ev.TraceParent = "00-" + tid + "-" + ingestSpan + "-01"
+		ctx, span := startAttemptSpan(r, j, 3)
+		res := s.attempt(ctx, r, j, now)
+		endAttemptSpan(span, res)
+		if !res.ok() {
+			t.Fatalf("attempt: %+v", res)
+		}
+		if traceID(ctx) != tid {
+			t.Errorf("trace id %q, want %s", traceID(ctx), tid)
+		}
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2", len(spans))
+	}
+	for _, sp := range spans {
+		if sp.SpanContext.TraceID().String() != tid || sp.Parent.SpanID().String() != ingestSpan {
+			t.Errorf("span %s: trace %s parent %s", sp.Name, sp.SpanContext.TraceID(), sp.Parent.SpanID())
+		}
+	}
+	want := "00-" + tid + "-" + spans[0].SpanContext.SpanID().String() + "-01"
+	if len(got) != 2 || got[0] != want {
+		t.Errorf("outbound traceparent %q, want %q (the attempt span)", got, want)
+	}
+	if got[1] != "" {
+		t.Errorf("trace_propagation off sent traceparent %q", got[1])
+	}
+	attrs := map[string]string{}
+	for _, kv := range spans[0].Attributes {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	for k, v := range map[string]string{"hookgate.route": "test", "hookgate.attempt": "3", "http.response.status_code": "200", "hookgate.event.type": "task.finished"} {
+		if attrs[k] != v {
+			t.Errorf("attribute %s = %q, want %q", k, attrs[k], v)
+		}
+	}
+}
+
+// TestNoExporterMeansNoProvider checks that without OTEL_* variables no
+// provider is made (tracing costs nothing) and spans are not recorded.
+func TestNoExporterMeansNoProvider(t *testing.T) {
+	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		t.Setenv(k, "")
+	}
+	if err := acquireTracing(zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	defer releaseTracing()
+	tracing.mu.Lock()
+	p := tracing.provider
+	tracing.mu.Unlock()
+	if p != nil {
+		t.Fatalf("a tracer provider was made with no exporter configured")
+	}
+	_, span := currentTracer().Start(t.Context(), "x")
+	if span.IsRecording() {
+		t.Errorf("span records with tracing off")
+	}
+	span.End()
+}
