@@ -2,13 +2,20 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // BenchmarkLoad is the load harness (DESIGN.md, testing layer 5): the real
@@ -36,7 +43,8 @@ import (
 // Other knobs: HOOKGATE_LOAD_WINDOW (measured window of phases 1–3 and
 // 2b, default 5s, after 1s of warm-up), HOOKGATE_LOAD_DELIVER (events of
 // phase 4, default 100000), HOOKGATE_LOAD_RULE_ROUTES (routes with a
-// never-matching rule added to phases 1-3, default 0). Figures are
+// never-matching rule added to phases 1-3, default 0), HOOKGATE_LOAD_OTLP
+// (any value: tracing on, exporting to a local OTLP receiver). Figures are
 // reported, never asserted; lost acknowledged events fail the run.
 func BenchmarkLoad(b *testing.B) {
 	r := &loadReport{b: b}
@@ -45,6 +53,12 @@ func BenchmarkLoad(b *testing.B) {
 	deliverN := envInt(b, "HOOKGATE_LOAD_DELIVER", 100_000)
 	backlogN := envInt(b, "HOOKGATE_LOAD_BACKLOG", 1_000_000)
 
+	if os.Getenv("HOOKGATE_LOAD_OTLP") != "" {
+		// Tracing on: children export every span to a local OTLP/HTTP
+		// receiver that counts and discards them.
+		spans := otlpSink(b)
+		defer func() { b.Logf("spans exported to the local OTLP receiver: %d", spans.Load()) }()
+	}
 	loadIngest(b, r, time.Second, window, envInt(b, "HOOKGATE_LOAD_RULE_ROUTES", 0))
 	loadMixed(b, r, time.Second, window)
 	loadLatency(b, r, 1000, time.Second, 10*time.Second)
@@ -54,6 +68,29 @@ func BenchmarkLoad(b *testing.B) {
 	if backlogN > 0 {
 		loadBacklog(b, r, "6 backlog+restart", "backlog", backlogN, false)
 	}
+}
+
+// otlpSink starts an OTLP/HTTP trace receiver on loopback that counts the
+// spans it is sent, and points the OTEL_* variables the children inherit at
+// it.
+func otlpSink(b *testing.B) *atomic.Int64 {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req coltrace.ExportTraceServiceRequest
+		if proto.Unmarshal(body, &req) == nil {
+			for _, rs := range req.ResourceSpans {
+				for _, ss := range rs.ScopeSpans {
+					n.Add(int64(len(ss.Spans)))
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	b.Cleanup(srv.Close)
+	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	b.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	return &n
 }
 
 // loadConns is the number of concurrent connections of phases 1–3.
