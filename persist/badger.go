@@ -297,6 +297,20 @@ func (s *Badger) beginRead() bool {
 	return true
 }
 
+// view runs fn in a read transaction, guarded against Close like every
+// read: ErrClosed once closing began, never a Badger panic.
+func (s *Badger) view(fn func(txn *badger.Txn) error) error {
+	if !s.beginRead() {
+		return ErrClosed
+	}
+	defer s.reads.Done()
+	err := s.db.View(fn)
+	if errors.Is(err, badger.ErrDBClosed) {
+		err = ErrClosed
+	}
+	return err
+}
+
 func (s *Badger) commitLoop() {
 	defer s.wg.Done()
 	var (
@@ -723,11 +737,7 @@ func (s *Badger) DueFrom(route string, from, now time.Time, limit int, skip func
 	if err := checkRoute(route); err != nil {
 		return nil, next, last, err
 	}
-	if !s.beginRead() {
-		return nil, next, last, ErrClosed
-	}
-	defer s.reads.Done()
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		prefix := routePrefix(pReady, route)
 		start := prefix
 		if !from.IsZero() {
@@ -758,9 +768,6 @@ func (s *Badger) DueFrom(route string, from, now time.Time, limit int, skip func
 		}
 		return nil
 	})
-	if errors.Is(err, badger.ErrDBClosed) {
-		err = ErrClosed
-	}
 	return refs, next, last, err
 }
 
@@ -785,11 +792,7 @@ func (s *Badger) Event(id string) (*Event, error) {
 }
 
 func (s *Badger) get(key []byte, fn func([]byte) error) error {
-	if !s.beginRead() {
-		return ErrClosed
-	}
-	defer s.reads.Done()
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
 		if err != nil {
 			return err
@@ -807,12 +810,8 @@ func (s *Badger) get(key []byte, fn func([]byte) error) error {
 
 // Attempts implements Store.
 func (s *Badger) Attempts(deliveryID string) ([]Attempt, error) {
-	if !s.beginRead() {
-		return nil, ErrClosed
-	}
-	defer s.reads.Done()
 	var out []Attempt
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		prefix := attemptPrefix(deliveryID)
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefix
@@ -827,20 +826,13 @@ func (s *Badger) Attempts(deliveryID string) ([]Attempt, error) {
 		}
 		return nil
 	})
-	if errors.Is(err, badger.ErrDBClosed) {
-		err = ErrClosed
-	}
 	return out, err
 }
 
 // Pending implements Store.
 func (s *Badger) Pending() (map[string]int, error) {
-	if !s.beginRead() {
-		return nil, ErrClosed
-	}
-	defer s.reads.Done()
 	counts := make(map[string]int)
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		prefix := []byte{pReady, '|'}
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
@@ -865,9 +857,6 @@ func (s *Badger) Pending() (map[string]int, error) {
 		// are pending too, though not in the ready index.
 		return countByRoute(txn, pOrder, counts, isWaiting)
 	})
-	if errors.Is(err, badger.ErrDBClosed) {
-		err = ErrClosed
-	}
 	return counts, err
 }
 

@@ -49,12 +49,8 @@ func (s *Badger) SetRouteState(route string, st RouteState) error {
 
 // RouteStates implements Store.
 func (s *Badger) RouteStates() (map[string]RouteState, error) {
-	if !s.beginRead() {
-		return nil, ErrClosed
-	}
-	defer s.reads.Done()
 	out := make(map[string]RouteState)
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		prefix := []byte{pRouteSt, '|'}
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefix
@@ -70,26 +66,16 @@ func (s *Badger) RouteStates() (map[string]RouteState, error) {
 		}
 		return nil
 	})
-	if errors.Is(err, badger.ErrDBClosed) {
-		err = ErrClosed
-	}
 	return out, err
 }
 
 // DeadCounts implements Store: it counts the dead index (x|) per route,
 // as Pending counts the ready index. Expired entries are not seen.
 func (s *Badger) DeadCounts() (map[string]int, error) {
-	if !s.beginRead() {
-		return nil, ErrClosed
-	}
-	defer s.reads.Done()
 	counts := make(map[string]int)
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		return countByRoute(txn, pDead, counts, nil)
 	})
-	if errors.Is(err, badger.ErrDBClosed) {
-		err = ErrClosed
-	}
 	return counts, err
 }
 
