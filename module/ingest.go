@@ -515,16 +515,26 @@ func (h *Ingest) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 	if len(trimmed) == 0 {
 		return nil, false, badRequest(-1, "empty body: expected an event object or an array of events")
 	}
+	// Valid JSON (the common case) is scanned once here and then walked
+	// without decoding again; anything else takes encoding/json's path for
+	// its precise error messages.
+	valid := json.Valid(body)
 	switch trimmed[0] {
 	case '{':
-		in, ierr := decodeEvent(body, -1)
+		decodeOne := decodeEvent
+		if valid {
+			decodeOne = decodeValidEvent
+		}
+		in, ierr := decodeOne(body, -1)
 		if ierr != nil {
 			return nil, false, ierr
 		}
 		return []persist.Ingest{in}, false, nil
 	case '[':
 		var raws []json.RawMessage
-		if err := json.Unmarshal(body, &raws); err != nil {
+		if valid {
+			raws = splitArray(body)
+		} else if err := json.Unmarshal(body, &raws); err != nil {
 			return nil, true, badRequest(-1, "malformed JSON: %v", err)
 		}
 		if len(raws) == 0 {
@@ -536,8 +546,12 @@ func (h *Ingest) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 		}
 		out := make([]persist.Ingest, len(raws))
 		seen := make(map[string]int, len(raws))
+		decodeOne := decodeEvent
+		if valid {
+			decodeOne = decodeValidEvent
+		}
 		for i, raw := range raws {
-			in, ierr := decodeEvent(raw, i)
+			in, ierr := decodeOne(raw, i)
 			if ierr != nil {
 				return nil, true, ierr
 			}
@@ -554,6 +568,9 @@ func (h *Ingest) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 	return nil, false, badRequest(-1, "malformed JSON: expected an event object or an array of events")
 }
 
+// decodeEvent decodes one event with encoding/json: the reference path,
+// used for input that is not valid JSON (for its precise messages) and
+// by tests that check the fast path against it.
 func decodeEvent(raw []byte, index int) (persist.Ingest, *ingestError) {
 	// Decoding into a map keeps key case exact: encoding/json would match
 	// "Type" or "DATA" to the struct's fields, and SPEC §1 rejects unknown
@@ -585,6 +602,11 @@ func decodeEvent(raw []byte, index int) (persist.Ingest, *ingestError) {
 			return persist.Ingest{}, badRequest(index, "malformed event: %q must be a string", k)
 		}
 	}
+	return finishEvent(m, index)
+}
+
+// finishEvent checks the decoded fields and builds the event.
+func finishEvent(m incoming, index int) (persist.Ingest, *ingestError) {
 	if m.Type == nil {
 		return persist.Ingest{}, badRequest(index, "missing \"type\"")
 	}

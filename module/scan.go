@@ -1,0 +1,145 @@
+package module
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// The ingest fast path: encoding/json scans a body twice (once to check
+// it, once to decode) and builds a map per event. For a body json.Valid
+// has already accepted, these functions find the spans of the values in
+// one light pass; values are never decoded except the short strings
+// type, id and timestamp. They rely on that validity: never call them on
+// unchecked input.
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string whose quote is at i.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue returns the index after the value that starts at i.
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(b) && !isSpace(b[i]) && b[i] != ',' && b[i] != '}' && b[i] != ']' {
+		i++
+	}
+	return i
+}
+
+// splitArray returns the elements of a valid JSON array, as written.
+func splitArray(b []byte) []json.RawMessage {
+	var out []json.RawMessage
+	i := skipSpace(b, 0) + 1 // past '['
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] == ']' {
+			return out
+		}
+		end := skipValue(b, i)
+		out = append(out, json.RawMessage(b[i:end]))
+		i = skipSpace(b, end)
+		if i < len(b) && b[i] == ',' {
+			i++
+		}
+	}
+}
+
+// decodeValidEvent is decodeEvent for valid JSON.
+func decodeValidEvent(raw []byte, index int) (persist.Ingest, *ingestError) {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		// Not an object: let encoding/json say so.
+		return decodeEvent(raw, index)
+	}
+	var m incoming
+	for i = skipSpace(raw, i+1); i < len(raw) && raw[i] != '}'; {
+		kEnd := skipString(raw, i)
+		key := raw[i+1 : kEnd-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			// An escaped key: decode it to compare it exactly.
+			var k string
+			_ = json.Unmarshal(raw[i:kEnd], &k)
+			key = []byte(k)
+		}
+		v := skipSpace(raw, skipSpace(raw, kEnd)+1) // past ':'
+		vEnd := skipValue(raw, v)
+		val := raw[v:vEnd]
+		var err error
+		switch string(key) {
+		case "type":
+			err = scanString(val, &m.Type)
+		case "id":
+			err = scanString(val, &m.ID)
+		case "timestamp":
+			err = scanString(val, &m.Timestamp)
+		case "data":
+			m.Data = json.RawMessage(val)
+		default:
+			return persist.Ingest{}, badRequest(index, "unknown field %q: an event has type, data, id and timestamp", string(key))
+		}
+		if err != nil {
+			return persist.Ingest{}, badRequest(index, "malformed event: %q must be a string", string(key))
+		}
+		i = skipSpace(raw, vEnd)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return finishEvent(m, index)
+}
+
+// errNotString marks a value that should have been a string.
+var errNotString = json.Unmarshal([]byte(`1`), new(string))
+
+// scanString reads a valid JSON string value; null leaves dst nil.
+func scanString(val []byte, dst **string) error {
+	switch {
+	case string(val) == "null":
+		return nil
+	case len(val) < 2 || val[0] != '"':
+		return errNotString
+	case bytes.IndexByte(val, '\\') < 0:
+		str := string(val[1 : len(val)-1])
+		*dst = &str
+		return nil
+	}
+	return decodeString(val, dst)
+}

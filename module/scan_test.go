@@ -1,0 +1,85 @@
+package module
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// FuzzDecodeFastMatchesReference checks that, for every valid JSON input,
+// the fast path decodes exactly what encoding/json's path does: the same
+// answer status and code, or the same event byte for byte. The seeds run
+// in every `go test`; `go test -fuzz FuzzDecode ./module` explores more.
+func FuzzDecodeFastMatchesReference(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"task.finished","data":{"a":1}}`,
+		` { "type" : "a" , "data" : [1, {"x": "}"}, "\"]"] , "id":"x-1", "timestamp":"2026-11-23T10:00:00Z" } `,
+		`{"type":"a","data":null}`,
+		`{"type":"a","data":"str with \" quote and \\ slash"}`,
+		`{"type":"a","data":1,"Data":2}`,
+		`{"Type":"a","data":1}`,
+		`{"type":"a","data":1,"type":"b"}`,
+		`{"type":1,"data":1}`,
+		`{"type":null,"data":1}`,
+		`{"type":"a"}`,
+		`{"data":1}`,
+		`{"type":"a\u002eb","data":1}`,
+		`{"typ\u0065":"a","data":1}`,
+		`{"type":"a","data":1,"id":"bad.id"}`,
+		`{"type":"a","data":1,"id":null,"timestamp":null}`,
+		`{"type":"a","data":1,"timestamp":"yesterday"}`,
+		`{"type":"a","data":{"nested":{"deep":[[[]]]}}, "id": "k:1"}`,
+		`{}`,
+		`[]`,
+		`1`,
+		`"x"`,
+		`{"type":"a","data":true}`,
+		`{"type":"a","data":-1.5e3}`,
+		`{"type":"a","data":"caf\u00e9 é"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		want, werr := decodeEvent(raw, 3)
+		got, gerr := decodeValidEvent(raw, 3)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("%s: reference error %v, fast error %v", raw, werr, gerr)
+		}
+		if werr != nil {
+			if werr.status != gerr.status || werr.code != gerr.code || werr.index != gerr.index {
+				t.Fatalf("%s: reference %+v, fast %+v", raw, werr, gerr)
+			}
+			return
+		}
+		w, g := want.Event, got.Event
+		if w.Type != g.Type || w.ID != g.ID || !w.Time.Equal(g.Time) || !bytes.Equal(w.Data, g.Data) {
+			t.Fatalf("%s: reference %+v data %s, fast %+v data %s", raw, w, w.Data, g, g.Data)
+		}
+	})
+}
+
+// TestSplitArrayKeepsElementsAsWritten checks batch splitting against
+// encoding/json.
+func TestSplitArrayKeepsElementsAsWritten(t *testing.T) {
+	for _, in := range []string{
+		`[]`, ` [ ] `, `[1]`, `[{"a":"]"}, [1,2], "x\"y", null, -2.5e1, true]`,
+		"[\n  {\"type\":\"a\",\"data\":1} ,\n {\"type\":\"b\",\"data\":{}}\n]",
+	} {
+		var want []json.RawMessage
+		if err := json.Unmarshal([]byte(in), &want); err != nil {
+			t.Fatal(err)
+		}
+		got := splitArray([]byte(in))
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d elements, want %d", in, len(got), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Errorf("%s: element %d = %s, want %s", in, i, got[i], want[i])
+			}
+		}
+	}
+}
