@@ -15,28 +15,14 @@ import (
 // baseConfig is a Caddyfile template with one route to a sink; %s is the
 // route block's extra lines.
 func baseConfig(sinkURL, extra string) string {
-	return `{
-	admin {ADMIN}
-	persist_config off
-	webhooks {
-		storage {STORAGE}
-		# The sinks listen on loopback, which egress policies deny unless allowed.
-		egress default {
-			allow 127.0.0.1/32
-		}
+	return routesConfig(`
 		route erp {
 			topics task.finished task.created
-			url ` + sinkURL + `/erp
+			url `+sinkURL+`/erp
 			header X-Source hookgate
 			header Authorization "Bearer {env.HOOKGATE_TEST_TOKEN}"
-			` + extra + `
-		}
-	}
-}
-http://127.0.0.1:{PORT} {
-	webhook_ingest /events
-}
-`
+			`+extra+`
+		}`, "")
 }
 
 func TestDeliveryHeadersAndBody(t *testing.T) {

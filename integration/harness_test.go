@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -115,7 +116,7 @@ func (g *gateway) post(path, body string, headers ...string) (int, map[string]an
 func (g *gateway) do(req *http.Request) (int, map[string]any) {
 	g.t.Helper()
 	resp, err := client.Do(req)
-	for try := 0; err != nil && isDialError(err) && try < 5; try++ {
+	for try := 0; err != nil && isRetryableTransportError(err) && try < 5; try++ {
 		// A reload swaps Caddy's listener; a connection that races the
 		// swap can be reset before the request is sent, so retrying is safe.
 		time.Sleep(100 * time.Millisecond)
@@ -146,9 +147,9 @@ var client = &http.Client{
 	Timeout:   30 * time.Second,
 }
 
-// isDialError reports whether err happened while connecting, before any
-// of the request was sent.
-func isDialError(err error) bool {
+// isRetryableTransportError reports whether a request failed in a way a
+// test may retry: while connecting, or cut off by a reload.
+func isRetryableTransportError(err error) bool {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
@@ -237,6 +238,40 @@ func (s *sink) waitFor(t testing.TB, n int, timeout time.Duration) []received {
 		case <-time.After(min(left, 50*time.Millisecond)):
 		}
 	}
+}
+
+// routesConfig wraps route blocks and extra ingest sites in a gateway
+// Caddyfile template.
+func routesConfig(routes, sites string) string {
+	return `{
+	admin {ADMIN}
+	persist_config off
+	webhooks {
+		storage {STORAGE}
+		# The sinks run on loopback, which the default policy denies.
+		egress default {
+			allow 127.0.0.1/32
+		}
+` + routes + `
+	}
+}
+http://127.0.0.1:{PORT} {
+	webhook_ingest /events
+` + sites + `
+}
+`
+}
+
+// settledGoroutines lets goroutines of a replaced config wind down for a
+// second, then counts them.
+func settledGoroutines() int {
+	var n int
+	for i := 0; i < 20; i++ {
+		time.Sleep(50 * time.Millisecond)
+		runtime.GC()
+		n = runtime.NumGoroutine()
+	}
+	return n
 }
 
 // eventually polls cond until it holds or the timeout passes.

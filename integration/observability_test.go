@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -368,15 +367,6 @@ func TestTracingReloadsLeakNoGoroutines(t *testing.T) {
 		}`, i%2, s.URL), "")
 	}
 	g := startGateway(t, cfg(0))
-	settle := func() int {
-		var n int
-		for i := 0; i < 20; i++ {
-			time.Sleep(50 * time.Millisecond)
-			runtime.GC()
-			n = runtime.NumGoroutine()
-		}
-		return n
-	}
 	sent := 0
 	for i := 1; i <= 2; i++ {
 		g.load(cfg(i))
@@ -386,7 +376,7 @@ func TestTracingReloadsLeakNoGoroutines(t *testing.T) {
 		sent++
 		s.waitFor(t, sent, 10*time.Second)
 	}
-	base := settle()
+	base := settledGoroutines()
 	for i := 3; i <= 22; i++ {
 		g.load(cfg(i))
 		if code, _ := g.post("/events", `{"type":"t.x","data":1}`); code != 202 {
@@ -395,7 +385,7 @@ func TestTracingReloadsLeakNoGoroutines(t *testing.T) {
 		sent++
 		s.waitFor(t, sent, 10*time.Second)
 	}
-	after := settle()
+	after := settledGoroutines()
 	if after > base+5 {
 		t.Errorf("goroutines grew from %d to %d over 20 reloads with tracing on", base, after)
 	}

@@ -16,26 +16,7 @@ import (
 )
 
 // operateConfig is a Caddyfile template with the given route blocks.
-func operateConfig(routes string) string {
-	return `{
-	admin {ADMIN}
-	persist_config off
-	webhooks {
-		storage {STORAGE}
-		# The sinks listen on loopback, which egress policies deny unless allowed.
-		egress default {
-			allow 127.0.0.1/32
-		}
-` + routes + `
-	}
-}
-http://127.0.0.1:{PORT} {
-	webhook_ingest /events {
-		max_batch 1000
-	}
-}
-`
-}
+func operateConfig(routes string) string { return routesConfig(routes, "") }
 
 // postBatch posts events (JSON objects) as one batch and returns their ids.
 func (g *gateway) postBatch(events []string) []string {

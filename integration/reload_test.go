@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -42,16 +41,6 @@ http://127.0.0.1:{PORT} {
 `, i%3, s.URL, s.URL, 1+i%4)
 	}
 	g := startGateway(t, cfg(0))
-	settle := func() int {
-		// Let goroutines of the replaced config wind down.
-		var n int
-		for i := 0; i < 20; i++ {
-			time.Sleep(50 * time.Millisecond)
-			runtime.GC()
-			n = runtime.NumGoroutine()
-		}
-		return n
-	}
 	sent := 0
 	for i := 1; i <= 2; i++ {
 		g.load(cfg(i))
@@ -63,7 +52,7 @@ http://127.0.0.1:{PORT} {
 		// what it has not delivered yet: wait for it.
 		s.waitFor(t, sent, 10*time.Second)
 	}
-	base := settle()
+	base := settledGoroutines()
 	for i := 3; i <= 12; i++ {
 		g.load(cfg(i))
 		if code, _ := g.post("/events", `{"type":"t.x","data":1}`); code != 202 {
@@ -72,7 +61,7 @@ http://127.0.0.1:{PORT} {
 		sent += 2
 		s.waitFor(t, sent, 10*time.Second)
 	}
-	after := settle()
+	after := settledGoroutines()
 	// Three route names rotate, so the dispatcher set is the same size;
 	// anything per reload would add at least ten goroutines.
 	if after > base+5 {

@@ -16,28 +16,6 @@ import (
 	"github.com/hookgate/hookgate/persist"
 )
 
-// routesConfig wraps route blocks and extra ingest sites in a gateway
-// Caddyfile template.
-func routesConfig(routes, sites string) string {
-	return `{
-	admin {ADMIN}
-	persist_config off
-	webhooks {
-		storage {STORAGE}
-		# The sinks run on loopback, which the default policy denies.
-		egress default {
-			allow 127.0.0.1/32
-		}
-` + routes + `
-	}
-}
-http://127.0.0.1:{PORT} {
-	webhook_ingest /events
-` + sites + `
-}
-`
-}
-
 func TestRulesOnNestedFieldsAndArrays(t *testing.T) {
 	s := newSink(t, nil)
 	g := startGateway(t, routesConfig(`

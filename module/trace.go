@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel/attribute"
@@ -24,10 +25,16 @@ var tracing = struct {
 	mu       sync.Mutex
 	refs     int
 	provider *sdktrace.TracerProvider // nil: no exporter configured
-	tracer   trace.Tracer
+	// tracer is read by every ingest and attempt, so without the lock;
+	// it is written under mu.
+	tracer atomic.Pointer[trace.Tracer]
 	// override is set by tests (an in-memory provider).
 	override trace.TracerProvider
-}{tracer: noop.NewTracerProvider().Tracer("hookgate")}
+}{}
+
+func init() { setTracer(noop.NewTracerProvider().Tracer("hookgate")) }
+
+func setTracer(t trace.Tracer) { tracing.tracer.Store(&t) }
 
 // propagator reads and writes W3C traceparent/tracestate.
 var propagator = propagation.TraceContext{}
@@ -48,10 +55,10 @@ func acquireTracing(logger *zap.Logger) error {
 	if tracing.refs > 1 {
 		return nil
 	}
-	tracing.tracer = noop.NewTracerProvider().Tracer("hookgate")
+	setTracer(noop.NewTracerProvider().Tracer("hookgate"))
 	switch {
 	case tracing.override != nil:
-		tracing.tracer = tracing.override.Tracer("hookgate")
+		setTracer(tracing.override.Tracer("hookgate"))
 	case exporterConfigured():
 		exp, err := autoexport.NewSpanExporter(context.Background())
 		if err != nil {
@@ -63,7 +70,7 @@ func acquireTracing(logger *zap.Logger) error {
 		}
 		res, _ := resource.Merge(resource.Default(), resource.NewSchemaless(attribute.String("service.name", "hookgate")))
 		tracing.provider = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-		tracing.tracer = tracing.provider.Tracer("hookgate")
+		setTracer(tracing.provider.Tracer("hookgate"))
 		logger.Info("tracing enabled (OTEL_* environment)")
 	}
 	return nil
@@ -78,7 +85,7 @@ func releaseTracing() error {
 	if tracing.refs > 0 {
 		return nil
 	}
-	tracing.tracer = noop.NewTracerProvider().Tracer("hookgate")
+	setTracer(noop.NewTracerProvider().Tracer("hookgate"))
 	p := tracing.provider
 	tracing.provider = nil
 	if p == nil {
@@ -88,11 +95,7 @@ func releaseTracing() error {
 	return p.Shutdown(context.Background())
 }
 
-func currentTracer() trace.Tracer {
-	tracing.mu.Lock()
-	defer tracing.mu.Unlock()
-	return tracing.tracer
-}
+func currentTracer() trace.Tracer { return *tracing.tracer.Load() }
 
 // startAttemptSpan starts the span of one delivery attempt as a child of
 // the ingest span stored with the event, so retries hours later, and after

@@ -265,7 +265,7 @@ func listIndexed(txn *badger.Txn, st Status, route string, from []byte, limit in
 					it.Close()
 					return out, last, nil
 				}
-				d, err := getDelivery(txn, id)
+				d, err := txnDelivery(txn, id)
 				if errors.Is(err, ErrNotFound) {
 					continue
 				}
@@ -370,21 +370,6 @@ func listRecords(txn *badger.Txn, route string, from []byte, limit int) ([]*Deli
 		}
 	}
 	return out, nil, nil
-}
-
-func getDelivery(txn *badger.Txn, id string) (*Delivery, error) {
-	item, err := txn.Get(deliveryKey(id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	var d Delivery
-	if err := item.Value(func(v []byte) error { return decodeJSON(v, &d) }); err != nil {
-		return nil, fmt.Errorf("delivery %s: %w", id, err)
-	}
-	return &d, nil
 }
 
 // ReplayIDs returns the ids of up to limit of route's deliveries in
@@ -543,7 +528,7 @@ func (s *Badger) submit(r recordReq) bool {
 func (s *Badger) applyRequeue(txn *badger.Txn, ids []string, now time.Time) ([]Requeued, error) {
 	var out []Requeued
 	for _, id := range ids {
-		d, err := getDelivery(txn, id)
+		d, err := txnDelivery(txn, id)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
