@@ -111,7 +111,7 @@ func (a *adminAPI) route(w http.ResponseWriter, r *http.Request) *apiError {
 	parts := strings.Split(rest, "/")
 	var (
 		method string
-		h      func(*engine, http.ResponseWriter, *http.Request, []string) *apiError
+		h      func(*Engine, http.ResponseWriter, *http.Request, []string) *apiError
 	)
 	switch {
 	case rest == "stats":
@@ -143,7 +143,7 @@ func (a *adminAPI) route(w http.ResponseWriter, r *http.Request) *apiError {
 }
 
 // engine returns the running engine of this config's webhooks app.
-func (a *adminAPI) engine(r *http.Request) (*engine, *apiError) {
+func (a *adminAPI) engine(r *http.Request) (*Engine, *apiError) {
 	if a.app == nil {
 		return nil, apiErrorf(http.StatusServiceUnavailable, "not_configured",
 			"the webhooks app is not configured: add a webhooks block to the Caddyfile's global options (apps.webhooks in JSON)")
@@ -402,7 +402,7 @@ func redactURLs(s string) string {
 }
 
 // GET /webhooks/stats
-func (a *adminAPI) stats(eng *engine, w http.ResponseWriter, _ *http.Request, _ []string) *apiError {
+func (a *adminAPI) stats(eng *Engine, w http.ResponseWriter, _ *http.Request, _ []string) *apiError {
 	routes := eng.routeStats()
 	if routes == nil {
 		routes = []RouteStats{}
@@ -412,7 +412,7 @@ func (a *adminAPI) stats(eng *engine, w http.ResponseWriter, _ *http.Request, _ 
 }
 
 // GET /webhooks/events/{id}
-func (a *adminAPI) event(eng *engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
+func (a *adminAPI) event(eng *Engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
 	id := parts[1]
 	ev, err := eng.store.Event(id)
 	if errors.Is(err, persist.ErrNotFound) {
@@ -446,7 +446,7 @@ func (a *adminAPI) event(eng *engine, w http.ResponseWriter, _ *http.Request, pa
 }
 
 // GET /webhooks/deliveries?route=&status=&limit=&cursor=
-func (a *adminAPI) deliveries(eng *engine, w http.ResponseWriter, r *http.Request, _ []string) *apiError {
+func (a *adminAPI) deliveries(eng *Engine, w http.ResponseWriter, r *http.Request, _ []string) *apiError {
 	q := r.URL.Query()
 	f := persist.ListFilter{Route: q.Get("route"), Cursor: q.Get("cursor")}
 	if s := q.Get("status"); s != "" {
@@ -476,7 +476,7 @@ func (a *adminAPI) deliveries(eng *engine, w http.ResponseWriter, r *http.Reques
 }
 
 // POST /webhooks/deliveries/{id}/retry
-func (a *adminAPI) retry(eng *engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
+func (a *adminAPI) retry(eng *Engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
 	id := parts[1]
 	if _, err := eng.store.Delivery(id); errors.Is(err, persist.ErrNotFound) {
 		return apiErrorf(http.StatusNotFound, "not_found", "no delivery %q: never stored, or expired by retention", id)
@@ -498,7 +498,7 @@ func (a *adminAPI) retry(eng *engine, w http.ResponseWriter, _ *http.Request, pa
 
 // applyRequeued brings the engine's counters up to date with what a
 // requeue changed, and has the dispatchers look at the ready index anew.
-func applyRequeued(eng *engine, res []persist.Requeued) {
+func applyRequeued(eng *Engine, res []persist.Requeued) {
 	type counts struct{ dead, delivered int }
 	byRoute := make(map[string]*counts)
 	for _, r := range res {
@@ -520,7 +520,7 @@ func applyRequeued(eng *engine, res []persist.Requeued) {
 }
 
 // POST /webhooks/routes/{name}/replay?status=dead&since=&until=&limit=
-func (a *adminAPI) replay(eng *engine, w http.ResponseWriter, r *http.Request, parts []string) *apiError {
+func (a *adminAPI) replay(eng *Engine, w http.ResponseWriter, r *http.Request, parts []string) *apiError {
 	route := parts[1]
 	q := r.URL.Query()
 	now := eng.now()
@@ -592,7 +592,7 @@ func (a *adminAPI) replay(eng *engine, w http.ResponseWriter, r *http.Request, p
 
 // knowsRoute reports whether route is in the current config or has a
 // dispatcher (deliveries or state in the outbox).
-func (e *engine) knowsRoute(route string) bool {
+func (e *Engine) knowsRoute(route string) bool {
 	if c := e.cfg.Load(); c != nil && c.routes[route] != nil {
 		return true
 	}
@@ -619,7 +619,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 }
 
 // POST /webhooks/routes/{name}/pause and /resume
-func (a *adminAPI) pause(eng *engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
+func (a *adminAPI) pause(eng *Engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
 	route, paused := parts[1], parts[2] == "pause"
 	err := eng.setPaused(route, paused)
 	switch {

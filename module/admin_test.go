@@ -102,8 +102,8 @@ func TestViewEvent(t *testing.T) {
 
 // adminFor returns the admin API of an App whose engine is e (nil: the
 // app has not started).
-func adminFor(e *engine) *adminAPI {
-	app := &App{engine: new(atomic.Pointer[engine]), startedCh: make(chan struct{})}
+func adminFor(e *Engine) *adminAPI {
+	app := &App{engine: new(atomic.Pointer[Engine]), startedCh: make(chan struct{})}
 	if e != nil {
 		app.engine.Store(e)
 		close(app.startedCh)

@@ -66,7 +66,7 @@ type App struct {
 	logger  *zap.Logger
 	storage string
 	// engine is set in Start: handlers of this config read it per request.
-	engine *atomic.Pointer[engine]
+	engine *atomic.Pointer[Engine]
 	// started is closed once engine is set. Caddy starts apps in no
 	// particular order, so the HTTP server may take requests before this
 	// app has started; handlers wait for it briefly instead of failing.
@@ -102,7 +102,7 @@ const (
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
-	a.engine = new(atomic.Pointer[engine])
+	a.engine = new(atomic.Pointer[Engine])
 	a.startedCh = make(chan struct{})
 	// Collectors are made once per process and registered with each
 	// config's registry, so counters survive reloads.
@@ -198,7 +198,7 @@ const startWait = 5 * time.Second
 
 // runningEngine returns the engine once the app has started, waiting up
 // to startWait (or until ctx ends) while Caddy is still starting apps.
-func (a *App) runningEngine(ctx context.Context) *engine {
+func (a *App) runningEngine(ctx context.Context) *Engine {
 	if eng := a.engine.Load(); eng != nil {
 		return eng
 	}

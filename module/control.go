@@ -46,7 +46,7 @@ func (d *dispatcher) rescan() {
 }
 
 // rescan tells the named route's dispatcher to rescan.
-func (e *engine) rescan(route string) {
+func (e *Engine) rescan(route string) {
 	e.dispatcherFor(route).rescan()
 }
 
@@ -55,7 +55,7 @@ func (e *engine) rescan(route string) {
 // state is kept in the outbox, so it holds across restarts and reloads.
 // It fails with errUnknownRoute for a route the engine has no dispatcher
 // for (never configured, nothing stored).
-func (e *engine) setPaused(route string, paused bool) error {
+func (e *Engine) setPaused(route string, paused bool) error {
 	e.mu.RLock()
 	d, ok := e.dispatchers[route]
 	e.mu.RUnlock()
@@ -125,7 +125,7 @@ func (d *dispatcher) updateState(fn func(*persist.RouteState)) (bool, error) {
 // routeStats returns every route's state and counters, sorted by name:
 // the routes of the current config and those the outbox still holds
 // deliveries or state for.
-func (e *engine) routeStats() []RouteStats {
+func (e *Engine) routeStats() []RouteStats {
 	e.mu.RLock()
 	ds := make([]*dispatcher, 0, len(e.dispatchers))
 	for _, d := range e.dispatchers {
@@ -169,7 +169,7 @@ func (d *dispatcher) stats(now time.Time) RouteStats {
 // deliveries of route pending again: fromDead of them were dead and
 // fromDelivered delivered (those already pending only moved). It keeps
 // the pending and dead counts right and makes the dispatcher rescan.
-func (e *engine) requeued(route string, fromDead, fromDelivered int) {
+func (e *Engine) requeued(route string, fromDead, fromDelivered int) {
 	d := e.dispatcherFor(route)
 	if n := int64(fromDead + fromDelivered); n > 0 {
 		d.pending.Add(n)

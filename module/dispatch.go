@@ -34,7 +34,7 @@ type job struct {
 // (removed, disabled, paused or unverified). Each route has its own, so a
 // slow endpoint cannot hold up another route.
 type dispatcher struct {
-	e       *engine
+	e       *Engine
 	name    string
 	route   atomic.Pointer[route] // nil: not in the config, paused
 	pending atomic.Int64
@@ -77,7 +77,7 @@ type dispatcher struct {
 	lastFailure atomic.Int64 // unix ns of the end of the last failed attempt
 }
 
-func newDispatcher(e *engine, name string) *dispatcher {
+func newDispatcher(e *Engine, name string) *dispatcher {
 	return &dispatcher{
 		e:        e,
 		name:     name,
@@ -501,7 +501,7 @@ func (d *dispatcher) logOutcome(log *zap.Logger, nd *persist.Delivery, res resul
 }
 
 // load reads a delivery and its event.
-func (e *engine) load(id string) (*job, error) {
+func (e *Engine) load(id string) (*job, error) {
 	dl, err := e.store.Delivery(id)
 	if err != nil {
 		return nil, err

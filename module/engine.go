@@ -38,7 +38,7 @@ type runtimeConfig struct {
 
 // engine is the outbox plus the dispatchers that drain it. It lives as
 // long as some config uses its directory.
-type engine struct {
+type Engine struct {
 	dir    string
 	store  persist.Store
 	sender *sender
@@ -69,14 +69,14 @@ type engine struct {
 	now func() time.Time
 }
 
-func acquireEngine(dir string, logger *zap.Logger, opts persist.Options) (*engine, error) {
+func acquireEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, error) {
 	val, _, err := engines.LoadOrNew(dir, func() (caddy.Destructor, error) {
 		return openEngine(dir, logger, opts)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return val.(*engine), nil
+	return val.(*Engine), nil
 }
 
 func releaseEngine(dir string) error {
@@ -84,7 +84,7 @@ func releaseEngine(dir string) error {
 	return err
 }
 
-func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*engine, error) {
+func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating outbox directory: %v", err)
 	}
@@ -109,7 +109,7 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*engine, 
 		store.Close()
 		return nil, fmt.Errorf("reading route states in %s: %v", dir, err)
 	}
-	e := &engine{
+	e := &Engine{
 		dir:         dir,
 		store:       store,
 		sender:      newSender(),
@@ -141,7 +141,7 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*engine, 
 // dispatcher returns the named route's dispatcher, creating it (paused,
 // with no route) if needed. Dispatchers live as long as the engine, so a
 // route that leaves the config and comes back finds its state.
-func (e *engine) dispatcher(name string) *dispatcher {
+func (e *Engine) dispatcher(name string) *dispatcher {
 	d, ok := e.dispatchers[name]
 	if !ok {
 		d = newDispatcher(e, name)
@@ -154,7 +154,7 @@ func (e *engine) dispatcher(name string) *dispatcher {
 }
 
 // dispatcherFor is dispatcher for callers that do not hold e.mu.
-func (e *engine) dispatcherFor(name string) *dispatcher {
+func (e *Engine) dispatcherFor(name string) *dispatcher {
 	e.mu.RLock()
 	d, ok := e.dispatchers[name]
 	e.mu.RUnlock()
@@ -167,7 +167,7 @@ func (e *engine) dispatcherFor(name string) *dispatcher {
 }
 
 // start makes cfg the current config and runs the workers.
-func (e *engine) start(cfg *runtimeConfig) error {
+func (e *Engine) start(cfg *runtimeConfig) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.store == nil {
@@ -189,7 +189,7 @@ func (e *engine) start(cfg *runtimeConfig) error {
 // withdraw removes owner's config. If it was the current one, the newest
 // remaining config takes over; with none left, routes pause until the
 // engine is destroyed or a new config starts.
-func (e *engine) withdraw(owner *App) {
+func (e *Engine) withdraw(owner *App) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, c := range e.configs {
@@ -210,7 +210,7 @@ func (e *engine) withdraw(owner *App) {
 
 // apply swaps the current config and hands each dispatcher its route (or
 // nil: removed from the config, so paused). Must hold e.mu.
-func (e *engine) apply(cfg *runtimeConfig) {
+func (e *Engine) apply(cfg *runtimeConfig) {
 	e.cfg.Store(cfg)
 	var routes map[string]*route
 	if cfg != nil {
@@ -225,7 +225,7 @@ func (e *engine) apply(cfg *runtimeConfig) {
 	}
 }
 
-func (e *engine) runDispatcher(d *dispatcher) {
+func (e *Engine) runDispatcher(d *dispatcher) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -233,7 +233,7 @@ func (e *engine) runDispatcher(d *dispatcher) {
 	}()
 }
 
-func (e *engine) logger() *zap.Logger {
+func (e *Engine) logger() *zap.Logger {
 	if c := e.cfg.Load(); c != nil {
 		return c.logger
 	}
@@ -243,7 +243,7 @@ func (e *engine) logger() *zap.Logger {
 // Destruct stops the workers (in-flight attempts get shutdownGrace to
 // finish; the rest stay pending) and closes the outbox. The usage pool
 // calls it when the last config lets go.
-func (e *engine) Destruct() error {
+func (e *Engine) Destruct() error {
 	e.mu.Lock()
 	running := e.running
 	if running {
@@ -279,4 +279,4 @@ func (l badgerLogger) Warningf(f string, a ...any) { l.s.Warnf(f, a...) }
 func (l badgerLogger) Infof(f string, a ...any)    { l.s.Debugf(f, a...) }
 func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(f, a...) }
 
-var _ caddy.Destructor = (*engine)(nil)
+var _ caddy.Destructor = (*Engine)(nil)

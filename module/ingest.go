@@ -724,7 +724,7 @@ func writeError(w http.ResponseWriter, e *ingestError) {
 
 // enqueue offers a stored event's deliveries to their dispatchers and
 // counts them as pending.
-func (e *engine) enqueue(in persist.Ingest) {
+func (e *Engine) enqueue(in persist.Ingest) {
 	if len(in.Deliveries) == 0 {
 		return
 	}

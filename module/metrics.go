@@ -88,7 +88,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	engines.Range(func(_, v any) bool {
-		e, ok := v.(*engine)
+		e, ok := v.(*Engine)
 		if !ok {
 			return true
 		}
@@ -109,7 +109,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 // oldestPendingAge is how long the route's oldest due delivery has waited
 // since it was created: the first entry of the ready index (earliest due),
 // read at scrape time. Zero when nothing is due.
-func (e *engine) oldestPendingAge(route string) time.Duration {
+func (e *Engine) oldestPendingAge(route string) time.Duration {
 	now := e.now()
 	refs, _, err := e.store.Due(route, now, 1, nil)
 	if err != nil || len(refs) == 0 {

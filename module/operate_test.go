@@ -282,12 +282,12 @@ func TestCompileRouteOperating(t *testing.T) {
 
 // testEngine is an engine on a temporary outbox running routes.
 type testEngine struct {
-	*engine
+	*Engine
 	t      *testing.T
 	routes map[string]*route
 }
 
-func startTestEngine(t *testing.T, dir string, routes map[string]*Route, tune func(*engine)) *testEngine {
+func startTestEngine(t *testing.T, dir string, routes map[string]*Route, tune func(*Engine)) *testEngine {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -313,7 +313,7 @@ func startTestEngine(t *testing.T, dir string, routes map[string]*Route, tune fu
 	if err := e.start(&runtimeConfig{routes: compiled, maxPending: 1 << 40, logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}); err != nil {
 		t.Fatal(err)
 	}
-	te := &testEngine{engine: e, t: t, routes: compiled}
+	te := &testEngine{Engine: e, t: t, routes: compiled}
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { e.Destruct() }) })
 	return te
@@ -480,7 +480,7 @@ func TestEngineVerifyEndpoint(t *testing.T) {
 		"good": {URL: echo.URL + "/hook?x=1", VerifyEndpoint: true},
 		"bad":  {URL: liar.URL + "/hook", VerifyEndpoint: true},
 	}
-	te := startTestEngine(t, dir, routes, func(e *engine) { e.verifyEvery = 100 * time.Millisecond })
+	te := startTestEngine(t, dir, routes, func(e *Engine) { e.verifyEvery = 100 * time.Millisecond })
 	// No check before there is something to deliver.
 	time.Sleep(200 * time.Millisecond)
 	if echo.gets.Load() != 0 || te.stats("good").State != stateUnverified {
