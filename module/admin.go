@@ -75,9 +75,6 @@ const adminPrefix = "/webhooks/"
 
 // Admin API limits.
 const (
-	// replayBatch is how many deliveries a replay selects and requeues
-	// at a time; the dispatcher starts on each batch as it lands.
-	replayBatch = 10_000
 	// adminResponseKeep is how much of an attempt's response the event
 	// look-up shows (the outbox keeps no more than this either).
 	adminResponseKeep = 4 << 10
@@ -403,7 +400,7 @@ func redactURLs(s string) string {
 
 // GET /webhooks/stats
 func (a *adminAPI) stats(eng *Engine, w http.ResponseWriter, _ *http.Request, _ []string) *apiError {
-	routes := eng.routeStats()
+	routes := eng.Stats()
 	if routes == nil {
 		routes = []RouteStats{}
 	}
@@ -414,7 +411,7 @@ func (a *adminAPI) stats(eng *Engine, w http.ResponseWriter, _ *http.Request, _ 
 // GET /webhooks/events/{id}
 func (a *adminAPI) event(eng *Engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
 	id := parts[1]
-	ev, err := eng.store.Event(id)
+	rec, err := eng.Event(id)
 	if errors.Is(err, persist.ErrNotFound) {
 		return apiErrorf(http.StatusNotFound, "not_found",
 			"no event %q: never stored (unmatched events are kept only with keep_unmatched), or expired by retention", id)
@@ -422,21 +419,10 @@ func (a *adminAPI) event(eng *Engine, w http.ResponseWriter, _ *http.Request, pa
 	if err != nil {
 		return storeError(err, "reading event "+id)
 	}
-	ans := eventAnswer{Event: viewEvent(ev), Deliveries: []deliveryView{}}
-	for _, did := range ev.Deliveries {
-		d, err := eng.store.Delivery(did)
-		if errors.Is(err, persist.ErrNotFound) {
-			continue // expired before its event
-		}
-		if err != nil {
-			return storeError(err, "reading delivery "+did)
-		}
-		atts, err := eng.store.Attempts(did)
-		if err != nil {
-			return storeError(err, "reading the attempts of delivery "+did)
-		}
-		v := viewDelivery(d)
-		for _, at := range atts {
+	ans := eventAnswer{Event: viewEvent(rec.Event), Deliveries: make([]deliveryView, 0, len(rec.Deliveries))}
+	for _, d := range rec.Deliveries {
+		v := viewDelivery(d.Delivery)
+		for _, at := range d.Attempts {
 			v.History = append(v.History, viewAttempt(at))
 		}
 		ans.Deliveries = append(ans.Deliveries, v)
@@ -463,7 +449,7 @@ func (a *adminAPI) deliveries(eng *Engine, w http.ResponseWriter, r *http.Reques
 		}
 		f.Limit = n
 	}
-	ds, next, err := eng.store.ListDeliveries(f)
+	ds, next, err := eng.Deliveries(f)
 	if err != nil {
 		return storeError(err, "listing deliveries")
 	}
@@ -478,52 +464,25 @@ func (a *adminAPI) deliveries(eng *Engine, w http.ResponseWriter, r *http.Reques
 // POST /webhooks/deliveries/{id}/retry
 func (a *adminAPI) retry(eng *Engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
 	id := parts[1]
-	if _, err := eng.store.Delivery(id); errors.Is(err, persist.ErrNotFound) {
+	res, err := eng.Retry(id)
+	switch {
+	case errors.Is(err, persist.ErrNotFound):
 		return apiErrorf(http.StatusNotFound, "not_found", "no delivery %q: never stored, or expired by retention", id)
-	} else if err != nil {
-		return storeError(err, "reading delivery "+id)
-	}
-	res, err := eng.store.Requeue([]string{id}, eng.now())
-	if err != nil {
-		return storeError(err, "requeueing delivery "+id)
-	}
-	if len(res) == 0 {
+	case errors.Is(err, ErrCannotRequeue):
 		return apiErrorf(http.StatusConflict, "cannot_requeue",
 			"delivery %q cannot be requeued: it or its event expired by retention", id)
+	case err != nil:
+		return storeError(err, "requeueing delivery "+id)
 	}
-	applyRequeued(eng, res)
-	writeJSON(w, http.StatusOK, retryAnswer{Delivery: id, Route: res[0].Route, Was: res[0].Was.String()})
+	writeJSON(w, http.StatusOK, retryAnswer{Delivery: id, Route: res.Route, Was: res.Was.String()})
 	return nil
-}
-
-// applyRequeued brings the engine's counters up to date with what a
-// requeue changed, and has the dispatchers look at the ready index anew.
-func applyRequeued(eng *Engine, res []persist.Requeued) {
-	type counts struct{ dead, delivered int }
-	byRoute := make(map[string]*counts)
-	for _, r := range res {
-		c := byRoute[r.Route]
-		if c == nil {
-			c = new(counts)
-			byRoute[r.Route] = c
-		}
-		switch r.Was {
-		case persist.StatusDead:
-			c.dead++
-		case persist.StatusDelivered:
-			c.delivered++
-		}
-	}
-	for route, c := range byRoute {
-		eng.requeued(route, c.dead, c.delivered)
-	}
 }
 
 // POST /webhooks/routes/{name}/replay?status=dead&since=&until=&limit=
 func (a *adminAPI) replay(eng *Engine, w http.ResponseWriter, r *http.Request, parts []string) *apiError {
 	route := parts[1]
 	q := r.URL.Query()
-	now := eng.now()
+	now := eng.Now()
 	st := persist.StatusDead
 	if s := q.Get("status"); s != "" {
 		var ok bool
@@ -536,19 +495,13 @@ func (a *adminAPI) replay(eng *Engine, w http.ResponseWriter, r *http.Request, p
 	if err != nil {
 		return apiErrorf(http.StatusBadRequest, "bad_request", "since: %v", err)
 	}
-	// Deliveries that become final while the replay runs (some of them
-	// replayed ones) are not picked up again.
-	until := now
+	var until time.Time
 	if s := q.Get("until"); s != "" {
-		u, err := parseSince(s, now)
-		if err != nil {
+		if until, err = parseSince(s, now); err != nil {
 			return apiErrorf(http.StatusBadRequest, "bad_request", "until: %v", err)
 		}
-		if u.Before(now) {
-			until = u
-		}
 	}
-	limit := -1
+	limit := 0
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
@@ -559,47 +512,15 @@ func (a *adminAPI) replay(eng *Engine, w http.ResponseWriter, r *http.Request, p
 	if !validRouteName(route) {
 		return apiErrorf(http.StatusNotFound, "unknown_route", "no route %q", route)
 	}
-
-	replayed, cursor := 0, ""
-	for limit < 0 || replayed < limit {
-		batch := replayBatch
-		if limit > 0 {
-			batch = min(batch, limit-replayed)
-		}
-		ids, next, err := eng.store.ReplayIDs(route, st, since, until, cursor, batch)
-		if err != nil {
-			return storeError(err, "selecting deliveries to replay")
-		}
-		if len(ids) > 0 {
-			res, err := eng.store.Requeue(ids, eng.now())
-			applyRequeued(eng, res)
-			replayed += len(res)
-			if err != nil {
-				return storeError(err, fmt.Sprintf("requeueing (after %d replayed)", replayed))
-			}
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
-	}
-	if replayed == 0 && !eng.knowsRoute(route) {
+	replayed, err := eng.Replay(route, st, since, until, limit)
+	switch {
+	case errors.Is(err, ErrUnknownRoute):
 		return apiErrorf(http.StatusNotFound, "unknown_route", "no route %q in the config or the outbox", route)
+	case err != nil:
+		return storeError(err, fmt.Sprintf("requeueing (after %d replayed)", replayed))
 	}
 	writeJSON(w, http.StatusOK, replayAnswer{Route: route, Replayed: replayed})
 	return nil
-}
-
-// knowsRoute reports whether route is in the current config or has a
-// dispatcher (deliveries or state in the outbox).
-func (e *Engine) knowsRoute(route string) bool {
-	if c := e.cfg.Load(); c != nil && c.routes[route] != nil {
-		return true
-	}
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	_, ok := e.dispatchers[route]
-	return ok
 }
 
 // parseSince reads an RFC 3339 time, or a duration (Caddy's syntax, so
@@ -621,9 +542,9 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 // POST /webhooks/routes/{name}/pause and /resume
 func (a *adminAPI) pause(eng *Engine, w http.ResponseWriter, _ *http.Request, parts []string) *apiError {
 	route, paused := parts[1], parts[2] == "pause"
-	err := eng.setPaused(route, paused)
+	err := eng.SetPaused(route, paused)
 	switch {
-	case errors.Is(err, errUnknownRoute):
+	case errors.Is(err, ErrUnknownRoute):
 		return apiErrorf(http.StatusNotFound, "unknown_route", "no route %q in the config or the outbox", route)
 	case err != nil:
 		return storeError(err, "saving the route's state")

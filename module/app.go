@@ -175,6 +175,7 @@ func (a *App) Start() error {
 	}
 	err = eng.start(&runtimeConfig{
 		routes:        a.routes,
+		order:         a.routeOrder,
 		retention:     time.Duration(a.Retention),
 		deadRetention: time.Duration(a.DeadRetention),
 		dedupeWindow:  time.Duration(a.DedupeWindow),

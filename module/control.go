@@ -12,11 +12,18 @@ import (
 )
 
 // This file is the engine's control surface for operators: what the admin
-// API and the CLI call. The dispatcher side implements the behaviour.
+// API, the CLI and the console call. The dispatcher side implements the
+// behaviour; look-ups are in lookup.go.
 
-// errUnknownRoute is returned for a route the engine has never seen (not
-// in any config and nothing stored for it).
-var errUnknownRoute = errors.New("unknown route")
+// Errors of the control surface.
+var (
+	// ErrUnknownRoute is returned for a route the engine has never seen
+	// (not in any config and nothing stored for it).
+	ErrUnknownRoute = errors.New("unknown route")
+	// ErrCannotRequeue is returned by Retry for a delivery whose event
+	// expired by retention: there is nothing left to send.
+	ErrCannotRequeue = errors.New("delivery cannot be requeued: it or its event expired by retention")
+)
 
 // RouteStats is one route's state, as `GET /webhooks/stats` shows it.
 type RouteStats struct {
@@ -50,17 +57,17 @@ func (e *Engine) rescan(route string) {
 	e.dispatcherFor(route).rescan()
 }
 
-// setPaused pauses or resumes the named route: a paused route keeps
+// SetPaused pauses or resumes the named route: a paused route keeps
 // matching and queueing events, and sends nothing until resumed. The
 // state is kept in the outbox, so it holds across restarts and reloads.
-// It fails with errUnknownRoute for a route the engine has no dispatcher
+// It fails with ErrUnknownRoute for a route the engine has no dispatcher
 // for (never configured, nothing stored).
-func (e *Engine) setPaused(route string, paused bool) error {
+func (e *Engine) SetPaused(route string, paused bool) error {
 	e.mu.RLock()
 	d, ok := e.dispatchers[route]
 	e.mu.RUnlock()
 	if !ok {
-		return errUnknownRoute
+		return ErrUnknownRoute
 	}
 	reason := ""
 	if paused {
@@ -122,10 +129,11 @@ func (d *dispatcher) updateState(fn func(*persist.RouteState)) (bool, error) {
 	return true, nil
 }
 
-// routeStats returns every route's state and counters, sorted by name:
-// the routes of the current config and those the outbox still holds
-// deliveries or state for.
-func (e *Engine) routeStats() []RouteStats {
+// Stats returns every route's state and counters, sorted by name: the
+// routes of the current config and those the outbox still holds
+// deliveries or state for. It reads counters kept in memory, never the
+// outbox.
+func (e *Engine) Stats() []RouteStats {
 	e.mu.RLock()
 	ds := make([]*dispatcher, 0, len(e.dispatchers))
 	for _, d := range e.dispatchers {
@@ -165,16 +173,105 @@ func (d *dispatcher) stats(now time.Time) RouteStats {
 	return st
 }
 
-// requeued tells the engine that a requeue (retry, replay) made
-// deliveries of route pending again: fromDead of them were dead and
-// fromDelivered delivered (those already pending only moved). It keeps
-// the pending and dead counts right and makes the dispatcher rescan.
-func (e *Engine) requeued(route string, fromDead, fromDelivered int) {
-	d := e.dispatcherFor(route)
-	if n := int64(fromDead + fromDelivered); n > 0 {
-		d.pending.Add(n)
-		e.pending.Add(n)
+// Now is the engine's clock: what it stamps records with and compares
+// due times to.
+func (e *Engine) Now() time.Time { return e.now() }
+
+// Retry makes one delivery pending and due now, whatever its state; a
+// dead or delivered one keeps its attempt history. It fails with
+// persist.ErrNotFound for an unknown id and ErrCannotRequeue when its
+// event is gone.
+func (e *Engine) Retry(id string) (persist.Requeued, error) {
+	if _, err := e.store.Delivery(id); err != nil {
+		return persist.Requeued{}, err
 	}
-	d.dead.Add(-int64(fromDead))
-	d.rescan()
+	res, err := e.store.Requeue([]string{id}, e.now())
+	if err != nil {
+		return persist.Requeued{}, err
+	}
+	if len(res) == 0 {
+		return persist.Requeued{}, ErrCannotRequeue
+	}
+	e.requeued(res)
+	return res[0], nil
+}
+
+// replayBatch is how many deliveries a replay selects and requeues at a
+// time; the dispatcher starts on each batch as it lands.
+const replayBatch = 10_000
+
+// Replay makes a route's deliveries of status st (dead or delivered)
+// that became final in [since, until) pending again, up to limit (< 1:
+// all), oldest first. Deliveries that become final while it runs are not
+// picked up again. It returns how many it requeued, and ErrUnknownRoute
+// when it found none for a route the engine has never seen.
+func (e *Engine) Replay(route string, st persist.Status, since, until time.Time, limit int) (int, error) {
+	if now := e.now(); until.IsZero() || until.After(now) {
+		until = now
+	}
+	replayed, cursor := 0, ""
+	for limit < 1 || replayed < limit {
+		batch := replayBatch
+		if limit > 0 {
+			batch = min(batch, limit-replayed)
+		}
+		ids, next, err := e.store.ReplayIDs(route, st, since, until, cursor, batch)
+		if err != nil {
+			return replayed, err
+		}
+		if len(ids) > 0 {
+			res, err := e.store.Requeue(ids, e.now())
+			e.requeued(res)
+			replayed += len(res)
+			if err != nil {
+				return replayed, err
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if replayed == 0 && !e.knowsRoute(route) {
+		return 0, ErrUnknownRoute
+	}
+	return replayed, nil
+}
+
+// knowsRoute reports whether route is in the current config or has a
+// dispatcher (deliveries or state in the outbox).
+func (e *Engine) knowsRoute(route string) bool {
+	if c := e.cfg.Load(); c != nil && c.routes[route] != nil {
+		return true
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	_, ok := e.dispatchers[route]
+	return ok
+}
+
+// requeued brings the counters up to date with what a requeue changed,
+// and has the dispatchers of the routes concerned read the ready index
+// anew.
+func (e *Engine) requeued(res []persist.Requeued) {
+	type counts struct{ dead, delivered int }
+	byRoute := make(map[string]*counts)
+	for _, r := range res {
+		c := byRoute[r.Route]
+		if c == nil {
+			c = new(counts)
+			byRoute[r.Route] = c
+		}
+		switch r.Was {
+		case persist.StatusDead:
+			c.dead++
+		case persist.StatusDelivered:
+			c.delivered++
+		}
+	}
+	for route, c := range byRoute {
+		d := e.dispatcherFor(route)
+		d.countRequeued(c.dead, c.delivered)
+		d.rescan()
+	}
 }

@@ -417,13 +417,7 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 			return
 		}
 		if nd.Status != persist.StatusPending {
-			d.pending.Add(-1)
-			d.e.pending.Add(-1)
-			if nd.Status == persist.StatusDelivered {
-				d.delivered.Add(1)
-			} else {
-				d.dead.Add(1)
-			}
+			d.countFinal(nd.Status)
 			if nd.OrderKey != "" {
 				// The outbox put the next delivery of its key in the
 				// ready index, due when the outcome was applied: after

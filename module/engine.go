@@ -27,6 +27,7 @@ const shutdownGrace = 10 * time.Second
 // runtimeConfig is what one App hands the engine on Start.
 type runtimeConfig struct {
 	routes        map[string]*route
+	order         []string // route names, sorted: matches are listed in this order
 	retention     time.Duration
 	deadRetention time.Duration
 	dedupeWindow  time.Duration
@@ -118,17 +119,9 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 		verifyEvery: defaultVerifyEvery,
 		now:         time.Now,
 	}
-	var total int64
-	for name, n := range counts {
-		total += int64(n)
-		e.dispatcher(name).pending.Store(int64(n))
-	}
-	e.pending.Store(total)
-	// Routes with dead deliveries, or paused, show in stats even when
-	// they are no longer configured.
-	for name, n := range dead {
-		e.dispatcher(name).dead.Store(int64(n))
-	}
+	total := e.loadCounts(counts, dead)
+	// Routes paused show in stats even when they are no longer
+	// configured.
 	for name, st := range states {
 		if st.Paused {
 			e.dispatcher(name)

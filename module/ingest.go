@@ -277,90 +277,22 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 	if eng == nil {
 		return unavailable("the webhooks app is not running")
 	}
-	cfg := eng.cfg.Load()
-	if cfg == nil {
-		return unavailable("the webhooks app is not running")
-	}
-	now := eng.now()
-	var newDeliveries int64
-	// Every event keeps the ingest span's context, so its attempts, even
-	// after a restart, are children of this span.
-	tc := propagation.MapCarrier{}
-	propagator.Inject(r.Context(), tc)
-	tp, ts := tc["traceparent"], tc["tracestate"]
+	events := make([]*persist.Event, len(batch))
 	for i := range batch {
-		in := &batch[i]
-		ev := in.Event
-		ev.Received = now
-		if ev.Time.IsZero() {
-			ev.Time = now
+		events[i] = batch[i].Event
+		if events[i].Source == "" {
+			events[i].Source = h.Source
 		}
-		if ev.ID == "" {
-			ev.ID = newID("evt_", now)
-		} else {
-			in.Dedupe = ev.ID
-		}
-		if ev.Source == "" {
-			ev.Source = h.Source
-		}
-		ev.TraceParent, ev.TraceState = tp, ts
-		c := newCELEvent(ev)
-		for _, name := range h.app.routeOrder {
-			rt := h.app.routes[name]
-			if !rt.matches(ev.Type) {
-				continue
-			}
-			if rt.when != nil {
-				ok, err := rt.when.eval(c)
-				if err != nil {
-					countRuleError(name)
-				}
-				if err != nil && rt.when.shouldLog(now) {
-					h.logger.Warn("rule could not be evaluated; counted as no match (logged at most once a minute per route)",
-						zap.String("route", name), zap.String("event", ev.ID), zap.Error(err))
-				}
-				if !ok {
-					continue
-				}
-			}
-			ev.Routes = append(ev.Routes, name)
-			in.Deliveries = append(in.Deliveries, &persist.Delivery{
-				ID:      newID("dlv_", now),
-				EventID: ev.ID,
-				Route:   name,
-				Status:  persist.StatusPending,
-				Created: now,
-				Due:     now,
-				// Computed now, from the event as it came in: ordered.go.
-				OrderKey: rt.orderKey(c, now, h.logger),
-			})
-		}
-		in.Keep = cfg.keepUnmatched
-		newDeliveries += int64(len(in.Deliveries))
 	}
-	if newDeliveries > 0 && eng.pending.Load()+newDeliveries > cfg.maxPending {
-		return unavailable("too many pending deliveries (max_pending)")
-	}
-
-	results, err := eng.store.Ingest(r.Context(), batch)
+	results, err := eng.Accept(r.Context(), events)
 	if err != nil {
-		if errors.Is(err, persist.ErrTooLarge) {
-			return &ingestError{status: http.StatusRequestEntityTooLarge, code: "too_large",
-				message: "the request's events and deliveries do not fit in one outbox transaction; send a smaller batch", index: -1}
-		}
-		h.logger.Error("storing events", zap.Error(err))
-		return unavailable("the outbox cannot store events right now")
+		return h.acceptError(err)
 	}
 	stored := 0
-	for i, res := range results {
-		if res.Duplicate {
-			continue
+	for _, res := range results {
+		if !res.Duplicate {
+			stored++
 		}
-		stored++
-		eng.enqueue(batch[i])
-	}
-	if stored > 0 {
-		countIngested(batch[0].Event.Source, stored)
 	}
 
 	w.Header().Set("Content-Type", "application/json")
@@ -369,11 +301,11 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 		status = http.StatusOK
 	}
 	w.WriteHeader(status)
-	w.Write(answer(batch, results, isBatch))
+	w.Write(answer(results, isBatch))
 	return nil
 }
 
-func answer(batch []persist.Ingest, results []persist.IngestResult, isBatch bool) []byte {
+func answer(results []Accepted, isBatch bool) []byte {
 	var b bytes.Buffer
 	if !isBatch {
 		res := results[0]
@@ -384,7 +316,7 @@ func answer(batch []persist.Ingest, results []persist.IngestResult, isBatch bool
 			return b.Bytes()
 		}
 		b.WriteString(`,"routes":[`)
-		for i, name := range batch[0].Event.Routes {
+		for i, name := range res.Routes {
 			if i > 0 {
 				b.WriteByte(',')
 			}
@@ -417,6 +349,22 @@ func answer(batch []persist.Ingest, results []persist.IngestResult, isBatch bool
 	}
 	b.WriteByte('}')
 	return b.Bytes()
+}
+
+// acceptError turns an error of Accept into an answer; nothing was
+// stored in every case.
+func (h *Ingest) acceptError(err error) *ingestError {
+	switch {
+	case errors.Is(err, ErrNotRunning), errors.Is(err, persist.ErrClosed):
+		return unavailable("the webhooks app is not running")
+	case errors.Is(err, ErrOverloaded):
+		return unavailable("too many pending deliveries (max_pending)")
+	case errors.Is(err, persist.ErrTooLarge):
+		return &ingestError{status: http.StatusRequestEntityTooLarge, code: "too_large",
+			message: "the request's events and deliveries do not fit in one outbox transaction; send a smaller batch", index: -1}
+	}
+	h.logger.Error("storing events", zap.Error(err))
+	return unavailable("the outbox cannot store events right now")
 }
 
 func (h *Ingest) authorized(r *http.Request) bool {
@@ -720,25 +668,6 @@ func writeError(w http.ResponseWriter, e *ingestError) {
 		body.Index = &e.index
 	}
 	json.NewEncoder(w).Encode(body)
-}
-
-// enqueue offers a stored event's deliveries to their dispatchers and
-// counts them as pending.
-func (e *Engine) enqueue(in persist.Ingest) {
-	if len(in.Deliveries) == 0 {
-		return
-	}
-	for _, dl := range in.Deliveries {
-		d := e.dispatcherFor(dl.Route)
-		d.pending.Add(1)
-		e.pending.Add(1)
-		if dl.Waiting {
-			// Behind an earlier delivery of its order key: the outbox
-			// puts it in the ready index when its turn comes.
-			continue
-		}
-		d.offer(&job{d: dl, ev: in.Event})
-	}
 }
 
 // Interface guards

@@ -310,58 +310,48 @@ func TestNewID(t *testing.T) {
 }
 
 func TestAnswer(t *testing.T) {
-	ev := func(routes ...string) persist.Ingest {
-		return persist.Ingest{Event: &persist.Event{ID: "evt_1", Routes: routes}}
-	}
 	tests := []struct {
 		name    string
-		batch   []persist.Ingest
-		results []persist.IngestResult
+		results []Accepted
 		isBatch bool
 		want    string
 	}{
 		{
 			name:    "single with routes",
-			batch:   []persist.Ingest{ev("erp", "slack")},
-			results: []persist.IngestResult{{ID: "evt_1"}},
+			results: []Accepted{{ID: "evt_1", Routes: []string{"erp", "slack"}}},
 			want:    `{"id":"evt_1","routes":["erp","slack"]}`,
 		},
 		{
 			name:    "single, no route",
-			batch:   []persist.Ingest{ev()},
-			results: []persist.IngestResult{{ID: "evt_1"}},
+			results: []Accepted{{ID: "evt_1"}},
 			want:    `{"id":"evt_1","routes":[]}`,
 		},
 		{
 			name:    "single duplicate carries the original id",
-			batch:   []persist.Ingest{ev("erp")},
-			results: []persist.IngestResult{{ID: "orig-1", Duplicate: true}},
+			results: []Accepted{{ID: "orig-1", Duplicate: true}},
 			want:    `{"id":"orig-1","duplicate":true}`,
 		},
 		{
 			name:    "batch",
-			batch:   []persist.Ingest{ev("erp"), ev(), ev("a", "b")},
-			results: []persist.IngestResult{{ID: "a1"}, {ID: "a2"}, {ID: "a3"}},
+			results: []Accepted{{ID: "a1", Routes: []string{"erp"}}, {ID: "a2"}, {ID: "a3", Routes: []string{"a", "b"}}},
 			isBatch: true,
 			want:    `{"ids":["a1","a2","a3"]}`,
 		},
 		{
 			name:    "batch with duplicates",
-			batch:   []persist.Ingest{ev(), ev(), ev(), ev()},
-			results: []persist.IngestResult{{ID: "a1", Duplicate: true}, {ID: "a2"}, {ID: "a3", Duplicate: true}, {ID: "a4"}},
+			results: []Accepted{{ID: "a1", Duplicate: true}, {ID: "a2"}, {ID: "a3", Duplicate: true}, {ID: "a4"}},
 			isBatch: true,
 			want:    `{"ids":["a1","a2","a3","a4"],"duplicates":[0,2]}`,
 		},
 		{
 			name:    "batch of one",
-			batch:   []persist.Ingest{ev("erp")},
-			results: []persist.IngestResult{{ID: "a1"}},
+			results: []Accepted{{ID: "a1", Routes: []string{"erp"}}},
 			isBatch: true,
 			want:    `{"ids":["a1"]}`,
 		},
 	}
 	for _, tc := range tests {
-		got := answer(tc.batch, tc.results, tc.isBatch)
+		got := answer(tc.results, tc.isBatch)
 		if string(got) != tc.want {
 			t.Errorf("%s: answer = %s, want %s", tc.name, got, tc.want)
 		}

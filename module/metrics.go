@@ -92,7 +92,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if !ok {
 			return true
 		}
-		for _, s := range e.routeStats() {
+		for _, s := range e.Stats() {
 			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(s.Pending), s.Route)
 			ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(s.Dead), s.Route)
 			open := 0.0

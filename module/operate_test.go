@@ -3,8 +3,10 @@ package module
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -310,7 +312,8 @@ func startTestEngine(t *testing.T, dir string, routes map[string]*Route, tune fu
 		}
 		compiled[name] = r
 	}
-	if err := e.start(&runtimeConfig{routes: compiled, maxPending: 1 << 40, logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}); err != nil {
+	order := slices.Sorted(maps.Keys(compiled))
+	if err := e.start(&runtimeConfig{routes: compiled, order: order, maxPending: 1 << 40, logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}); err != nil {
 		t.Fatal(err)
 	}
 	te := &testEngine{Engine: e, t: t, routes: compiled}
@@ -319,32 +322,24 @@ func startTestEngine(t *testing.T, dir string, routes map[string]*Route, tune fu
 	return te
 }
 
-// post ingests one event for every route, as the ingest handler would.
+// post accepts one event of type test.event (every route's topic is *
+// unless the test set one).
 func (te *testEngine) post(data string) string {
 	te.t.Helper()
-	now := te.now()
-	ev := &persist.Event{ID: newID("evt_", now), Type: "test.event", Time: now, Received: now, Data: []byte(data)}
-	in := persist.Ingest{Event: ev}
-	c := newCELEvent(ev)
-	for name, r := range te.routes {
-		ev.Routes = append(ev.Routes, name)
-		in.Deliveries = append(in.Deliveries, &persist.Delivery{ID: newID("dlv_", now), EventID: ev.ID, Route: name,
-			Status: persist.StatusPending, Created: now, Due: now, OrderKey: r.orderKey(c, now, zap.NewNop())})
-	}
-	if _, err := te.store.Ingest(context.Background(), []persist.Ingest{in}); err != nil {
+	res, err := te.Accept(context.Background(), []*persist.Event{{Type: "test.event", Data: []byte(data)}})
+	if err != nil {
 		te.t.Fatal(err)
 	}
-	te.enqueue(in)
-	return ev.ID
+	return res[0].ID
 }
 
 func (te *testEngine) stats(route string) RouteStats {
-	for _, st := range te.routeStats() {
+	for _, st := range te.Stats() {
 		if st.Route == route {
 			return st
 		}
 	}
-	te.t.Fatalf("no stats for route %s in %+v", route, te.routeStats())
+	te.t.Fatalf("no stats for route %s in %+v", route, te.Stats())
 	return RouteStats{}
 }
 
@@ -405,8 +400,8 @@ func TestEnginePauseResumeAndGone(t *testing.T) {
 		return map[string]*Route{"a": {URL: sink.URL, Concurrency: 1}}
 	}
 	te := startTestEngine(t, dir, routes(), nil)
-	if err := te.setPaused("nope", true); !errors.Is(err, errUnknownRoute) {
-		t.Fatalf("setPaused(unknown) = %v, want errUnknownRoute", err)
+	if err := te.SetPaused("nope", true); !errors.Is(err, ErrUnknownRoute) {
+		t.Fatalf("setPaused(unknown) = %v, want ErrUnknownRoute", err)
 	}
 	for i := 0; i < 10; i++ {
 		te.post(`{}`)
@@ -432,7 +427,7 @@ func TestEnginePauseResumeAndGone(t *testing.T) {
 	if st := te.stats("a"); st.State != statePaused || st.Pending != 8 || st.Dead != 1 || sink.posts.Load() != 3 {
 		t.Fatalf("after restart: %+v, %d requests", st, sink.posts.Load())
 	}
-	if err := te.setPaused("a", false); err != nil {
+	if err := te.SetPaused("a", false); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the rest to be delivered", func() bool { return te.stats("a").Pending == 0 })
@@ -444,7 +439,7 @@ func TestEnginePauseResumeAndGone(t *testing.T) {
 	}
 
 	// An operator's pause and resume, and a removed route.
-	if err := te.setPaused("a", true); err != nil {
+	if err := te.SetPaused("a", true); err != nil {
 		t.Fatal(err)
 	}
 	if s := te.routeState(); s.PausedReason != "paused by an operator" {
@@ -547,7 +542,7 @@ func TestEngineDisabledAndBreakerStats(t *testing.T) {
 	if st.Circuit != circuitClosed || st.Delivered != 5 || st.State != stateActive {
 		t.Fatalf("after recovery: %+v", st)
 	}
-	stats := te.routeStats()
+	stats := te.Stats()
 	if len(stats) != 2 || stats[0].Route != "brk" || stats[1].Route != "off" {
 		t.Fatalf("routeStats not sorted by name: %+v", stats)
 	}

@@ -1,0 +1,154 @@
+package module
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// Errors Accept returns besides the outbox's own (persist.ErrStorageFull,
+// persist.ErrTooLarge, persist.ErrClosed).
+var (
+	// ErrNotRunning means the webhooks app has not started, or has
+	// stopped: nothing was stored.
+	ErrNotRunning = errors.New("the webhooks app is not running")
+	// ErrOverloaded means storing the events would take the pending
+	// deliveries over max_pending: nothing was stored.
+	ErrOverloaded = errors.New("too many pending deliveries (max_pending)")
+)
+
+// Accepted answers one event given to Accept.
+type Accepted struct {
+	// ID is the event's id: the one it came with, the one assigned, or
+	// for a duplicate the id stored under the same key before.
+	ID string
+	// Duplicate is set when the id was seen within the dedupe window:
+	// nothing new was stored for this event.
+	Duplicate bool
+	// Routes names the routes the event matched, in name order.
+	Routes []string
+}
+
+// Accept stores events durably with one delivery per matching route and
+// queues those deliveries. It returns only once everything is on disk
+// (fsync'd), or with an error, in which case nothing was stored.
+//
+// Each event needs Type and Data; ID (the idempotency key, sent as
+// webhook-id), Time, Source, Headers and ContentType are optional. Accept
+// fills in the rest: an id when there is none, the received and event
+// times, and the trace context of ctx, so that delivery attempts join
+// the ingest's trace even after a restart. Matching, dedupe, max_pending
+// and the counters all happen here, against one config: a reload during
+// the call cannot mix two.
+func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepted, error) {
+	cfg := e.cfg.Load()
+	if cfg == nil {
+		return nil, ErrNotRunning
+	}
+	now := e.now()
+	tc := propagation.MapCarrier{}
+	propagator.Inject(ctx, tc)
+	tp, ts := tc["traceparent"], tc["tracestate"]
+
+	batch := make([]persist.Ingest, len(events))
+	var newDeliveries int64
+	for i, ev := range events {
+		in := &batch[i]
+		in.Event = ev
+		ev.Received = now
+		if ev.Time.IsZero() {
+			ev.Time = now
+		}
+		if ev.ID == "" {
+			ev.ID = newID("evt_", now)
+		} else {
+			in.Dedupe = ev.ID
+		}
+		ev.TraceParent, ev.TraceState = tp, ts
+		ev.Routes, ev.Deliveries = nil, nil
+		e.match(cfg, in, now)
+		in.Keep = cfg.keepUnmatched
+		newDeliveries += int64(len(in.Deliveries))
+	}
+	if newDeliveries > 0 && e.pending.Load()+newDeliveries > cfg.maxPending {
+		return nil, ErrOverloaded
+	}
+
+	results, err := e.store.Ingest(ctx, batch)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Accepted, len(results))
+	stored := 0
+	for i, res := range results {
+		out[i] = Accepted{ID: res.ID, Duplicate: res.Duplicate}
+		if res.Duplicate {
+			continue
+		}
+		out[i].Routes = batch[i].Event.Routes
+		stored++
+		e.enqueue(batch[i])
+	}
+	if stored > 0 {
+		countIngested(events[0].Source, stored)
+	}
+	return out, nil
+}
+
+// match adds a delivery to in for every route of cfg the event matches:
+// its topics first, then its rule. A rule that cannot be evaluated counts
+// as no match; it is counted, and logged at most once a minute per route.
+func (e *Engine) match(cfg *runtimeConfig, in *persist.Ingest, now time.Time) {
+	ev := in.Event
+	c := newCELEvent(ev)
+	for _, name := range cfg.order {
+		rt := cfg.routes[name]
+		if !rt.matches(ev.Type) {
+			continue
+		}
+		if rt.when != nil {
+			ok, err := rt.when.eval(c)
+			if err != nil {
+				countRuleError(name)
+				if rt.when.shouldLog(now) {
+					cfg.logger.Warn("rule could not be evaluated; counted as no match (logged at most once a minute per route)",
+						zap.String("route", name), zap.String("event", ev.ID), zap.Error(err))
+				}
+			}
+			if !ok {
+				continue
+			}
+		}
+		ev.Routes = append(ev.Routes, name)
+		in.Deliveries = append(in.Deliveries, &persist.Delivery{
+			ID:      newID("dlv_", now),
+			EventID: ev.ID,
+			Route:   name,
+			Status:  persist.StatusPending,
+			Created: now,
+			Due:     now,
+			// Computed now, from the event as it came in.
+			OrderKey: rt.orderKey(c, now, cfg.logger),
+		})
+	}
+}
+
+// enqueue offers a stored event's deliveries to their dispatchers and
+// counts them as pending.
+func (e *Engine) enqueue(in persist.Ingest) {
+	for _, dl := range in.Deliveries {
+		d := e.dispatcherFor(dl.Route)
+		d.countNew(1)
+		if dl.Waiting {
+			// Behind an earlier delivery of its order key: the outbox
+			// puts it in the ready index when its turn comes.
+			continue
+		}
+		d.offer(&job{d: dl, ev: in.Event})
+	}
+}
