@@ -3,6 +3,7 @@ package integration
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -315,4 +316,89 @@ func TestInboundVerification(t *testing.T) {
 	if _, err := st.Event("msg_1"); err != nil {
 		t.Errorf("verified event not stored: %v", err)
 	}
+}
+
+// An inbound body that is not UTF-8 reaches the endpoint byte for byte,
+// as data_base64, so a receiver can still check the sender's signature
+// over it; a text body stays a JSON string under data.
+func TestInboundBodyKeptByteForByte(t *testing.T) {
+	const secret = "binary-sender-secret"
+	t.Setenv("HOOKGATE_TEST_BIN", secret)
+	s := newSink(t, nil)
+	g := startGateway(t, routesConfig(`
+		route bin {
+			topics partner.**
+			url `+s.URL+`/bin
+		}`, `
+	webhook_ingest /partner {
+		topic partner.upload
+		verify hmac-sha256 {env.HOOKGATE_TEST_BIN} {
+			header X-Signature
+			encoding hex
+		}
+	}`))
+	raw := "caf\xe9 \xff\xfe\x00 bytes"
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(raw))
+	sig := hex.EncodeToString(mac.Sum(nil))
+	code, ans := g.post("/partner", raw, "Content-Type", "application/octet-stream", "X-Signature", sig)
+	if code != 202 {
+		t.Fatalf("signed binary body: %d %v", code, ans)
+	}
+	code, ans = g.post("/partner", "plain text ✓", "Content-Type", "text/plain; charset=utf-8",
+		"X-Signature", hmacHex(secret, "plain text ✓"))
+	if code != 202 {
+		t.Fatalf("signed text body: %d %v", code, ans)
+	}
+	got := s.waitFor(t, 2, 10*time.Second)
+	var bin, text struct {
+		Data       json.RawMessage `json:"data"`
+		DataBase64 *string         `json:"data_base64"`
+	}
+	json.Unmarshal(got[0].Body, &bin)
+	json.Unmarshal(got[1].Body, &text)
+	if bin.DataBase64 == nil || bin.Data != nil {
+		t.Fatalf("binary body delivered as %s, want data_base64 and no data", got[0].Body)
+	}
+	dec, err := base64.StdEncoding.DecodeString(*bin.DataBase64)
+	if err != nil || string(dec) != raw {
+		t.Fatalf("data_base64 decodes to %q (%v), want %q", dec, err, raw)
+	}
+	if hmacHex(secret, string(dec)) != sig {
+		t.Errorf("the sender's signature does not verify over the delivered bytes")
+	}
+	if text.DataBase64 != nil || string(text.Data) != `"plain text ✓"` {
+		t.Errorf("text body delivered as %s, want a JSON string under data", got[1].Body)
+	}
+	// The admin API shows the same bytes.
+	a := g.adminCall("GET", "/webhooks/events/"+eventIDOf(t, got[0].Body))
+	var ev struct {
+		Event struct {
+			DataBase64  string `json:"data_base64"`
+			ContentType string `json:"content_type"`
+		} `json:"event"`
+	}
+	if err := json.Unmarshal(a.raw, &ev); err != nil || a.code != 200 {
+		t.Fatalf("admin look-up: %d %s", a.code, a.raw)
+	}
+	if ev.Event.DataBase64 != *bin.DataBase64 || ev.Event.ContentType != "application/octet-stream" {
+		t.Errorf("admin look-up: data_base64 %q content_type %q", ev.Event.DataBase64, ev.Event.ContentType)
+	}
+}
+
+func hmacHex(secret, body string) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(body))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+func eventIDOf(t *testing.T, envelope []byte) string {
+	t.Helper()
+	var e struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(envelope, &e); err != nil || e.ID == "" {
+		t.Fatalf("no id in delivered body %s", envelope)
+	}
+	return e.ID
 }

@@ -227,7 +227,10 @@ type eventView struct {
 	Received time.Time `json:"received"`
 	// Data is the payload as sent (a JSON string for an inbound body
 	// that was not JSON; ContentType then says what it was).
-	Data        json.RawMessage   `json:"data"`
+	Data json.RawMessage `json:"data,omitempty"`
+	// DataBase64 holds an inbound body that is not UTF-8, base64-encoded,
+	// in place of Data.
+	DataBase64  string            `json:"data_base64,omitempty"`
 	ContentType string            `json:"content_type,omitempty"`
 	Headers     map[string]string `json:"headers,omitempty"`
 	Routes      []string          `json:"routes"`
@@ -279,7 +282,9 @@ func viewEvent(ev *persist.Event) eventView {
 		Routes:      ev.Routes,
 		TraceID:     traceIDOf(ev.TraceParent),
 	}
-	if !json.Valid(ev.Data) {
+	if ev.DataBase64 {
+		v.Data, v.DataBase64 = nil, base64.StdEncoding.EncodeToString(ev.Data)
+	} else if !json.Valid(ev.Data) {
 		// Never expected (ingest stores JSON), but one bad record must
 		// not make the event unreadable.
 		v.Data, _ = json.Marshal(string(ev.Data))

@@ -354,6 +354,9 @@ func writeEvent(w io.Writer, ans *eventAnswer) error {
 		fmt.Fprintf(tw, "%s\t%s: %s\n", label, k, clip(ev.Headers[k], 100))
 	}
 	data := compactJSON(ev.Data)
+	if ev.DataBase64 != "" {
+		data = "base64:" + ev.DataBase64
+	}
 	if len(data) > maxDataShown {
 		data = data[:maxDataShown] + fmt.Sprintf("… (%d bytes; --json shows all)", len(data))
 	}

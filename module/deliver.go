@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -116,15 +117,26 @@ type keepAlive struct{ rt http.RoundTripper }
 func (k keepAlive) RoundTrip(r *http.Request) (*http.Response, error) { return k.rt.RoundTrip(r) }
 
 // envelope is the body endpoints receive: {"id","type","timestamp","data"}.
-// It is assembled from the stored bytes; data is never re-encoded.
+// It is assembled from the stored bytes; data is never re-encoded. Raw
+// bytes that are not UTF-8 go as "data_base64" instead (the CloudEvents
+// JSON convention), so they arrive exactly as they were sent.
 func envelope(ev *persist.Event) []byte {
-	b := make([]byte, 0, len(ev.Data)+len(ev.ID)+len(ev.Type)+80)
+	n := len(ev.Data)
+	if ev.DataBase64 {
+		n = base64.StdEncoding.EncodedLen(n) + 16
+	}
+	b := make([]byte, 0, n+len(ev.ID)+len(ev.Type)+80)
 	b = append(b, `{"id":`...)
 	b = strconv.AppendQuote(b, ev.ID)
 	b = append(b, `,"type":`...)
 	b = strconv.AppendQuote(b, ev.Type)
 	b = append(b, `,"timestamp":"`...)
 	b = ev.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	if ev.DataBase64 {
+		b = append(b, `","data_base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, ev.Data)
+		return append(b, `"}`...)
+	}
 	b = append(b, `","data":`...)
 	b = append(b, ev.Data...)
 	return append(b, '}')

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -426,7 +427,14 @@ func (h *Ingest) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inges
 	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && json.Valid(body) {
 		ev.Data = body
 	} else {
-		ev.Data, _ = json.Marshal(string(body))
+		if utf8.Valid(body) {
+			ev.Data, _ = json.Marshal(string(body))
+		} else {
+			// A JSON string cannot hold these bytes (encoding would turn
+			// them into U+FFFD, and a receiver re-checking the sender's
+			// signature would fail): keep them as they are.
+			ev.Data, ev.DataBase64 = body, true
+		}
 		ev.ContentType = ct
 		if ev.ContentType == "" {
 			ev.ContentType = "application/octet-stream"

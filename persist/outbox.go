@@ -79,9 +79,14 @@ type Event struct {
 	Routes     []string `json:"routes,omitempty"`
 	Deliveries []string `json:"deliveries,omitempty"`
 
-	// Data is the event's payload as sent (JSON, or a string for inbound
-	// non-JSON bodies, see ContentType).
+	// Data is the event's payload as sent: JSON, or for an inbound body
+	// that is not JSON a JSON string of it (see ContentType), or, with
+	// DataBase64, the inbound body's raw bytes.
 	Data []byte `json:"-"`
+	// DataBase64 marks Data as raw bytes that are not valid UTF-8 (an
+	// inbound body kept byte for byte): endpoints and look-ups get them
+	// base64-encoded as data_base64 instead of data.
+	DataBase64 bool `json:"data_base64,omitempty"`
 
 	// Remaining counts deliveries not yet final; when it reaches zero the
 	// event starts to expire (at KeepUntil).
