@@ -231,7 +231,7 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 	if r.ContentLength > h.MaxBody {
 		return tooLarge(h.MaxBody)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxBody))
+	body, err := readBody(w, r, h.MaxBody)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -475,6 +475,7 @@ func (h *Ingest) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 	// without decoding again; anything else takes encoding/json's path for
 	// its precise error messages.
 	valid := json.Valid(body)
+	var err error
 	switch trimmed[0] {
 	case '{':
 		decodeOne := decodeEvent
@@ -489,8 +490,8 @@ func (h *Ingest) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 	case '[':
 		var raws []json.RawMessage
 		if valid {
-			raws = splitArray(body)
-		} else if err := json.Unmarshal(body, &raws); err != nil {
+			raws = splitArray(body, h.MaxBatch+1)
+		} else if raws, err = splitInvalidArray(body, h.MaxBatch+1); err != nil {
 			return nil, true, badRequest(-1, "malformed JSON: %v", err)
 		}
 		if len(raws) == 0 {
@@ -498,7 +499,7 @@ func (h *Ingest) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 		}
 		if len(raws) > h.MaxBatch {
 			return nil, true, &ingestError{status: http.StatusRequestEntityTooLarge, code: "batch_too_large",
-				message: fmt.Sprintf("batch of %d events is over max_batch (%d)", len(raws), h.MaxBatch), index: -1}
+				message: fmt.Sprintf("batch of more than %d events is over max_batch (%d)", h.MaxBatch, h.MaxBatch), index: -1}
 		}
 		out := make([]persist.Ingest, len(raws))
 		seen := make(map[string]int, len(raws))
@@ -522,6 +523,34 @@ func (h *Ingest) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 		return out, true, nil
 	}
 	return nil, false, badRequest(-1, "malformed JSON: expected an event object or an array of events")
+}
+
+// splitInvalidArray reads the elements of an array that is not valid JSON
+// with encoding/json, for its precise error, stopping after limit
+// elements so that the cost stays bounded whatever the body holds.
+func splitInvalidArray(body []byte, limit int) ([]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil { // '['
+		return nil, err
+	}
+	var raws []json.RawMessage
+	for dec.More() && len(raws) < limit {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err
+		}
+		raws = append(raws, raw)
+	}
+	if len(raws) == limit {
+		return raws, nil
+	}
+	if _, err := dec.Token(); err != nil { // ']'
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the array")
+	}
+	return raws, nil
 }
 
 // decodeEvent decodes one event with encoding/json: the reference path,
@@ -651,6 +680,18 @@ func newID(prefix string, now time.Time) string {
 
 // lastIDNanos is the time part of the last id made.
 var lastIDNanos atomic.Uint64
+
+// readBody reads at most limit bytes of the request body into one
+// buffer sized from Content-Length when the client sent one, instead of
+// growing it by doubling.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= limit {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	return buf.Bytes(), err
+}
 
 func tooLarge(limit int64) *ingestError {
 	return &ingestError{status: http.StatusRequestEntityTooLarge, code: "body_too_large",

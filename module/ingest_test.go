@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -452,5 +453,58 @@ func TestEnvelope(t *testing.T) {
 		if string(m["data"]) != string(tc.ev.Data) {
 			t.Errorf("%s: data %s, want %s", tc.name, m["data"], tc.ev.Data)
 		}
+	}
+}
+
+// hostileBatch is a valid JSON array of n empty objects, about 3n bytes:
+// 1 MiB holds about 350,000 of them.
+func hostileBatch(size int) []byte {
+	b := make([]byte, 0, size)
+	b = append(b, '[')
+	for len(b) < size-4 {
+		b = append(b, "{},"...)
+	}
+	return append(b, "{}]"...)
+}
+
+// A body of max_body full of tiny elements is refused at max_batch+1
+// elements, allocating about what a legitimate batch would, valid JSON or
+// not (the invalid variant ends in garbage after the last element).
+func TestDecodeHostileBatchIsBounded(t *testing.T) {
+	h := &Ingest{MaxBody: 1 << 20, MaxBatch: 1000}
+	valid := hostileBatch(1 << 20)
+	invalid := append(append([]byte(nil), valid[:len(valid)-1]...), ",x]"...)
+	for name, body := range map[string][]byte{"valid": valid, "invalid": invalid} {
+		var ierr *ingestError
+		allocated := allocatedBy(func() { _, _, ierr = h.decode(body) })
+		if ierr == nil || ierr.status != 413 {
+			t.Fatalf("%s: decode = %+v, want 413 batch_too_large", name, ierr)
+		}
+		// Before the limit, the valid body cost 62 MiB and a million
+		// elements 122 MiB; 1001 elements cost well under 1 MiB.
+		if allocated > 1<<20 {
+			t.Errorf("%s: decoding a hostile 1 MiB batch allocated %d bytes, want under 1 MiB", name, allocated)
+		}
+	}
+}
+
+func allocatedBy(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// BenchmarkDecodeHostileBatch reports the bytes one hostile 1 MiB body
+// (about 350,000 empty objects) makes the decoder allocate (B/op).
+func BenchmarkDecodeHostileBatch(b *testing.B) {
+	h := &Ingest{MaxBody: 1 << 20, MaxBatch: defaultMaxBatch}
+	body := hostileBatch(1 << 20)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		h.decode(body)
 	}
 }

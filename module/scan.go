@@ -64,11 +64,14 @@ func skipValue(b []byte, i int) int {
 	return i
 }
 
-// splitArray returns the elements of a valid JSON array, as written.
-func splitArray(b []byte) []json.RawMessage {
+// splitArray returns the elements of a valid JSON array, as written, but
+// at most limit of them: a caller that refuses more than max elements
+// asks for max+1, so a hostile array of a million tiny elements costs no
+// more than a legitimate one.
+func splitArray(b []byte, limit int) []json.RawMessage {
 	var out []json.RawMessage
 	i := skipSpace(b, 0) + 1 // past '['
-	for {
+	for len(out) < limit {
 		i = skipSpace(b, i)
 		if i >= len(b) || b[i] == ']' {
 			return out
@@ -80,6 +83,7 @@ func splitArray(b []byte) []json.RawMessage {
 			i++
 		}
 	}
+	return out
 }
 
 // decodeValidEvent is decodeEvent for valid JSON.

@@ -72,7 +72,7 @@ func TestSplitArrayKeepsElementsAsWritten(t *testing.T) {
 		if err := json.Unmarshal([]byte(in), &want); err != nil {
 			t.Fatal(err)
 		}
-		got := splitArray([]byte(in))
+		got := splitArray([]byte(in), 1<<20)
 		if len(got) != len(want) {
 			t.Fatalf("%s: %d elements, want %d", in, len(got), len(want))
 		}
