@@ -129,6 +129,7 @@
 //			prefix   <prefix>
 //			encoding hex|base64
 //		}
+//		keep_headers <name...>
 //	}
 //
 // Sizes take units (1MiB, 512KB, 1048576). auth bearer may repeat; each
@@ -137,5 +138,7 @@
 // for third-party webhooks: the raw body becomes the event's data and
 // the template, e.g. github.{http.request.header.X-GitHub-Event}, its
 // type. verify (once) checks the signature of such requests with any of
-// the secrets; its block is optional. topic and source may be given once.
+// the secrets; its block is optional. keep_headers (inbound only) keeps
+// just the named request headers with the event instead of every header
+// but credentials. topic, source and keep_headers may be given once.
 package caddyfile

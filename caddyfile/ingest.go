@@ -64,6 +64,21 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *module.Ingest) error {
 		case "verify":
 			err = parseVerify(d, in)
 
+		case "keep_headers":
+			if err = once(d, in.KeepHeaders != nil); err != nil {
+				return err
+			}
+			var names []string
+			if names, err = someArgs(d); err != nil {
+				return err
+			}
+			for _, name := range names {
+				if !validHeaderName(name) {
+					return d.Errf("invalid header name %q: expected letters, digits and %s", name, tokenPunct)
+				}
+				in.KeepHeaders = append(in.KeepHeaders, http.CanonicalHeaderKey(name))
+			}
+
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}

@@ -294,7 +294,7 @@ func viewEvent(ev *persist.Event) eventView {
 	}
 	for k, val := range ev.Headers {
 		// Ingest drops these already; an older record may hold them.
-		if _, ok := sensitiveHeaders[http.CanonicalHeaderKey(k)]; ok {
+		if SensitiveHeader(http.CanonicalHeaderKey(k)) {
 			continue
 		}
 		if v.Headers == nil {

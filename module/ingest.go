@@ -64,12 +64,23 @@ type Ingest struct {
 	// stored.
 	Verify *VerifyConfig `json:"verify,omitempty"`
 
+	// KeepHeaders lists the request headers an inbound endpoint keeps
+	// with the event (rules see them as event.headers; look-ups show
+	// them). Default: every header except credentials — Authorization,
+	// Proxy-Authorization, Cookie, the auth and verify headers, and any
+	// header whose name contains token, secret, key, signature, password,
+	// auth, session or credential. Credentials are never kept, even when
+	// listed.
+	KeepHeaders []string `json:"keep_headers,omitempty"`
+
 	app        *App
 	logger     *zap.Logger
 	tokens     [][]byte
 	authHeader string
 	authValues [][]byte
 	verifier   verifier
+	// keep is KeepHeaders canonicalized; nil keeps all but credentials.
+	keep map[string]struct{}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -141,6 +152,15 @@ func (h *Ingest) Provision(ctx caddy.Context) error {
 		}
 		if h.verifier, err = newVerifier(v.Scheme, strs, v.Header, v.Encoding, v.Prefix, time.Duration(v.Tolerance)); err != nil {
 			return err
+		}
+	}
+	if len(h.KeepHeaders) > 0 {
+		h.keep = make(map[string]struct{}, len(h.KeepHeaders))
+		for _, name := range h.KeepHeaders {
+			if !validHeaderName(name) {
+				return fmt.Errorf("keep_headers: invalid header name %q", name)
+			}
+			h.keep[http.CanonicalHeaderKey(name)] = struct{}{}
 		}
 	}
 	if h.Source == "" && h.Topic == "" {
@@ -403,8 +423,26 @@ func equalFoldASCII(a, b string) bool {
 
 // sensitiveHeaders are never kept with an inbound event.
 var sensitiveHeaders = map[string]struct{}{
-	"Authorization": {}, "Proxy-Authorization": {}, "Cookie": {},
-	"Webhook-Signature": {}, "X-Hub-Signature": {}, "X-Hub-Signature-256": {},
+	"Authorization": {}, "Proxy-Authorization": {}, "Cookie": {}, "Set-Cookie": {},
+}
+
+// sensitiveWords mark a header name as a likely credential: X-Gitlab-Token,
+// X-Api-Key, X-Hub-Signature-256, X-Shopify-Hmac-Sha256 carries "hmac"...
+var sensitiveWords = []string{"token", "secret", "key", "signature", "password", "auth", "session", "credential", "hmac"}
+
+// SensitiveHeader reports whether a header (canonical name) may carry a
+// credential, and so is never stored with an event or shown.
+func SensitiveHeader(name string) bool {
+	if _, ok := sensitiveHeaders[name]; ok {
+		return true
+	}
+	lower := strings.ToLower(name)
+	for _, w := range sensitiveWords {
+		if strings.Contains(lower, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // inbound wraps a third-party webhook as one event: the type comes from
@@ -448,10 +486,10 @@ func (h *Ingest) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inges
 		skip[http.CanonicalHeaderKey(h.Verify.Header)] = struct{}{}
 	}
 	for k, vs := range r.Header {
-		if _, ok := sensitiveHeaders[k]; ok {
+		if _, ok := skip[k]; ok || SensitiveHeader(k) {
 			continue
 		}
-		if _, ok := skip[k]; ok {
+		if _, ok := h.keep[k]; h.keep != nil && !ok {
 			continue
 		}
 		ev.Headers[strings.ToLower(k)] = vs[0]

@@ -508,3 +508,40 @@ func BenchmarkDecodeHostileBatch(b *testing.B) {
 		h.decode(body)
 	}
 }
+
+// Inbound events keep request headers for rules and look-ups, but never
+// a credential: by name, by the endpoint's auth and verify headers, and
+// only the listed ones when keep_headers is set.
+func TestInboundHeadersKeepNoCredentials(t *testing.T) {
+	req := httptest.NewRequest("POST", "/gitlab", strings.NewReader(`{"a":1}`))
+	for k, v := range map[string]string{
+		"Content-Type": "application/json", "X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "glpat-secret",
+		"X-Api-Key": "k-secret", "Authorization": "Bearer b-secret", "Cookie": "s=secret",
+		"X-Shopify-Hmac-Sha256": "h-secret", "X-Partner-Session": "sess-secret", "X-Custom-Auth": "c-secret",
+		"X-Request-Id": "req-1", "X-Sig": "sig-secret",
+	} {
+		req.Header.Set(k, v)
+	}
+	h := &Ingest{Topic: "gitlab.push", Verify: &VerifyConfig{Header: "X-Sig"}}
+	batch, ierr := h.inbound(req, []byte(`{"a":1}`))
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	got := batch[0].Event.Headers
+	for k, v := range got {
+		if strings.Contains(v, "secret") {
+			t.Errorf("header %s kept with a credential value", k)
+		}
+	}
+	for _, k := range []string{"content-type", "x-gitlab-event", "x-request-id"} {
+		if got[k] == "" {
+			t.Errorf("header %s dropped; kept %v", k, got)
+		}
+	}
+
+	h.keep = map[string]struct{}{"X-Gitlab-Event": {}, "X-Gitlab-Token": {}}
+	batch, _ = h.inbound(req, []byte(`{"a":1}`))
+	if got := batch[0].Event.Headers; len(got) != 1 || got["x-gitlab-event"] != "Push Hook" {
+		t.Errorf("keep_headers X-Gitlab-Event X-Gitlab-Token kept %v, want only x-gitlab-event", got)
+	}
+}
