@@ -22,9 +22,6 @@ import (
 	"github.com/hookgate/hookgate/persist"
 )
 
-// Version is sent in the User-Agent of every delivery.
-const Version = "0.1.0"
-
 const userAgent = "hookgate/" + Version
 
 // responseKeep is how much of a response body an attempt record keeps.

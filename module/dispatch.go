@@ -2,7 +2,6 @@ package module
 
 import (
 	"errors"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,7 +233,7 @@ func (d *dispatcher) hold() {
 func (d *dispatcher) safely(log *zap.Logger, fn func()) {
 	defer func() {
 		if v := recover(); v != nil {
-			log.Error("dispatcher panic", zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			logPanic(log, "dispatcher panic", v)
 		}
 	}()
 	fn()
@@ -353,8 +352,7 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 	log := d.e.logger()
 	defer func() {
 		if v := recover(); v != nil {
-			log.Error("delivery attempt panic", zap.String("route", d.name),
-				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			logPanic(log, "delivery attempt panic", v, zap.String("route", d.name))
 			d.releaseProbe(probe)
 			d.settle(j.d.ID, time.Time{}, j.d.Due)
 		}

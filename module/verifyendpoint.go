@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -52,8 +51,7 @@ func (d *dispatcher) verify(r *route) {
 	err := errors.New("verification did not finish")
 	defer func() {
 		if v := recover(); v != nil {
-			log.Error("endpoint verification panic", zap.String("route", d.name),
-				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			logPanic(log, "endpoint verification panic", v, zap.String("route", d.name))
 		}
 		d.mu.Lock()
 		d.verifying = false
