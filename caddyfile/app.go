@@ -3,7 +3,6 @@ package caddyfile
 import (
 	"encoding/json"
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -19,10 +18,6 @@ func init() {
 
 // appName is both the global option and the app's key under "apps".
 const appName = "webhooks"
-
-// routeName is the syntax of a route name documented on
-// module.App.Routes, checked here so that a bad name fails with its line.
-var routeName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 // parseWebhooks parses the `webhooks` global option (syntax in the
 // package doc) into a module.App. Caddy hands it the value an earlier
@@ -126,8 +121,8 @@ func parseRoute(d *caddyfile.Dispenser, app *module.App) error {
 		return d.ArgErr()
 	}
 	name := d.Val()
-	if !routeName.MatchString(name) {
-		return d.Errf("invalid route name %q: expected 1 to 64 characters of A-Z a-z 0-9 _ - .", name)
+	if err := module.ValidRouteName(name); err != nil {
+		return d.Errf("route: %v", err)
 	}
 	if _, dup := app.Routes[name]; dup {
 		return d.Errf("route %q is defined more than once", name)
@@ -151,16 +146,8 @@ func parseRoute(d *caddyfile.Dispenser, app *module.App) error {
 
 	rd.Reset()
 	rd.Next()
-	if len(r.Topics) == 0 {
-		return rd.Errf("route %q: topics is required", name)
-	}
-	if r.URL == "" {
-		return rd.Errf("route %q: url is required", name)
-	}
-	if r.ContentType != "" && r.Transform == "" {
-		// It types transformed string bodies only; without transform it
-		// would be silently ignored.
-		return rd.Errf("route %q: content_type needs transform", name)
+	if err := r.Validate(); err != nil {
+		return rd.Errf("route %q: %v", name, err)
 	}
 
 	if app.Routes == nil {

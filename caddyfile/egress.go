@@ -39,8 +39,8 @@ func parseAppEgress(d *caddyfile.Dispenser, app *module.App) error {
 		return d.Errf("egress takes a policy name, as in `egress default { ... }`")
 	}
 	name := d.Val()
-	if !routeName.MatchString(name) {
-		return d.Errf("invalid egress policy name %q: expected 1 to 64 characters of A-Z a-z 0-9 _ - .", name)
+	if err := module.ValidRouteName(name); err != nil {
+		return d.Errf("egress policy: %v", err)
 	}
 	if _, dup := app.Egress[name]; dup {
 		return d.Errf("egress policy %q is defined more than once", name)
@@ -77,8 +77,8 @@ func parseRouteEgress(d *caddyfile.Dispenser, r *module.Route) error {
 	case len(args) > 1:
 		return ed.Errf("egress takes one policy name or a block, got %d arguments", len(args))
 	case len(args) == 1:
-		if !routeName.MatchString(args[0]) {
-			return ed.Errf("invalid egress policy name %q: expected 1 to 64 characters of A-Z a-z 0-9 _ - .", args[0])
+		if err := module.ValidRouteName(args[0]); err != nil {
+			return ed.Errf("egress policy: %v", err)
 		}
 		if len(seg) > 2 {
 			return ed.Err("egress takes a policy name or a block, not both")

@@ -1,7 +1,6 @@
 package caddyfile
 
 import (
-	"regexp"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -47,9 +46,6 @@ func parseBreaker(d *caddyfile.Dispenser, r *module.Route) error {
 	return nil
 }
 
-// rateSyntax is N/s or N/m.
-var rateSyntax = regexp.MustCompile(`^[1-9][0-9]{0,8}/[sm]$`)
-
 // parseRate parses `rate <n>/s|<n>/m`.
 func parseRate(d *caddyfile.Dispenser, r *module.Route) error {
 	if err := once(d, r.Rate != ""); err != nil {
@@ -59,8 +55,8 @@ func parseRate(d *caddyfile.Dispenser, r *module.Route) error {
 	if err != nil {
 		return err
 	}
-	if !rateSyntax.MatchString(v) {
-		return d.Errf("invalid rate %q: expected N/s or N/m, such as 50/s", v)
+	if err := module.ValidRate(v); err != nil {
+		return d.Errf("invalid %v", err)
 	}
 	r.Rate = v
 	return nil

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -207,4 +208,26 @@ type IngestAuth struct {
 type AuthHeader struct {
 	Name   string   `json:"name,omitempty"`
 	Values []string `json:"values,omitempty"`
+}
+
+// Validate checks that a route has what every route needs, before its
+// values are compiled: topics, a url, and content_type only with a
+// transform (it types transformed string bodies; without one it would be
+// silently ignored).
+func (rc *Route) Validate() error {
+	switch {
+	case len(rc.Topics) == 0:
+		return errors.New("topics is required: give at least one event type pattern (or * for all)")
+	case rc.URL == "":
+		return errors.New("url is required")
+	case rc.ContentType != "" && rc.Transform == "":
+		return errors.New("content_type needs transform: it types transformed string bodies only")
+	}
+	return nil
+}
+
+// ValidRate checks a route's rate: N/s or N/m with N a positive integer.
+func ValidRate(s string) error {
+	_, err := parseRate(s)
+	return err
 }

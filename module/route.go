@@ -65,6 +65,16 @@ type headerTmpl struct {
 	value *template
 }
 
+// ValidRouteName checks a route or egress policy name: 1–64 characters
+// of A-Z a-z 0-9 _ - . (names appear in metrics labels, admin URLs and
+// outbox keys).
+func ValidRouteName(s string) error {
+	if !validRouteName(s) {
+		return fmt.Errorf("invalid name %q: expected 1 to 64 characters of A-Z a-z 0-9 _ - .", s)
+	}
+	return nil
+}
+
 // validRouteName reports whether s is 1–64 characters of A-Z a-z 0-9 _ - .
 func validRouteName(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
@@ -80,19 +90,19 @@ func validRouteName(s string) bool {
 }
 
 func compileRoute(name string, rc *Route) (*route, error) {
-	if !validRouteName(name) {
-		return nil, fmt.Errorf("route %q: a name is 1-64 characters of A-Z a-z 0-9 _ - .", name)
+	if err := ValidRouteName(name); err != nil {
+		return nil, fmt.Errorf("route: %v", err)
 	}
 	if rc == nil {
 		return nil, fmt.Errorf("route %s: empty definition", name)
+	}
+	if err := rc.Validate(); err != nil {
+		return nil, fmt.Errorf("route %s: %v", name, err)
 	}
 	r := &route{
 		name:        name,
 		timeout:     time.Duration(rc.Timeout),
 		concurrency: rc.Concurrency,
-	}
-	if len(rc.Topics) == 0 {
-		return nil, fmt.Errorf("route %s: no topics: give at least one event type pattern (or * for all)", name)
 	}
 	for _, t := range rc.Topics {
 		p, err := parseTopic(t)
@@ -100,9 +110,6 @@ func compileRoute(name string, rc *Route) (*route, error) {
 			return nil, fmt.Errorf("route %s: %v", name, err)
 		}
 		r.topics = append(r.topics, p)
-	}
-	if rc.URL == "" {
-		return nil, fmt.Errorf("route %s: url is required", name)
 	}
 	ut, err := parseTemplate(rc.URL, true)
 	if err != nil {
@@ -152,8 +159,6 @@ func compileRoute(name string, rc *Route) (*route, error) {
 			ct = "text/plain; charset=utf-8"
 		}
 		r.transform = &transform{prg: prg, contentType: ct}
-	} else if rc.ContentType != "" {
-		return nil, fmt.Errorf("route %s: content_type applies to transform results; this route has no transform", name)
 	}
 	switch rc.TracePropagation {
 	case "", "on":
