@@ -3,13 +3,13 @@ package caddyfile
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/signing"
 )
 
 func init() {
@@ -251,8 +251,8 @@ func parseHeader(d *caddyfile.Dispenser, r *module.Route) error {
 	if err := noBlock(d, "header"); err != nil {
 		return err
 	}
-	if !validHeaderName(args[0]) {
-		return d.Errf("invalid header name %q: expected letters, digits and %s", args[0], tokenPunct)
+	if !signing.ValidHeaderName(args[0]) {
+		return d.Errf("invalid header name %q: expected letters, digits and %s", args[0], signing.TokenPunct)
 	}
 	if r.Headers == nil {
 		r.Headers = make(http.Header)
@@ -260,26 +260,6 @@ func parseHeader(d *caddyfile.Dispenser, r *module.Route) error {
 	r.Headers.Add(args[0], args[1])
 	return nil
 }
-
-// validHeaderName reports whether s is an RFC 9110 token, the syntax of
-// a field name: net/http would refuse anything else, but only at delivery
-// time.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-		if !alnum && !strings.ContainsRune(tokenPunct, rune(c)) {
-			return false
-		}
-	}
-	return true
-}
-
-// tokenPunct are the punctuation characters allowed in a token.
-const tokenPunct = "!#$%&'*+-.^_`|~"
 
 // parseRetry parses a `retry { ... }` block.
 func parseRetry(d *caddyfile.Dispenser) (*module.RetryPolicy, error) {

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/signing"
 )
 
 func init() {
@@ -73,8 +74,8 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *module.Ingest) error {
 				return err
 			}
 			for _, name := range names {
-				if !validHeaderName(name) {
-					return d.Errf("invalid header name %q: expected letters, digits and %s", name, tokenPunct)
+				if !signing.ValidHeaderName(name) {
+					return d.Errf("invalid header name %q: expected letters, digits and %s", name, signing.TokenPunct)
 				}
 				in.KeepHeaders = append(in.KeepHeaders, http.CanonicalHeaderKey(name))
 			}
@@ -120,8 +121,8 @@ func parseIngestAuth(d *caddyfile.Dispenser, in *module.Ingest) error {
 		if err := noBlock(d, "auth header"); err != nil {
 			return err
 		}
-		if !validHeaderName(args[0]) {
-			return d.Errf("invalid header name %q: expected letters, digits and %s", args[0], tokenPunct)
+		if !signing.ValidHeaderName(args[0]) {
+			return d.Errf("invalid header name %q: expected letters, digits and %s", args[0], signing.TokenPunct)
 		}
 		in.Auth.Header = &module.AuthHeader{
 			Name:   http.CanonicalHeaderKey(args[0]),

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/signing"
 )
 
 // Signature schemes as the Caddyfile and the JSON config name them.
@@ -156,8 +157,8 @@ func parseSigBlock(d *caddyfile.Dispenser, what string, o sigOptions) error {
 			if name, err = oneArg(d); err != nil {
 				return err
 			}
-			if !validHeaderName(name) {
-				return d.Errf("invalid header name %q: expected letters, digits and %s", name, tokenPunct)
+			if !signing.ValidHeaderName(name) {
+				return d.Errf("invalid header name %q: expected letters, digits and %s", name, signing.TokenPunct)
 			}
 			*o.header = http.CanonicalHeaderKey(name)
 

@@ -183,7 +183,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	h["Webhook-Id"] = []string{j.ev.ID}
 	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
 	if r.signer != nil {
-		r.signer.sign(h, j.ev.ID, ts, body)
+		r.signer.Sign(h, j.ev.ID, ts, body)
 	}
 	if !r.noTraceParent {
 		propagator.Inject(ctx, propagation.HeaderCarrier(h))

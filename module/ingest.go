@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
+	"github.com/hookgate/hookgate/module/signing"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -78,7 +79,7 @@ type Ingest struct {
 	tokens     [][]byte
 	authHeader string
 	authValues [][]byte
-	verifier   verifier
+	verifier   signing.Verifier
 	// keep is KeepHeaders canonicalized; nil keeps all but credentials.
 	keep map[string]struct{}
 }
@@ -150,14 +151,14 @@ func (h *Ingest) Provision(ctx caddy.Context) error {
 		for i, b := range secrets {
 			strs[i] = string(b)
 		}
-		if h.verifier, err = newVerifier(v.Scheme, strs, v.Header, v.Encoding, v.Prefix, time.Duration(v.Tolerance)); err != nil {
+		if h.verifier, err = signing.NewVerifier(v.Scheme, strs, v.Header, v.Encoding, v.Prefix, time.Duration(v.Tolerance)); err != nil {
 			return err
 		}
 	}
 	if len(h.KeepHeaders) > 0 {
 		h.keep = make(map[string]struct{}, len(h.KeepHeaders))
 		for _, name := range h.KeepHeaders {
-			if !validHeaderName(name) {
+			if !signing.ValidHeaderName(name) {
 				return fmt.Errorf("keep_headers: invalid header name %q", name)
 			}
 			h.keep[http.CanonicalHeaderKey(name)] = struct{}{}
@@ -261,7 +262,7 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 			message: "reading the request body failed", index: -1}
 	}
 	if h.verifier != nil {
-		if err := h.verifier.verify(r.Header, body, time.Now()); err != nil {
+		if err := h.verifier.Verify(r.Header, body, time.Now()); err != nil {
 			return &ingestError{status: http.StatusUnauthorized, code: "verification_failed",
 				message: "signature verification failed: " + err.Error(), index: -1}
 		}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/hookgate/hookgate/module/signing"
 )
 
 // Route defaults; see the field docs in config.go.
@@ -36,9 +38,9 @@ type route struct {
 	topics    []topicPattern
 	url       *template
 	headers   []headerTmpl
-	when      *rule      // nil: every event of the topics
-	transform *transform // nil: the standard envelope
-	signer    signer     // nil: unsigned
+	when      *rule          // nil: every event of the topics
+	transform *transform     // nil: the standard envelope
+	signer    signing.Signer // nil: unsigned
 	// noTraceParent keeps the W3C trace headers out of requests.
 	noTraceParent bool
 	timeout       time.Duration
@@ -176,7 +178,7 @@ func compileRoute(name string, rc *Route) (*route, error) {
 				return nil, fmt.Errorf("route %s: sign: secret %d is empty (is its environment variable or file set?)", name, i+1)
 			}
 		}
-		sg, err := newSigner(rc.Sign.Scheme, secrets, rc.Sign.Header, rc.Sign.Encoding, rc.Sign.Prefix)
+		sg, err := signing.NewSigner(rc.Sign.Scheme, secrets, rc.Sign.Header, rc.Sign.Encoding, rc.Sign.Prefix)
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %v", name, err)
 		}

@@ -112,6 +112,6 @@ func BenchmarkMatchAndSign(b *testing.B) {
 		if ok, err := r.when.eval(newCELEvent(ev)); !ok || err != nil {
 			b.Fatal(ok, err)
 		}
-		r.signer.sign(h, ev.ID, 1795400000, body)
+		r.signer.Sign(h, ev.ID, 1795400000, body)
 	}
 }

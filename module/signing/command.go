@@ -1,4 +1,4 @@
-package module
+package signing
 
 import (
 	"crypto/ed25519"

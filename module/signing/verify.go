@@ -1,4 +1,4 @@
-package module
+package signing
 
 import (
 	"crypto/ed25519"
@@ -14,30 +14,14 @@ import (
 	"time"
 )
 
-// Verification of inbound webhooks (SPEC §3, `webhook_ingest … verify`).
-//
-// Two schemes:
-//
-//   - "standard": Standard Webhooks. The webhook-id, webhook-timestamp and
-//     webhook-signature headers are required; the timestamp must lie within
-//     the tolerance (default 5m) of now, in both directions; the request
-//     passes when any signature in the space-separated list matches any
-//     configured key. Secrets are whsec_<base64> or raw strings (HMAC, v1
-//     signatures); a whpk_ public key (or a whsk_ key, whose public half is
-//     used) verifies v1a ed25519 signatures.
-//   - "hmac-sha256": GitHub style. One header (default X-Hub-Signature-256)
-//     holds an optional prefix (e.g. "sha256=") and the hex (default) or
-//     base64 HMAC-SHA256 of the raw body; secrets are raw strings. There is
-//     no timestamp in this scheme, so tolerance does not apply.
-//
-// Comparisons of MACs are constant-time (hmac.Equal). Error texts are safe to
-// return to the sender: they name what is missing or wrong, never a secret or
-// an expected signature.
-
-// verifier checks an inbound request; it returns nil or an error whose text is
-// safe to show the sender (no secrets, no expected signature values).
-type verifier interface {
-	verify(h http.Header, body []byte, now time.Time) error
+// A Verifier checks the signature of an inbound request. Verify returns nil
+// when the request passes, or an error whose text is safe to return to the
+// sender: it names what is missing or wrong, never a secret or an expected
+// signature. now is the time the timestamp tolerance is measured against.
+// A Verifier is safe for concurrent use, and its String and GoString never
+// show key material.
+type Verifier interface {
+	Verify(h http.Header, body []byte, now time.Time) error
 }
 
 const defaultTolerance = 5 * time.Minute
@@ -57,10 +41,16 @@ var (
 	errNoMatchingSignature     = errors.New("no matching signature")
 )
 
-// newVerifier builds a verifier from config; see the comment at the top of
-// this file. header, encoding and prefix apply to "hmac-sha256" only,
-// tolerance to "standard" only (0 = 5m).
-func newVerifier(scheme string, secrets []string, header, encoding, prefix string, tolerance time.Duration) (verifier, error) {
+// NewVerifier builds a Verifier for scheme ("standard" or "hmac-sha256"; see
+// the package documentation). A request passes when any of its signatures
+// matches any of secrets, so senders can rotate secrets.
+//
+// header (default X-Hub-Signature-256), encoding ("hex", the default, or
+// "base64") and prefix apply to "hmac-sha256" only; tolerance applies to
+// "standard" only and bounds how far webhook-timestamp may lie from now, in
+// either direction (0 means 5 minutes; negative is an error). Errors never
+// quote a secret.
+func NewVerifier(scheme string, secrets []string, header, encoding, prefix string, tolerance time.Duration) (Verifier, error) {
 	switch scheme {
 	case "standard":
 		const what = "verify standard"
@@ -135,7 +125,7 @@ type standardVerifier struct {
 	tolerance time.Duration
 }
 
-func (v *standardVerifier) verify(h http.Header, body []byte, now time.Time) error {
+func (v *standardVerifier) Verify(h http.Header, body []byte, now time.Time) error {
 	id := h.Get(hdrWebhookID)
 	if id == "" {
 		return errMissingWebhookID
@@ -257,7 +247,7 @@ type plainVerifier struct {
 	errMissing, errPrefix, errMalformed, errMismatch error
 }
 
-func (v *plainVerifier) verify(h http.Header, body []byte, _ time.Time) error {
+func (v *plainVerifier) Verify(h http.Header, body []byte, _ time.Time) error {
 	vals := h.Values(v.header)
 	if !anyNonBlank(vals) {
 		return v.errMissing

@@ -1,4 +1,4 @@
-package module
+package signing
 
 import (
 	"bytes"
@@ -15,25 +15,6 @@ import (
 	"strings"
 	"sync"
 )
-
-// Signing of outbound deliveries (SPEC §2, §3).
-//
-// Three schemes:
-//
-//   - "standard" (or ""): Standard Webhooks symmetric signatures, HMAC-SHA256
-//     of "id.timestamp.body", written as `webhook-signature: v1,<base64>`, one
-//     per secret, space-separated, in config order (rotation). A secret of the
-//     form whsec_<base64> is base64-decoded; any other string is used as the
-//     key bytes as is.
-//   - "ed25519": Standard Webhooks asymmetric signatures, ed25519 over the same
-//     content, written as `v1a,<base64>`, from whsk_<base64> keys (the base64
-//     holds the 32-byte seed or the 64-byte seed||public private key).
-//   - "hmac-sha256": a plain HMAC-SHA256 of the raw body, hex (default) or
-//     base64, with an optional prefix such as "sha256=", in one header
-//     (default X-Signature). The secret is always used as raw bytes, as
-//     GitHub-style receivers do.
-//
-// Secrets never appear in errors or in the formatted form of a signer.
 
 // Header names, in the canonical form net/http uses, so they can be written
 // into an http.Header map directly.
@@ -55,15 +36,24 @@ const (
 	defaultVerifyHeader = "X-Hub-Signature-256"
 )
 
-// signer adds signature headers for one delivery; body is the exact bytes sent.
-type signer interface {
-	sign(h http.Header, id string, ts int64, body []byte)
+// A Signer adds the signature headers of one outbound delivery. id and ts
+// are the delivery's webhook-id and webhook-timestamp (unix seconds), which
+// the caller writes itself; body is the exact bytes sent. A Signer is safe
+// for concurrent use, and its String and GoString never show key material.
+type Signer interface {
+	Sign(h http.Header, id string, ts int64, body []byte)
 }
 
-// newSigner builds a signer from config; see the comment at the top of this
-// file for the schemes. header, encoding and prefix apply to "hmac-sha256"
-// only.
-func newSigner(scheme string, secrets []string, header, encoding, prefix string) (signer, error) {
+// NewSigner builds a Signer for scheme ("standard" or "", "ed25519",
+// "hmac-sha256"; see the package documentation) from secrets, which are
+// used in order: the standard and ed25519 schemes write one signature per
+// secret, so a receiver keeps working while a secret is rotated.
+//
+// header (default X-Signature), encoding ("hex", the default, or "base64")
+// and prefix (printable ASCII, such as "sha256=") apply to "hmac-sha256"
+// only, which takes exactly one secret; giving them to another scheme is an
+// error. Errors never quote a secret.
+func NewSigner(scheme string, secrets []string, header, encoding, prefix string) (Signer, error) {
 	switch scheme {
 	case "", "standard":
 		const what = "sign standard"
@@ -238,7 +228,7 @@ func plainOptions(what, header, defHeader, encoding, prefix string) (string, str
 	if header == "" {
 		header = defHeader
 	}
-	if !validHeaderName(header) {
+	if !ValidHeaderName(header) {
 		return "", "", fmt.Errorf("%s: invalid header name %q", what, header)
 	}
 	switch encoding {
@@ -256,8 +246,15 @@ func plainOptions(what, header, defHeader, encoding, prefix string) (string, str
 	return http.CanonicalHeaderKey(header), encoding, nil
 }
 
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
+// TokenPunct are the punctuation characters an RFC 9110 token (a header
+// field name) may hold besides ASCII letters and digits; error messages
+// quote it so that users learn the rule.
+const TokenPunct = "!#$%&'*+-.^_`|~"
+
+// ValidHeaderName reports whether s is an RFC 9110 token, the syntax of a
+// header field name: net/http refuses anything else, but only when a
+// request is sent, so configuration checks names with this up front.
+func ValidHeaderName(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -265,7 +262,7 @@ func validHeaderName(s string) bool {
 		c := s[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		case strings.IndexByte(TokenPunct, c) >= 0:
 		default:
 			return false
 		}
@@ -330,7 +327,7 @@ type standardSigner struct {
 
 const v1SigLen = len("v1,") + 44 // base64 of 32 bytes
 
-func (s *standardSigner) sign(h http.Header, id string, ts int64, body []byte) {
+func (s *standardSigner) Sign(h http.Header, id string, ts int64, body []byte) {
 	var sb strings.Builder
 	sb.Grow(len(s.keys)*(v1SigLen+1) - 1)
 	var enc [44]byte
@@ -360,7 +357,7 @@ var signedContentPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); 
 
 const v1aSigLen = len("v1a,") + 88 // base64 of 64 bytes
 
-func (s *ed25519Signer) sign(h http.Header, id string, ts int64, body []byte) {
+func (s *ed25519Signer) Sign(h http.Header, id string, ts int64, body []byte) {
 	bp := signedContentPool.Get().(*[]byte)
 	msg := appendSignedContent((*bp)[:0], id, ts, body)
 	var sb strings.Builder
@@ -403,7 +400,7 @@ type plainSigner struct {
 	prefix string
 }
 
-func (s *plainSigner) sign(h http.Header, _ string, _ int64, body []byte) {
+func (s *plainSigner) Sign(h http.Header, _ string, _ int64, body []byte) {
 	mac := s.key.sumBody(body)
 	var sb strings.Builder
 	if s.base64 {

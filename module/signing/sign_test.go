@@ -1,4 +1,4 @@
-package module
+package signing
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"golang.org/x/net/http/httpguts"
 )
 
 // The test vector published with the Standard Webhooks reference libraries
@@ -35,11 +36,11 @@ const (
 	swVectorV1a  = "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag=="
 )
 
-func mustSigner(t testing.TB, scheme string, secrets []string, header, encoding, prefix string) signer {
+func mustSigner(t testing.TB, scheme string, secrets []string, header, encoding, prefix string) Signer {
 	t.Helper()
-	s, err := newSigner(scheme, secrets, header, encoding, prefix)
+	s, err := NewSigner(scheme, secrets, header, encoding, prefix)
 	if err != nil {
-		t.Fatalf("newSigner(%q): %v", scheme, err)
+		t.Fatalf("NewSigner(%q): %v", scheme, err)
 	}
 	return s
 }
@@ -55,11 +56,11 @@ func newWhsec(t testing.TB) string {
 
 // swHeaders is what a receiver sees: the signer's output plus the id and
 // timestamp headers the delivery code adds.
-func swHeaders(s signer, id string, ts int64, body []byte) http.Header {
+func swHeaders(s Signer, id string, ts int64, body []byte) http.Header {
 	h := http.Header{}
 	h.Set("webhook-id", id)
 	h.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
-	s.sign(h, id, ts, body)
+	s.Sign(h, id, ts, body)
 	return h
 }
 
@@ -67,7 +68,7 @@ func TestSignStandardPublishedVector(t *testing.T) {
 	for _, scheme := range []string{"", "standard"} {
 		s := mustSigner(t, scheme, []string{swVectorSecret}, "", "", "")
 		h := http.Header{}
-		s.sign(h, swVectorID, swVectorTS, []byte(swVectorBody))
+		s.Sign(h, swVectorID, swVectorTS, []byte(swVectorBody))
 		if got := h.Get("webhook-signature"); got != swVectorSig {
 			t.Errorf("scheme %q: webhook-signature = %q, want %q", scheme, got, swVectorSig)
 		}
@@ -216,7 +217,7 @@ func TestSignEd25519(t *testing.T) {
 func TestSignEd25519PublishedVector(t *testing.T) {
 	s := mustSigner(t, "ed25519", []string{swVectorWhsk}, "", "", "")
 	h := http.Header{}
-	s.sign(h, swVectorID, swVectorTS, []byte(swVectorBody))
+	s.Sign(h, swVectorID, swVectorTS, []byte(swVectorBody))
 	if got := h.Get("webhook-signature"); got != swVectorV1a {
 		t.Fatalf("webhook-signature = %q, want %q", got, swVectorV1a)
 	}
@@ -244,7 +245,7 @@ func TestSignEd25519KeyForms(t *testing.T) {
 	}
 	// A 64-byte key whose public half does not belong to the seed is refused.
 	bad := append(bytes.Clone(seed), make([]byte, 32)...)
-	if _, err := newSigner("ed25519", []string{"whsk_" + base64.StdEncoding.EncodeToString(bad)}, "", "", ""); err == nil {
+	if _, err := NewSigner("ed25519", []string{"whsk_" + base64.StdEncoding.EncodeToString(bad)}, "", "", ""); err == nil {
 		t.Error("inconsistent 64-byte whsk_ key accepted")
 	}
 }
@@ -253,7 +254,7 @@ func TestSignHMACGitHubExample(t *testing.T) {
 	// docs.github.com, "Validating webhook deliveries": test values.
 	s := mustSigner(t, "hmac-sha256", []string{"It's a Secret to Everybody"}, "X-Hub-Signature-256", "hex", "sha256=")
 	h := http.Header{}
-	s.sign(h, "ignored", 1, []byte("Hello, World!"))
+	s.Sign(h, "ignored", 1, []byte("Hello, World!"))
 	const want = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
 	if got := h.Get("X-Hub-Signature-256"); got != want {
 		t.Fatalf("X-Hub-Signature-256 = %q, want %q", got, want)
@@ -280,8 +281,8 @@ func TestSignHMAC(t *testing.T) {
 		s := mustSigner(t, "hmac-sha256", []string{secret}, c.header, c.encoding, c.prefix)
 		h := http.Header{}
 		// Two calls: the pooled hash state must be reset between uses.
-		s.sign(h, "evt", 1, []byte("something else first"))
-		s.sign(h, "evt", 2, body)
+		s.Sign(h, "evt", 1, []byte("something else first"))
+		s.Sign(h, "evt", 2, body)
 		if got := h.Values(c.wantHeader); len(got) != 1 || got[0] != c.want {
 			t.Errorf("%+v: %s = %q, want [%q]", c, c.wantHeader, got, c.want)
 		}
@@ -297,7 +298,7 @@ func TestSignHMAC(t *testing.T) {
 	m = hmac.New(sha256.New, []byte(raw))
 	m.Write(body)
 	h := http.Header{}
-	mustSigner(t, "hmac-sha256", []string{raw}, "", "", "").sign(h, "", 0, body)
+	mustSigner(t, "hmac-sha256", []string{raw}, "", "", "").Sign(h, "", 0, body)
 	if got := h.Get("X-Signature"); got != hex.EncodeToString(m.Sum(nil)) {
 		t.Errorf("hmac-sha256 with a whsec_-looking secret: %q is not the HMAC under the raw string", got)
 	}
@@ -356,7 +357,7 @@ func TestNewSignerErrors(t *testing.T) {
 		{"unknown scheme", "hmac-sha512", []string{"a"}, "", "", "", "sign: unknown scheme (want standard, ed25519 or hmac-sha256)"},
 	}
 	for _, c := range cases {
-		_, err := newSigner(c.scheme, c.secrets, c.header, c.encoding, c.prefix)
+		_, err := NewSigner(c.scheme, c.secrets, c.header, c.encoding, c.prefix)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, c.want)
 		}
@@ -386,11 +387,11 @@ func TestSignErrorsNeverContainSecret(t *testing.T) {
 	var n int
 	for _, bad := range badSecrets() {
 		calls := []func() error{
-			func() error { _, err := newSigner("standard", []string{"fine", bad}, "", "", ""); return err },
-			func() error { _, err := newSigner("ed25519", []string{bad}, "", "", ""); return err },
-			func() error { _, err := newSigner("hmac-sha256", []string{bad, bad}, "", "", ""); return err },
-			func() error { _, err := newSigner(bad, []string{bad}, "", "", ""); return err },
-			func() error { _, err := newSigner(strings.ToLower(bad), []string{bad}, "", "", ""); return err },
+			func() error { _, err := NewSigner("standard", []string{"fine", bad}, "", "", ""); return err },
+			func() error { _, err := NewSigner("ed25519", []string{bad}, "", "", ""); return err },
+			func() error { _, err := NewSigner("hmac-sha256", []string{bad, bad}, "", "", ""); return err },
+			func() error { _, err := NewSigner(bad, []string{bad}, "", "", ""); return err },
+			func() error { _, err := NewSigner(strings.ToLower(bad), []string{bad}, "", "", ""); return err },
 			func() error { _, err := publicKey(bad); return err },
 			func() error { return runKeyPublic(bad, nil, &bytes.Buffer{}) },
 			func() error { return runKeyPublic("-", strings.NewReader(bad+"\n"), &bytes.Buffer{}) },
@@ -415,14 +416,14 @@ func TestSignerFormattingRedacted(t *testing.T) {
 	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte(secretMarker+"-key-material"))
 	raw := secretMarker + "-raw"
 	whsk, _, _ := generateKeyPair(rand.Reader)
-	signers := []signer{
+	signers := []Signer{
 		mustSigner(t, "standard", []string{secret, raw}, "", "", ""),
 		mustSigner(t, "ed25519", []string{whsk}, "", "", ""),
 		mustSigner(t, "hmac-sha256", []string{raw}, "", "", ""),
 	}
 	seedB64 := strings.TrimPrefix(whsk, "whsk_")
 	for _, s := range signers {
-		s.sign(http.Header{}, "id", 1, []byte("warm the pool"))
+		s.Sign(http.Header{}, "id", 1, []byte("warm the pool"))
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q"} {
 			out := fmt.Sprintf(verb, s)
 			if strings.Contains(out, secretMarker) || strings.Contains(strings.ToUpper(out), strings.ToUpper(hex.EncodeToString([]byte(secretMarker)))) || strings.Contains(out, seedB64) {
@@ -432,7 +433,7 @@ func TestSignerFormattingRedacted(t *testing.T) {
 	}
 }
 
-func benchSign(b *testing.B, s signer) {
+func benchSign(b *testing.B, s Signer) {
 	body := bytes.Repeat([]byte("a"), 1024)
 	id := "evt_01JD4Z6W3V8Q5T2M9N7K4H1G0F"
 	ts := time.Now().Unix()
@@ -440,7 +441,7 @@ func benchSign(b *testing.B, s signer) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		s.sign(h, id, ts, body)
+		s.Sign(h, id, ts, body)
 	}
 }
 
@@ -479,5 +480,26 @@ func BenchmarkSignStandard1KBHMACNew(b *testing.B) {
 		m.Write(appendSignedContent(nil, id, ts, nil))
 		m.Write(body)
 		h[hdrWebhookSignature] = []string{"v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))}
+	}
+}
+
+// ValidHeaderName is the one rule every config check uses for header names;
+// it must agree with what net/http accepts when it sends the request.
+func TestValidHeaderName(t *testing.T) {
+	for _, s := range []string{"X-Signature", "x-hub-signature-256", "A", "!#$%&'*+-.^_`|~09az"} {
+		if !ValidHeaderName(s) {
+			t.Errorf("ValidHeaderName(%q) = false, want true", s)
+		}
+	}
+	for _, s := range []string{"", "X Sig", "X-Sig:", "X-Sig\r\n", "Ünicode", "(x)", "a\x00b", "a\x7fb"} {
+		if ValidHeaderName(s) {
+			t.Errorf("ValidHeaderName(%q) = true, want false", s)
+		}
+	}
+	for c := range 256 {
+		s := "X" + string([]byte{byte(c)})
+		if got, want := ValidHeaderName(s), httpguts.ValidHeaderFieldName(s); got != want {
+			t.Errorf("ValidHeaderName(%q) = %v, net/http's rule says %v", s, got, want)
+		}
 	}
 }

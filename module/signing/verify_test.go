@@ -1,4 +1,4 @@
-package module
+package signing
 
 import (
 	"bytes"
@@ -19,11 +19,11 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
-func mustVerifier(t testing.TB, scheme string, secrets []string, header, encoding, prefix string, tol time.Duration) verifier {
+func mustVerifier(t testing.TB, scheme string, secrets []string, header, encoding, prefix string, tol time.Duration) Verifier {
 	t.Helper()
-	v, err := newVerifier(scheme, secrets, header, encoding, prefix, tol)
+	v, err := NewVerifier(scheme, secrets, header, encoding, prefix, tol)
 	if err != nil {
-		t.Fatalf("newVerifier(%q): %v", scheme, err)
+		t.Fatalf("NewVerifier(%q): %v", scheme, err)
 	}
 	return v
 }
@@ -91,7 +91,7 @@ func TestVerifyStandard(t *testing.T) {
 	}{"other timestamp", h, body, errNoMatchingSignature})
 
 	for _, c := range cases {
-		err := v.verify(c.h, c.body, now)
+		err := v.Verify(c.h, c.body, now)
 		if !errors.Is(err, c.wantErr) || (c.wantErr == nil) != (err == nil) {
 			t.Errorf("%s: verify = %v, want %v", c.name, err, c.wantErr)
 		}
@@ -136,7 +136,7 @@ func TestVerifyStandardMissingAndMalformedHeaders(t *testing.T) {
 	for _, c := range cases {
 		h := base()
 		c.edit(h)
-		err := v.verify(h, body, now)
+		err := v.Verify(h, body, now)
 		if !errors.Is(err, c.wantErr) || err == nil || !strings.Contains(err.Error(), c.wantMsg) {
 			t.Errorf("%s: verify = %v, want %v containing %q", c.name, err, c.wantErr, c.wantMsg)
 		}
@@ -165,19 +165,19 @@ func TestVerifyStandardMultipleSignatures(t *testing.T) {
 		default:
 			h.Set("webhook-signature", sig)
 		}
-		if err := v.verify(h, body, now); err != nil {
+		if err := v.Verify(h, body, now); err != nil {
 			t.Errorf("%s: verify = %v, want pass", name, err)
 		}
 	}
 	// Only wrong ones: fails.
 	h := refSigned(t, secret, "msg_1", now, body)
 	h.Set("webhook-signature", wrong+" "+wrong)
-	if err := v.verify(h, body, now); !errors.Is(err, errNoMatchingSignature) {
+	if err := v.Verify(h, body, now); !errors.Is(err, errNoMatchingSignature) {
 		t.Errorf("two wrong signatures: verify = %v", err)
 	}
 	// The good one beyond the examined maximum is not looked at.
 	h.Set("webhook-signature", strings.Repeat(wrong+" ", maxSignatures)+good)
-	if err := v.verify(h, body, now); !errors.Is(err, errNoMatchingSignature) {
+	if err := v.Verify(h, body, now); !errors.Is(err, errNoMatchingSignature) {
 		t.Errorf("good signature after %d others: verify = %v, want no match", maxSignatures, err)
 	}
 }
@@ -187,17 +187,17 @@ func TestVerifyStandardRotation(t *testing.T) {
 	now := time.Now()
 	body := []byte(`{"r":true}`)
 	v := mustVerifier(t, "standard", []string{newSecret, oldSecret}, "", "", "", 0)
-	for name, s := range map[string]signer{
+	for name, s := range map[string]Signer{
 		"old only": mustSigner(t, "standard", []string{oldSecret}, "", "", ""),
 		"new only": mustSigner(t, "standard", []string{newSecret}, "", "", ""),
 		"both":     mustSigner(t, "standard", []string{oldSecret, newSecret}, "", "", ""),
 	} {
-		if err := v.verify(swHeaders(s, "msg_r", now.Unix(), body), body, now); err != nil {
+		if err := v.Verify(swHeaders(s, "msg_r", now.Unix(), body), body, now); err != nil {
 			t.Errorf("sender with %s: verify = %v", name, err)
 		}
 	}
 	s := mustSigner(t, "standard", []string{newWhsec(t)}, "", "", "")
-	if err := v.verify(swHeaders(s, "msg_r", now.Unix(), body), body, now); err == nil {
+	if err := v.Verify(swHeaders(s, "msg_r", now.Unix(), body), body, now); err == nil {
 		t.Error("sender with an unrelated secret passes")
 	}
 }
@@ -207,13 +207,13 @@ func TestVerifyStandardTolerance(t *testing.T) {
 	now := time.Now()
 	body := []byte(`x`)
 	v := mustVerifier(t, "standard", []string{secret}, "", "", "", 30*time.Second)
-	if err := v.verify(refSigned(t, secret, "m", now.Add(-29*time.Second), body), body, now); err != nil {
+	if err := v.Verify(refSigned(t, secret, "m", now.Add(-29*time.Second), body), body, now); err != nil {
 		t.Errorf("29s old with 30s tolerance: %v", err)
 	}
-	if err := v.verify(refSigned(t, secret, "m", now.Add(-31*time.Second), body), body, now); !errors.Is(err, errWebhookTimestampOld) {
+	if err := v.Verify(refSigned(t, secret, "m", now.Add(-31*time.Second), body), body, now); !errors.Is(err, errWebhookTimestampOld) {
 		t.Errorf("31s old with 30s tolerance: %v", err)
 	}
-	if err := v.verify(refSigned(t, secret, "m", now.Add(31*time.Second), body), body, now); !errors.Is(err, errWebhookTimestampNew) {
+	if err := v.Verify(refSigned(t, secret, "m", now.Add(31*time.Second), body), body, now); !errors.Is(err, errWebhookTimestampNew) {
 		t.Errorf("31s ahead with 30s tolerance: %v", err)
 	}
 }
@@ -224,10 +224,10 @@ func TestVerifyStandardPublishedVector(t *testing.T) {
 	h.Set("webhook-id", swVectorID)
 	h.Set("webhook-timestamp", strconv.Itoa(swVectorTS))
 	h.Set("webhook-signature", swVectorSig)
-	if err := v.verify(h, []byte(swVectorBody), time.Unix(swVectorTS+10, 0)); err != nil {
+	if err := v.Verify(h, []byte(swVectorBody), time.Unix(swVectorTS+10, 0)); err != nil {
 		t.Fatalf("published vector: %v", err)
 	}
-	if err := v.verify(h, []byte(swVectorBody+" "), time.Unix(swVectorTS+10, 0)); err == nil {
+	if err := v.Verify(h, []byte(swVectorBody+" "), time.Unix(swVectorTS+10, 0)); err == nil {
 		t.Fatal("published vector with a changed body passes")
 	}
 }
@@ -250,24 +250,24 @@ func TestVerifyStandardEd25519(t *testing.T) {
 
 	for _, key := range []string{whpk, whsk} {
 		v := mustVerifier(t, "standard", []string{newWhsec(t), key}, "", "", "", 0)
-		if err := v.verify(h, body, now); err != nil {
+		if err := v.Verify(h, body, now); err != nil {
 			t.Errorf("key %.5s…: verify = %v", key, err)
 		}
-		if err := v.verify(h, append(bytes.Clone(body), '!'), now); !errors.Is(err, errNoMatchingSignature) {
+		if err := v.Verify(h, append(bytes.Clone(body), '!'), now); !errors.Is(err, errNoMatchingSignature) {
 			t.Errorf("key %.5s…, tampered body: verify = %v", key, err)
 		}
 	}
 	_, otherPK, _ := generateKeyPair(rand.Reader)
-	if err := mustVerifier(t, "standard", []string{otherPK}, "", "", "", 0).verify(h, body, now); err == nil {
+	if err := mustVerifier(t, "standard", []string{otherPK}, "", "", "", 0).Verify(h, body, now); err == nil {
 		t.Error("another public key passes")
 	}
 	// Our ed25519 signer's output verifies too.
 	s := mustSigner(t, "ed25519", []string{whsk}, "", "", "")
-	if err := mustVerifier(t, "standard", []string{whpk}, "", "", "", 0).verify(swHeaders(s, "m", now.Unix(), body), body, now); err != nil {
+	if err := mustVerifier(t, "standard", []string{whpk}, "", "", "", 0).Verify(swHeaders(s, "m", now.Unix(), body), body, now); err != nil {
 		t.Errorf("our v1a signature: %v", err)
 	}
 	// v1a signatures are not checked against HMAC secrets, nor v1 against public keys.
-	if err := mustVerifier(t, "standard", []string{newWhsec(t)}, "", "", "", 0).verify(swHeaders(s, "m", now.Unix(), body), body, now); err == nil {
+	if err := mustVerifier(t, "standard", []string{newWhsec(t)}, "", "", "", 0).Verify(swHeaders(s, "m", now.Unix(), body), body, now); err == nil {
 		t.Error("v1a signature passes an HMAC-only verifier")
 	}
 }
@@ -281,12 +281,12 @@ func TestVerifyHMAC(t *testing.T) {
 	github := mustVerifier(t, "hmac-sha256", []string{secret}, "X-Hub-Signature-256", "hex", "sha256=", 0)
 	h := http.Header{}
 	h.Set("X-Hub-Signature-256", gh)
-	if err := github.verify(h, body, now); err != nil {
+	if err := github.Verify(h, body, now); err != nil {
 		t.Fatalf("GitHub documented example: %v", err)
 	}
 	// Defaults are GitHub's header and hex; upper-case hex is fine.
 	h.Set("X-Hub-Signature-256", "sha256="+strings.ToUpper(gh[len("sha256="):]))
-	if err := mustVerifier(t, "hmac-sha256", []string{secret}, "", "", "sha256=", 0).verify(h, body, now); err != nil {
+	if err := mustVerifier(t, "hmac-sha256", []string{secret}, "", "", "sha256=", 0).Verify(h, body, now); err != nil {
 		t.Fatalf("default header, upper-case hex: %v", err)
 	}
 
@@ -297,7 +297,7 @@ func TestVerifyHMAC(t *testing.T) {
 
 	cases := []struct {
 		name    string
-		v       verifier
+		v       Verifier
 		header  string
 		value   string
 		body    []byte
@@ -319,7 +319,7 @@ func TestVerifyHMAC(t *testing.T) {
 	for _, c := range cases {
 		h := http.Header{}
 		h.Set(c.header, c.value)
-		err := c.v.verify(h, c.body, now)
+		err := c.v.Verify(h, c.body, now)
 		if c.wantErr == "" {
 			if err != nil {
 				t.Errorf("%s: verify = %v, want pass", c.name, err)
@@ -358,7 +358,7 @@ func TestNewVerifierErrors(t *testing.T) {
 		{"ed25519 scheme", "ed25519", []string{"a"}, "", "", "", 0, "verify: unknown scheme"},
 	}
 	for _, c := range cases {
-		_, err := newVerifier(c.scheme, c.secrets, c.header, c.encoding, c.prefix, c.tol)
+		_, err := NewVerifier(c.scheme, c.secrets, c.header, c.encoding, c.prefix, c.tol)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, c.want)
 		}
@@ -373,7 +373,7 @@ func TestVerifyErrorsNeverContainSecret(t *testing.T) {
 			if scheme == "hmac-sha256" {
 				secrets = []string{"fine", ""} // hmac-sha256 takes any non-empty string
 			}
-			_, err := newVerifier(scheme, secrets, "", "", "", 0)
+			_, err := NewVerifier(scheme, secrets, "", "", "", 0)
 			if err == nil {
 				continue
 			}
@@ -394,7 +394,7 @@ func TestVerifyErrorsNeverContainSecret(t *testing.T) {
 	h := refSigned(t, secret, "m", now, body)
 	expected := strings.TrimPrefix(h.Get("webhook-signature"), "v1,")
 	h.Set("webhook-signature", "v1,"+strings.Repeat("A", 43)+"=")
-	err := v.verify(h, body, now)
+	err := v.Verify(h, body, now)
 	if err == nil || strings.Contains(err.Error(), expected) || strings.Contains(err.Error(), strings.TrimPrefix(secret, "whsec_")) {
 		t.Errorf("verify = %v", err)
 	}
@@ -418,13 +418,13 @@ func BenchmarkVerifyStandard1KB(b *testing.B) {
 	body := bytes.Repeat([]byte("a"), 1024)
 	now := time.Now()
 	h := swHeaders(mustSigner(b, "standard", []string{secret}, "", "", ""), "evt_01JD4Z6W3V8Q5T2M9N7K4H1G0F", now.Unix(), body)
-	if err := v.verify(h, body, now); err != nil {
+	if err := v.Verify(h, body, now); err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := v.verify(h, body, now); err != nil {
+		if err := v.Verify(h, body, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -434,12 +434,12 @@ func BenchmarkVerifyHMACHex1KB(b *testing.B) {
 	v := mustVerifier(b, "hmac-sha256", []string{"gh-secret"}, "", "hex", "sha256=", 0)
 	body := bytes.Repeat([]byte("a"), 1024)
 	h := http.Header{}
-	mustSigner(b, "hmac-sha256", []string{"gh-secret"}, "X-Hub-Signature-256", "hex", "sha256=").sign(h, "", 0, body)
+	mustSigner(b, "hmac-sha256", []string{"gh-secret"}, "X-Hub-Signature-256", "hex", "sha256=").Sign(h, "", 0, body)
 	now := time.Now()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := v.verify(h, body, now); err != nil {
+		if err := v.Verify(h, body, now); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package module
+package signing
 
 import (
 	"bytes"
@@ -58,7 +58,7 @@ func TestKeySecret(t *testing.T) {
 	if _, err := standardwebhooks.NewWebhook(s); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newSigner("standard", []string{s}, "", "", ""); err != nil {
+	if _, err := NewSigner("standard", []string{s}, "", "", ""); err != nil {
 		t.Fatal(err)
 	}
 	if s2, _ := generateSecret(rand.Reader); s2 == s {
@@ -159,7 +159,7 @@ func TestKeyGenerateAndSecretOutputFile(t *testing.T) {
 		t.Fatalf("secret --output printed %q", out.String())
 	}
 	data, _ = os.ReadFile(secFile)
-	if _, err := newSigner("standard", []string{strings.TrimSuffix(string(data), "\n")}, "", "", ""); err != nil || !strings.HasPrefix(string(data), "whsec_") {
+	if _, err := NewSigner("standard", []string{strings.TrimSuffix(string(data), "\n")}, "", "", ""); err != nil || !strings.HasPrefix(string(data), "whsec_") {
 		t.Fatalf("secret file %q… unusable: %v", string(data)[:6], err)
 	}
 	if err := runKeySecret(rand.Reader, &out, secFile); err == nil {
@@ -220,8 +220,8 @@ func TestKeyCommandRegistered(t *testing.T) {
 	h := http.Header{}
 	h.Set("webhook-id", "evt_cmd")
 	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-	s.sign(h, "evt_cmd", now.Unix(), []byte("{}"))
-	if err := v.verify(h, []byte("{}"), now); err != nil {
+	s.Sign(h, "evt_cmd", now.Unix(), []byte("{}"))
+	if err := v.Verify(h, []byte("{}"), now); err != nil {
 		t.Fatalf("signature by the generated key fails with its printed public key: %v", err)
 	}
 }
