@@ -59,7 +59,9 @@ type verdict uint8
 
 const (
 	// verdictNeutral: the attempt says nothing about the endpoint (it was
-	// refused by the egress policy, or its URL could not be built).
+	// refused by the egress policy, its URL could not be built, or the
+	// client could not send the request: egress_denied, bad_url,
+	// invalid_request).
 	verdictNeutral verdict = iota
 	// verdictUp: the endpoint answered, 2xx or an answer not worth a retry.
 	verdictUp

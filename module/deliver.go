@@ -9,15 +9,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/go-retryablehttp"
 	"go.opentelemetry.io/otel/propagation"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookgate/hookgate/persist"
 )
@@ -40,6 +43,10 @@ const (
 	classHTTP5xx      = "http_5xx"
 	classEgressDenied = "egress_denied"
 	classBadURL       = "bad_url"
+	// classInvalidRequest: a request the HTTP client refuses to send (a
+	// header value from event data with CR, LF or NUL, say). Final, and
+	// breaker-neutral: it says nothing about the endpoint.
+	classInvalidRequest = "invalid_request"
 )
 
 // result is what one attempt came to.
@@ -171,6 +178,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	ctx, connAttempted := traceConnAttempt(ctx)
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u.String(), body)
 	if err != nil {
 		res.class, res.err = classBadURL, "cannot build the request"
@@ -201,6 +209,12 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 		}
 		h.Add(ht.name, v)
 	}
+	if msg := invalidHeader(h); msg != "" {
+		// Go's client would refuse it too, but only as an error that
+		// looks like a failed connection.
+		res.class, res.err = classInvalidRequest, msg
+		return res
+	}
 
 	client := s.client
 	if r.client != nil {
@@ -211,7 +225,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	resp, err := client.Do(req)
 	res.dur = time.Since(sent)
 	if err != nil {
-		res.class, res.retry = classifyError(err)
+		res.class, res.retry = classifyError(err, connAttempted.Load())
 		res.err = redactedError(err)
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
@@ -254,8 +268,41 @@ func classifyStatus(res *result, retryAfter string, now time.Time) {
 	}
 }
 
+// invalidHeader returns why h cannot be sent, or "". Values may hold
+// secrets or event data, so only the header's name is quoted.
+func invalidHeader(h http.Header) string {
+	for k, vs := range h {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return "invalid header name " + strconv.Quote(k) + ": the request was not sent"
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return "header " + k + ": the value holds CR, LF, NUL or another control character, which HTTP does not allow; the request was not sent"
+			}
+		}
+	}
+	return ""
+}
+
+// traceConnAttempt returns a context whose requests record in the flag
+// whether the client asked for a connection: errors before that are the
+// client refusing the request, not a network failure.
+func traceConnAttempt(ctx context.Context) (context.Context, *atomic.Bool) {
+	var attempted atomic.Bool
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GetConn: func(string) { attempted.Store(true) },
+	}), &attempted
+}
+
 // classifyError maps a transport error to its failure class.
-func classifyError(err error) (class string, retry bool) {
+// connAttempted says whether the client got as far as asking for a
+// connection (httptrace's GetConn). The network classes need a network
+// cause in err (DNS, syscall, TLS and timeout errors, an EOF from the
+// peer) or, failing one, a connection attempt: what fails after it (a
+// proxy's refusal, a malformed answer) is the endpoint's side. An error
+// with neither was raised by the client before any dialling, is not
+// worth a retry and says nothing about the endpoint: invalid_request.
+func classifyError(err error, connAttempted bool) (class string, retry bool) {
 	var (
 		dnsErr  *net.DNSError
 		certErr *tls.CertificateVerificationError
@@ -266,6 +313,8 @@ func classifyError(err error) (class string, retry bool) {
 		alert   tls.AlertError
 		egErr   *egressError
 		urlErr  *url.Error
+		opErr   *net.OpError
+		errno   syscall.Errno
 	)
 	switch {
 	case errors.As(err, &egErr):
@@ -276,14 +325,18 @@ func classifyError(err error) (class string, retry bool) {
 		return classTimeout, true
 	case errors.As(err, &certErr), errors.As(err, &uaErr), errors.As(err, &hostErr),
 		errors.Is(err, http.ErrSchemeMismatch),
-		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alert),
-		strings.Contains(err.Error(), "tls: "):
+		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alert):
 		return classTLS, true
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.As(err, &opErr), errors.As(err, &errno):
 		return classConnect, true
 	case errors.As(err, &urlErr) && strings.Contains(urlErr.Err.Error(), "unsupported protocol scheme"):
 		return classBadURL, false
+	case !connAttempted:
+		return classInvalidRequest, false
+	case strings.Contains(err.Error(), "tls: "):
+		return classTLS, true
 	}
 	return classConnect, true
 }

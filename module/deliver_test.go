@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/hookgate/hookgate/persist"
 )
@@ -127,10 +128,110 @@ func TestClassifyErrorConstructed(t *testing.T) {
 		{"anything else", errors.New("something odd"), classConnect, true},
 	}
 	for _, tc := range tests {
-		class, retry := classifyError(tc.err)
+		class, retry := classifyError(tc.err, true)
 		if class != tc.class || retry != tc.retry {
 			t.Errorf("%s: classifyError(%v) = %q, %v; want %q, %v", tc.name, tc.err, class, retry, tc.class, tc.retry)
 		}
+	}
+
+	// Errors of a request the client never asked a connection for: a
+	// network cause still names its class, anything else is the client
+	// refusing the request.
+	before := []struct {
+		name  string
+		err   error
+		class string
+		retry bool
+	}{
+		{"invalid header value", &url.Error{Op: "Post", URL: "http://x/", Err: errors.New(`net/http: invalid header field value for "X-Tenant"`)}, classInvalidRequest, false},
+		{"invalid header name", &url.Error{Op: "Post", URL: "http://x/", Err: errors.New(`net/http: invalid header field name "X Tenant"`)}, classInvalidRequest, false},
+		{"anything else", errors.New("something odd"), classInvalidRequest, false},
+		{"tls-looking text", errors.New("tls: is only a word here"), classInvalidRequest, false},
+		{"refused", opErr("dial", os.NewSyscallError("connect", syscall.ECONNREFUSED)), classConnect, true},
+		{"unreachable", opErr("dial", os.NewSyscallError("connect", syscall.EHOSTUNREACH)), classConnect, true},
+		{"bare errno", syscall.ENETUNREACH, classConnect, true},
+		{"dns", opErr("dial", &net.DNSError{Err: "no such host", Name: "x", IsNotFound: true}), classDNS, true},
+		{"deadline", &url.Error{Op: "Post", URL: "http://x/", Err: context.DeadlineExceeded}, classTimeout, true},
+		{"unknown authority", x509.UnknownAuthorityError{}, classTLS, true},
+		{"egress", &egressError{msg: "x"}, classEgressDenied, false},
+		{"scheme", &url.Error{Op: "Post", URL: "ftp://x/", Err: errors.New(`unsupported protocol scheme "ftp"`)}, classBadURL, false},
+	}
+	for _, tc := range before {
+		class, retry := classifyError(tc.err, false)
+		if class != tc.class || retry != tc.retry {
+			t.Errorf("before a connection, %s: classifyError(%v) = %q, %v; want %q, %v", tc.name, tc.err, class, retry, tc.class, tc.retry)
+		}
+	}
+}
+
+// An error Go's client raises before it asks for a connection is
+// invalid_request, told apart by the connection trace, not by its text.
+func TestClassifyClientRefusalBeforeDialling(t *testing.T) {
+	sink := newCountingSink(t, nil)
+	send := func(target, value string) (class string, retry, attempted bool) {
+		ctx, conn := traceConnAttempt(context.Background())
+		req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, target, []byte("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header["X-Tenant"] = []string{value}
+		resp, err := newSender().client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("X-Tenant %q to %s: sent", value, target)
+		}
+		class, retry = classifyError(err, conn.Load())
+		return class, retry, conn.Load()
+	}
+	for _, v := range []string{"acme\r\nX-Injected: yes", "acme\x00", "acme\n"} {
+		class, retry, attempted := send(sink.URL+"/hook", v)
+		if class != classInvalidRequest || retry || attempted {
+			t.Errorf("X-Tenant %q: class %q retry %v, connection attempted %v; want invalid_request, false, false", v, class, retry, attempted)
+		}
+	}
+	if n := sink.posts.Load(); n != 0 {
+		t.Errorf("the endpoint got %d requests with an invalid header", n)
+	}
+	// The trace does see a connection attempt: a refused port is connect.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	if class, retry, attempted := send("http://"+closed+"/hook", "acme"); class != classConnect || !retry || !attempted {
+		t.Errorf("closed port: class %q retry %v, connection attempted %v; want connect, true, true", class, retry, attempted)
+	}
+}
+
+// A header template that takes a value from event data holding CR, LF or
+// NUL makes a request that cannot be sent: the attempt fails at once as
+// invalid_request, sends nothing, quotes no value and is breaker-neutral.
+func TestAttemptHeaderValueFromEventData(t *testing.T) {
+	sink := newCountingSink(t, nil)
+	r := testRoute(t, &Route{URL: sink.URL + "/hook", Headers: http.Header{"X-Tenant": {"t-{event.data.tenant}"}}})
+	for _, tenant := range []string{`acme\r\nX-Injected: yes`, `acme\u0000`, `acme\n`, `acme\u007f`} {
+		j := testJob(time.Now())
+		j.ev.Data = []byte(`{"tenant": "` + tenant + `"}`)
+		res := newSender().attempt(context.Background(), r, j, time.Now())
+		if res.class != classInvalidRequest || res.retry || res.status != 0 {
+			t.Errorf("tenant %s: class %q retry %v status %d (%s); want invalid_request, final", tenant, res.class, res.retry, res.status, res.err)
+		}
+		if !strings.Contains(res.err, "X-Tenant") || strings.Contains(res.err, "acme") {
+			t.Errorf("tenant %s: error %q should name the header, not its value", tenant, res.err)
+		}
+		if v := verdictOf(res); v != verdictNeutral {
+			t.Errorf("tenant %s: breaker verdict %v, want neutral", tenant, v)
+		}
+	}
+	if n := sink.posts.Load(); n != 0 {
+		t.Errorf("the endpoint got %d requests", n)
+	}
+	// A tab is allowed in a header value and is sent.
+	j := testJob(time.Now())
+	j.ev.Data = []byte(`{"tenant": "a\tb"}`)
+	if res := newSender().attempt(context.Background(), r, j, time.Now()); !res.ok() || sink.posts.Load() != 1 {
+		t.Errorf("tab in a header value: class %q (%s), %d requests; want delivered", res.class, res.err, sink.posts.Load())
 	}
 }
 
@@ -309,7 +410,7 @@ func TestAttemptHTTPSToPlainHTTP(t *testing.T) {
 	if res.class != classTLS || !res.retry {
 		t.Errorf("BUG: https:// to a plain-HTTP endpoint: class %q retry %v (err %q); want tls, true (classifyError misses http.ErrSchemeMismatch)", res.class, res.retry, res.err)
 	}
-	if class, _ := classifyError(&url.Error{Op: "Post", URL: "https://x/", Err: http.ErrSchemeMismatch}); class != classTLS {
+	if class, _ := classifyError(&url.Error{Op: "Post", URL: "https://x/", Err: http.ErrSchemeMismatch}, true); class != classTLS {
 		t.Errorf("BUG: classifyError(http.ErrSchemeMismatch) = %q, want tls", class)
 	}
 }
@@ -338,7 +439,7 @@ func TestAttemptDNSFailure(t *testing.T) {
 	// exist.
 	nx := &url.Error{Op: "Post", URL: "https://hookgate-test.invalid/hook", Err: &net.OpError{Op: "dial", Net: "tcp",
 		Err: &net.DNSError{Err: "no such host", Name: "hookgate-test.invalid", IsNotFound: true}}}
-	if class, retry := classifyError(nx); class != classDNS || !retry {
+	if class, retry := classifyError(nx, true); class != classDNS || !retry {
 		t.Errorf("NXDOMAIN: %q %v, want dns true", class, retry)
 	}
 }

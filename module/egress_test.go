@@ -515,7 +515,7 @@ func TestEgressControlRefusesBeforeConnect(t *testing.T) {
 	if !errors.As(err, &eg) || !strings.Contains(err.Error(), "127.0.0.1: loopback") {
 		t.Fatalf("dial error %v, want an egress refusal", err)
 	}
-	if class, retry := classifyError(&url.Error{Op: "Post", URL: "http://x", Err: err}); class != classEgressDenied || retry {
+	if class, retry := classifyError(&url.Error{Op: "Post", URL: "http://x", Err: err}, true); class != classEgressDenied || retry {
 		t.Errorf("classified %s retry %v", class, retry)
 	}
 	time.Sleep(50 * time.Millisecond)

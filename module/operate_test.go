@@ -160,9 +160,9 @@ func TestVerdictOf(t *testing.T) {
 	}
 	for class, want := range map[string]verdict{
 		classConnect: verdictDown, classTimeout: verdictDown, classDNS: verdictDown, classTLS: verdictDown,
-		classEgressDenied: verdictNeutral, classBadURL: verdictNeutral,
+		classEgressDenied: verdictNeutral, classBadURL: verdictNeutral, classInvalidRequest: verdictNeutral,
 	} {
-		res := result{class: class, retry: class != classEgressDenied && class != classBadURL}
+		res := result{class: class, retry: class != classEgressDenied && class != classBadURL && class != classInvalidRequest}
 		if got := verdictOf(res); got != want {
 			t.Errorf("%s: verdict %v, want %v", class, got, want)
 		}
@@ -548,6 +548,44 @@ func TestEngineDisabledAndBreakerStats(t *testing.T) {
 	}
 	if sink.posts.Load() > 15 {
 		t.Fatalf("%d requests: the open circuit let attempts through", sink.posts.Load())
+	}
+}
+
+// Events whose data puts CR LF into a route header die at their first
+// attempt as invalid_request and leave the breaker alone: more of them
+// than the breaker's threshold do not open the circuit, and a good event
+// after them is delivered.
+func TestEngineInvalidHeaderValueIsFinalAndBreakerNeutral(t *testing.T) {
+	sink := newCountingSink(t, nil)
+	routes := map[string]*Route{
+		"brk": {URL: sink.URL, Concurrency: 1, Headers: http.Header{"X-Tenant": {"{event.data.tenant}"}},
+			Retry: &RetryPolicy{Attempts: 100, BackoffMin: caddy.Duration(10 * time.Millisecond), BackoffMax: caddy.Duration(10 * time.Millisecond)}},
+	}
+	te := startTestEngine(t, "", routes, nil)
+	const bad = defaultBreaker + 2
+	for i := 0; i < bad; i++ {
+		te.post(`{"tenant": "acme\r\nX-Injected: yes"}`)
+	}
+	waitUntil(t, "the bad events to die", func() bool { return te.stats("brk").Dead == bad })
+	if st := te.stats("brk"); st.Circuit != circuitClosed {
+		t.Fatalf("after %d invalid requests the circuit is %s", bad, st.Circuit)
+	}
+	te.post(`{"tenant": "acme"}`)
+	waitUntil(t, "the good event to be delivered", func() bool { return te.stats("brk").Delivered == 1 })
+	if st := te.stats("brk"); st.Circuit != circuitClosed || st.Pending != 0 || st.Dead != bad {
+		t.Fatalf("stats %+v", st)
+	}
+	if n := sink.posts.Load(); n != 1 {
+		t.Fatalf("the endpoint got %d requests, want the good one only", n)
+	}
+	dead, _, err := te.store.ListDeliveries(persist.ListFilter{Route: "brk", Status: persist.StatusDead})
+	if err != nil || len(dead) != bad {
+		t.Fatalf("dead deliveries: %d, %v", len(dead), err)
+	}
+	for _, d := range dead {
+		if d.Attempts != 1 || d.LastClass != classInvalidRequest || d.LastStatus != 0 {
+			t.Errorf("delivery %s: %d attempts, class %q, status %d; want 1 attempt, invalid_request", d.ID, d.Attempts, d.LastClass, d.LastStatus)
+		}
 	}
 }
 

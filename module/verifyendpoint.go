@@ -103,6 +103,7 @@ func (s *sender) verifyEndpoint(ctx context.Context, r *route) error {
 
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	ctx, connAttempted := traceConnAttempt(ctx)
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return errors.New("cannot build the request")
@@ -114,7 +115,7 @@ func (s *sender) verifyEndpoint(ctx context.Context, r *route) error {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		class, _ := classifyError(err)
+		class, _ := classifyError(err, connAttempted.Load())
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // without the URL
