@@ -414,6 +414,7 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 			d.settle(nd.ID, claimed, claimed)
 			return
 		}
+		d.e.feed.publish(func() Outcome { return outcomeOf(&nd, j.ev, res) })
 		if nd.Status != persist.StatusPending {
 			d.countFinal(nd.Status)
 			if nd.OrderKey != "" {

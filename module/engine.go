@@ -43,6 +43,8 @@ type Engine struct {
 	dir    string
 	store  persist.Store
 	sender *sender
+	// feed hands outcomes to live views (Subscribe).
+	feed feed
 
 	cfg atomic.Pointer[runtimeConfig]
 	// pending counts pending deliveries over all routes (for max_pending).
