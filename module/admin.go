@@ -145,7 +145,7 @@ func (a *adminAPI) engine(r *http.Request) (*Engine, *apiError) {
 		return nil, apiErrorf(http.StatusServiceUnavailable, "not_configured",
 			"the webhooks app is not configured: add a webhooks block to the Caddyfile's global options (apps.webhooks in JSON)")
 	}
-	eng := a.app.runningEngine(r.Context())
+	eng := a.app.Engine(r.Context())
 	if eng == nil {
 		return nil, apiErrorf(http.StatusServiceUnavailable, "not_running",
 			"the webhooks app is configured but has not started; try again in a moment")

@@ -197,9 +197,11 @@ func (a *App) Start() error {
 // startWait bounds how long a request waits for the app to start.
 const startWait = 5 * time.Second
 
-// runningEngine returns the engine once the app has started, waiting up
-// to startWait (or until ctx ends) while Caddy is still starting apps.
-func (a *App) runningEngine(ctx context.Context) *Engine {
+// Engine returns the gateway's engine once the app has started, waiting
+// up to a few seconds (or until ctx ends) while Caddy is still starting
+// apps; nil if it has not started by then. Handlers of the same config
+// (ingest, console) and the admin API reach the gateway only through it.
+func (a *App) Engine(ctx context.Context) *Engine {
 	if eng := a.engine.Load(); eng != nil {
 		return eng
 	}

@@ -295,7 +295,7 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 		batch[0].Event.ID = idemKey
 	}
 
-	eng := h.app.runningEngine(r.Context())
+	eng := h.app.Engine(r.Context())
 	if eng == nil {
 		return unavailable("the webhooks app is not running")
 	}
