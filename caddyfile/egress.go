@@ -1,14 +1,12 @@
 package caddyfile
 
 import (
-	"net/netip"
-	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/egress"
 )
 
 // Egress policies, in the webhooks block:
@@ -28,10 +26,8 @@ import (
 //	}
 //
 // and in a route, either `egress <name>` or the same block inline,
-// `egress { ... }`.
-
-// maxRedirects mirrors module's bound on follow_redirects.
-const maxRedirects = 20
+// `egress { ... }`. Values are checked by the egress package's
+// validators, so a Caddyfile and a JSON config fail with the same words.
 
 // parseAppEgress parses `egress <name> { ... }` into app.Egress.
 func parseAppEgress(d *caddyfile.Dispenser, app *module.App) error {
@@ -39,8 +35,8 @@ func parseAppEgress(d *caddyfile.Dispenser, app *module.App) error {
 		return d.Errf("egress takes a policy name, as in `egress default { ... }`")
 	}
 	name := d.Val()
-	if err := module.ValidRouteName(name); err != nil {
-		return d.Errf("egress policy: %v", err)
+	if err := egress.CheckName(name); err != nil {
+		return d.Err(err.Error())
 	}
 	if _, dup := app.Egress[name]; dup {
 		return d.Errf("egress policy %q is defined more than once", name)
@@ -53,7 +49,7 @@ func parseAppEgress(d *caddyfile.Dispenser, app *module.App) error {
 		return err
 	}
 	if app.Egress == nil {
-		app.Egress = make(map[string]*module.EgressPolicy)
+		app.Egress = make(map[string]*egress.Policy)
 	}
 	app.Egress[name] = p
 	return nil
@@ -77,8 +73,8 @@ func parseRouteEgress(d *caddyfile.Dispenser, r *module.Route) error {
 	case len(args) > 1:
 		return ed.Errf("egress takes one policy name or a block, got %d arguments", len(args))
 	case len(args) == 1:
-		if err := module.ValidRouteName(args[0]); err != nil {
-			return ed.Errf("egress policy: %v", err)
+		if err := egress.CheckName(args[0]); err != nil {
+			return ed.Err(err.Error())
 		}
 		if len(seg) > 2 {
 			return ed.Err("egress takes a policy name or a block, not both")
@@ -88,7 +84,7 @@ func parseRouteEgress(d *caddyfile.Dispenser, r *module.Route) error {
 	case emptyBlock:
 		// An empty policy: the built-in defaults, even where a policy
 		// named default exists.
-		r.EgressPolicy = new(module.EgressPolicy)
+		r.EgressPolicy = new(egress.Policy)
 		return nil
 	case len(seg) == 1:
 		return ed.Err("egress takes a policy name (egress default) or a block (egress { allow 10.20.0.0/16 })")
@@ -106,28 +102,29 @@ func parseRouteEgress(d *caddyfile.Dispenser, r *module.Route) error {
 // parseEgressBlock parses the block of an egress policy. The dispenser
 // is on the last token before the block (the line's end, for a policy
 // without one); what names the policy in errors.
-func parseEgressBlock(d *caddyfile.Dispenser, what string) (*module.EgressPolicy, error) {
+func parseEgressBlock(d *caddyfile.Dispenser, what string) (*egress.Policy, error) {
 	// An own dispenser, so that cross-field errors can point at the
 	// `egress` line.
 	ed := d.NewFromNextSegment()
 	ed.Next()
-	p := new(module.EgressPolicy)
+	p := new(egress.Policy)
 	redirectsSet := false
 	for ed.NextBlock(0) {
 		if err := parseEgressOption(ed, p, &redirectsSet); err != nil {
 			return nil, err
 		}
 	}
-	if p.ProxyResolves && p.Proxy == "" {
+	// Options that go together are checked once the block is read.
+	if err := p.Validate(); err != nil {
 		ed.Reset()
 		ed.Next()
-		return nil, ed.Errf("%s: proxy_resolves needs a proxy", what)
+		return nil, ed.Errf("%s: %v", what, err)
 	}
 	return p, nil
 }
 
 // parseEgressOption parses the egress subdirective the dispenser is on.
-func parseEgressOption(d *caddyfile.Dispenser, p *module.EgressPolicy, redirectsSet *bool) error {
+func parseEgressOption(d *caddyfile.Dispenser, p *egress.Policy, redirectsSet *bool) error {
 	var err error
 	switch d.Val() {
 	case "bind":
@@ -135,17 +132,9 @@ func parseEgressOption(d *caddyfile.Dispenser, p *module.EgressPolicy, redirects
 		if args, err = someArgs(d); err != nil {
 			return err
 		}
-		for _, a := range args {
-			ip, perr := netip.ParseAddr(a)
-			if perr != nil || ip.IsUnspecified() || ip.IsMulticast() {
-				return d.Errf("invalid bind address %q: expected a unicast IP address of this host", a)
-			}
-			for _, prev := range p.Bind {
-				if pip, _ := netip.ParseAddr(prev); pip.Unmap().Is4() == ip.Unmap().Is4() {
-					return d.Errf("bind %s: %s is already bound for this address family (at most one IPv4 and one IPv6 address)", a, prev)
-				}
-			}
-			p.Bind = append(p.Bind, a)
+		p.Bind = append(p.Bind, args...)
+		if err = egress.CheckBind(p.Bind); err != nil {
+			return d.Err(err.Error())
 		}
 
 	case "allow", "deny":
@@ -155,7 +144,7 @@ func parseEgressOption(d *caddyfile.Dispenser, p *module.EgressPolicy, redirects
 			return err
 		}
 		for _, a := range args {
-			if _, perr := module.ParseEgressCIDR(a); perr != nil {
+			if _, perr := egress.ParseCIDR(a); perr != nil {
 				return d.Errf("invalid %s entry %v", name, perr)
 			}
 		}
@@ -173,8 +162,8 @@ func parseEgressOption(d *caddyfile.Dispenser, p *module.EgressPolicy, redirects
 		if v, err = oneArg(d); err != nil {
 			return err
 		}
-		if err = checkProxyURL(d, v); err != nil {
-			return err
+		if err = egress.CheckProxyURL(v); err != nil {
+			return d.Errf("invalid proxy URL: %v", err)
 		}
 		p.Proxy = v
 
@@ -201,8 +190,11 @@ func parseEgressOption(d *caddyfile.Dispenser, p *module.EgressPolicy, redirects
 			return err
 		}
 		n, perr := strconv.Atoi(v)
-		if perr != nil || n < 0 || n > maxRedirects {
-			return d.Errf("invalid follow_redirects %q: expected a number of redirects from 0 (off) to %d", v, maxRedirects)
+		if perr == nil {
+			perr = egress.CheckFollowRedirects(n)
+		}
+		if perr != nil {
+			return d.Errf("invalid follow_redirects %q: expected a number of redirects from 0 (off) to %d", v, egress.MaxFollowRedirects)
 		}
 		p.FollowRedirects = n
 
@@ -212,34 +204,14 @@ func parseEgressOption(d *caddyfile.Dispenser, p *module.EgressPolicy, redirects
 	return err
 }
 
-// checkProxyURL checks a proxy URL that holds no placeholder (one that
-// does is checked when the config loads). Errors never quote the URL,
-// which may carry credentials.
-func checkProxyURL(d *caddyfile.Dispenser, v string) error {
-	if strings.Contains(v, "{") {
-		return nil
-	}
-	u, err := url.Parse(v)
-	if err != nil || u.Scheme != "http" || u.Hostname() == "" ||
-		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return d.Err("invalid proxy URL: expected http://[user:password@]host:port (an HTTP CONNECT proxy)")
-	}
-	if p := u.Port(); p != "" {
-		if _, err := strconv.ParseUint(p, 10, 16); err != nil {
-			return d.Err("invalid proxy URL: bad port")
-		}
-	}
-	return nil
-}
-
 // parseEgressTLS parses a policy's `tls { ... }` block.
-func parseEgressTLS(d *caddyfile.Dispenser) (*module.EgressTLS, error) {
+func parseEgressTLS(d *caddyfile.Dispenser) (*egress.TLS, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
 	td := d.NewFromNextSegment()
 	td.Next()
-	t := new(module.EgressTLS)
+	t := new(egress.TLS)
 	for td.NextBlock(0) {
 		var err error
 		switch td.Val() {
@@ -271,8 +243,11 @@ func parseEgressTLS(d *caddyfile.Dispenser) (*module.EgressTLS, error) {
 			if v, err = oneArg(td); err != nil {
 				return nil, err
 			}
-			if v != "1.2" && v != "1.3" {
-				return nil, td.Errf("invalid min_version %q: expected 1.2 or 1.3", v)
+			if v == "" {
+				return nil, td.ArgErr()
+			}
+			if err = egress.CheckMinVersion(v); err != nil {
+				return nil, td.Err(err.Error())
 			}
 			t.MinVersion = v
 

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/egress"
 )
 
 // Adapt tests, in the manner of Caddy's caddytest/integration: each file
@@ -243,7 +244,7 @@ func TestAdaptCoversEveryField(t *testing.T) {
 
 	types := []any{module.App{}, module.Route{}, module.RetryPolicy{}, module.Ingest{}, module.IngestAuth{},
 		module.SignConfig{}, module.VerifyConfig{}, module.AuthHeader{},
-		module.EgressPolicy{}, module.EgressTLS{}}
+		egress.Policy{}, egress.TLS{}}
 	var missing []string
 	for _, v := range types {
 		typ := reflect.TypeOf(v)

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -55,12 +56,12 @@ type App struct {
 	Routes map[string]*Route `json:"routes,omitempty"`
 
 	// Egress holds named egress policies (source address, allowed
-	// destinations, proxy, TLS, redirects; see EgressPolicy). A route
+	// destinations, proxy, TLS, redirects; see egress.Policy). A route
 	// picks one by name; the one named "default" applies to routes that
 	// name none, and without it they get the built-in default policy,
 	// which refuses private, loopback, link-local and metadata addresses.
 	// A name is 1–64 characters of A-Z a-z 0-9 _ - .
-	Egress map[string]*EgressPolicy `json:"egress,omitempty"`
+	Egress map[string]*egress.Policy `json:"egress,omitempty"`
 
 	ctx     caddy.Context
 	logger  *zap.Logger
@@ -76,8 +77,8 @@ type App struct {
 	routeOrder []string
 	started    bool
 	tracing    bool // holds a reference on the tracer provider
-	// egressKeys are the egress transports this App acquired, released
-	// in Cleanup.
+	// egressKeys are the egress clients this App acquired, released in
+	// Cleanup.
 	egressKeys []string
 }
 
@@ -228,7 +229,8 @@ func (a *App) Stop() error {
 
 // Cleanup releases the engine this App acquired, if any.
 func (a *App) Cleanup() error {
-	a.releaseEgress()
+	egress.Release(a.egressKeys)
+	a.egressKeys = nil
 	var err error
 	if a.engine != nil && a.engine.Load() != nil {
 		// In-flight attempts finish here, spans and all: tracing goes last.

@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/hookgate/hookgate/module/egress"
 )
 
 // Route sends the events whose type matches Topics to one endpoint.
@@ -75,7 +77,7 @@ type Route struct {
 
 	// EgressPolicy is a policy for this route alone, instead of a named
 	// one (not both).
-	EgressPolicy *EgressPolicy `json:"egress_policy,omitempty"`
+	EgressPolicy *egress.Policy `json:"egress_policy,omitempty"`
 
 	// Breaker is how many consecutive failed attempts open the route's
 	// circuit. Failures that count are those that are retried (dns,

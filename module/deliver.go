@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -84,41 +85,13 @@ func newClient(hc *http.Client) *retryablehttp.Client {
 // noRedirects makes a client return 3xx responses as they are.
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// newTransport is the HTTP transport under every client: keep-alive
-// pooling and HTTP/2. No proxy unless an egress policy names one (its
-// dialer tunnels): a gateway must not pick up HTTP_PROXY from its
-// environment by surprise.
-func newTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsConf *tls.Config) *http.Transport {
-	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dial,
-		TLSClientConfig:       tlsConf,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          4096,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
-}
-
 // newSender makes the sender for routes without an egress client of their
 // own (provisioned routes always have one; unit tests use this).
+// Redirects are not followed unless an egress policy says so.
 func newSender() *sender {
-	tr := newTransport((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext, nil)
-	return &sender{client: newClient(&http.Client{
-		// keepAlive hides CloseIdleConnections from the client:
-		// retryablehttp calls it after every failed request, which would
-		// close the pooled connections of every route.
-		Transport: keepAlive{tr},
-		// Redirects are not followed unless an egress policy says so.
-		CheckRedirect: noRedirects,
-	})}
+	tr := egress.NewTransport((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext, nil)
+	return &sender{client: newClient(egress.NewHTTPClient(tr, noRedirects))}
 }
-
-type keepAlive struct{ rt http.RoundTripper }
-
-func (k keepAlive) RoundTrip(r *http.Request) (*http.Response, error) { return k.rt.RoundTrip(r) }
 
 // envelope is the body endpoints receive: {"id","type","timestamp","data"}.
 // It is assembled from the stored bytes; data is never re-encoded. Raw
@@ -311,7 +284,7 @@ func classifyError(err error, connAttempted bool) (class string, retry bool) {
 		invErr  x509.CertificateInvalidError
 		recErr  tls.RecordHeaderError
 		alert   tls.AlertError
-		egErr   *egressError
+		egErr   *egress.DeniedError
 		urlErr  *url.Error
 		opErr   *net.OpError
 		errno   syscall.Errno
@@ -345,11 +318,6 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
-
-// egressError is an attempt refused by the egress policy.
-type egressError struct{ msg string }
-
-func (e *egressError) Error() string { return "egress denied: " + e.msg }
 
 // redactedError is err's text without the request URL, which Go's client
 // quotes in full: a URL may carry a token (Slack-style hooks, query

@@ -25,6 +25,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -122,8 +123,8 @@ func TestClassifyErrorConstructed(t *testing.T) {
 		{"expired", x509.CertificateInvalidError{Cert: &x509.Certificate{}, Reason: x509.Expired}, classTLS, true},
 		{"record header", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, classTLS, true},
 		{"alert", &url.Error{Op: "Post", URL: "https://x/", Err: &net.OpError{Op: "remote error", Err: tls.AlertError(40)}}, classTLS, true},
-		{"egress", &url.Error{Op: "Post", URL: "http://x/", Err: &net.OpError{Op: "dial", Err: &egressError{msg: "10.0.0.1 is private"}}}, classEgressDenied, false},
-		{"egress beats timeout", fmt.Errorf("%w: %w", &egressError{msg: "x"}, context.DeadlineExceeded), classEgressDenied, false},
+		{"egress", &url.Error{Op: "Post", URL: "http://x/", Err: &net.OpError{Op: "dial", Err: &egress.DeniedError{Reason: "10.0.0.1 is private"}}}, classEgressDenied, false},
+		{"egress beats timeout", fmt.Errorf("%w: %w", &egress.DeniedError{Reason: "x"}, context.DeadlineExceeded), classEgressDenied, false},
 		{"scheme", &url.Error{Op: "Post", URL: "ftp://x/", Err: errors.New(`unsupported protocol scheme "ftp"`)}, classBadURL, false},
 		{"anything else", errors.New("something odd"), classConnect, true},
 	}
@@ -153,7 +154,7 @@ func TestClassifyErrorConstructed(t *testing.T) {
 		{"dns", opErr("dial", &net.DNSError{Err: "no such host", Name: "x", IsNotFound: true}), classDNS, true},
 		{"deadline", &url.Error{Op: "Post", URL: "http://x/", Err: context.DeadlineExceeded}, classTimeout, true},
 		{"unknown authority", x509.UnknownAuthorityError{}, classTLS, true},
-		{"egress", &egressError{msg: "x"}, classEgressDenied, false},
+		{"egress", &egress.DeniedError{Reason: "x"}, classEgressDenied, false},
 		{"scheme", &url.Error{Op: "Post", URL: "ftp://x/", Err: errors.New(`unsupported protocol scheme "ftp"`)}, classBadURL, false},
 	}
 	for _, tc := range before {

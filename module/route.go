@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/module/signing"
 )
 
@@ -49,6 +50,8 @@ type route struct {
 	// client sends this route's attempts (its egress policy's client);
 	// nil uses the engine's default.
 	client *retryablehttp.Client
+	// egress is the policy client sends under; nil with client.
+	egress *egress.Client
 
 	// Operating settings: breaker.go, ratelimit.go, ordered.go,
 	// verifyendpoint.go.

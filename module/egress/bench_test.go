@@ -1,11 +1,12 @@
-package module
+package egress
 
 import (
-	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,9 +16,9 @@ import (
 // BenchmarkEgressCheck is the per-connection policy check (run in the
 // dialer and again in the socket's Control hook).
 //
-//	go test ./module -run '^$' -bench EgressCheck -benchmem
+//	go test ./module/egress -run '^$' -bench EgressCheck -benchmem
 func BenchmarkEgressCheck(b *testing.B) {
-	p := testPolicy(b, EgressPolicy{Allow: []string{"127.0.0.1/32", "10.20.0.0/16"}, Deny: []string{"10.20.9.0/24"}})
+	p := testPolicy(b, Policy{Allow: []string{"127.0.0.1/32", "10.20.0.0/16"}, Deny: []string{"10.20.9.0/24"}})
 	for _, tc := range []struct{ name, addr string }{
 		{"public-v4", "93.184.215.14"},
 		{"public-v6", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"},
@@ -36,13 +37,13 @@ func BenchmarkEgressCheck(b *testing.B) {
 	}
 }
 
-// BenchmarkEgressDelivery runs whole attempts (build the request, send,
-// read the answer) against a loopback sink, through the engine's plain
-// transport and through a policy that allows 127.0.0.1/32, with 16
+// BenchmarkEgressDelivery runs whole POSTs (send, read the answer)
+// against a loopback sink, through a plain transport and through a
+// policy that allows 127.0.0.1/32, with 16
 // attempts in flight (a route's default concurrency). It reports
 // deliveries/s and new connections per 1,000 deliveries.
 //
-//	go test ./module -run '^$' -bench EgressDelivery -benchtime 20000x -count 5
+//	go test ./module/egress -run '^$' -bench EgressDelivery -benchtime 20000x -count 5
 func BenchmarkEgressDelivery(b *testing.B) {
 	for _, mode := range []string{"plain", "policy"} {
 		b.Run(mode, func(b *testing.B) {
@@ -58,15 +59,12 @@ func BenchmarkEgressDelivery(b *testing.B) {
 			srv.Start()
 			defer srv.Close()
 
-			r, err := compileRoute("bench", &Route{Topics: []string{"*"}, URL: srv.URL + "/hook"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			s := newSender()
+			plain := NewHTTPClient(NewTransport((&net.Dialer{Timeout: dialTimeout}).DialContext, nil), nil)
+			hc := plain
 			if mode == "policy" {
-				c := newEgressClient(testPolicy(b, EgressPolicy{Allow: []string{"127.0.0.1/32"}}))
+				c := newClient(testPolicy(b, Policy{Allow: []string{"127.0.0.1/32"}}))
 				defer c.Destruct()
-				r.client = c.client
+				hc = c.HTTP()
 			}
 			var failed, next atomic.Int64
 			var wg sync.WaitGroup
@@ -77,7 +75,14 @@ func BenchmarkEgressDelivery(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
-						if res := s.attempt(context.Background(), r, testJob(time.Now()), time.Now()); !res.ok() {
+						resp, err := hc.Post(srv.URL+"/hook", "application/json", strings.NewReader(`{"id":"evt_1"}`))
+						if err != nil {
+							failed.Add(1)
+							continue
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusNoContent {
 							failed.Add(1)
 						}
 					}

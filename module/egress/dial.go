@@ -1,4 +1,4 @@
-package module
+package egress
 
 import (
 	"bufio"
@@ -25,8 +25,6 @@ var lookupNetIP = func(ctx context.Context, host string) ([]netip.Addr, error) {
 	return addrs, err
 }
 
-func parsePort(s string) (uint64, error) { return strconv.ParseUint(s, 10, 16) }
-
 // dialContext is the transport's dialer. It resolves the destination
 // itself, so that the addresses it checks are the addresses it dials
 // (there is no second lookup for a rebinding name server to answer
@@ -34,16 +32,16 @@ func parsePort(s string) (uint64, error) { return strconv.ParseUint(s, 10, 16) }
 // the socket's Control hook just before connect. With a proxy, it dials
 // the proxy (checked the same way) and opens a CONNECT tunnel to the
 // checked destination address.
-func (p *egressPolicy) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+func (p *policy) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, ps, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
-	port, err := parsePort(ps)
+	port, err := strconv.ParseUint(ps, 10, 16)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: bad port", addr)
 	}
-	if p.proxyHost != "" {
+	if p.proxy != nil {
 		return p.dialProxy(ctx, host, uint16(port))
 	}
 	return p.dialHost(ctx, host, uint16(port))
@@ -51,9 +49,9 @@ func (p *egressPolicy) dialContext(ctx context.Context, network, addr string) (n
 
 // allowed resolves host (an IP literal stands for itself) and returns the
 // addresses the policy allows, in the resolver's order. With none it
-// returns an *egressError naming every address and the rule that
+// returns a *DeniedError naming every address and the rule that
 // refused it; a failed lookup returns the resolver's *net.DNSError.
-func (p *egressPolicy) allowed(ctx context.Context, host string) ([]netip.Addr, error) {
+func (p *policy) allowed(ctx context.Context, host string) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		if why := p.refusal(a); why != "" {
 			return nil, p.deniedError(host + ": " + why)
@@ -82,12 +80,12 @@ func (p *egressPolicy) allowed(ctx context.Context, host string) ([]netip.Addr, 
 	return ok, nil
 }
 
-func (p *egressPolicy) deniedError(what string) *egressError {
-	return &egressError{msg: what + " (" + p.label + ")"}
+func (p *policy) deniedError(what string) *DeniedError {
+	return &DeniedError{Reason: what + " (" + p.label + ")"}
 }
 
 // dialHost connects to the first allowed address of host that answers.
-func (p *egressPolicy) dialHost(ctx context.Context, host string, port uint16) (net.Conn, error) {
+func (p *policy) dialHost(ctx context.Context, host string, port uint16) (net.Conn, error) {
 	addrs, err := p.allowed(ctx, host)
 	if err != nil {
 		return nil, err
@@ -112,10 +110,10 @@ func (p *egressPolicy) dialHost(ctx context.Context, host string, port uint16) (
 // address. left is how many addresses remain to try (this one included):
 // as Go's own dialer does, each gets a share of the time left, so one
 // black-holed address does not use up the whole attempt.
-func (p *egressPolicy) dialAddr(ctx context.Context, ap netip.AddrPort, left int) (net.Conn, error) {
+func (p *policy) dialAddr(ctx context.Context, ap netip.AddrPort, left int) (net.Conn, error) {
 	d := net.Dialer{
-		Timeout:   egressDialTimeout,
-		KeepAlive: egressTCPKeepAlive,
+		Timeout:   dialTimeout,
+		KeepAlive: tcpKeepAlive,
 		Control:   p.control,
 	}
 	src := p.bind6
@@ -141,7 +139,7 @@ func (p *egressPolicy) dialAddr(ctx context.Context, ap netip.AddrPort, left int
 
 // control runs on every socket just before connect, with the address
 // about to be dialled: the last check, whatever path led here.
-func (p *egressPolicy) control(network, address string, _ syscall.RawConn) error {
+func (p *policy) control(network, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return p.deniedError(address + ": not an IP address")
@@ -155,7 +153,7 @@ func (p *egressPolicy) control(network, address string, _ syscall.RawConn) error
 // dialProxy opens a CONNECT tunnel through the proxy to host:port. The
 // destination is resolved and checked here, and the tunnel opened to the
 // checked address, unless the proxy resolves names.
-func (p *egressPolicy) dialProxy(ctx context.Context, host string, port uint16) (net.Conn, error) {
+func (p *policy) dialProxy(ctx context.Context, host string, port uint16) (net.Conn, error) {
 	var targets []string
 	if _, err := netip.ParseAddr(host); err != nil && p.proxyResolves {
 		targets = []string{net.JoinHostPort(host, strconv.Itoa(int(port)))}
@@ -177,7 +175,7 @@ func (p *egressPolicy) dialProxy(ctx context.Context, host string, port uint16) 
 		if first == nil {
 			first = err
 		}
-		var eg *egressError
+		var eg *DeniedError
 		if errors.As(err, &eg) || ctx.Err() != nil {
 			break
 		}
@@ -186,10 +184,10 @@ func (p *egressPolicy) dialProxy(ctx context.Context, host string, port uint16) 
 }
 
 // tunnel dials the proxy and asks it to CONNECT to target.
-func (p *egressPolicy) tunnel(ctx context.Context, target string) (net.Conn, error) {
-	conn, err := p.dialHost(ctx, p.proxyHost, p.proxyPort)
+func (p *policy) tunnel(ctx context.Context, target string) (net.Conn, error) {
+	conn, err := p.dialHost(ctx, p.proxy.host, p.proxy.port)
 	if err != nil {
-		return nil, fmt.Errorf("proxy %s: %w", p.proxyShown, err)
+		return nil, fmt.Errorf("proxy %s: %w", p.proxy.shown, err)
 	}
 	// Cut the handshake short when the attempt ends.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
@@ -197,15 +195,17 @@ func (p *egressPolicy) tunnel(ctx context.Context, target string) (net.Conn, err
 		stop()
 		conn.Close()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxyShown, target, ctx.Err())
+			return nil, fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxy.shown, target, ctx.Err())
 		}
 		return nil, err
 	}
 	hdr := make(http.Header)
-	if p.proxyAuth != "" {
-		hdr.Set("Proxy-Authorization", p.proxyAuth)
+	if p.proxy.auth != "" {
+		hdr.Set("Proxy-Authorization", p.proxy.auth)
 	}
-	hdr.Set("User-Agent", userAgent)
+	if p.userAgent != "" {
+		hdr.Set("User-Agent", p.userAgent)
+	}
 	req := &http.Request{
 		Method: http.MethodConnect,
 		URL:    &url.URL{Opaque: target},
@@ -213,25 +213,25 @@ func (p *egressPolicy) tunnel(ctx context.Context, target string) (net.Conn, err
 		Header: hdr,
 	}
 	if err := req.Write(conn); err != nil {
-		return fail(fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxyShown, target, err))
+		return fail(fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxy.shown, target, err))
 	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
-		return fail(fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxyShown, target, err))
+		return fail(fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxy.shown, target, err))
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusForbidden {
 			// The proxy's own policy said no: as final as ours.
-			return fail(&egressError{msg: "proxy " + p.proxyShown + " refused CONNECT " + target + ": " + resp.Status + " (" + p.label + ")"})
+			return fail(&DeniedError{Reason: "proxy " + p.proxy.shown + " refused CONNECT " + target + ": " + resp.Status + " (" + p.label + ")"})
 		}
 		// 407 (credentials being rotated), 502, 503…: worth a retry.
-		return fail(fmt.Errorf("proxy %s: CONNECT %s: %s", p.proxyShown, target, resp.Status))
+		return fail(fmt.Errorf("proxy %s: CONNECT %s: %s", p.proxy.shown, target, resp.Status))
 	}
 	if !stop() {
 		conn.Close()
-		return nil, fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxyShown, target, ctx.Err())
+		return nil, fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxy.shown, target, ctx.Err())
 	}
 	if br.Buffered() > 0 {
 		// The server spoke first (it may, once the tunnel is up): keep
@@ -253,7 +253,7 @@ func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 // only when the policy says so, only 307/308 (which keep the POST and its
 // body), never from https to http, and each target is checked before the
 // request goes out (a pooled connection to it would skip the dialer).
-func (p *egressPolicy) checkRedirect(req *http.Request, via []*http.Request) error {
+func (p *policy) checkRedirect(req *http.Request, via []*http.Request) error {
 	if p.redirects == 0 || req.Method != via[0].Method {
 		// Off, or a 301/302/303 that would resend the POST as a GET
 		// without its body: the 3xx is the answer (class http_3xx).
@@ -267,7 +267,7 @@ func (p *egressPolicy) checkRedirect(req *http.Request, via []*http.Request) err
 		return p.deniedError("redirect from https to " + req.URL.Scheme + "://" + req.URL.Host + " refused")
 	}
 	host := req.URL.Hostname()
-	if _, err := netip.ParseAddr(host); err != nil && p.proxyHost != "" && p.proxyResolves {
+	if _, err := netip.ParseAddr(host); err != nil && p.proxy != nil && p.proxyResolves {
 		return nil
 	}
 	_, err := p.allowed(req.Context(), host)

@@ -1,4 +1,4 @@
-package module
+package egress
 
 import (
 	"net/netip"
@@ -87,7 +87,7 @@ var (
 // embed (and as themselves), and a zone is ignored (netip's Contains
 // never matches a zoned address, which would let fe80::1%eth0 through).
 // It does not allocate unless it refuses.
-func (p *egressPolicy) refusal(a netip.Addr) string {
+func (p *policy) refusal(a netip.Addr) string {
 	a = a.WithZone("").Unmap()
 	if !a.IsValid() {
 		return "not an IP address"
@@ -112,7 +112,7 @@ func (p *egressPolicy) refusal(a netip.Addr) string {
 
 // classRefusal applies deny, the default classes and allow to one
 // unzoned, unmapped address.
-func (p *egressPolicy) classRefusal(a netip.Addr) string {
+func (p *policy) classRefusal(a netip.Addr) string {
 	for _, d := range p.deny {
 		if d.Contains(a) {
 			return "in deny " + d.String()
@@ -137,7 +137,7 @@ func (p *egressPolicy) classRefusal(a netip.Addr) string {
 }
 
 // allows reports whether an allow entry opens address a of class c.
-func (p *egressPolicy) allows(a netip.Addr, c *addrClass) bool {
+func (p *policy) allows(a netip.Addr, c *addrClass) bool {
 	for _, pf := range p.allow {
 		if pf.Contains(a) && (!c.guarded || pf.Bits() >= c.prefix.Bits()) {
 			return true
