@@ -47,14 +47,15 @@ func (p *policy) dialContext(ctx context.Context, network, addr string) (net.Con
 	return p.dialHost(ctx, host, uint16(port))
 }
 
-// allowed resolves host (an IP literal stands for itself) and returns the
-// addresses the policy allows, in the resolver's order. With none it
-// returns a *DeniedError naming every address and the rule that
-// refused it; a failed lookup returns the resolver's *net.DNSError.
+// allowed resolves host (an IP address, in any spelling hostIP reads,
+// stands for itself) and returns the addresses the policy allows, in
+// the resolver's order. With none it returns a *DeniedError naming every
+// address and the rule that refused it; a failed lookup returns the
+// resolver's *net.DNSError.
 func (p *policy) allowed(ctx context.Context, host string) ([]netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		if why := p.refusal(a); why != "" {
-			return nil, p.deniedError(host + ": " + why)
+	if a, ok, err := p.literal(host); ok || err != nil {
+		if err != nil {
+			return nil, err
 		}
 		return []netip.Addr{a}, nil
 	}
@@ -78,6 +79,28 @@ func (p *policy) allowed(ctx context.Context, host string) ([]netip.Addr, error)
 		return nil, p.deniedError(host + " resolved to " + strings.Join(refused, "; "))
 	}
 	return ok, nil
+}
+
+// literal checks a host given as an IP address: ok reports that host is
+// one (in any spelling hostIP reads), err that the policy refuses it, or
+// that it is a numeric name that is no valid address.
+func (p *policy) literal(host string) (a netip.Addr, ok bool, err error) {
+	a, numeric := hostIP(host)
+	if numeric {
+		return a, true, p.deniedError(host + ": a numeric host name that is not a valid IP address")
+	}
+	if !a.IsValid() {
+		return a, false, nil
+	}
+	shown := host
+	if a.String() != host {
+		// A legacy spelling: say what it means.
+		shown = host + " (" + a.String() + ")"
+	}
+	if why := p.refusal(a); why != "" {
+		return a, true, p.deniedError(shown + ": " + why)
+	}
+	return a, true, nil
 }
 
 func (p *policy) deniedError(what string) *DeniedError {
@@ -152,10 +175,13 @@ func (p *policy) control(network, address string, _ syscall.RawConn) error {
 
 // dialProxy opens a CONNECT tunnel through the proxy to host:port. The
 // destination is resolved and checked here, and the tunnel opened to the
-// checked address, unless the proxy resolves names.
+// checked address, unless the proxy resolves names. Even then a host
+// that is an address in a legacy spelling (2130706434, 0x7f.1) is
+// checked here and sent as the address it means, since the proxy's
+// resolver would read it as one, unchecked.
 func (p *policy) dialProxy(ctx context.Context, host string, port uint16) (net.Conn, error) {
 	var targets []string
-	if _, err := netip.ParseAddr(host); err != nil && p.proxyResolves {
+	if p.proxyResolves && isName(host) {
 		targets = []string{net.JoinHostPort(host, strconv.Itoa(int(port)))}
 	} else {
 		addrs, err := p.allowed(ctx, host)
@@ -267,7 +293,7 @@ func (p *policy) checkRedirect(req *http.Request, via []*http.Request) error {
 		return p.deniedError("redirect from https to " + req.URL.Scheme + "://" + req.URL.Host + " refused")
 	}
 	host := req.URL.Hostname()
-	if _, err := netip.ParseAddr(host); err != nil && p.proxy != nil && p.proxyResolves {
+	if p.proxy != nil && p.proxyResolves && isName(host) {
 		return nil
 	}
 	_, err := p.allowed(req.Context(), host)

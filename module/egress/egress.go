@@ -88,7 +88,11 @@ type Policy struct {
 	// opened to the destination's host name and the policy cannot check
 	// the address the proxy connects to (the proxy's own rules must).
 	// Destinations given as IP addresses, the proxy's address and
-	// redirect targets given as addresses are still checked. Needs Proxy.
+	// redirect targets given as addresses are still checked, and so are
+	// legacy IPv4 spellings that resolvers read as addresses (2130706434,
+	// 127.2, 0x7f000002, 0177.0.0.2 all mean 127.0.0.2; the proxy is
+	// asked for the address they mean). A numeric-looking name that is
+	// no valid address (256.1.1.1, example.123) is refused. Needs Proxy.
 	ProxyResolves bool `json:"proxy_resolves,omitempty"`
 
 	// TLS sets the CAs trusted for destinations, a client certificate
