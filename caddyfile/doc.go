@@ -19,7 +19,9 @@
 //			bind   <ip...>
 //			allow  <cidr|ip...>
 //			deny   <cidr|ip...>
-//			proxy  <url>
+//			allow_only <cidr|ip|host|*.suffix...>
+//			proxy  <http://|https://[user:password@]host:port>
+//			proxy_ca <file...>
 //			proxy_resolves
 //			tls {
 //				ca          <file...>
@@ -105,8 +107,11 @@
 // routes that name none); a route names one with `egress <name>` or gives
 // its own with `egress { ... }` (an empty block means the built-in
 // defaults). bind takes at most one IPv4 and one IPv6 address; allow and
-// deny take CIDRs with their host bits zero, or single addresses; bind,
-// allow, deny and tls's ca may repeat and append. follow_redirects counts
+// deny take CIDRs with their host bits zero, or single addresses;
+// allow_only takes those and host names (partner.example) and wildcards
+// (*.partner.example, subdomains only), and permits nothing else; bind,
+// allow, deny, allow_only, proxy_ca and tls's ca may repeat and append.
+// proxy_ca (the CAs of an https:// proxy) needs an https:// proxy. follow_redirects counts
 // from 0 (off, the default) to 20. insecure_skip_verify is refused. A
 // policy a route names must be defined by the time the config loads (in
 // any webhooks block); a bind address must exist on the host then too.

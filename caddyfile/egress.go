@@ -15,7 +15,9 @@ import (
 //		bind   <ip...>
 //		allow  <cidr|ip...>
 //		deny   <cidr|ip...>
-//		proxy  <url>
+//		allow_only <cidr|ip|host|*.suffix...>
+//		proxy  <http://|https://[user:password@]host:port>
+//		proxy_ca <file...>
 //		proxy_resolves
 //		tls {
 //			ca          <file...>
@@ -153,6 +155,25 @@ func parseEgressOption(d *caddyfile.Dispenser, p *egress.Policy, redirectsSet *b
 		} else {
 			p.Deny = append(p.Deny, args...)
 		}
+
+	case "allow_only":
+		var args []string
+		if args, err = someArgs(d); err != nil {
+			return err
+		}
+		for _, a := range args {
+			if perr := egress.CheckAllowOnly(a); perr != nil {
+				return d.Err(perr.Error())
+			}
+		}
+		p.AllowOnly = append(p.AllowOnly, args...)
+
+	case "proxy_ca":
+		var files []string
+		if files, err = someArgs(d); err != nil {
+			return err
+		}
+		p.ProxyCA = append(p.ProxyCA, files...)
 
 	case "proxy":
 		if err = once(d, p.Proxy != ""); err != nil {

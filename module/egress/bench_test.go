@@ -31,7 +31,7 @@ func BenchmarkEgressCheck(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				_ = p.refusal(a)
+				_ = p.refusal(a, toDest)
 			}
 		})
 	}

@@ -81,22 +81,54 @@ var (
 	sixToFour   = netip.MustParsePrefix("2002::/16")
 )
 
+// reach is what a connection is for: allow_only applies to
+// destinations, not to the policy's own proxy.
+type reach uint8
+
+const (
+	// toDest is a destination: allow_only applies.
+	toDest reach = iota
+	// toListedName is a destination asked for by a host name allow_only
+	// lists: the name passed, the address must still pass the rest.
+	toListedName
+	// toProxy is the policy's proxy: deny, allow and the default rules
+	// apply, allow_only does not.
+	toProxy
+)
+
 // refusal says why the policy refuses to dial a, or returns "" when a
 // may be dialled. It looks through every spelling: IPv4-mapped IPv6 is
 // checked as IPv4, NAT64 and 6to4 addresses as the IPv4 address they
 // embed (and as themselves), and a zone is ignored (netip's Contains
 // never matches a zoned address, which would let fe80::1%eth0 through).
-// It does not allocate unless it refuses.
-func (p *policy) refusal(a netip.Addr) string {
+// The rules apply in this order: deny, allow_only (for destinations),
+// the default ranges (opened by allow and allow_only CIDRs), the bind
+// family. It does not allocate unless it refuses.
+func (p *policy) refusal(a netip.Addr, r reach) string {
 	a = a.WithZone("").Unmap()
 	if !a.IsValid() {
 		return "not an IP address"
+	}
+	v4, form, embeds := netip.Addr{}, "", false
+	if a.Is6() {
+		v4, form, embeds = embeddedIPv4(a)
+	}
+	if why := p.denyRefusal(a); why != "" {
+		return why
+	}
+	if embeds {
+		if why := p.denyRefusal(v4); why != "" {
+			return form + " form of " + v4.String() + ": " + why
+		}
+	}
+	if p.only != nil && r == toDest && !p.only.contains(a) {
+		return "not in allow_only"
 	}
 	if why := p.classRefusal(a); why != "" {
 		return why
 	}
 	if a.Is6() {
-		if v4, form, ok := embeddedIPv4(a); ok {
+		if embeds {
 			if why := p.classRefusal(v4); why != "" {
 				return form + " form of " + v4.String() + ": " + why
 			}
@@ -110,14 +142,19 @@ func (p *policy) refusal(a netip.Addr) string {
 	return ""
 }
 
-// classRefusal applies deny, the default classes and allow to one
-// unzoned, unmapped address.
-func (p *policy) classRefusal(a netip.Addr) string {
+// denyRefusal applies deny to one unzoned, unmapped address.
+func (p *policy) denyRefusal(a netip.Addr) string {
 	for _, d := range p.deny {
 		if d.Contains(a) {
 			return "in deny " + d.String()
 		}
 	}
+	return ""
+}
+
+// classRefusal applies the default classes, and the CIDRs that open
+// them, to one unzoned, unmapped address.
+func (p *policy) classRefusal(a netip.Addr) string {
 	table := deniedV4
 	if a.Is6() {
 		if nat64Prefix.Contains(a) {
@@ -129,16 +166,17 @@ func (p *policy) classRefusal(a netip.Addr) string {
 	}
 	for i := range table {
 		c := &table[i]
-		if c.prefix.Contains(a) && !p.allows(a, c) {
+		if c.prefix.Contains(a) && !p.opens(a, c) {
 			return c.name + " " + c.prefix.String() + ", not in allow"
 		}
 	}
 	return ""
 }
 
-// allows reports whether an allow entry opens address a of class c.
-func (p *policy) allows(a netip.Addr, c *addrClass) bool {
-	for _, pf := range p.allow {
+// opens reports whether an allow (or allow_only) CIDR opens address a
+// of class c.
+func (p *policy) opens(a netip.Addr, c *addrClass) bool {
+	for _, pf := range p.open {
 		if pf.Contains(a) && (!c.guarded || pf.Bits() >= c.prefix.Bits()) {
 			return true
 		}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -24,8 +25,14 @@ type policy struct {
 	// bind4 and bind6 are the source addresses; zero when unset.
 	bind4, bind6 netip.Addr
 	allow, deny  []netip.Prefix
-	// proxy is nil without a proxy.
+	// only is nil without allow_only.
+	only *allowOnly
+	// open is allow and the CIDRs of allow_only: what opens the
+	// default-denied ranges.
+	open []netip.Prefix
+	// proxy is nil without a proxy; proxyTLS is set for an https:// one.
 	proxy         *proxyURL
+	proxyTLS      *tls.Config
 	proxyResolves bool
 	userAgent     string
 	tls           *tls.Config
@@ -64,6 +71,11 @@ func compile(label string, cfg *Policy, userAgent string) (*policy, string, erro
 	}
 	p.allow, _ = parsePrefixes(cfg.Allow)
 	p.deny, _ = parsePrefixes(cfg.Deny)
+	p.only = compileAllowOnly(cfg.AllowOnly)
+	p.open = p.allow
+	if p.only != nil {
+		p.open = append(slices.Clip(p.allow), p.only.cidrs...)
+	}
 
 	if cfg.Proxy != "" {
 		raw := repl.ReplaceKnown(cfg.Proxy, "")
@@ -72,6 +84,28 @@ func compile(label string, cfg *Policy, userAgent string) (*policy, string, erro
 			return nil, "", errf("invalid proxy URL: %v", err)
 		}
 		p.proxyResolves = cfg.ProxyResolves
+		if p.proxy.tls {
+			p.proxyTLS = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: p.proxy.host}
+			if len(cfg.ProxyCA) > 0 {
+				keyed.ProxyCA = nil
+				pool := x509.NewCertPool()
+				for _, f := range cfg.ProxyCA {
+					f = repl.ReplaceKnown(f, "")
+					keyed.ProxyCA = append(keyed.ProxyCA, f)
+					pem, err := os.ReadFile(f)
+					if err != nil {
+						return nil, "", errf("proxy_ca: %v", err)
+					}
+					if !pool.AppendCertsFromPEM(pem) {
+						return nil, "", errf("proxy_ca %s: no PEM certificate found", f)
+					}
+					files = append(files, pem)
+				}
+				p.proxyTLS.RootCAs = pool
+			}
+		} else if len(cfg.ProxyCA) > 0 {
+			return nil, "", errf("proxy_ca needs an https:// proxy")
+		}
 	}
 
 	p.tls = &tls.Config{MinVersion: tls.VersionTLS12}

@@ -3,6 +3,7 @@ package egress
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -44,29 +45,33 @@ func (p *policy) dialContext(ctx context.Context, network, addr string) (net.Con
 	if p.proxy != nil {
 		return p.dialProxy(ctx, host, uint16(port))
 	}
-	return p.dialHost(ctx, host, uint16(port))
+	return p.dialHost(ctx, host, uint16(port), toDest)
 }
 
 // allowed resolves host (an IP address, in any spelling hostIP reads,
 // stands for itself) and returns the addresses the policy allows, in
-// the resolver's order. With none it returns a *DeniedError naming every
-// address and the rule that refused it; a failed lookup returns the
-// resolver's *net.DNSError.
-func (p *policy) allowed(ctx context.Context, host string) ([]netip.Addr, error) {
-	if a, ok, err := p.literal(host); ok || err != nil {
+// the resolver's order, and what they are reached for: a destination
+// whose name allow_only lists comes back as toListedName. With none it
+// returns a *DeniedError naming every address and the rule that refused
+// it; a failed lookup returns the resolver's *net.DNSError.
+func (p *policy) allowed(ctx context.Context, host string, r reach) ([]netip.Addr, reach, error) {
+	if a, ok, err := p.literal(host, r); ok || err != nil {
 		if err != nil {
-			return nil, err
+			return nil, r, err
 		}
-		return []netip.Addr{a}, nil
+		return []netip.Addr{a}, r, nil
+	}
+	if r == toDest && p.only != nil && p.only.lists(host) {
+		r = toListedName
 	}
 	addrs, err := p.lookup(ctx, host)
 	if err != nil {
-		return nil, err
+		return nil, r, err
 	}
 	ok := addrs[:0:0]
 	var refused []string
 	for _, a := range addrs {
-		if why := p.refusal(a); why != "" {
+		if why := p.refusal(a, r); why != "" {
 			refused = append(refused, a.String()+": "+why)
 			continue
 		}
@@ -74,17 +79,18 @@ func (p *policy) allowed(ctx context.Context, host string) ([]netip.Addr, error)
 	}
 	if len(ok) == 0 {
 		if len(refused) == 0 {
-			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+			return nil, r, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 		}
-		return nil, p.deniedError(host + " resolved to " + strings.Join(refused, "; "))
+		return nil, r, p.deniedError(host + " resolved to " + strings.Join(refused, "; "))
 	}
-	return ok, nil
+	return ok, r, nil
 }
 
 // literal checks a host given as an IP address: ok reports that host is
 // one (in any spelling hostIP reads), err that the policy refuses it, or
-// that it is a numeric name that is no valid address.
-func (p *policy) literal(host string) (a netip.Addr, ok bool, err error) {
+// that it is a numeric name that is no valid address. An address never
+// matches a host entry of allow_only.
+func (p *policy) literal(host string, r reach) (a netip.Addr, ok bool, err error) {
 	a, numeric := hostIP(host)
 	if numeric {
 		return a, true, p.deniedError(host + ": a numeric host name that is not a valid IP address")
@@ -97,7 +103,7 @@ func (p *policy) literal(host string) (a netip.Addr, ok bool, err error) {
 		// A legacy spelling: say what it means.
 		shown = host + " (" + a.String() + ")"
 	}
-	if why := p.refusal(a); why != "" {
+	if why := p.refusal(a, r); why != "" {
 		return a, true, p.deniedError(shown + ": " + why)
 	}
 	return a, true, nil
@@ -108,14 +114,14 @@ func (p *policy) deniedError(what string) *DeniedError {
 }
 
 // dialHost connects to the first allowed address of host that answers.
-func (p *policy) dialHost(ctx context.Context, host string, port uint16) (net.Conn, error) {
-	addrs, err := p.allowed(ctx, host)
+func (p *policy) dialHost(ctx context.Context, host string, port uint16, r reach) (net.Conn, error) {
+	addrs, r, err := p.allowed(ctx, host, r)
 	if err != nil {
 		return nil, err
 	}
 	var first error
 	for i, a := range addrs {
-		c, err := p.dialAddr(ctx, netip.AddrPortFrom(a.Unmap(), port), len(addrs)-i)
+		c, err := p.dialAddr(ctx, netip.AddrPortFrom(a.Unmap(), port), len(addrs)-i, r)
 		if err == nil {
 			return c, nil
 		}
@@ -133,11 +139,11 @@ func (p *policy) dialHost(ctx context.Context, host string, port uint16) (net.Co
 // address. left is how many addresses remain to try (this one included):
 // as Go's own dialer does, each gets a share of the time left, so one
 // black-holed address does not use up the whole attempt.
-func (p *policy) dialAddr(ctx context.Context, ap netip.AddrPort, left int) (net.Conn, error) {
+func (p *policy) dialAddr(ctx context.Context, ap netip.AddrPort, left int, r reach) (net.Conn, error) {
 	d := net.Dialer{
 		Timeout:   dialTimeout,
 		KeepAlive: tcpKeepAlive,
-		Control:   p.control,
+		Control:   p.control(r),
 	}
 	src := p.bind6
 	if ap.Addr().Is4() {
@@ -160,17 +166,20 @@ func (p *policy) dialAddr(ctx context.Context, ap netip.AddrPort, left int) (net
 	return d.DialContext(ctx, "tcp", ap.String())
 }
 
-// control runs on every socket just before connect, with the address
-// about to be dialled: the last check, whatever path led here.
-func (p *policy) control(network, address string, _ syscall.RawConn) error {
-	ap, err := netip.ParseAddrPort(address)
-	if err != nil {
-		return p.deniedError(address + ": not an IP address")
+// control returns the hook that runs on every socket just before
+// connect, with the address about to be dialled: the last check,
+// whatever path led here.
+func (p *policy) control(r reach) func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return p.deniedError(address + ": not an IP address")
+		}
+		if why := p.refusal(ap.Addr(), r); why != "" {
+			return p.deniedError(ap.Addr().String() + ": " + why)
+		}
+		return nil
 	}
-	if why := p.refusal(ap.Addr()); why != "" {
-		return p.deniedError(ap.Addr().String() + ": " + why)
-	}
-	return nil
 }
 
 // dialProxy opens a CONNECT tunnel through the proxy to host:port. The
@@ -178,13 +187,17 @@ func (p *policy) control(network, address string, _ syscall.RawConn) error {
 // checked address, unless the proxy resolves names. Even then a host
 // that is an address in a legacy spelling (2130706434, 0x7f.1) is
 // checked here and sent as the address it means, since the proxy's
-// resolver would read it as one, unchecked.
+// resolver would read it as one, unchecked; and allow_only's host
+// entries are checked against the name sent.
 func (p *policy) dialProxy(ctx context.Context, host string, port uint16) (net.Conn, error) {
 	var targets []string
 	if p.proxyResolves && isName(host) {
+		if p.only != nil && !p.only.lists(host) {
+			return nil, p.deniedError(host + ": not in allow_only (the proxy resolves names, so only host entries can match)")
+		}
 		targets = []string{net.JoinHostPort(host, strconv.Itoa(int(port)))}
 	} else {
-		addrs, err := p.allowed(ctx, host)
+		addrs, _, err := p.allowed(ctx, host, toDest)
 		if err != nil {
 			return nil, err
 		}
@@ -209,14 +222,16 @@ func (p *policy) dialProxy(ctx context.Context, host string, port uint16) (net.C
 	return nil, first
 }
 
-// tunnel dials the proxy and asks it to CONNECT to target.
+// tunnel dials the proxy (over TLS for an https:// proxy) and asks it to
+// CONNECT to target.
 func (p *policy) tunnel(ctx context.Context, target string) (net.Conn, error) {
-	conn, err := p.dialHost(ctx, p.proxy.host, p.proxy.port)
+	raw, err := p.dialHost(ctx, p.proxy.host, p.proxy.port, toProxy)
 	if err != nil {
 		return nil, fmt.Errorf("proxy %s: %w", p.proxy.shown, err)
 	}
-	// Cut the handshake short when the attempt ends.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	// Cut the handshakes short when the attempt ends.
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	conn := raw
 	fail := func(err error) (net.Conn, error) {
 		stop()
 		conn.Close()
@@ -224,6 +239,13 @@ func (p *policy) tunnel(ctx context.Context, target string) (net.Conn, error) {
 			return nil, fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxy.shown, target, ctx.Err())
 		}
 		return nil, err
+	}
+	if p.proxyTLS != nil {
+		tc := tls.Client(raw, p.proxyTLS)
+		conn = tc
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fail(fmt.Errorf("proxy %s: TLS handshake: %w", p.proxy.shown, err))
+		}
 	}
 	hdr := make(http.Header)
 	if p.proxy.auth != "" {
@@ -294,8 +316,11 @@ func (p *policy) checkRedirect(req *http.Request, via []*http.Request) error {
 	}
 	host := req.URL.Hostname()
 	if p.proxy != nil && p.proxyResolves && isName(host) {
+		if p.only != nil && !p.only.lists(host) {
+			return p.deniedError(host + ": not in allow_only (the proxy resolves names, so only host entries can match)")
+		}
 		return nil
 	}
-	_, err := p.allowed(req.Context(), host)
+	_, _, err := p.allowed(req.Context(), host, toDest)
 	return err
 }

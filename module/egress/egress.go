@@ -11,8 +11,8 @@
 // The package is a leaf: it knows nothing of the webhooks app. The app
 // calls Provision when its config loads and Release when it is cleaned
 // up; the Caddyfile parser calls the validators (CheckName, ParseCIDR,
-// CheckBind, CheckProxyURL, CheckFollowRedirects, CheckMinVersion,
-// (*Policy).Validate) so that a bad line fails with its file and line and
+// CheckAllowOnly, CheckBind, CheckProxyURL, CheckFollowRedirects,
+// CheckMinVersion, (*Policy).Validate) so that a bad line fails with its file and line and
 // the same words as a bad JSON config.
 package egress
 
@@ -69,20 +69,52 @@ type Policy struct {
 	Allow []string `json:"allow,omitempty"`
 
 	// Deny lists CIDRs (or single addresses) that are never dialled,
-	// public or not. Deny wins over Allow, so a subnet can be carved out
-	// of an allowed range.
+	// public or not. Deny wins over Allow and AllowOnly, so a subnet can
+	// be carved out of an allowed range.
 	Deny []string `json:"deny,omitempty"`
 
-	// Proxy is an HTTP proxy URL (http://[user:password@]host:port). Every
-	// delivery, http:// and https:// alike, goes through an HTTP CONNECT
+	// AllowOnly, when set, turns the policy into an allow list: only the
+	// destinations it lists may be dialled, and everything else is
+	// refused (egress_denied, "not in allow_only"), public addresses
+	// included. An entry is a CIDR or single address (matched against
+	// the address dialled, after resolution, on every connection), a host
+	// name such as partner.example (matched against the host name the
+	// delivery asks for, case-insensitively), or *.partner.example (any
+	// subdomain of partner.example, at any depth, but not
+	// partner.example itself).
+	//
+	// It narrows, never widens: Deny still wins, and an address reached
+	// through a listed host name must still pass the default rules, so a
+	// listed name that resolves to a private, loopback, link-local or
+	// metadata address is refused unless a CIDR in Allow or AllowOnly
+	// covers that address. A CIDR in AllowOnly opens the default-denied
+	// ranges it covers, as one in Allow does (link-local and metadata
+	// only by a CIDR inside them). Allow does not add destinations to the
+	// list. Through a proxy, host entries are matched against the CONNECT
+	// target; with ProxyResolves the address is not known here, so only
+	// host entries (and IP-literal destinations in a CIDR entry) can
+	// match. The proxy's own address is not a destination: AllowOnly does
+	// not apply to it (Allow and Deny do).
+	AllowOnly []string `json:"allow_only,omitempty"`
+
+	// Proxy is the URL of an HTTP CONNECT proxy,
+	// http://[user:password@]host:port or https://[user:password@]host:port
+	// (TLS to the proxy itself, verified against ProxyCA). Every
+	// delivery, http:// and https:// alike, goes through a CONNECT
 	// tunnel, so the proxy must allow CONNECT to the destination ports.
-	// The policy applies to the proxy's own address too (a proxy on a
-	// private address needs an Allow for it). Destination names are
-	// resolved and checked here, and the tunnel is opened to the checked
-	// IP address, unless ProxyResolves is set. Placeholders such as
-	// {env.PROXY_PASSWORD} are expanded at load; credentials never appear
-	// in logs or errors.
+	// Credentials are sent as Proxy-Authorization: Basic on every
+	// CONNECT (in the clear with an http:// proxy). The policy applies to
+	// the proxy's own address too (a proxy on a private address needs an
+	// Allow for it). Destination names are resolved and checked here, and
+	// the tunnel is opened to the checked IP address, unless
+	// ProxyResolves is set. Placeholders such as {env.PROXY_PASSWORD} are
+	// expanded at load; credentials never appear in logs or errors.
 	Proxy string `json:"proxy,omitempty"`
+
+	// ProxyCA lists PEM files of the CAs trusted for an https:// proxy's
+	// certificate. Default: the system's CAs. It does not affect the
+	// destinations (TLS.CA does). Needs an https:// Proxy.
+	ProxyCA []string `json:"proxy_ca,omitempty"`
 
 	// ProxyResolves leaves name resolution to the proxy: the tunnel is
 	// opened to the destination's host name and the policy cannot check
@@ -246,6 +278,8 @@ type proxyURL struct {
 	shown string
 	// auth is the Proxy-Authorization value, or empty.
 	auth string
+	// tls: an https:// proxy, spoken to over TLS.
+	tls bool
 }
 
 // CheckProxyURL checks a proxy URL. A URL holding a placeholder ({env.…})
@@ -260,18 +294,21 @@ func CheckProxyURL(raw string) error {
 }
 
 func parseProxyURL(raw string) (*proxyURL, error) {
-	const want = "expected http://[user:password@]host:port (an HTTP CONNECT proxy)"
+	const want = "expected http://[user:password@]host:port or https://[user:password@]host:port (an HTTP CONNECT proxy)"
 	if raw == "" {
 		return nil, fmt.Errorf("empty after expanding placeholders; %s", want)
 	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || u.Hostname() == "" ||
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		// url.Error quotes the URL, credentials and all.
 		return nil, fmt.Errorf("%s", want)
 	}
 	shown := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
 	port := uint64(80)
+	if u.Scheme == "https" {
+		port = 443
+	}
 	if ps := u.Port(); ps != "" {
 		if port, err = strconv.ParseUint(ps, 10, 16); err != nil || port == 0 {
 			return nil, fmt.Errorf("%s: bad port", shown)
@@ -280,7 +317,7 @@ func parseProxyURL(raw string) (*proxyURL, error) {
 	if a, err := netip.ParseAddr(u.Hostname()); err == nil && a.Zone() != "" {
 		return nil, fmt.Errorf("%s: zoned addresses are not supported", shown)
 	}
-	p := &proxyURL{host: u.Hostname(), port: uint16(port), shown: shown}
+	p := &proxyURL{host: u.Hostname(), port: uint16(port), shown: shown, tls: u.Scheme == "https"}
 	if u.User != nil {
 		pass, _ := u.User.Password()
 		p.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pass))
@@ -328,8 +365,16 @@ func (p *Policy) Validate() error {
 			return fmt.Errorf("invalid proxy URL: %v", err)
 		}
 	}
+	for _, s := range p.AllowOnly {
+		if err := CheckAllowOnly(s); err != nil {
+			return err
+		}
+	}
 	if p.ProxyResolves && p.Proxy == "" {
 		return fmt.Errorf("proxy_resolves needs a proxy")
+	}
+	if len(p.ProxyCA) > 0 && !strings.HasPrefix(p.Proxy, "https://") && !strings.Contains(p.Proxy, "{") {
+		return fmt.Errorf("proxy_ca needs an https:// proxy")
 	}
 	if t := p.TLS; t != nil {
 		if (t.ClientCert == "") != (t.ClientKey == "") {

@@ -176,7 +176,7 @@ func TestEgressAddressClasses(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.addr, err)
 		}
-		got := p.refusal(a)
+		got := p.refusal(a, toDest)
 		switch {
 		case tc.rule == "" && got != "":
 			t.Errorf("%s: %s refused (%s), want allowed", tc.p.name, tc.addr, got)
@@ -186,7 +186,7 @@ func TestEgressAddressClasses(t *testing.T) {
 			t.Errorf("%s: %s refused as %q, want it to say %q", tc.p.name, tc.addr, got, tc.rule)
 		}
 		// The dialler's last check, in the socket's Control hook, agrees.
-		ctlErr := p.control("tcp", netip.AddrPortFrom(a, 443).String(), nil)
+		ctlErr := p.control(toDest)("tcp", netip.AddrPortFrom(a, 443).String(), nil)
 		var eg *DeniedError
 		if (ctlErr == nil) != (tc.rule == "") || ctlErr != nil && !errors.As(ctlErr, &eg) {
 			t.Errorf("%s: control(%s) = %v", tc.p.name, tc.addr, ctlErr)
@@ -196,15 +196,15 @@ func TestEgressAddressClasses(t *testing.T) {
 
 func TestEgressBindFamily(t *testing.T) {
 	p := testPolicy(t, Policy{Bind: []string{"127.0.0.2"}, Allow: []string{"127.0.0.0/8", "::1/128"}})
-	if why := p.refusal(netip.MustParseAddr("127.0.0.1")); why != "" {
+	if why := p.refusal(netip.MustParseAddr("127.0.0.1"), toDest); why != "" {
 		t.Errorf("127.0.0.1 refused: %s", why)
 	}
-	if why := p.refusal(netip.MustParseAddr("::1")); !strings.Contains(why, "no IPv6 bind address") {
+	if why := p.refusal(netip.MustParseAddr("::1"), toDest); !strings.Contains(why, "no IPv6 bind address") {
 		t.Errorf("::1 with an IPv4 bind address only: %q, want a refusal", why)
 	}
 	if hasIPv6Loopback() {
 		p = testPolicy(t, Policy{Bind: []string{"::1"}, Allow: []string{"127.0.0.0/8", "::1/128"}})
-		if why := p.refusal(netip.MustParseAddr("127.0.0.1")); !strings.Contains(why, "no IPv4 bind address") {
+		if why := p.refusal(netip.MustParseAddr("127.0.0.1"), toDest); !strings.Contains(why, "no IPv4 bind address") {
 			t.Errorf("127.0.0.1 with an IPv6 bind address only: %q, want a refusal", why)
 		}
 	}
@@ -224,6 +224,7 @@ func TestEgressCompileErrors(t *testing.T) {
 	notPEM := filepath.Join(dir, "not.pem")
 	os.WriteFile(notPEM, []byte("hello"), 0o600)
 	t.Setenv("HOOKGATE_TEST_PROXY_PASS", "pr0xy-s3cret")
+	t.Setenv("HOOKGATE_TEST_HTTP_PROXY", "http://proxy.internal:3128")
 	tests := []struct {
 		name string
 		cfg  Policy
@@ -251,6 +252,13 @@ func TestEgressCompileErrors(t *testing.T) {
 		{"cert without key", Policy{TLS: &TLS{ClientCert: notPEM}}, "client_cert and client_key go together", ""},
 		{"cert not PEM", Policy{TLS: &TLS{ClientCert: notPEM, ClientKey: notPEM}}, "tls client_cert " + notPEM, ""},
 		{"min version", Policy{TLS: &TLS{MinVersion: "1.1"}}, `tls: invalid min_version "1.1": expected 1.2 or 1.3`, ""},
+		{"allow_only wildcard", Policy{AllowOnly: []string{"a.*.example"}}, `invalid allow_only entry "a.*.example": a wildcard only`, ""},
+		{"allow_only host bits", Policy{AllowOnly: []string{"10.0.0.1/8"}}, `invalid allow_only entry "10.0.0.1/8": host bits are set`, ""},
+		{"proxy_ca http proxy", Policy{Proxy: "http://proxy.internal:3128", ProxyCA: []string{notPEM}}, "proxy_ca needs an https:// proxy", ""},
+		{"proxy_ca expanded http proxy", Policy{Proxy: "{env.HOOKGATE_TEST_HTTP_PROXY}", ProxyCA: []string{notPEM}}, "proxy_ca needs an https:// proxy", ""},
+		{"proxy_ca not PEM", Policy{Proxy: "https://u:{env.HOOKGATE_TEST_PROXY_PASS}@proxy.internal:3129", ProxyCA: []string{notPEM}},
+			"proxy_ca " + notPEM + ": no PEM certificate found", "pr0xy-s3cret"},
+		{"proxy_ca missing", Policy{Proxy: "https://proxy.internal", ProxyCA: []string{filepath.Join(dir, "nope.pem")}}, "proxy_ca: open", ""},
 		{"redirects", Policy{FollowRedirects: 21}, "invalid follow_redirects 21: expected a number of redirects from 0 (off) to 20", ""},
 	}
 	for _, tc := range tests {
@@ -335,7 +343,7 @@ func TestEgressDNSRebinding(t *testing.T) {
 func TestEgressControlRefusesBeforeConnect(t *testing.T) {
 	srv := newCountingServer(t, "127.0.0.1:0", false)
 	p := testPolicy(t, Policy{})
-	_, err := p.dialAddr(context.Background(), netip.MustParseAddrPort(srv.addr), 1)
+	_, err := p.dialAddr(context.Background(), netip.MustParseAddrPort(srv.addr), 1, toDest)
 	var eg *DeniedError
 	if !errors.As(err, &eg) || !strings.Contains(err.Error(), "127.0.0.1: loopback") {
 		t.Fatalf("dial error %v, want an egress refusal", err)

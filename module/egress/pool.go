@@ -217,7 +217,7 @@ var _ caddy.Destructor = (*Client)(nil)
 // named by its address (not through a host name): nil, or the
 // *DeniedError a dial would fail with.
 func (c *Client) Check(a netip.Addr) error {
-	if why := c.policy.refusal(a); why != "" {
+	if why := c.policy.refusal(a, toDest); why != "" {
 		return c.policy.deniedError(a.String() + ": " + why)
 	}
 	return nil
