@@ -298,7 +298,11 @@ func classifyError(err error, connAttempted bool) (class string, retry bool) {
 		return classTimeout, true
 	case errors.As(err, &certErr), errors.As(err, &uaErr), errors.As(err, &hostErr),
 		errors.Is(err, http.ErrSchemeMismatch),
-		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alert):
+		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alert),
+		// crypto/tls reports an alert from the peer (a server that wants a
+		// client certificate, a handshake failure) as an OpError "remote
+		// error" around an unexported type: it must not fall to connect.
+		errors.As(err, &opErr) && opErr.Op == "remote error":
 		return classTLS, true
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),

@@ -123,6 +123,7 @@ func TestClassifyErrorConstructed(t *testing.T) {
 		{"expired", x509.CertificateInvalidError{Cert: &x509.Certificate{}, Reason: x509.Expired}, classTLS, true},
 		{"record header", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, classTLS, true},
 		{"alert", &url.Error{Op: "Post", URL: "https://x/", Err: &net.OpError{Op: "remote error", Err: tls.AlertError(40)}}, classTLS, true},
+		{"alert from crypto/tls", opErr("remote error", errors.New("tls: certificate required")), classTLS, true},
 		{"egress", &url.Error{Op: "Post", URL: "http://x/", Err: &net.OpError{Op: "dial", Err: &egress.DeniedError{Reason: "10.0.0.1 is private"}}}, classEgressDenied, false},
 		{"egress beats timeout", fmt.Errorf("%w: %w", &egress.DeniedError{Reason: "x"}, context.DeadlineExceeded), classEgressDenied, false},
 		{"scheme", &url.Error{Op: "Post", URL: "ftp://x/", Err: errors.New(`unsupported protocol scheme "ftp"`)}, classBadURL, false},
