@@ -33,7 +33,15 @@ type Options struct {
 	GCInterval time.Duration
 	// Logger receives Badger's own log lines; nil discards them.
 	Logger Logger
-	// Now is the clock; nil means time.Now.
+	// Now is the clock the store reads whenever it needs the time: the
+	// end of a dedupe window, an event's KeepUntil, the due time of an
+	// ordered delivery promoted when its predecessor is final. The engine
+	// passes its own, so one clock rules both; nil means time.Now.
+	//
+	// Badger's own expiry of records (retention, and collecting old
+	// idempotency keys) runs on the wall clock, with one-second
+	// granularity: a record is written with a TTL computed from this
+	// clock, and disappears when that much wall time has passed.
 	Now func() time.Time
 }
 
@@ -483,25 +491,40 @@ func (s *Badger) commitExactly(units []unit) int {
 	return len(units)
 }
 
+// applyIngest writes a batch of ingests. An ingest is a duplicate, and
+// writes nothing, when its Dedupe key is live (remembered less than the
+// dedupe window ago, by s.now) or when an event with its id is still
+// stored: an event record is never overwritten, so the deliveries made
+// for it always send its own payload. An id whose event is gone (every
+// delivery final and retention over) and whose key is past the window
+// may be used again and gets a fresh record.
 func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, error) {
 	res := make([]IngestResult, len(batch))
 	now := s.now()
 	for i, in := range batch {
 		ev := in.Event
 		if in.Dedupe != "" {
-			item, err := txn.Get(dedupeKey(in.Dedupe))
-			switch {
-			case err == nil:
-				id, verr := item.ValueCopy(nil)
-				if verr != nil {
-					return nil, verr
-				}
-				res[i] = IngestResult{Duplicate: true, ID: string(id)}
-				continue
-			case !errors.Is(err, badger.ErrKeyNotFound):
+			id, live, err := s.dedupeLookup(txn, in.Dedupe, now)
+			if err != nil {
 				return nil, err
 			}
-			e := badger.NewEntry(dedupeKey(in.Dedupe), []byte(ev.ID)).WithTTL(s.retention.Load().dedupe)
+			if live {
+				res[i] = IngestResult{Duplicate: true, ID: id}
+				continue
+			}
+		}
+		switch _, err := txn.Get(eventKey(ev.ID)); {
+		case err == nil:
+			// Still held (its deliveries unfinished, or retained):
+			// a duplicate whatever the dedupe window says.
+			res[i] = IngestResult{Duplicate: true, ID: ev.ID}
+			continue
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return nil, err
+		}
+		if in.Dedupe != "" {
+			window := s.retention.Load().dedupe
+			e := badger.NewEntry(dedupeKey(in.Dedupe), encodeDedupe(ev.ID, now.Add(window))).WithTTL(window)
 			if err := txn.SetEntry(e); err != nil {
 				return nil, err
 			}
@@ -548,6 +571,29 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 		}
 	}
 	return res, nil
+}
+
+// dedupeLookup returns the event id stored under an idempotency key and
+// whether the key is still live at now. The window is judged by the
+// store's clock, from the expiry kept in the value; Badger's TTL on the
+// key (wall clock, one-second granularity) only collects it afterwards.
+func (s *Badger) dedupeLookup(txn *badger.Txn, key string, now time.Time) (string, bool, error) {
+	item, err := txn.Get(dedupeKey(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return "", false, err
+	}
+	id, until, ok := decodeDedupe(v)
+	if ok && !now.Before(until) {
+		return id, false, nil
+	}
+	return id, true, nil
 }
 
 func (s *Badger) putDelivery(txn *badger.Txn, d *Delivery, ttl time.Duration) error {

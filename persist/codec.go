@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Every record starts with a format version byte, so a later release can
@@ -55,4 +56,26 @@ func decodeJSON(b []byte, v any) error {
 		return fmt.Errorf("record: unknown format version")
 	}
 	return json.Unmarshal(b[1:], v)
+}
+
+// Idempotency keys map to dedupeV1, the key's expiry (unix ns, big
+// endian) and the event id. Records written before the expiry was kept
+// hold the bare event id (ids never start with a control byte); their
+// window ends with their TTL.
+const dedupeV1 = 1
+
+func encodeDedupe(eventID string, until time.Time) []byte {
+	b := make([]byte, 0, 9+len(eventID))
+	b = append(b, dedupeV1)
+	b = binary.BigEndian.AppendUint64(b, uint64(until.UnixNano()))
+	return append(b, eventID...)
+}
+
+// decodeDedupe returns the event id of an idempotency record and, when
+// it says, the end of its window; ok is false for a bare id.
+func decodeDedupe(v []byte) (eventID string, until time.Time, ok bool) {
+	if len(v) >= 9 && v[0] == dedupeV1 {
+		return string(v[9:]), time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))), true
+	}
+	return string(v), time.Time{}, false
 }

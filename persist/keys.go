@@ -16,7 +16,7 @@ const (
 	pAttempt  = 'a' // a|deliveryID 0 n               -> attempt record
 	pDead     = 'x' // x|len route time_ns deliveryID -> empty
 	pDone     = 'v' // v|len route time_ns deliveryID -> empty (delivered)
-	pDedupe   = 'i' // i|key                          -> event id (TTL)
+	pDedupe   = 'i' // i|key                          -> 1 expiry_ns eventID (TTL)
 	pOrder    = 'o' // o|len route len16 key deliveryID -> 'a' (in the ready index) or 'w' (waiting)
 	pRouteSt  = 'r' // r|route                        -> route state record
 )

@@ -169,20 +169,83 @@ type Ref struct {
 	Due time.Time
 }
 
-// Store is the outbox as the engine sees it.
+// Store is the outbox as the engine sees it: the storage contract every
+// backend implements. The conformance suite in persist/persisttest checks
+// it; a backend runs persisttest.RunConformance unchanged.
+//
+// Claims. The Store keeps no leases. The engine claims a delivery in its
+// own memory: a dispatcher takes Refs from Due or DueFrom, passing a skip
+// function that hides the ids it already holds, and later reports the
+// attempt with Record, naming the Due it claimed (Outcome.ClaimedDue).
+// Until then the delivery stays in the ready index, so after a crash it
+// is simply due again: an attempt whose outcome was never recorded is
+// made again (at-least-once). A backend shared by several processes must
+// hand each ready delivery to one of them at a time by its own means (a
+// consumer's ack wait) and still honour Record and ClaimedDue.
+//
+// Clock. Every time the store reads for itself comes from Options.Now
+// (the engine's clock); times the engine decides (Due, Done, the now of
+// Due and Requeue) are passed in. Expiry by retention may run on the
+// backend's wall clock; the results of a look-up then lag or lead the
+// injected clock by that difference.
+//
+// Ids. Event ids and delivery ids are chosen by the caller and unique
+// for as long as their records are stored. An event record is never
+// overwritten (see Ingest).
 type Store interface {
-	// Ingest durably stores the events and their deliveries and returns
-	// only once they are on disk (fsync'd). Concurrent calls share syncs.
+	// Ingest stores each element of batch atomically (its event and all
+	// its deliveries, or nothing) and returns one result per element, in
+	// order, only once they are durable: on Badger synced to disk, so
+	// they survive a crash of the process and of the machine. Concurrent
+	// calls may share one sync. An error means no element of the call
+	// may be assumed stored; the caller retries or reports failure.
+	//
+	// An element is a duplicate, stores nothing and reports the id of the
+	// event it duplicates, when its Dedupe key was stored by an ingest
+	// less than the dedupe window ago (by Options.Now), or when an event
+	// with its Event.ID is still stored (any delivery not final, or
+	// retained after all became final), whatever the window says. So a
+	// stored event is never overwritten and its deliveries always send
+	// its own payload; once the event is gone and the window has passed,
+	// the id may be used again and gets a fresh record. Within one batch
+	// a later element with the key of an earlier one is its duplicate.
+	//
+	// Deliveries are stored pending and due at their Due: in the ready
+	// index, unless one with the same Route and OrderKey is unfinished,
+	// in which case they wait (Delivery.Waiting) until every earlier one
+	// of that key is final. An element without deliveries is stored only
+	// with Keep, and then expires after the delivered retention. Ingest
+	// sets Event.Remaining and Event.Deliveries.
 	Ingest(ctx context.Context, batch []Ingest) ([]IngestResult, error)
 
-	// Record writes an outcome; done is called once it is committed. It
-	// does not wait for its own fsync: a lost outcome means a resend,
-	// which at-least-once allows.
+	// Record writes the outcome of one claimed attempt and calls done
+	// exactly once, with nil once the write is committed (visible to
+	// every later read) or with the error that kept it from being
+	// written. It does not wait for the write to be durable: an outcome
+	// lost in a crash means the attempt is made again, which
+	// at-least-once allows. Records are applied in the order they are
+	// made.
+	//
+	// The ready-index entry at (Route, ClaimedDue) goes, whatever Status
+	// says. Pending: the delivery is due again at Delivery.Due. Delivered
+	// or dead: the delivery is final; its event counts one delivery less
+	// in Remaining, and once none is left the event expires after the
+	// longest retention among its deliveries; the delivery and its
+	// attempts expire after the retention of its status (delivered or
+	// dead); the next waiting delivery of its order key becomes due at
+	// once (at the store's now, or its own Due if later). Attempt, when
+	// not nil, is appended to the history, of which the newest
+	// Options.AttemptLog are kept. Recording for an event that is gone
+	// is not an error.
 	Record(o Outcome, done func(error))
 
-	// Due lists up to limit pending deliveries of route in due order,
-	// skipping those for which skip returns true. It returns the due
-	// time of the first entry after now, or the zero time if none.
+	// Due lists up to limit pending deliveries of route with Due at or
+	// before now, in due order (ties by delivery id), skipping those for
+	// which skip returns true (skip may be nil). It also returns the due
+	// time of the first entry it did not take that skip does not hide
+	// (one due after now, or beyond limit), or the zero time if there is
+	// none. Deliveries waiting behind their order key are not listed.
+	// Due writes nothing; a listed delivery is not claimed by it.
 	Due(route string, now time.Time, limit int, skip func(id string) bool) ([]Ref, time.Time, error)
 
 	// DueFrom is Due starting at the due time from instead of the
@@ -192,45 +255,63 @@ type Store interface {
 	// skipped), a safe from for the next call.
 	DueFrom(route string, from, now time.Time, limit int, skip func(id string) bool) (refs []Ref, next, last time.Time, err error)
 
-	// Delivery, Event and Attempts look records up by id.
+	// Delivery, Event and Attempts look records up by id, as committed.
+	// Delivery and Event return ErrNotFound for an id never stored or
+	// expired by retention; Attempts returns the kept attempts of a
+	// delivery in order (none for an unknown id), and Event returns the
+	// payload byte for byte as ingested.
 	Delivery(id string) (*Delivery, error)
 	Event(id string) (*Event, error)
 	Attempts(deliveryID string) ([]Attempt, error)
 
 	// SetRetention changes the dedupe window and the retention of
 	// delivered and dead deliveries for what is written from now on (a
-	// config reload); zero keeps a value.
+	// config reload); zero keeps a value. What is stored keeps the
+	// expiry it was written with.
 	SetRetention(dedupe, delivered, dead time.Duration)
 
-	// Pending counts pending deliveries per route.
+	// Pending counts pending deliveries per route, waiting ones included;
+	// routes with none are absent.
 	Pending() (map[string]int, error)
 
-	// DeadCounts counts dead deliveries per route (those not yet expired).
+	// DeadCounts counts dead deliveries per route (those not yet
+	// expired); routes with none are absent.
 	DeadCounts() (map[string]int, error)
 
 	// SetRouteState stores a route's operational state (paused, verified
 	// endpoint); the zero state deletes the record. It returns once the
-	// write is on disk.
+	// write is durable: a pause must hold after a crash.
 	SetRouteState(route string, st RouteState) error
 
 	// RouteStates returns every stored route state by route name.
 	RouteStates() (map[string]RouteState, error)
 
 	// ListDeliveries returns a page of deliveries and the cursor of the
-	// next page ("" after the last); see ListFilter.
+	// next page ("" after the last); see ListFilter. Bad filters and
+	// cursors return errors wrapping ErrBadFilter and ErrBadCursor.
 	ListDeliveries(f ListFilter) ([]*Delivery, string, error)
 
 	// ReplayIDs selects, from the index alone, the ids of a route's dead
-	// or delivered deliveries that became final in [since, until), in
-	// that order, up to limit after cursor; next continues it.
+	// or delivered deliveries that became final (Delivery.Done) in
+	// [since, until), in that order, up to limit after cursor; next
+	// continues it ("" when there is no more), and requeueing the ids
+	// first does not disturb it.
 	ReplayIDs(route string, status Status, since, until time.Time, cursor string, limit int) (ids []string, next string, err error)
 
 	// Requeue makes deliveries pending and due at now, ordered with
-	// outcomes; final ones keep their attempt history. It returns those
-	// it requeued (unknown ids are skipped).
+	// outcomes, durable like a Record. A final one becomes pending again
+	// with its attempt count and history (the next attempt is numbered
+	// after the last), its event counts it as unfinished again and stops
+	// expiring, and one with an OrderKey rejoins its key's sequence; a
+	// pending one due later moves to now; one already due or waiting is
+	// left alone. It returns those it requeued: unknown ids, and final
+	// deliveries whose event has expired, are skipped.
 	Requeue(ids []string, now time.Time) ([]Requeued, error)
 
-	// Close stops the writer after it drained what was submitted, then
-	// closes the database.
+	// Close stops accepting calls (they return ErrClosed, Record calls
+	// done with it), waits for what was submitted to be committed and
+	// for look-ups in progress, then releases the storage. It is safe to
+	// call more than once. After Close the same location may be opened
+	// again and holds everything committed.
 	Close() error
 }
