@@ -2,6 +2,7 @@ package module
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,6 +264,10 @@ func (d *dispatcher) fill() {
 	jobs := make([]*job, 0, len(refs))
 	for _, ref := range refs {
 		j, err := d.e.load(ref.ID)
+		if errors.Is(err, errEventGone) && j.d.Status == persist.StatusPending && j.d.Due.Equal(ref.Due) {
+			d.orphan(j.d, now)
+			continue
+		}
 		if err != nil {
 			d.e.logger().Error("loading delivery", zap.String("route", d.name),
 				zap.String("delivery", ref.ID), zap.Error(err))
@@ -493,6 +498,10 @@ func (d *dispatcher) logOutcome(log *zap.Logger, nd *persist.Delivery, res resul
 	}
 }
 
+// errEventGone is load's error for a delivery whose event is no longer
+// stored; the job it returns then holds the delivery alone.
+var errEventGone = errors.New("the delivery's event is no longer stored")
+
 // load reads a delivery and its event.
 func (e *Engine) load(id string) (*job, error) {
 	dl, err := e.store.Delivery(id)
@@ -500,8 +509,49 @@ func (e *Engine) load(id string) (*job, error) {
 		return nil, err
 	}
 	ev, err := e.store.Event(dl.EventID)
+	if errors.Is(err, persist.ErrNotFound) {
+		return &job{d: dl}, fmt.Errorf("delivery %s: event %s: %w", id, dl.EventID, errEventGone)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &job{d: dl, ev: ev}, nil
+}
+
+// orphan makes dead a pending delivery whose event is gone (an outbox
+// written before an event could no longer be overwritten or expire
+// under a pending delivery): there is nothing to send, and left pending
+// it would be read and skipped by every scan for ever. It spends no
+// attempt; last_error says why, and a replay finds it like any dead one.
+func (d *dispatcher) orphan(dl *persist.Delivery, now time.Time) {
+	d.mu.Lock()
+	if _, ok := d.known[dl.ID]; ok {
+		d.mu.Unlock()
+		return
+	}
+	d.known[dl.ID] = struct{}{}
+	d.mu.Unlock()
+	log := d.e.logger()
+	nd := *dl
+	nd.Status, nd.Done = persist.StatusDead, now
+	nd.LastError = fmt.Sprintf("event %s is no longer stored: nothing to deliver", dl.EventID)
+	d.e.store.Record(persist.Outcome{Delivery: &nd, ClaimedDue: dl.Due}, func(err error) {
+		if err == nil {
+			log.Error("delivery dead: its event is no longer stored", zap.String("route", d.name),
+				zap.String("event", nd.EventID), zap.String("delivery", nd.ID))
+			d.pending.Add(-1)
+			d.e.pending.Add(-1)
+			d.dead.Add(1)
+		} else if !errors.Is(err, persist.ErrClosed) {
+			log.Error("recording a delivery without event as dead", zap.String("route", d.name),
+				zap.String("delivery", nd.ID), zap.Error(err))
+		}
+		d.mu.Lock()
+		delete(d.known, nd.ID)
+		// The next of its order key, if any, is due now.
+		d.markDisk()
+		d.scanFrom = time.Time{}
+		d.mu.Unlock()
+		d.signal()
+	})
 }

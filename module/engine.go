@@ -93,6 +93,10 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 	}
 	opts.Dir = dir
 	opts.Logger = badgerLogger{logger.Named("badger").Sugar()}
+	// One clock for the engine and its outbox.
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	store, err := persist.Open(opts)
 	if err != nil {
 		return nil, err
@@ -119,7 +123,7 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 		dispatchers: make(map[string]*dispatcher),
 		states:      states,
 		verifyEvery: defaultVerifyEvery,
-		now:         time.Now,
+		now:         opts.Now,
 	}
 	total := e.loadCounts(counts, dead)
 	// Routes paused show in stats even when they are no longer
