@@ -44,59 +44,6 @@ func wantIDs(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
-func TestOrderedOneAtATimePerKey(t *testing.T) {
-	now := t0.Add(time.Hour)
-	s := openStore(t, Options{Now: func() time.Time { return now }})
-
-	batch := []Ingest{
-		orderedIngest("d1", "k1", t0), orderedIngest("d2", "k1", t0),
-		orderedIngest("e1", "k2", t0), orderedIngest("d3", "k1", t0),
-	}
-	ingest(t, s, batch...)
-	if batch[0].Deliveries[0].Waiting || !batch[1].Deliveries[0].Waiting || batch[2].Deliveries[0].Waiting || !batch[3].Deliveries[0].Waiting {
-		t.Fatalf("Waiting flags after ingest: d1 %v d2 %v e1 %v d3 %v (want false true false true)",
-			batch[0].Deliveries[0].Waiting, batch[1].Deliveries[0].Waiting, batch[2].Deliveries[0].Waiting, batch[3].Deliveries[0].Waiting)
-	}
-	wantIDs(t, "due after ingest", dueIDs(t, s, now), "d1", "e1")
-	wantPending(t, s, map[string]int{"r": 4})
-	if d := mustDelivery(t, s, "d2"); !d.Waiting || d.Status != StatusPending {
-		t.Fatalf("d2 = %+v, want pending and waiting", d)
-	}
-
-	// A failed attempt reschedules d1 after its successors' due time:
-	// they still wait, other keys go on.
-	d1 := mustDelivery(t, s, "d1")
-	later := now.Add(time.Minute)
-	d1.Attempts, d1.Due = 1, later
-	record(t, s, Outcome{Delivery: d1, ClaimedDue: t0, Attempt: &Attempt{N: 1, Start: now}})
-	wantIDs(t, "due after d1 failed", dueIDs(t, s, now), "e1")
-	wantIDs(t, "due when d1 is due again", dueIDs(t, s, later), "e1", "d1")
-
-	// d1 delivered: d2 becomes due now, d3 still waits.
-	finishOrdered(t, s, "d1", StatusDelivered, now)
-	wantIDs(t, "due after d1 delivered", dueIDs(t, s, now), "e1", "d2")
-	if d := mustDelivery(t, s, "d2"); d.Waiting || !d.Due.Equal(now) {
-		t.Fatalf("promoted d2 = %+v, want not waiting and due now", d)
-	}
-	wantPending(t, s, map[string]int{"r": 3})
-
-	// A dead head lets the next one go too.
-	finishOrdered(t, s, "d2", StatusDead, now)
-	wantIDs(t, "due after d2 dead", dueIDs(t, s, now), "e1", "d3")
-	finishOrdered(t, s, "d3", StatusDelivered, now)
-	finishOrdered(t, s, "e1", StatusDelivered, now)
-	wantIDs(t, "due after all final", dueIDs(t, s, now))
-	wantPending(t, s, map[string]int{})
-
-	// An empty sequence takes a new delivery at once.
-	in := orderedIngest("d4", "k1", now)
-	ingest(t, s, in)
-	if in.Deliveries[0].Waiting {
-		t.Fatal("d4 waits behind an empty sequence")
-	}
-	wantIDs(t, "due after d4", dueIDs(t, s, now), "d4")
-}
-
 func TestOrderedSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
 	now := t0.Add(time.Hour)
