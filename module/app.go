@@ -41,7 +41,9 @@ type App struct {
 
 	// DedupeWindow is how long an event id or Idempotency-Key is
 	// remembered; a repeat within it is answered 200 with "duplicate":
-	// true and stores nothing. Default: 24h.
+	// true and stores nothing. An id whose event is still stored (a
+	// delivery pending, or retained) stays a duplicate after the window:
+	// a stored event is never replaced. Default: 24h.
 	DedupeWindow caddy.Duration `json:"dedupe_window,omitempty"`
 
 	// MaxPending caps the pending deliveries across all routes; ingest
