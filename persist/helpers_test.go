@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // t0 is a fixed base time for due times; tests pass "now" to Due
@@ -230,4 +233,94 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// ---- helpers that read Badger directly ----
+
+func expiresAt(t testing.TB, s *Badger, key []byte) uint64 {
+	t.Helper()
+	var exp uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		exp = item.ExpiresAt()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("get %q: %v", key, err)
+	}
+	return exp
+}
+
+// wantTTL checks key expires after about ttl from now (Badger stores unix
+// seconds computed from the wall clock).
+func wantTTL(t testing.TB, s *Badger, key []byte, ttl time.Duration) {
+	t.Helper()
+	exp := int64(expiresAt(t, s, key))
+	want := time.Now().Add(ttl).Unix()
+	if exp < want-30 || exp > want+1 {
+		t.Fatalf("key %q expires at %d, want about %d (now + %v)", key, exp, want, ttl)
+	}
+}
+
+func keysWithPrefix(t testing.TB, s *Badger, prefix []byte) []string {
+	t.Helper()
+	var keys []string
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, string(it.Item().KeyCopy(nil)))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func countPrefix(t testing.TB, s *Badger, prefix []byte) int {
+	return len(keysWithPrefix(t, s, prefix))
+}
+
+// wantGone checks an event and its deliveries were not stored.
+func wantGone(t testing.TB, s Store, eventID string, deliveryIDs ...string) {
+	t.Helper()
+	if _, err := s.Event(eventID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Event(%s): err = %v, want ErrNotFound", eventID, err)
+	}
+	for _, id := range deliveryIDs {
+		if _, err := s.Delivery(id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Delivery(%s): err = %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+func waitGroup(t testing.TB, wg *sync.WaitGroup) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * wait):
+		t.Fatalf("goroutines still running after %v", 2*wait)
+	}
+}
+
+// bounded runs fn and fails the test if it does not return in time.
+func bounded(t *testing.T, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); fn() }()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatalf("%s did not return within %v", what, wait)
+	}
 }

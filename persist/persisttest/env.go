@@ -290,7 +290,7 @@ func (e *env) wantDue(route string, now time.Time, want []persist.Ref, wantNext 
 	}
 }
 
-// dueIDs lists the ids Due returns for route "r" at now.
+// dueIDs lists the ids Due returns for route at now.
 func (e *env) dueIDs(route string, now time.Time) []string {
 	e.t.Helper()
 	refs, _ := e.due(route, now, nil)

@@ -1,0 +1,150 @@
+package persist
+
+import (
+	"errors"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// This file is the outbox's look-ups: the ready index the dispatcher
+// scans, records by id and the pending counts. Each runs in a read
+// transaction of its own, guarded against Close (see view).
+
+// Due implements Store.
+func (s *Badger) Due(route string, now time.Time, limit int, skip func(string) bool) ([]Ref, time.Time, error) {
+	refs, next, _, err := s.DueFrom(route, time.Time{}, now, limit, skip)
+	return refs, next, err
+}
+
+// DueFrom implements Store.
+func (s *Badger) DueFrom(route string, from, now time.Time, limit int, skip func(string) bool) ([]Ref, time.Time, time.Time, error) {
+	var (
+		refs       []Ref
+		next, last time.Time
+	)
+	if err := checkRoute(route); err != nil {
+		return nil, next, last, err
+	}
+	err := s.view(func(txn *badger.Txn) error {
+		prefix := routePrefix(pReady, route)
+		start := prefix
+		if !from.IsZero() {
+			start = readyKey(route, from, "")
+		}
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+			_, due, id, ok := parseTimedKey(it.Item().Key())
+			if !ok {
+				continue
+			}
+			if due.After(now) || len(refs) >= limit {
+				if skip == nil || !skip(id) {
+					next = due
+					return nil
+				}
+				continue
+			}
+			last = due
+			if skip != nil && skip(id) {
+				continue
+			}
+			refs = append(refs, Ref{ID: id, Due: due})
+		}
+		return nil
+	})
+	return refs, next, last, err
+}
+
+// Delivery implements Store.
+func (s *Badger) Delivery(id string) (*Delivery, error) {
+	var d Delivery
+	if err := s.get(deliveryKey(id), func(v []byte) error { return decodeJSON(v, &d) }); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// Event implements Store.
+func (s *Badger) Event(id string) (*Event, error) {
+	var ev *Event
+	err := s.get(eventKey(id), func(v []byte) error {
+		var err error
+		ev, err = decodeEvent(v)
+		return err
+	})
+	return ev, err
+}
+
+func (s *Badger) get(key []byte, fn func([]byte) error) error {
+	err := s.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		return item.Value(fn)
+	})
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return ErrNotFound
+	case errors.Is(err, badger.ErrDBClosed):
+		return ErrClosed
+	}
+	return err
+}
+
+// Attempts implements Store.
+func (s *Badger) Attempts(deliveryID string) ([]Attempt, error) {
+	var out []Attempt
+	err := s.view(func(txn *badger.Txn) error {
+		prefix := attemptPrefix(deliveryID)
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			var a Attempt
+			if err := it.Item().Value(func(v []byte) error { return decodeJSON(v, &a) }); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Pending implements Store.
+func (s *Badger) Pending() (map[string]int, error) {
+	counts := make(map[string]int)
+	err := s.view(func(txn *badger.Txn) error {
+		prefix := []byte{pReady, '|'}
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		var last []byte
+		var lastRoute string
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().Key()
+			if len(k) < 3 || len(k) < 3+int(k[2]) {
+				continue
+			}
+			r := k[3 : 3+int(k[2])]
+			if string(r) != string(last) {
+				last = append(last[:0], r...)
+				lastRoute = string(r)
+			}
+			counts[lastRoute]++
+		}
+		// Deliveries waiting behind an earlier one of their order key
+		// are pending too, though not in the ready index.
+		return countByRoute(txn, pOrder, counts, isWaiting)
+	})
+	return counts, err
+}
