@@ -539,9 +539,7 @@ func (d *dispatcher) orphan(dl *persist.Delivery, now time.Time) {
 		if err == nil {
 			log.Error("delivery dead: its event is no longer stored", zap.String("route", d.name),
 				zap.String("event", nd.EventID), zap.String("delivery", nd.ID))
-			d.pending.Add(-1)
-			d.e.pending.Add(-1)
-			d.dead.Add(1)
+			d.countFinal(persist.StatusDead)
 		} else if !errors.Is(err, persist.ErrClosed) {
 			log.Error("recording a delivery without event as dead", zap.String("route", d.name),
 				zap.String("delivery", nd.ID), zap.Error(err))
