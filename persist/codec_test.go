@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 func TestEventCodecRoundTrip(t *testing.T) {
@@ -166,4 +168,31 @@ func clip(b []byte) string {
 		return strings.ToValidUTF8(string(b[:40]), "?") + "…"
 	}
 	return string(b)
+}
+
+// An idempotency record keeps the end of its window; one written before
+// it did (a bare event id) still counts as live until its TTL.
+func TestDedupeRecords(t *testing.T) {
+	until := time.Unix(0, 1_900_000_000_123_456_789)
+	id, got, ok := decodeDedupe(encodeDedupe("evt_1", until))
+	if !ok || id != "evt_1" || !got.Equal(until) {
+		t.Fatalf("round trip = %q, %v, %v; want evt_1, %v, true", id, got, ok, until)
+	}
+	if id, _, ok := decodeDedupe([]byte("evt_old")); ok || id != "evt_old" {
+		t.Fatalf("bare id = %q, ok %v; want evt_old, false", id, ok)
+	}
+
+	now := t0
+	s := openStore(t, Options{Now: func() time.Time { return now }, DedupeWindow: time.Minute})
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.SetEntry(badger.NewEntry(dedupeKey("old-key"), []byte("evt_old")).WithTTL(time.Hour))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(30 * time.Minute)
+	in := oneIngest("evt_new", t0, "r")
+	in.Dedupe = "old-key"
+	if res := ingest(t, s, in); res[0] != (IngestResult{Duplicate: true, ID: "evt_old"}) {
+		t.Fatalf("ingest with an old-format key = %+v, want a duplicate of evt_old", res[0])
+	}
 }
