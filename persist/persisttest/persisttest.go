@@ -8,6 +8,29 @@
 // A backend that cannot offer part of the contract says so in
 // Harness.Lacks; the subtests that need it are skipped with the reason
 // given, never passed silently. README must say the same to users.
+//
+// A backend's entry point, in a _test file of an external test package:
+//
+//	func TestJetStreamConformance(t *testing.T) {
+//		persisttest.RunConformance(t, persisttest.Harness{
+//			NewDir: func(t *testing.T) string { return uniquePrefix(t) },
+//			Open: func(t *testing.T, prefix string, opts persist.Options) persist.Store {
+//				s, err := jetstream.Open(servers, prefix, opts)
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				return s
+//			},
+//			// A crash: drop the connection without Close, reopen the prefix.
+//			Crash: func(t *testing.T, s persist.Store, prefix string) string {
+//				s.(*jetstream.Store).Abandon()
+//				return prefix
+//			},
+//			Lacks: map[persisttest.Feature]string{
+//				persisttest.Expiry: "KV TTLs are enforced by the server's expiry scan, minutes apart",
+//			},
+//		})
+//	}
 package persisttest
 
 import (
