@@ -27,7 +27,8 @@
 //				return prefix
 //			},
 //			Lacks: map[persisttest.Feature]string{
-//				persisttest.Expiry: "KV TTLs are enforced by the server's expiry scan, minutes apart",
+//				// Only if true of the backend, with the real reason:
+//				persisttest.Expiry: "records expire in minutes, not seconds",
 //			},
 //		})
 //	}
