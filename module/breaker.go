@@ -1,11 +1,14 @@
 package module
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/persist"
 )
 
 // Breaker defaults; see Route.Breaker and Route.BreakerCooldown.
@@ -82,14 +85,44 @@ func verdictOf(res result) verdict {
 	return verdictNeutral
 }
 
-// breaker is one route's circuit. The dispatcher's mutex guards it; it
-// lives in memory only, so a restart starts closed.
+// breaker is one route's circuit. The dispatcher's mutex guards it. It
+// runs in memory; its open state is written to the route's stored state
+// when it changes (see saveCircuit), so a restart resumes it.
 type breaker struct {
 	state    string    // circuitClosed ("" too), circuitOpen, circuitHalfOpen
-	fails    int       // consecutive failures while closed
+	fails    int       // consecutive failures since closed, failed probes included
 	retryAt  time.Time // when open: when the probe may go
 	cooldown time.Duration
 	probing  bool // half-open: the probe is in flight
+}
+
+// persisted is the circuit as the outbox keeps it: the zero value when
+// closed. A half-open circuit is kept as open (its cool-down has passed,
+// so after a restart it sends its probe at once).
+func (b *breaker) persisted() persist.CircuitState {
+	if b.state != circuitOpen && b.state != circuitHalfOpen {
+		return persist.CircuitState{}
+	}
+	return persist.CircuitState{
+		OpenedAt: b.retryAt.Add(-b.cooldown).UnixNano(),
+		Cooldown: b.cooldown,
+		Failures: b.fails,
+	}
+}
+
+// restore resumes a circuit kept by persisted: open until its cool-down
+// from when it opened has passed, then one probe.
+func (b *breaker) restore(cs persist.CircuitState) {
+	if !cs.Open() {
+		*b = breaker{state: circuitClosed}
+		return
+	}
+	*b = breaker{
+		state:    circuitOpen,
+		fails:    cs.Failures,
+		cooldown: cs.Cooldown,
+		retryAt:  time.Unix(0, cs.OpenedAt).Add(cs.Cooldown),
+	}
 }
 
 // allow reports whether an attempt may start now, and whether it is the
@@ -142,6 +175,7 @@ func (b *breaker) record(c breakerConfig, v verdict, probe bool, now time.Time) 
 			*b = breaker{state: circuitClosed}
 			return circuitClosedAgain
 		case verdictDown:
+			b.fails++
 			b.cooldown = min(max(b.cooldown*2, c.cooldown), c.maxCooldown)
 			b.state, b.retryAt = circuitOpen, now.Add(b.cooldown)
 			return circuitReopened
@@ -157,7 +191,7 @@ func (b *breaker) record(c breakerConfig, v verdict, probe bool, now time.Time) 
 	case verdictDown:
 		b.fails++
 		if b.fails >= c.threshold {
-			b.fails, b.cooldown = 0, c.cooldown
+			b.cooldown = c.cooldown
 			b.state, b.retryAt = circuitOpen, now.Add(b.cooldown)
 			return circuitOpened
 		}
@@ -200,6 +234,9 @@ func (d *dispatcher) observe(log *zap.Logger, r *route, res result, probe bool, 
 	tr := d.br.record(r.breaker, verdictOf(res), probe, end)
 	cooldown := d.br.cooldown
 	d.mu.Unlock()
+	if tr != noTransition {
+		d.saveCircuit(log)
+	}
 	switch tr {
 	case circuitOpened:
 		log.Warn("circuit opened: sends stop, pending deliveries wait",
@@ -222,6 +259,23 @@ func (d *dispatcher) observe(log *zap.Logger, r *route, res result, probe bool, 
 			log.Warn("route paused: the endpoint answered 410 Gone; deliveries wait until it is resumed",
 				zap.String("route", d.name), zap.String("delivery", deliveryID))
 		}
+	}
+}
+
+// saveCircuit writes the circuit's current state to the route's stored
+// state, so that a restart finds it open (or closed) as it is now. It
+// runs only when the circuit changes, at most once per cool-down, never
+// for every failure. The circuit is read under the state lock, so of two
+// saves racing the later state is the one written.
+func (d *dispatcher) saveCircuit(log *zap.Logger) {
+	_, err := d.updateState(func(st *persist.RouteState) {
+		d.mu.Lock()
+		st.Circuit = d.br.persisted()
+		d.mu.Unlock()
+	})
+	if err != nil && !errors.Is(err, persist.ErrClosed) {
+		log.Error("storing the circuit's state; a restart may find it closed",
+			zap.String("route", d.name), zap.Error(err))
 	}
 }
 

@@ -164,6 +164,11 @@ func (d *dispatcher) stats(now time.Time) RouteStats {
 	st.InFlight = d.inflight
 	st.Circuit = d.br.stateAt(now)
 	d.mu.Unlock()
+	if r := d.route.Load(); r != nil && !r.breaker.on() {
+		// A circuit restored open for a route whose breaker is now off
+		// closes at the dispatcher's next turn.
+		st.Circuit = circuitClosed
+	}
 	if ns := d.lastSuccess.Load(); ns != 0 {
 		st.LastSuccess = time.Unix(0, ns).UTC()
 	}

@@ -65,8 +65,9 @@ type dispatcher struct {
 	// disk instead of filling the queue.
 	holding atomic.Bool
 
-	// stMu guards state, the route's stored state (paused, verified URL);
-	// updateState writes it through to the outbox.
+	// stMu guards state, the route's stored state (paused, verified URL,
+	// open circuit); updateState writes it through to the outbox. Lock
+	// order: stMu before mu.
 	stMu  sync.Mutex
 	state persist.RouteState
 
@@ -78,7 +79,7 @@ type dispatcher struct {
 }
 
 func newDispatcher(e *Engine, name string) *dispatcher {
-	return &dispatcher{
+	d := &dispatcher{
 		e:        e,
 		name:     name,
 		wake:     make(chan struct{}, 1),
@@ -86,6 +87,10 @@ func newDispatcher(e *Engine, name string) *dispatcher {
 		diskMore: true,
 		state:    e.states[name],
 	}
+	// A circuit that was open when the outbox closed stays open until
+	// its cool-down has passed, then sends one probe.
+	d.br.restore(d.state.Circuit)
+	return d
 }
 
 func (d *dispatcher) setRoute(r *route) {

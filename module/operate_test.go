@@ -613,3 +613,124 @@ func TestEngineRateLimitWaitsOutsideSlots(t *testing.T) {
 	}
 	waitUntil(t, "the rest to be delivered", func() bool { return te.stats("slow").Pending == 0 })
 }
+
+// offsetClock is the wall clock moved forward by what a test adds, so
+// retries a few milliseconds apart run as usual while a long cool-down
+// passes at once.
+type offsetClock struct{ off atomic.Int64 }
+
+func (c *offsetClock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *offsetClock) advance(d time.Duration) { c.off.Add(int64(d)) }
+
+func TestBreakerPersistedStateRoundTrip(t *testing.T) {
+	c, _ := compileBreaker(2, caddy.Duration(time.Minute))
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	var b breaker
+	if cs := b.persisted(); cs.Open() {
+		t.Fatalf("closed circuit persisted as %+v", cs)
+	}
+	b.record(c, verdictDown, false, now)
+	b.record(c, verdictDown, false, now)
+	now = now.Add(time.Minute)
+	b.allow(c, now) // half open
+	b.probing = true
+	b.record(c, verdictDown, true, now) // reopened for 2m
+	cs := b.persisted()
+	if cs.OpenedAt != now.UnixNano() || cs.Cooldown != 2*time.Minute || cs.Failures != 3 {
+		t.Fatalf("persisted %+v, want opened at %s for 2m after 3 failures", cs, now)
+	}
+	var r breaker
+	r.restore(cs)
+	if st := r.stateAt(now.Add(time.Minute)); st != circuitOpen {
+		t.Fatalf("restored circuit is %s within its cool-down", st)
+	}
+	if ok, _, until := r.allow(c, now.Add(time.Minute)); ok || !until.Equal(now.Add(2*time.Minute)) {
+		t.Fatalf("restored circuit allows %v until %s", ok, until)
+	}
+	if ok, probe, _ := r.allow(c, now.Add(2*time.Minute)); !ok || !probe {
+		t.Fatalf("restored circuit after its cool-down: allow %v probe %v, want the probe", ok, probe)
+	}
+	r.restore(persist.CircuitState{})
+	if st := r.stateAt(now); st != circuitClosed {
+		t.Fatalf("restoring a closed state gives %s", st)
+	}
+}
+
+// The circuit's open state survives a restart: the route does not spend
+// a fresh round of attempts on an endpoint known to be down.
+func TestEngineBreakerSurvivesRestart(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	sink := newCountingSink(t, func(int64) int {
+		if fail.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	clock := &offsetClock{}
+	tune := func(e *Engine) { e.now = clock.now }
+	routes := func() map[string]*Route {
+		return map[string]*Route{"brk": {URL: sink.URL, Concurrency: 1, Breaker: 3, BreakerCooldown: caddy.Duration(time.Hour),
+			Retry: &RetryPolicy{Attempts: 100, BackoffMin: caddy.Duration(10 * time.Millisecond), BackoffMax: caddy.Duration(10 * time.Millisecond)}}}
+	}
+	dir := t.TempDir()
+	te := startTestEngine(t, dir, routes(), tune)
+	for i := 0; i < 5; i++ {
+		te.post(`{}`)
+	}
+	waitUntil(t, "the circuit to open", func() bool { return te.stats("brk").Circuit == circuitOpen })
+	time.Sleep(100 * time.Millisecond)
+	if n := sink.posts.Load(); n != 3 {
+		t.Fatalf("%d requests when the circuit opened after 3 failures", n)
+	}
+	stored := func() persist.CircuitState {
+		t.Helper()
+		sts, err := te.store.RouteStates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sts["brk"].Circuit
+	}
+	if cs := stored(); !cs.Open() || cs.Cooldown != time.Hour || cs.Failures != 3 {
+		t.Fatalf("stored circuit %+v, want open for 1h after 3 failures", cs)
+	}
+
+	// Restart: the circuit is still open and nothing is sent.
+	te.Destruct()
+	te = startTestEngine(t, dir, routes(), tune)
+	if st := te.stats("brk"); st.Circuit != circuitOpen || st.Pending != 5 {
+		t.Fatalf("after restart: %+v, want the circuit open and 5 pending", st)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := sink.posts.Load(); n != 3 {
+		t.Fatalf("%d requests after the restart, want none before the cool-down ends", n)
+	}
+
+	// The cool-down ends: exactly one probe; it fails, the circuit reopens
+	// for twice as long, and that is stored.
+	clock.advance(time.Hour + time.Second)
+	te.dispatcherFor("brk").signal()
+	waitUntil(t, "the probe", func() bool { return sink.posts.Load() == 4 })
+	waitUntil(t, "the circuit to reopen", func() bool { return stored().Cooldown == 2*time.Hour })
+	time.Sleep(200 * time.Millisecond)
+	if n, st := sink.posts.Load(), te.stats("brk"); n != 4 || st.Circuit != circuitOpen {
+		t.Fatalf("after a failed probe: %d requests, circuit %s; want 4 and open", n, st.Circuit)
+	}
+
+	// Restart again past the longer cool-down: one probe, it succeeds,
+	// the circuit closes, the queue drains and the stored state clears.
+	te.Destruct()
+	fail.Store(false)
+	clock.advance(2*time.Hour + time.Second)
+	te = startTestEngine(t, dir, routes(), tune)
+	waitUntil(t, "the rest to be delivered", func() bool { return te.stats("brk").Pending == 0 })
+	if st := te.stats("brk"); st.Circuit != circuitClosed || st.Delivered != 5 {
+		t.Fatalf("after recovery: %+v", st)
+	}
+	if cs := stored(); cs.Open() {
+		t.Fatalf("stored circuit %+v after it closed", cs)
+	}
+	if n := sink.posts.Load(); n != 9 {
+		t.Fatalf("%d requests in all, want 9 (3 failures, 1 failed probe, 5 deliveries)", n)
+	}
+}

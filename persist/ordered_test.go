@@ -124,7 +124,8 @@ func TestRouteStateAndDeadCounts(t *testing.T) {
 		t.Fatalf("RouteStates on an empty outbox = %v, %v", st, err)
 	}
 	a := RouteState{Paused: true, PausedReason: "endpoint answered 410 Gone"}
-	b := RouteState{VerifiedURL: "https://example.com/{env.X}"}
+	b := RouteState{VerifiedURL: "https://example.com/{env.X}",
+		Circuit: CircuitState{OpenedAt: t0.UnixNano(), Cooldown: 40 * time.Second, Failures: 13}}
 	if err := s.SetRouteState("a", a); err != nil {
 		t.Fatal(err)
 	}

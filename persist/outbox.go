@@ -279,8 +279,8 @@ type Store interface {
 	DeadCounts() (map[string]int, error)
 
 	// SetRouteState stores a route's operational state (paused, verified
-	// endpoint); the zero state deletes the record. It returns once the
-	// write is durable: a pause must hold after a crash.
+	// endpoint, open circuit); the zero state deletes the record. It
+	// returns once the write is durable: a pause must hold after a crash.
 	SetRouteState(route string, st RouteState) error
 
 	// RouteStates returns every stored route state by route name.

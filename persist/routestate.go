@@ -3,6 +3,7 @@ package persist
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -17,7 +18,29 @@ type RouteState struct {
 	// VerifiedURL is the URL template whose endpoint last passed the
 	// verify_endpoint check; a route whose URL differs checks again.
 	VerifiedURL string `json:"verified_url,omitempty"`
+	// Circuit is the route's circuit breaker while it is open (or half
+	// open); the zero value, a closed circuit, is not stored. It is
+	// written when the circuit opens, reopens after a failed probe and
+	// closes, so that a restart neither forgets an endpoint that is down
+	// nor spends a fresh round of attempts on it.
+	Circuit CircuitState `json:"circuit,omitzero"`
 }
+
+// CircuitState is an open circuit as the outbox keeps it.
+type CircuitState struct {
+	// OpenedAt is when the circuit last opened or reopened, in unix
+	// nanoseconds (an integer, so that states compare with ==).
+	OpenedAt int64 `json:"opened_at,omitempty"`
+	// Cooldown is how long it stays open from OpenedAt before one probe
+	// may go; it doubles with each failed probe.
+	Cooldown time.Duration `json:"cooldown_ns,omitempty"`
+	// Failures counts the consecutive failed attempts since the circuit
+	// was last closed: those that opened it, then each failed probe.
+	Failures int `json:"failures,omitempty"`
+}
+
+// Open reports whether c records an open circuit.
+func (c CircuitState) Open() bool { return c.OpenedAt != 0 }
 
 func routeStateKey(route string) []byte { return simpleKey(pRouteSt, route) }
 
