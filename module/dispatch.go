@@ -402,7 +402,7 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 	case res.ok():
 		nd.Status, nd.Done = persist.StatusDelivered, start.Add(res.dur)
 	case res.retry:
-		if due, ok := r.retry.next(nd.Attempts, nd.Created, start, res.retryAfter, jitterRand()); ok {
+		if due, ok := r.retry.nextFor(&nd, start, res.retryAfter, jitterRand()); ok {
 			nd.Status, nd.Due = persist.StatusPending, due
 		} else {
 			nd.Status, nd.Done = persist.StatusDead, start.Add(res.dur)

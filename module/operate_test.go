@@ -734,3 +734,48 @@ func TestEngineBreakerSurvivesRestart(t *testing.T) {
 		t.Fatalf("%d requests in all, want 9 (3 failures, 1 failed probe, 5 deliveries)", n)
 	}
 }
+
+// A dead delivery that is replayed gets its route's whole retry schedule
+// again, so an endpoint that needs a few tries after it is back still
+// gets the delivery; its history goes on from where it was.
+func TestEngineReplayRestartsSchedule(t *testing.T) {
+	// Three attempts fail (dead); after the replay two more fail and the
+	// third succeeds.
+	sink := newCountingSink(t, func(n int64) int {
+		if n < 5 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	te := startTestEngine(t, "", map[string]*Route{"r": {URL: sink.URL, Breaker: -1,
+		Retry: &RetryPolicy{Attempts: 3, BackoffMin: caddy.Duration(10 * time.Millisecond), BackoffMax: caddy.Duration(10 * time.Millisecond)}}}, nil)
+	te.post(`{}`)
+	waitUntil(t, "the delivery to die", func() bool { return te.stats("r").Dead == 1 })
+	ids, _, err := te.store.ReplayIDs("r", persist.StatusDead, time.Time{}, time.Time{}, "", 10)
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("ReplayIDs = %v, %v", ids, err)
+	}
+	if n, err := te.Replay("r", persist.StatusDead, time.Time{}, time.Time{}, 0); err != nil || n != 1 {
+		t.Fatalf("Replay = %d, %v", n, err)
+	}
+	waitUntil(t, "the replayed delivery to be final", func() bool {
+		st := te.stats("r")
+		return st.Pending == 0
+	})
+	d, err := te.store.Delivery(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != persist.StatusDelivered || d.Attempts != 6 {
+		t.Fatalf("replayed delivery: %s after %d attempts (%d requests); want delivered after 6", d.Status, d.Attempts, sink.posts.Load())
+	}
+	as, err := te.store.Attempts(ids[0])
+	if err != nil || len(as) != 6 {
+		t.Fatalf("history: %d attempts, %v", len(as), err)
+	}
+	for i, a := range as {
+		if a.N != i+1 {
+			t.Fatalf("attempt %d numbered %d", i+1, a.N)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/module/signing"
+	"github.com/hookgate/hookgate/persist"
 )
 
 // Route defaults; see the field docs in config.go.
@@ -387,17 +388,18 @@ func compileRetry(rp *RetryPolicy) (retryPolicy, error) {
 }
 
 // next decides what follows a failed attempt. attempts is how many were
-// made so far (this one included), created when the delivery was made,
-// retryAfter the server's Retry-After (0 when none), rnd a number in
-// [0, 1). It returns the due time of the next attempt, or ok=false when
-// the delivery is dead.
-func (p retryPolicy) next(attempts int, created, now time.Time, retryAfter time.Duration, rnd float64) (time.Time, bool) {
+// made in the current schedule (this one included), began when that
+// schedule began (the delivery's creation, or its last requeue; see
+// nextFor), retryAfter the server's Retry-After (0 when none), rnd a
+// number in [0, 1). It returns the due time of the next attempt, or
+// ok=false when the delivery is dead.
+func (p retryPolicy) next(attempts int, began, now time.Time, retryAfter time.Duration, rnd float64) (time.Time, bool) {
 	if attempts < 1 || attempts > len(p.delays) {
 		return time.Time{}, false
 	}
 	base := p.delays[attempts-1]
 	delay := time.Duration(float64(base) * (1 - jitter + 2*jitter*rnd))
-	deadline := created.Add(p.maxAge)
+	deadline := began.Add(p.maxAge)
 	if retryAfter > delay && !now.Add(retryAfter).After(deadline) {
 		delay = retryAfter
 	}
@@ -406,6 +408,18 @@ func (p retryPolicy) next(attempts int, created, now time.Time, retryAfter time.
 		return time.Time{}, false
 	}
 	return due, true
+}
+
+// nextFor is next for delivery d, whose Attempts include the attempt
+// that just failed at now. The schedule and max_age count from where d's
+// current schedule began: its creation, or its last requeue from dead or
+// delivered (a retry or replay), which starts the schedule afresh.
+func (p retryPolicy) nextFor(d *persist.Delivery, now time.Time, retryAfter time.Duration, rnd float64) (time.Time, bool) {
+	began := d.Created
+	if !d.ScheduleStart.IsZero() {
+		began = d.ScheduleStart
+	}
+	return p.next(d.Attempts-d.ScheduleBase, began, now, retryAfter, rnd)
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/hookgate/hookgate/persist"
 )
 
 func TestParseTopicMatch(t *testing.T) {
@@ -418,6 +420,40 @@ func TestRetryNext(t *testing.T) {
 				t.Errorf("due = +%v, want +%v (tolerance %v)", due.Sub(created), tc.due.Sub(created), tc.tolerance)
 			}
 		})
+	}
+}
+
+// A delivery requeued from dead gets the whole schedule again, and
+// max_age from the requeue, while its attempt count goes on.
+func TestRetryNextForRequeued(t *testing.T) {
+	created := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	p := retryPolicy{delays: []time.Duration{10 * time.Second, time.Minute}, maxAge: time.Hour}
+	d := &persist.Delivery{Created: created, Attempts: 3}
+	if _, ok := p.nextFor(d, created.Add(2*time.Minute), 0, 0.5); ok {
+		t.Fatal("a delivery past its schedule is not dead")
+	}
+	// Replayed two days later, after 3 attempts; the first new one fails.
+	requeued := created.Add(48 * time.Hour)
+	d.ScheduleStart, d.ScheduleBase = requeued, 3
+	want := []time.Time{requeued.Add(10 * time.Second), requeued.Add(10*time.Second + time.Minute)}
+	now := requeued
+	for i, w := range want {
+		d.Attempts++
+		due, ok := p.nextFor(d, now, 0, 0.5)
+		if !ok || !due.Equal(w) {
+			t.Fatalf("after attempt %d (the %d. since the requeue): due %s, %v; want %s", d.Attempts, i+1, due, ok, w)
+		}
+		now = due
+	}
+	d.Attempts++
+	if _, ok := p.nextFor(d, now, 0, 0.5); ok {
+		t.Fatal("the new schedule did not run out after its 3 attempts")
+	}
+	// max_age counts from the requeue: a Retry-After within an hour of
+	// it is honoured.
+	d.Attempts = 4
+	if due, ok := p.nextFor(d, requeued, 50*time.Minute, 0.5); !ok || !due.Equal(requeued.Add(50*time.Minute)) {
+		t.Fatalf("Retry-After within max_age of the requeue: due %s, %v", due, ok)
 	}
 }
 

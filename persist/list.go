@@ -444,7 +444,8 @@ func (s *Badger) ReplayIDs(route string, status Status, since, until time.Time, 
 // (dead or delivered) delivery becomes pending again: its index entry
 // and expiry go, its event counts it as unfinished again and loses its
 // expiry, and its attempt count and history carry on (the next attempt
-// is numbered after the last). Earlier attempt records keep the expiry
+// is numbered after the last) while its retry schedule starts again
+// (ScheduleStart, ScheduleBase). Earlier attempt records keep the expiry
 // they got when the delivery became final, at least the retention from
 // then, and get a new one when it is final again. A final delivery with
 // an OrderKey rejoins its key's sequence and may wait there (see
@@ -572,6 +573,8 @@ func (s *Badger) applyRequeue(txn *badger.Txn, ids []string, now time.Time) ([]R
 				return nil, err
 			}
 			d.Status, d.Due, d.Done = StatusPending, now, time.Time{}
+			// Its retry schedule starts again from here.
+			d.ScheduleStart, d.ScheduleBase = now, d.Attempts
 			// An ordered delivery goes back in its key's sequence, after
 			// the one now active: it may have to wait its turn.
 			if err := s.orderEnter(txn, d); err != nil {

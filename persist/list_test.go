@@ -353,6 +353,11 @@ func TestRequeueDead(t *testing.T) {
 		d.LastStatus != dead.LastStatus || d.LastClass != "http_4xx" {
 		t.Fatalf("requeued delivery %+v", d)
 	}
+	// Its retry schedule starts again from the requeue, after the two
+	// attempts it had made.
+	if !d.ScheduleStart.Equal(now) || d.ScheduleBase != 2 {
+		t.Fatalf("requeued delivery's schedule starts at %s after %d attempts, want %s after 2", d.ScheduleStart, d.ScheduleBase, now)
+	}
 	if exp := expiresAt(t, s, deliveryKey("ev/r")); exp != 0 {
 		t.Fatalf("pending delivery still expires at %d", exp)
 	}
@@ -397,16 +402,21 @@ func TestRequeueDelivered(t *testing.T) {
 	if n := countPrefix(t, s, []byte{pDone, '|'}); n != 0 {
 		t.Fatalf("%d delivered index entries left", n)
 	}
-	if d := mustDelivery(t, s, "ev/r"); d.Status != StatusPending || d.Attempts != 1 {
+	if d := mustDelivery(t, s, "ev/r"); d.Status != StatusPending || d.Attempts != 1 ||
+		!d.ScheduleStart.Equal(t0.Add(time.Hour)) || d.ScheduleBase != 1 {
 		t.Fatalf("delivery %+v", d)
 	}
 	if ev := mustEvent(t, s, "ev"); ev.Remaining != 1 {
 		t.Fatalf("Remaining %d", ev.Remaining)
 	}
-	// Requeueing a pending delivery that is already due changes nothing.
+	// Requeueing a pending delivery that is already due changes nothing
+	// (nor does it restart its schedule).
 	res, err = s.Requeue([]string{"ev/r"}, t0.Add(2*time.Hour))
 	if err != nil || len(res) != 1 || res[0].Was != StatusPending {
 		t.Fatalf("second Requeue = %+v, %v", res, err)
+	}
+	if d := mustDelivery(t, s, "ev/r"); !d.ScheduleStart.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("requeueing a pending delivery moved its schedule start to %s", d.ScheduleStart)
 	}
 	wantDue(t, s, "r", t0.Add(3*time.Hour), 10, nil, []Ref{{ID: "ev/r", Due: t0.Add(time.Hour)}}, time.Time{})
 	if ev := mustEvent(t, s, "ev"); ev.Remaining != 1 {

@@ -117,6 +117,15 @@ type Delivery struct {
 	// earlier delivery of its key is unfinished: it is not in the ready
 	// index until that one is delivered or dead (see ordered.go).
 	Waiting bool `json:"waiting,omitempty"`
+	// ScheduleStart and ScheduleBase say where the current retry
+	// schedule began: Requeue of a final (dead or delivered) delivery
+	// sets them to the time of the requeue and the attempts made so far,
+	// so the delivery gets its route's whole schedule again, and max_age
+	// runs from then, while Attempts and the history keep counting. Both
+	// are zero for a delivery never requeued: its schedule began at
+	// Created.
+	ScheduleStart time.Time `json:"schedule_start,omitzero"`
+	ScheduleBase  int       `json:"schedule_base,omitempty"`
 }
 
 // Attempt is one try at a delivery, as kept in its history.
