@@ -190,14 +190,13 @@ func (e *Engine) Retry(id string) (persist.Requeued, error) {
 	if _, err := e.store.Delivery(id); err != nil {
 		return persist.Requeued{}, err
 	}
-	res, err := e.store.Requeue([]string{id}, e.now())
+	res, err := e.requeue([]string{id})
 	if err != nil {
 		return persist.Requeued{}, err
 	}
 	if len(res) == 0 {
 		return persist.Requeued{}, ErrCannotRequeue
 	}
-	e.requeued(res)
 	return res[0], nil
 }
 
@@ -225,8 +224,7 @@ func (e *Engine) Replay(route string, st persist.Status, since, until time.Time,
 			return replayed, err
 		}
 		if len(ids) > 0 {
-			res, err := e.store.Requeue(ids, e.now())
-			e.requeued(res)
+			res, err := e.requeue(ids)
 			replayed += len(res)
 			if err != nil {
 				return replayed, err
@@ -253,6 +251,17 @@ func (e *Engine) knowsRoute(route string) bool {
 	defer e.mu.RUnlock()
 	_, ok := e.dispatchers[route]
 	return ok
+}
+
+// requeue makes deliveries pending and due now (see
+// persist.Store.Requeue) and brings the counters up to date; it holds
+// deadMu for reading until they are (see recountDead).
+func (e *Engine) requeue(ids []string) ([]persist.Requeued, error) {
+	e.deadMu.RLock()
+	defer e.deadMu.RUnlock()
+	res, err := e.store.Requeue(ids, e.now())
+	e.requeued(res)
+	return res, err
 }
 
 // requeued brings the counters up to date with what a requeue changed,

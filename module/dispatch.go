@@ -73,7 +73,7 @@ type dispatcher struct {
 
 	// Counters for RouteStats.
 	delivered   atomic.Int64 // since the process started
-	dead        atomic.Int64 // in the outbox (counted at open)
+	dead        atomic.Int64 // in the outbox (counted at open, recounted by recountDead)
 	lastSuccess atomic.Int64 // unix ns of the end of the last 2xx attempt
 	lastFailure atomic.Int64 // unix ns of the end of the last failed attempt
 }
@@ -414,7 +414,15 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 	countAttempt(d.name, nd.Status, res)
 
 	o := persist.Outcome{Delivery: &nd, ClaimedDue: claimed, Attempt: att}
+	dead := nd.Status == persist.StatusDead
+	if dead {
+		// Until the dead count says so (see Engine.deadMu).
+		d.e.deadMu.RLock()
+	}
 	d.e.store.Record(o, func(err error) {
+		if dead {
+			defer d.e.deadMu.RUnlock()
+		}
 		if err != nil {
 			if !errors.Is(err, persist.ErrClosed) {
 				log.Error("recording delivery outcome", zap.String("route", d.name),

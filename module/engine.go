@@ -69,6 +69,17 @@ type Engine struct {
 	// verify_endpoint check; tests shorten it.
 	verifyEvery time.Duration
 
+	// deadMu lines the dispatchers' dead counts up with recountDead: a
+	// write that changes a route's dead deliveries (a dead outcome, a
+	// requeue) holds it for reading from before it is submitted until the
+	// count is adjusted; recountDead holds it for writing only while its
+	// snapshot is fixed, never while it counts.
+	deadMu sync.RWMutex
+	// deadRecountEvery is how often the dead counts are recounted from
+	// the outbox, which is how expiry by dead_retention (silent in
+	// Badger) reaches stats and metrics; tests shorten it.
+	deadRecountEvery time.Duration
+
 	now func() time.Time
 }
 
@@ -106,7 +117,7 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 		store.Close()
 		return nil, fmt.Errorf("counting pending deliveries in %s: %v", dir, err)
 	}
-	dead, err := store.DeadCounts()
+	dead, err := store.DeadCounts(nil)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("counting dead deliveries in %s: %v", dir, err)
@@ -124,6 +135,8 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 		states:      states,
 		verifyEvery: defaultVerifyEvery,
 		now:         opts.Now,
+
+		deadRecountEvery: defaultDeadRecountEvery,
 	}
 	total := e.loadCounts(counts, dead)
 	// Routes paused show in stats even when they are no longer
@@ -180,6 +193,11 @@ func (e *Engine) start(cfg *runtimeConfig) error {
 		for _, d := range e.dispatchers {
 			e.runDispatcher(d)
 		}
+		e.wg.Add(1)
+		go func(stop <-chan struct{}) {
+			defer e.wg.Done()
+			e.recountDeadLoop(stop)
+		}(e.stopCh)
 	}
 	e.apply(cfg)
 	return nil

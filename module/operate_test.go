@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -777,5 +778,85 @@ func TestEngineReplayRestartsSchedule(t *testing.T) {
 		if a.N != i+1 {
 			t.Fatalf("attempt %d numbered %d", i+1, a.N)
 		}
+	}
+}
+
+// Dead deliveries that expire by dead_retention leave the dead count
+// (stats and hookgate_dead) while the engine runs, not at the next start.
+func TestEngineDeadCountFollowsExpiry(t *testing.T) {
+	sink := newCountingSink(t, func(int64) int { return http.StatusBadRequest })
+	te := startTestEngine(t, "", map[string]*Route{"r": {URL: sink.URL}}, func(e *Engine) {
+		e.deadRecountEvery = 50 * time.Millisecond
+	})
+	// Badger's expiry counts whole seconds.
+	te.store.SetRetention(0, 0, time.Second)
+	for i := 0; i < 3; i++ {
+		te.post(`{}`)
+	}
+	waitUntil(t, "the deliveries to die", func() bool { return te.stats("r").Dead == 3 })
+	waitUntil(t, "the dead count to follow their expiry", func() bool { return te.stats("r").Dead == 0 })
+	if ds, _, err := te.store.ListDeliveries(persist.ListFilter{Status: persist.StatusDead}); err != nil || len(ds) != 0 {
+		t.Fatalf("dead listing after expiry: %d, %v", len(ds), err)
+	}
+}
+
+// Recounts running all the time while deliveries die and are replayed
+// never move the dead count the wrong way: a recount lines the index up
+// with the counters at one instant.
+func TestEngineDeadRecountRacesOutcomes(t *testing.T) {
+	var ok atomic.Bool
+	sink := newCountingSink(t, func(int64) int {
+		if ok.Load() {
+			return http.StatusOK
+		}
+		return http.StatusBadRequest
+	})
+	te := startTestEngine(t, "", map[string]*Route{"r": {URL: sink.URL}}, func(e *Engine) {
+		e.deadRecountEvery = time.Millisecond
+	})
+	const n = 300
+	var (
+		stop    = make(chan struct{})
+		sampled = make(chan error, 1)
+	)
+	go func() {
+		// Only deaths happen until stop: the count never falls.
+		last := int64(0)
+		for {
+			select {
+			case <-stop:
+				sampled <- nil
+				return
+			default:
+			}
+			d := te.stats("r").Dead
+			if d < last || d > n {
+				sampled <- fmt.Errorf("dead count went from %d to %d (of %d)", last, d, n)
+				return
+			}
+			last = d
+		}
+	}()
+	for i := 0; i < n; i++ {
+		te.post(`{}`)
+	}
+	waitUntil(t, "every delivery to die", func() bool { return te.stats("r").Pending == 0 })
+	close(stop)
+	if err := <-sampled; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // a few more recounts
+	if d := te.stats("r").Dead; d != n {
+		t.Fatalf("dead count %d, want %d", d, n)
+	}
+	// Replayed, they are delivered; the count goes to zero and stays.
+	ok.Store(true)
+	if got, err := te.Replay("r", persist.StatusDead, time.Time{}, time.Time{}, 0); err != nil || got != n {
+		t.Fatalf("Replay = %d, %v", got, err)
+	}
+	waitUntil(t, "the replayed deliveries to go", func() bool { return te.stats("r").Pending == 0 })
+	time.Sleep(20 * time.Millisecond)
+	if st := te.stats("r"); st.Dead != 0 || st.Delivered != n {
+		t.Fatalf("after the replay: %+v", st)
 	}
 }

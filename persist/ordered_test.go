@@ -154,7 +154,7 @@ func TestRouteStateAndDeadCounts(t *testing.T) {
 	if len(st) != 2 || st["a"] != a || st["b"] != b {
 		t.Fatalf("RouteStates after reopen = %+v", st)
 	}
-	dead, err := s.DeadCounts()
+	dead, err := s.DeadCounts(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

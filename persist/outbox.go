@@ -284,8 +284,13 @@ type Store interface {
 	Pending() (map[string]int, error)
 
 	// DeadCounts counts dead deliveries per route (those not yet
-	// expired); routes with none are absent.
-	DeadCounts() (map[string]int, error)
+	// expired); routes with none are absent. taken, if not nil, is
+	// called once the snapshot the counts are read from is fixed and
+	// before they are counted: the counts then include every write
+	// committed before the call and none after, which lets a caller line
+	// them up with counters of its own. A backend without snapshots calls
+	// it just before it starts counting.
+	DeadCounts(taken func()) (map[string]int, error)
 
 	// SetRouteState stores a route's operational state (paused, verified
 	// endpoint, open circuit); the zero state deletes the record. It

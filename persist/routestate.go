@@ -93,10 +93,15 @@ func (s *Badger) RouteStates() (map[string]RouteState, error) {
 }
 
 // DeadCounts implements Store: it counts the dead index (x|) per route,
-// as Pending counts the ready index. Expired entries are not seen.
-func (s *Badger) DeadCounts() (map[string]int, error) {
+// keys only, as Pending counts the ready index. Expired entries are not
+// seen.
+func (s *Badger) DeadCounts(taken func()) (map[string]int, error) {
 	counts := make(map[string]int)
 	err := s.view(func(txn *badger.Txn) error {
+		// The read transaction's snapshot is fixed when it begins.
+		if taken != nil {
+			taken()
+		}
 		return countByRoute(txn, pDead, counts, nil)
 	})
 	return counts, err

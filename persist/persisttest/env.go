@@ -256,7 +256,7 @@ func (e *env) wantPending(want map[string]int) {
 
 func (e *env) wantDead(want map[string]int) {
 	e.t.Helper()
-	got, err := e.s.DeadCounts()
+	got, err := e.s.DeadCounts(nil)
 	if err != nil {
 		e.t.Fatalf("DeadCounts: %v", err)
 	}
