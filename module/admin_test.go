@@ -183,6 +183,26 @@ func TestAdminOnEngine(t *testing.T) {
 	if n := e.pending.Load(); n != 1 {
 		t.Errorf("pending %d after retrying a pending delivery", n)
 	}
+	// The pending listing shows the deliveries of an ordered route that
+	// wait behind an earlier one of their key, marked waiting.
+	var ordered []persist.Ingest
+	for _, id := range []string{"o1", "o2"} {
+		ordered = append(ordered, persist.Ingest{
+			Event: &persist.Event{ID: "ev-" + id, Type: "t", Time: now, Received: now, Data: []byte(`{}`), Routes: []string{"o"}},
+			Deliveries: []*persist.Delivery{{ID: id, EventID: "ev-" + id, Route: "o", Status: persist.StatusPending,
+				Created: now, Due: now.Add(time.Hour), OrderKey: "k"}},
+		})
+	}
+	if _, err := e.store.Ingest(context.Background(), ordered); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ = callAdmin(t, a, "GET", "/webhooks/deliveries?status=pending&route=o", nil)
+	var list listAnswer
+	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || rec.Code != 200 || len(list.Deliveries) != 2 ||
+		list.Deliveries[0].ID != "o1" || list.Deliveries[0].Waiting || list.Deliveries[1].ID != "o2" || !list.Deliveries[1].Waiting ||
+		!strings.Contains(rec.Body.String(), `"waiting": true`) {
+		t.Fatalf("pending listing of an ordered route: %d %s", rec.Code, rec.Body)
+	}
 	rec, body := callAdmin(t, a, "GET", "/webhooks/deliveries?status=pending&cursor=x", nil)
 	if rec.Code != 400 || body.Error != "bad_cursor" {
 		t.Errorf("bad cursor: %d %+v", rec.Code, body)
