@@ -256,9 +256,13 @@ func (e *env) wantPending(want map[string]int) {
 
 func (e *env) wantDead(want map[string]int) {
 	e.t.Helper()
-	got, err := e.s.DeadCounts(nil)
+	taken := 0
+	got, err := e.s.DeadCounts(func() { taken++ })
 	if err != nil {
 		e.t.Fatalf("DeadCounts: %v", err)
+	}
+	if taken != 1 {
+		e.t.Fatalf("DeadCounts called its taken hook %d times, want once", taken)
 	}
 	if len(got) == 0 && len(want) == 0 {
 		return
