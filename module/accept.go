@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 
+	"github.com/hookgate/hookgate/module/rules"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -105,17 +106,17 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 // as no match; it is counted, and logged at most once a minute per route.
 func (e *Engine) match(cfg *runtimeConfig, in *persist.Ingest, now time.Time) {
 	ev := in.Event
-	c := newCELEvent(ev)
+	c := rules.NewEvent(ev)
 	for _, name := range cfg.order {
 		rt := cfg.routes[name]
 		if !rt.matches(ev.Type) {
 			continue
 		}
 		if rt.when != nil {
-			ok, err := rt.when.eval(c)
+			ok, err := rt.when.Eval(c)
 			if err != nil {
 				countRuleError(name)
-				if rt.when.shouldLog(now) {
+				if rt.ruleLog.allow(now) {
 					cfg.logger.Warn("rule could not be evaluated; counted as no match (logged at most once a minute per route)",
 						zap.String("route", name), zap.String("event", ev.ID), zap.Error(err))
 				}

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookgate/hookgate/module/egress"
+	"github.com/hookgate/hookgate/module/rules"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -126,8 +127,8 @@ var globals = caddy.NewReplacer()
 // attempt makes one delivery attempt of j on route r.
 func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) result {
 	res := result{start: now}
-	c := newCELEvent(j.ev)
-	target, err := r.url.expand(c, globals)
+	c := rules.NewEvent(j.ev)
+	target, err := r.url.Expand(c, globals)
 	if err != nil {
 		res.class, res.err = classBadURL, "cannot build the endpoint URL: "+err.Error()
 		return res
@@ -142,7 +143,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 
 	body, ctype := envelope(j.ev), "application/json"
 	if r.transform != nil {
-		body, ctype, err = r.transform.body(c)
+		body, ctype, err = r.transform.Body(c)
 		if err != nil {
 			res.class, res.err = classBadURL, "transform failed: "+err.Error()
 			return res
@@ -170,7 +171,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 		propagator.Inject(ctx, propagation.HeaderCarrier(h))
 	}
 	for i, ht := range r.headers {
-		v, err := ht.value.expand(c, globals)
+		v, err := ht.value.Expand(c, globals)
 		if err != nil {
 			// A header that cannot be filled would send a wrong request.
 			res.class, res.err = classBadURL, "header "+ht.name+": "+err.Error()

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
+	"github.com/hookgate/hookgate/module/rules"
 	"github.com/hookgate/hookgate/module/signing"
 	"github.com/hookgate/hookgate/persist"
 )
@@ -454,7 +455,7 @@ func (h *Ingest) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inges
 		repl = caddy.NewReplacer()
 	}
 	typ := repl.ReplaceKnown(h.Topic, "")
-	if !validType(typ) {
+	if !rules.ValidType(typ) {
 		return nil, badRequest(-1, "the event type %q built from topic is not valid: expected 1-200 characters of A-Z a-z 0-9 . _ - : / (is a header it uses missing?)", typ)
 	}
 	ev := &persist.Event{Type: typ, Source: h.Source, Headers: make(map[string]string, len(r.Header))}
@@ -634,7 +635,7 @@ func finishEvent(m incoming, index int) (persist.Ingest, *ingestError) {
 	if m.Type == nil {
 		return persist.Ingest{}, badRequest(index, "missing \"type\"")
 	}
-	if !validType(*m.Type) {
+	if !rules.ValidType(*m.Type) {
 		return persist.Ingest{}, badRequest(index, "invalid \"type\": expected 1-200 characters of A-Z a-z 0-9 . _ - : /")
 	}
 	if len(m.Data) == 0 {
@@ -655,19 +656,6 @@ func finishEvent(m incoming, index int) (persist.Ingest, *ingestError) {
 		ev.Time = t
 	}
 	return persist.Ingest{Event: ev}, nil
-}
-
-// validType: 1–200 characters of A-Z a-z 0-9 . _ - : /
-func validType(s string) bool {
-	if len(s) == 0 || len(s) > 200 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !idChar(s[i]) && s[i] != '.' && s[i] != '/' {
-			return false
-		}
-	}
-	return true
 }
 
 // validID: 1–128 characters of A-Z a-z 0-9 _ - : (no `.`: the id is part

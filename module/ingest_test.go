@@ -206,31 +206,7 @@ func TestIngestDecodeFieldNamesAreCaseSensitive(t *testing.T) {
 	}
 }
 
-func TestValidTypeAndID(t *testing.T) {
-	types := []struct {
-		in   string
-		want bool
-	}{
-		{"a", true},
-		{"task.finished", true},
-		{"AZaz09._-:/", true},
-		{"github.pull_request/opened", true},
-		{strings.Repeat("t", 200), true},
-		{strings.Repeat("t", 201), false},
-		{"", false},
-		{"a b", false},
-		{"a*", false},
-		{"a+b", false},
-		{"a\x00", false},
-		{"tâsk", false},
-		{"a\nb", false},
-		{"a{b}", false},
-	}
-	for _, tc := range types {
-		if got := validType(tc.in); got != tc.want {
-			t.Errorf("validType(%q) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
+func TestValidID(t *testing.T) {
 	ids := []struct {
 		in   string
 		want bool

@@ -7,12 +7,14 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/hookgate/hookgate/module/egress"
+	"github.com/hookgate/hookgate/module/rules"
 	"github.com/hookgate/hookgate/module/signing"
 	"github.com/hookgate/hookgate/persist"
 )
@@ -37,12 +39,12 @@ var defaultSchedule = []time.Duration{
 // needs is parsed once, at config load.
 type route struct {
 	name      string
-	topics    []topicPattern
-	url       *template
+	topics    []rules.Topic
+	url       *rules.Template
 	headers   []headerTmpl
-	when      *rule          // nil: every event of the topics
-	transform *transform     // nil: the standard envelope
-	signer    signing.Signer // nil: unsigned
+	when      *rules.Rule      // nil: every event of the topics
+	transform *rules.Transform // nil: the standard envelope
+	signer    signing.Signer   // nil: unsigned
 	// noTraceParent keeps the W3C trace headers out of requests.
 	noTraceParent bool
 	timeout       time.Duration
@@ -57,18 +59,36 @@ type route struct {
 	// Operating settings: breaker.go, ratelimit.go, ordered.go,
 	// verifyendpoint.go.
 	breaker breakerConfig
-	rate    *rateSpec   // nil: no limit
-	order   *orderKeyer // nil: unordered
+	rate    *rateSpec       // nil: no limit
+	order   *rules.OrderKey // nil: unordered
 	// rawURL is the URL template as configured; verify_endpoint checks
 	// the endpoint again when it changes.
 	rawURL   string
 	verify   bool
 	disabled bool
+
+	// ruleLog and orderLog hold back repeated warnings about a rule or an
+	// order key that cannot be evaluated.
+	ruleLog, orderLog logLimit
 }
 
 type headerTmpl struct {
 	name  string
-	value *template
+	value *rules.Template
+}
+
+// logLimit lets a warning through at most once a minute.
+type logLimit struct {
+	last atomic.Int64 // unix ns of the last warning let through
+}
+
+// allow reports whether a warning may be logged now.
+func (l *logLimit) allow(now time.Time) bool {
+	last := l.last.Load()
+	if now.UnixNano()-last < int64(time.Minute) {
+		return false
+	}
+	return l.last.CompareAndSwap(last, now.UnixNano())
 }
 
 // ValidRouteName checks a route or egress policy name: 1–64 characters
@@ -111,13 +131,13 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		concurrency: rc.Concurrency,
 	}
 	for _, t := range rc.Topics {
-		p, err := parseTopic(t)
+		p, err := rules.ParseTopic(t)
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %v", name, err)
 		}
 		r.topics = append(r.topics, p)
 	}
-	ut, err := parseTemplate(rc.URL, true)
+	ut, err := rules.ParseTemplate(rc.URL, true)
 	if err != nil {
 		return nil, fmt.Errorf("route %s: url: %v", name, err)
 	}
@@ -126,8 +146,9 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		// A URL that starts with a literal must name its scheme and host
 		// there (one that is all placeholder, like {env.SLACK_URL}, is
 		// checked per delivery).
-		u, err := url.Parse(ut.segs[0].lit)
-		if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" && !strings.HasSuffix(ut.segs[0].lit, "//") {
+		lit := ut.Prefix()
+		u, err := url.Parse(lit)
+		if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" && !strings.HasSuffix(lit, "//") {
 			return nil, fmt.Errorf("route %s: url %q: expected an absolute http:// or https:// URL", name, rc.URL)
 		}
 	}
@@ -141,7 +162,7 @@ func compileRoute(name string, rc *Route) (*route, error) {
 			return nil, fmt.Errorf("route %s: header %s is set by hookgate and cannot be configured", name, k)
 		}
 		for _, v := range rc.Headers[k] {
-			vt, err := parseTemplate(v, false)
+			vt, err := rules.ParseTemplate(v, false)
 			if err != nil {
 				return nil, fmt.Errorf("route %s: header %s: %v", name, k, err)
 			}
@@ -149,22 +170,14 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		}
 	}
 	if rc.When != "" {
-		prg, err := compileCEL(name, "when", rc.When, true)
-		if err != nil {
+		if r.when, err = rules.CompileRule(name, rc.When); err != nil {
 			return nil, err
 		}
-		r.when = &rule{prg: prg}
 	}
 	if rc.Transform != "" {
-		prg, err := compileCEL(name, "transform", rc.Transform, false)
-		if err != nil {
+		if r.transform, err = rules.CompileTransform(name, rc.Transform, rc.ContentType); err != nil {
 			return nil, err
 		}
-		ct := rc.ContentType
-		if ct == "" {
-			ct = "text/plain; charset=utf-8"
-		}
-		r.transform = &transform{prg: prg, contentType: ct}
 	}
 	switch rc.TracePropagation {
 	case "", "on":
@@ -215,11 +228,11 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		}
 		r.rate = &rs
 	}
-	if r.order, err = compileOrdered(name, rc.Ordered); err != nil {
+	if r.order, err = rules.CompileOrderKey(name, rc.Ordered); err != nil {
 		return nil, err
 	}
 	r.rawURL, r.verify, r.disabled = rc.URL, rc.VerifyEndpoint, rc.Disabled
-	if r.verify && ut.usesEvent() {
+	if r.verify && ut.UsesEvent() {
 		return nil, fmt.Errorf("route %s: verify_endpoint checks the URL before any event: it cannot hold {event.*} placeholders", name)
 	}
 	return r, nil
@@ -236,90 +249,11 @@ var reservedHeaders = map[string]struct{}{
 // matches reports whether an event type is one of the route's topics.
 func (r *route) matches(eventType string) bool {
 	for _, p := range r.topics {
-		if p.match(eventType) {
+		if p.Match(eventType) {
 			return true
 		}
 	}
 	return false
-}
-
-// topicPattern is a dotted event type pattern: `*` matches one segment,
-// `**` any number (zero or more), a lone `*` everything.
-type topicPattern struct {
-	all      bool
-	exact    string // set when the pattern has no wildcard
-	segments []string
-}
-
-func parseTopic(s string) (topicPattern, error) {
-	if s == "*" || s == "**" {
-		return topicPattern{all: true}, nil
-	}
-	if s == "" {
-		return topicPattern{}, fmt.Errorf("empty topic pattern")
-	}
-	segs := strings.Split(s, ".")
-	wild := false
-	for _, seg := range segs {
-		switch {
-		case seg == "":
-			return topicPattern{}, fmt.Errorf("topic pattern %q has an empty segment", s)
-		case seg == "*" || seg == "**":
-			wild = true
-		case strings.Contains(seg, "*"):
-			return topicPattern{}, fmt.Errorf("topic pattern %q: `*` and `**` must be whole segments", s)
-		case !validType(seg):
-			return topicPattern{}, fmt.Errorf("topic pattern %q: segments use A-Z a-z 0-9 _ - : /", s)
-		}
-	}
-	if !wild {
-		return topicPattern{exact: s}, nil
-	}
-	return topicPattern{segments: segs}, nil
-}
-
-func (p topicPattern) match(t string) bool {
-	if p.all {
-		return true
-	}
-	if p.segments == nil {
-		return p.exact == t
-	}
-	return matchSegments(p.segments, t)
-}
-
-// matchSegments matches pattern segments against the dotted string t
-// without allocating.
-func matchSegments(pat []string, t string) bool {
-	seg := pat[0]
-	if seg == "**" {
-		if len(pat) == 1 {
-			return true
-		}
-		// ** consumes nothing, or one more segment and stays.
-		if matchSegments(pat[1:], t) {
-			return true
-		}
-		_, rest, more := strings.Cut(t, ".")
-		return more && matchSegments(pat, rest)
-	}
-	head, rest, more := strings.Cut(t, ".")
-	if seg != "*" && seg != head {
-		return false
-	}
-	if len(pat) == 1 {
-		return !more
-	}
-	if !more {
-		// t is used up: what is left of the pattern must match nothing.
-		for _, s := range pat[1:] {
-			if s != "**" {
-				return false
-			}
-		}
-		return true
-	}
-	return matchSegments(pat[1:], rest)
 }
 
 // retryPolicy is a compiled RetryPolicy: delays[i] is the delay before

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"go.uber.org/zap"
 
+	"github.com/hookgate/hookgate/module/rules"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -83,7 +84,7 @@ func (d *dispatcher) verify(r *route) {
 func (s *sender) verifyEndpoint(ctx context.Context, r *route) error {
 	// The URL holds no {event.*} placeholders (compileRoute checks), so
 	// an empty event expands it.
-	target, err := r.url.expand(newCELEvent(&persist.Event{Data: []byte("null")}), globals)
+	target, err := r.url.Expand(rules.NewEvent(&persist.Event{Data: []byte("null")}), globals)
 	if err != nil {
 		return fmt.Errorf("cannot build the endpoint URL: %v", err)
 	}
@@ -135,14 +136,4 @@ func (s *sender) verifyEndpoint(ctx context.Context, r *route) error {
 		return fmt.Errorf("endpoint answered %d with a body of %d bytes that is not the check value%s", resp.StatusCode, len(body), hint)
 	}
 	return nil
-}
-
-// usesEvent reports whether the template needs an event to expand.
-func (t *template) usesEvent() bool {
-	for _, s := range t.segs {
-		if strings.HasPrefix(s.key, "event.") {
-			return true
-		}
-	}
-	return false
 }

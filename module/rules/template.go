@@ -1,4 +1,4 @@
-package module
+package rules
 
 import (
 	"encoding/json"
@@ -11,17 +11,16 @@ import (
 	"github.com/caddyserver/caddy/v2"
 )
 
-// template is a url or header value with placeholders, parsed once at
+// Template is a url or header value with placeholders, parsed once at
 // config load. {event.id}, {event.type}, {event.source}, {event.time} and
 // {event.data.PATH} come from the event; any other {key} is one of Caddy's
 // global placeholders ({env.*}, {file.*}, …). Expansion is one pass, so a
 // value taken from an event is never expanded again: an event cannot smuggle
 // {env.SECRET} into a request.
-type template struct {
-	segs    []tmplSeg
-	static  bool   // no placeholders at all
-	lit     string // the value, when static
-	useData bool   // needs the event's data parsed
+type Template struct {
+	segs   []tmplSeg
+	static bool   // no placeholders at all
+	lit    string // the value, when static
 }
 
 type tmplSeg struct {
@@ -39,10 +38,13 @@ const (
 	escapeQuery
 )
 
-// parseTemplate parses s. In a URL template, event values are escaped for
-// where they stand: the path before `?`, the query after it.
-func parseTemplate(s string, isURL bool) (*template, error) {
-	t := &template{}
+// ParseTemplate parses s. In a URL template (isURL), event values are
+// escaped for where they stand: the path before `?`, the query after it.
+// An unknown {event.*} placeholder or a malformed data path is an error;
+// a `{` that opens no placeholder (no `}`, or a space inside) is kept as
+// text.
+func ParseTemplate(s string, isURL bool) (*Template, error) {
+	t := &Template{}
 	esc := escapeNone
 	if isURL {
 		esc = escapePath
@@ -80,7 +82,6 @@ func parseTemplate(s string, isURL bool) (*template, error) {
 					return nil, fmt.Errorf("placeholder {%s}: %v", key, err)
 				}
 				seg.path = path
-				t.useData = true
 			}
 		}
 		t.segs = append(t.segs, seg)
@@ -96,14 +97,40 @@ func parseTemplate(s string, isURL bool) (*template, error) {
 	return t, nil
 }
 
-func (t *template) addLit(s string, isURL bool, esc *escaping) {
+func (t *Template) addLit(s string, isURL bool, esc *escaping) {
 	if s == "" {
 		return
 	}
 	if isURL && strings.ContainsAny(s, "?#") {
 		*esc = escapeQuery
 	}
+	if n := len(t.segs); n > 0 && t.segs[n-1].key == "" {
+		// One literal segment per run of text, so Prefix is all of it.
+		t.segs[n-1].lit += s
+		return
+	}
 	t.segs = append(t.segs, tmplSeg{lit: s})
+}
+
+// Prefix is the text the template starts with, up to its first
+// placeholder ("" when it starts with one): where a URL template must
+// name its scheme and host.
+func (t *Template) Prefix() string {
+	if len(t.segs) == 0 || t.segs[0].key != "" {
+		return ""
+	}
+	return t.segs[0].lit
+}
+
+// UsesEvent reports whether the template needs an event to expand (holds
+// an {event.*} placeholder).
+func (t *Template) UsesEvent() bool {
+	for _, s := range t.segs {
+		if strings.HasPrefix(s.key, "event.") {
+			return true
+		}
+	}
+	return false
 }
 
 // parseDataPath splits a.b[0].c or a.b.0.c into its steps.
@@ -118,9 +145,12 @@ func parseDataPath(p string) ([]string, error) {
 	return parts, nil
 }
 
-// expand fills the template for one event. repl supplies Caddy's global
-// placeholders; data returns the event's parsed data.
-func (t *template) expand(c *celEvent, repl *caddy.Replacer) (string, error) {
+// Expand fills the template for one event, in one pass: a value taken
+// from the event is never expanded again. repl supplies Caddy's global
+// placeholders ({env.*}, {file.*}, …); a placeholder it does not know is
+// kept as written. A missing or null {event.data.PATH}, or data that is
+// not JSON, is an error that names the placeholder, never the data.
+func (t *Template) Expand(c *Event, repl *caddy.Replacer) (string, error) {
 	if t.static {
 		return t.lit, nil
 	}

@@ -1,0 +1,141 @@
+package rules
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// compile compiles expr in the event environment, has check judge the
+// result type (it returns what is wrong, or "" when the type is fine),
+// and builds its program. Errors name the
+// route and the option (what), and carry CEL's line:column.
+func compile(route, what, expr string, check func(*cel.Type) string) (cel.Program, error) {
+	env, err := celEnv()
+	if err != nil {
+		return nil, err
+	}
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		// The issue text carries the position (line:column) and a caret.
+		return nil, fmt.Errorf("route %s: %s: %s", route, what, strings.TrimSpace(iss.Err().Error()))
+	}
+	if msg := check(ast.OutputType()); msg != "" {
+		return nil, fmt.Errorf("route %s: %s: %s", route, what, msg)
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("route %s: %s: %v", route, what, err)
+	}
+	return prg, nil
+}
+
+// Rule is a compiled `when`: a CEL expression over `event` that decides
+// whether a route takes an event.
+type Rule struct {
+	prg cel.Program
+}
+
+// CompileRule compiles a route's `when` expression, which must give a
+// bool. Errors name the route and carry the position in expr.
+func CompileRule(route, expr string) (*Rule, error) {
+	prg, err := compile(route, "when", expr, func(out *cel.Type) string {
+		if !out.IsExactType(types.BoolType) {
+			return fmt.Sprintf("the expression gives %s, want bool (compare a field, e.g. event.data.flag == true)", out)
+		}
+		return ""
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Rule{prg: prg}, nil
+}
+
+// Eval reports whether the event passes. An error (data that is not
+// JSON, a missing field, a result that is not a bool) comes with false: it counts as no match, and is returned for
+// counting and logging.
+func (r *Rule) Eval(e *Event) (bool, error) {
+	vars, err := e.activation()
+	if err != nil {
+		return false, err
+	}
+	out, _, err := r.prg.Eval(vars)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(types.Bool)
+	if !ok {
+		return false, fmt.Errorf("rule gave %s, not a bool", out.Type())
+	}
+	return bool(b), nil
+}
+
+// Transform is a compiled `transform`: a CEL expression whose result is
+// the body sent instead of the standard envelope.
+type Transform struct {
+	prg         cel.Program
+	contentType string // for string results
+}
+
+// defaultTextType types a transform's string result when the route names
+// no content type.
+const defaultTextType = "text/plain; charset=utf-8"
+
+// CompileTransform compiles a route's `transform` expression, which must
+// give a map, a list or a string. contentType types string results (""
+// for text/plain; maps and lists are always sent as application/json).
+func CompileTransform(route, expr, contentType string) (*Transform, error) {
+	prg, err := compile(route, "transform", expr, func(out *cel.Type) string {
+		if !out.IsExactType(types.StringType) && !out.IsExactType(types.DynType) &&
+			out.Kind() != types.MapKind && out.Kind() != types.ListKind {
+			return fmt.Sprintf("the expression gives %s, want a map, a list or a string", out)
+		}
+		return ""
+	})
+	if err != nil {
+		return nil, err
+	}
+	if contentType == "" {
+		contentType = defaultTextType
+	}
+	return &Transform{prg: prg, contentType: contentType}, nil
+}
+
+var structValueType = reflect.TypeOf(&structpb.Value{})
+
+// Body evaluates the transform for an event: the bytes to send and their
+// content type (application/json for a map or a list).
+func (t *Transform) Body(e *Event) ([]byte, string, error) {
+	vars, err := e.activation()
+	if err != nil {
+		return nil, "", fmt.Errorf("event data is not JSON: %v", err)
+	}
+	out, _, err := t.prg.Eval(vars)
+	if err != nil {
+		return nil, "", err
+	}
+	return celBody(out, t.contentType)
+}
+
+func celBody(out ref.Val, contentType string) ([]byte, string, error) {
+	if s, ok := out.(types.String); ok {
+		return []byte(s), contentType, nil
+	}
+	switch out.Type() {
+	case types.MapType, types.ListType:
+	default:
+		return nil, "", fmt.Errorf("transform gave %s, want a map, a list or a string", out.Type())
+	}
+	native, err := out.ConvertToNative(structValueType)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := json.Marshal(native.(*structpb.Value).AsInterface())
+	return b, "application/json", err
+}

@@ -1,0 +1,80 @@
+package rules
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+func TestRuleEval(t *testing.T) {
+	ev := &persist.Event{ID: "evt_1", Type: "task.done", Headers: map[string]string{"x-a": "1"},
+		Data: []byte(`{"flow":"Delivery","priority":"High","items":[1,2,3]}`)}
+	tests := []struct {
+		expr    string
+		want    bool
+		wantErr bool
+	}{
+		{`event.data.flow == "Delivery" && event.data.priority == "High"`, true, false},
+		{`event.data.priority == "Low"`, false, false},
+		{`event.type.startsWith("task.") && event.headers["x-a"] == "1"`, true, false},
+		{`event.data.items.exists(x, x == 3)`, true, false},
+		{`event.data.missing == 1`, false, true},
+	}
+	for _, tc := range tests {
+		r, err := CompileRule("r", tc.expr)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.expr, err)
+		}
+		got, err := r.Eval(NewEvent(ev))
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("%s: %v, %v; want %v, error %v", tc.expr, got, err, tc.want, tc.wantErr)
+		}
+	}
+	r, _ := CompileRule("r", `event.type == "x"`)
+	if ok, err := r.Eval(NewEvent(&persist.Event{Data: []byte("{not json")})); ok || err == nil {
+		t.Errorf("data that is not JSON: %v, %v; want no match and an error", ok, err)
+	}
+}
+
+func TestCompileErrorsNameTheRoute(t *testing.T) {
+	for expr, want := range map[string]string{
+		`event.data.x ==`:  "route erp: when: ",
+		`event.data.x`:     "want bool",
+		`1 + "a"`:          "route erp: when: ",
+		`event.data.x + 1`: "want bool",
+	} {
+		if _, err := CompileRule("erp", expr); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CompileRule(%q) = %v, want an error with %q", expr, err, want)
+		}
+	}
+	if _, err := CompileTransform("erp", `1 + 2`, ""); err == nil || !strings.Contains(err.Error(), "route erp: transform: the expression gives int, want a map, a list or a string") {
+		t.Errorf("transform giving an int: %v", err)
+	}
+}
+
+func TestTransformBody(t *testing.T) {
+	ev := &persist.Event{ID: "evt_1", Data: []byte(`{"task_id":"T-1","n":2}`)}
+	tests := []struct {
+		expr, ct, wantBody, wantCT string
+	}{
+		{`{"text": "task " + event.data.task_id}`, "", `{"text":"task T-1"}`, "application/json"},
+		{`[event.data.n, event.id]`, "", `[2,"evt_1"]`, "application/json"},
+		{`"task " + event.data.task_id`, "", "task T-1", "text/plain; charset=utf-8"},
+		{`"<a/>"`, "application/xml", "<a/>", "application/xml"},
+	}
+	for _, tc := range tests {
+		tr, err := CompileTransform("r", tc.expr, tc.ct)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.expr, err)
+		}
+		body, ct, err := tr.Body(NewEvent(ev))
+		if err != nil || string(body) != tc.wantBody || ct != tc.wantCT {
+			t.Errorf("%s: %q %q %v; want %q %q", tc.expr, body, ct, err, tc.wantBody, tc.wantCT)
+		}
+	}
+	tr, _ := CompileTransform("r", `event.data.n`, "")
+	if _, _, err := tr.Body(NewEvent(ev)); err == nil || !strings.Contains(err.Error(), "want a map, a list or a string") {
+		t.Errorf("transform giving a double at run time: %v", err)
+	}
+}

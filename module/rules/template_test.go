@@ -1,0 +1,88 @@
+package rules
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+func TestTemplateExpand(t *testing.T) {
+	t.Setenv("HOOKGATE_TMPL_TEST", "s3cret")
+	ev := &persist.Event{ID: "evt_1", Type: "task.done", Source: "/events", Time: time.Date(2026, 11, 23, 10, 0, 0, 5, time.FixedZone("x", 3600)),
+		Data: []byte(`{"tenant":"a/b c","n":1.5,"ok":true,"items":[{"sku":"S-1"}],"obj":{"k":"v"},"nul":null,"sneaky":"{env.HOOKGATE_TMPL_TEST}"}`)}
+	repl := caddy.NewReplacer()
+	tests := []struct {
+		tmpl  string
+		isURL bool
+		want  string
+		err   string
+	}{
+		{"https://x.example/static", true, "https://x.example/static", ""},
+		{"{event.id} {event.type} {event.source} {event.time}", false, "evt_1 task.done /events 2026-11-23T09:00:00.000000005Z", ""},
+		{"https://x.example/{event.data.tenant}?t={event.data.tenant}", true, "https://x.example/a%2Fb%20c?t=a%2Fb+c", ""},
+		{"{event.data.tenant}", false, "a/b c", ""},
+		{"{event.data.n}/{event.data.ok}/{event.data.items[0].sku}/{event.data.items.0.sku}", false, "1.5/true/S-1/S-1", ""},
+		{"{event.data.obj}", false, `{"k":"v"}`, ""},
+		// One pass: a value from the event is never expanded again.
+		{"{event.data.sneaky}", false, "{env.HOOKGATE_TMPL_TEST}", ""},
+		{"Bearer {env.HOOKGATE_TMPL_TEST}", false, "Bearer s3cret", ""},
+		{"{nope.unknown}", false, "{nope.unknown}", ""},
+		{"a{ b}c{", false, "a{ b}c{", ""},
+		{"{event.data.missing}", false, "", `no field "missing"`},
+		{"{event.data.items[3].sku}", false, "", `no element "items.3"`},
+		{"{event.data.nul}", false, "", "is null"},
+	}
+	for _, tc := range tests {
+		tm, err := ParseTemplate(tc.tmpl, tc.isURL)
+		if err != nil {
+			t.Errorf("ParseTemplate(%q): %v", tc.tmpl, err)
+			continue
+		}
+		got, err := tm.Expand(NewEvent(ev), repl)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: got %q, %v; want an error with %q", tc.tmpl, got, err, tc.err)
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("%q: got %q, %v; want %q", tc.tmpl, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseTemplateErrors(t *testing.T) {
+	for tmpl, want := range map[string]string{
+		"{event.nope}":      "unknown placeholder {event.nope}",
+		"x/{event.data.}":   "unknown placeholder",
+		"{event.data.a..b}": "empty step",
+		"{event.data.[0]}":  "empty step",
+	} {
+		if _, err := ParseTemplate(tmpl, true); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseTemplate(%q) = %v, want an error with %q", tmpl, err, want)
+		}
+	}
+}
+
+func TestTemplatePrefixAndUsesEvent(t *testing.T) {
+	tests := []struct {
+		tmpl, prefix string
+		uses         bool
+	}{
+		{"https://x.example/a", "https://x.example/a", false},
+		{"https://x.example/{env.X}/{event.id}", "https://x.example/", true},
+		{"https://x{ y}/{event.data.k}", "https://x{ y}/", true},
+		{"{env.SLACK_URL}", "", false},
+		{"", "", false},
+	}
+	for _, tc := range tests {
+		tm, err := ParseTemplate(tc.tmpl, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tm.Prefix() != tc.prefix || tm.UsesEvent() != tc.uses {
+			t.Errorf("%q: Prefix %q UsesEvent %v, want %q %v", tc.tmpl, tm.Prefix(), tm.UsesEvent(), tc.prefix, tc.uses)
+		}
+	}
+}
