@@ -76,36 +76,53 @@ func (p Topic) Match(t string) bool {
 	return matchSegments(p.segments, t)
 }
 
-// matchSegments matches pattern segments against the dotted string t
-// without allocating.
+// matchSegments matches pattern segments against the segments of the
+// dotted string t (t always has at least one, possibly empty). It is the
+// greedy wildcard match with one-step backtracking: `**` first takes no
+// segment, and on a later mismatch the most recent `**` takes one more and
+// matching resumes after it. Going back only to the most recent `**` is
+// enough (whatever an earlier one could take, the later one can take as
+// well), so the time is O(len(pattern) × len(t)) with no recursion: an
+// event type chosen by a sender cannot make it backtrack exponentially.
+// It does not allocate.
 func matchSegments(pat []string, t string) bool {
-	seg := pat[0]
-	if seg == "**" {
-		if len(pat) == 1 {
-			return true
-		}
-		// ** consumes nothing, or one more segment and stays.
-		if matchSegments(pat[1:], t) {
-			return true
-		}
-		_, rest, more := strings.Cut(t, ".")
-		return more && matchSegments(pat, rest)
-	}
-	head, rest, more := strings.Cut(t, ".")
-	if seg != "*" && seg != head {
-		return false
-	}
-	if len(pat) == 1 {
-		return !more
-	}
-	if !more {
-		// t is used up: what is left of the pattern must match nothing.
-		for _, s := range pat[1:] {
-			if s != "**" {
-				return false
+	// i is the offset in t of the next segment; len(t)+1 once t is used up.
+	p, i := 0, 0
+	star, starI := -1, 0 // the last ** seen, and where its take ends
+	for i <= len(t) {
+		if p < len(pat) {
+			if pat[p] == "**" {
+				star, starI = p, i
+				p++
+				continue
+			}
+			seg, next := segment(t, i)
+			if pat[p] == "*" || pat[p] == seg {
+				p, i = p+1, next
+				continue
 			}
 		}
-		return true
+		if star < 0 {
+			return false
+		}
+		// Let the last ** take one more segment, and retry after it.
+		_, starI = segment(t, starI)
+		p, i = star+1, starI
 	}
-	return matchSegments(pat[1:], rest)
+	// t is used up: what is left of the pattern must match nothing.
+	for ; p < len(pat); p++ {
+		if pat[p] != "**" {
+			return false
+		}
+	}
+	return true
+}
+
+// segment returns the segment of t at offset i and the offset of the one
+// after it (len(t)+1 when it is the last).
+func segment(t string, i int) (string, int) {
+	if j := strings.IndexByte(t[i:], '.'); j >= 0 {
+		return t[i : i+j], i + j + 1
+	}
+	return t[i:], len(t) + 1
 }

@@ -147,3 +147,89 @@ func TestValidType(t *testing.T) {
 		}
 	}
 }
+
+// matchReference is the plain recursive matcher (exponential on many
+// `**`, but obviously right) that FuzzTopicMatch checks matchSegments
+// against.
+func matchReference(pat []string, t []string) bool {
+	if len(pat) == 0 {
+		return len(t) == 0
+	}
+	switch pat[0] {
+	case "**":
+		for k := 0; k <= len(t); k++ {
+			if matchReference(pat[1:], t[k:]) {
+				return true
+			}
+		}
+		return false
+	case "*":
+		return len(t) > 0 && matchReference(pat[1:], t[1:])
+	}
+	return len(t) > 0 && pat[0] == t[0] && matchReference(pat[1:], t[1:])
+}
+
+// A sender chooses the event type; patterns with many `**` against a
+// long type used to backtrack exponentially (seconds for five `**` and a
+// 100-segment type, minutes for six) inside the ingest request. These
+// finish at once now; the package's test timeout catches a regression.
+func TestTopicMatchManyWildcardsIsLinear(t *testing.T) {
+	long := strings.Repeat("a.", 199) // 199 segments
+	tests := []struct {
+		pattern, typ string
+		want         bool
+	}{
+		{"**.**.**.**.**.**.**.x", long + "y", false},
+		{"**.**.**.**.**.**.**.x", long + "x", true},
+		{"**.a.**.a.**.a.**.a.**.x", long + "y", false},
+		{"**.*.**.*.**.*.**.*.**.*.**.x", long + "x", true},
+		{"a.**.**.**.**.**.**.**.**.b.**", long + "y", false},
+	}
+	for _, tc := range tests {
+		p, err := ParseTopic(tc.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Match(tc.typ); got != tc.want {
+			t.Errorf("%s against %d segments: %v, want %v", tc.pattern, strings.Count(tc.typ, ".")+1, got, tc.want)
+		}
+	}
+}
+
+// FuzzTopicMatch checks the matcher against matchReference on small
+// patterns and types. Both are built from the fuzzer's bytes over a tiny
+// alphabet so that matches are common: in the pattern, '*' is a `*`
+// segment and '+' a `**` one; every other byte picks a segment (a, b or
+// empty).
+func FuzzTopicMatch(f *testing.F) {
+	f.Add([]byte("+a"), []byte("aab"))
+	f.Add([]byte("+*+b"), []byte("ab"))
+	f.Add([]byte("a+"), []byte("a"))
+	f.Add([]byte("*"), []byte(""))
+	f.Add([]byte("++++x"), []byte("aaaaaaaay"))
+	f.Fuzz(func(t *testing.T, pb, tb []byte) {
+		if len(pb) == 0 || len(pb) > 12 || len(tb) == 0 || len(tb) > 16 {
+			return
+		}
+		seg := func(c byte) string { return [...]string{"a", "b", ""}[c%3] }
+		pat := make([]string, len(pb))
+		for i, c := range pb {
+			switch c {
+			case '*':
+				pat[i] = "*"
+			case '+':
+				pat[i] = "**"
+			default:
+				pat[i] = seg(c)
+			}
+		}
+		typ := make([]string, len(tb))
+		for i, c := range tb {
+			typ[i] = seg(c)
+		}
+		want := matchReference(pat, typ)
+		if got := matchSegments(pat, strings.Join(typ, ".")); got != want {
+			t.Fatalf("pattern %q against %q: %v, want %v", strings.Join(pat, "."), strings.Join(typ, "."), got, want)
+		}
+	})
+}
