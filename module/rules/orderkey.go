@@ -63,7 +63,7 @@ func (o *OrderKey) Key(e *Event) (string, error) {
 	if err != nil {
 		return OrderAll, err
 	}
-	out, _, err := o.prg.Eval(vars)
+	out, err := run(o.prg, vars)
 	if err != nil {
 		return OrderAll, err
 	}

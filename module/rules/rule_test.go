@@ -78,3 +78,50 @@ func TestTransformBody(t *testing.T) {
 		t.Errorf("transform giving a double at run time: %v", err)
 	}
 }
+
+// An event a sender shapes can make a rule loop: a nested all() over
+// 2,000 items is 4 million steps (over a second of CPU). The cost limit
+// stops it, as no match, and leaves ordinary rules alone.
+func TestCostLimit(t *testing.T) {
+	ev := &persist.Event{ID: "evt_1", Data: []byte(`{"flow":"Delivery","items":[1` + strings.Repeat(",1", 1999) + `]}`)}
+	e := NewEvent(ev)
+	const loop = `event.data.items.all(x, event.data.items.all(y, x == y))`
+
+	r, err := CompileRule("r", loop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := r.Eval(e); ok || err == nil || !strings.Contains(err.Error(), "cost limit of 100000") {
+		t.Errorf("nested loop rule: %v, %v; want no match and a cost-limit error", ok, err)
+	}
+	tr, err := CompileTransform("r", `{"all": `+loop+`}`, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tr.Body(e); err == nil || !strings.Contains(err.Error(), "cost limit") {
+		t.Errorf("nested loop transform: %v, want a cost-limit error", err)
+	}
+	o, err := CompileOrderKey("r", `string(`+loop+`)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := o.Key(e); k != OrderAll || err == nil || !strings.Contains(err.Error(), "cost limit") {
+		t.Errorf("nested loop order key: %q, %v; want %q and a cost-limit error", k, err, OrderAll)
+	}
+
+	// One pass over the same list, and the usual field comparisons, are
+	// well within the limit.
+	for _, expr := range []string{
+		`event.data.flow == "Delivery" && event.data.items.size() == 2000`,
+		`event.data.items.all(x, x == 1)`,
+		`event.data.items.exists(x, x == 2) || event.data.items.filter(x, x == 1).size() == 2000`,
+	} {
+		r, err := CompileRule("r", expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := r.Eval(e); !ok || err != nil {
+			t.Errorf("%s: %v, %v; want a match", expr, ok, err)
+		}
+	}
+}
