@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/rules"
 	"github.com/hookgate/hookgate/module/signing"
 )
 
@@ -172,13 +173,23 @@ func parseRouteOption(d *caddyfile.Dispenser, r *module.Route) error {
 		if topics, err = someArgs(d); err != nil {
 			return err
 		}
+		for _, t := range topics {
+			if _, err := rules.ParseTopic(t); err != nil {
+				return d.Errf("%v", err)
+			}
+		}
 		r.Topics = append(r.Topics, topics...)
 
 	case "url":
 		if err = once(d, r.URL != ""); err != nil {
 			return err
 		}
-		r.URL, err = oneArg(d)
+		if r.URL, err = oneArg(d); err != nil {
+			return err
+		}
+		if _, err := rules.ParseTemplate(r.URL, true); err != nil {
+			return d.Errf("url: %v", err)
+		}
 
 	case "header":
 		err = parseHeader(d, r)
@@ -253,6 +264,9 @@ func parseHeader(d *caddyfile.Dispenser, r *module.Route) error {
 	}
 	if !signing.ValidHeaderName(args[0]) {
 		return d.Errf("invalid header name %q: expected letters, digits and %s", args[0], signing.TokenPunct)
+	}
+	if _, err := rules.ParseTemplate(args[1], false); err != nil {
+		return d.Errf("header %s: %v", args[0], err)
 	}
 	if r.Headers == nil {
 		r.Headers = make(http.Header)

@@ -68,7 +68,9 @@
 //
 // A route name is 1–64 characters of A-Z a-z 0-9 _ - . ; url and at least
 // one topic are required. topics and header may repeat and append; header
-// names are canonicalised (x-source becomes X-Source). A retry block uses
+// names are canonicalised (x-source becomes X-Source). Topic patterns and
+// the placeholders of url and header values are checked here, with the
+// line. A retry block uses
 // either schedule or attempts (optionally with backoff), not both.
 // Durations take Caddy's units (5s, 30m, 72h, 3d) and must be positive;
 // counts must be positive too. An omitted option keeps the default
