@@ -10,4 +10,5 @@ package hookgate
 import (
 	_ "github.com/hookgate/hookgate/caddyfile"
 	_ "github.com/hookgate/hookgate/module"
+	_ "github.com/hookgate/hookgate/module/ingest"
 )

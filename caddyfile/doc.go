@@ -137,6 +137,7 @@
 //			encoding hex|base64
 //		}
 //		keep_headers <name...>
+//		id_header <name>
 //	}
 //
 // Sizes take units (1MiB, 512KB, 1048576). auth bearer may repeat; each
@@ -147,5 +148,8 @@
 // type. verify (once) checks the signature of such requests with any of
 // the secrets; its block is optional. keep_headers (inbound only) keeps
 // just the named request headers with the event instead of every header
-// but credentials. topic, source and keep_headers may be given once.
+// but credentials. id_header (inbound only) names the header holding the
+// sender's message id, which makes the event id and so dedupes the
+// sender's retries. topic, source, keep_headers and id_header may be
+// given once.
 package caddyfile

@@ -7,7 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/ingest"
 	"github.com/hookgate/hookgate/module/signing"
 )
 
@@ -23,7 +23,7 @@ func init() {
 // the package doc). The optional matcher has already been taken off the
 // tokens by RegisterHandlerDirective.
 func parseIngest(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	in := new(module.Ingest)
+	in := new(ingest.Handler)
 	if err := unmarshalIngest(h.Dispenser, in); err != nil {
 		return nil, err
 	}
@@ -32,8 +32,8 @@ func parseIngest(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 
 // unmarshalIngest fills in from a `webhook_ingest` directive. It is a
 // function here rather than an UnmarshalCaddyfile method on
-// module.Ingest so that package module knows nothing of the Caddyfile.
-func unmarshalIngest(d *caddyfile.Dispenser, in *module.Ingest) error {
+// ingest.Handler so that the handler knows nothing of the Caddyfile.
+func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
 		return d.ArgErr()
@@ -65,6 +65,18 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *module.Ingest) error {
 		case "verify":
 			err = parseVerify(d, in)
 
+		case "id_header":
+			if err = once(d, in.IDHeader != ""); err != nil {
+				return err
+			}
+			if in.IDHeader, err = oneArg(d); err != nil {
+				return err
+			}
+			if !signing.ValidHeaderName(in.IDHeader) {
+				return d.Errf("invalid header name %q: expected letters, digits and %s", in.IDHeader, signing.TokenPunct)
+			}
+			in.IDHeader = http.CanonicalHeaderKey(in.IDHeader)
+
 		case "keep_headers":
 			if err = once(d, in.KeepHeaders != nil); err != nil {
 				return err
@@ -94,12 +106,12 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *module.Ingest) error {
 // `auth header <name> <value...>`. Repeated bearer lines append, so that
 // a token can be rotated by listing old and new; there is one auth
 // header (list its values on one line).
-func parseIngestAuth(d *caddyfile.Dispenser, in *module.Ingest) error {
+func parseIngestAuth(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	if !d.NextArg() {
 		return d.ArgErr()
 	}
 	if in.Auth == nil {
-		in.Auth = new(module.IngestAuth)
+		in.Auth = new(ingest.Auth)
 	}
 	switch scheme := d.Val(); scheme {
 	case "bearer":
@@ -124,7 +136,7 @@ func parseIngestAuth(d *caddyfile.Dispenser, in *module.Ingest) error {
 		if !signing.ValidHeaderName(args[0]) {
 			return d.Errf("invalid header name %q: expected letters, digits and %s", args[0], signing.TokenPunct)
 		}
-		in.Auth.Header = &module.AuthHeader{
+		in.Auth.Header = &ingest.AuthHeader{
 			Name:   http.CanonicalHeaderKey(args[0]),
 			Values: args[1:],
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/ingest"
 	"github.com/hookgate/hookgate/module/signing"
 )
 
@@ -104,7 +105,7 @@ func signSchemeName(scheme string) string {
 //
 //	verify standard <secret...> [{ tolerance <duration> }]
 //	verify hmac-sha256 <secret...> [{ header <name>; prefix <p>; encoding hex|base64 }]
-func parseVerify(d *caddyfile.Dispenser, in *module.Ingest) error {
+func parseVerify(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	if err := once(d, in.Verify != nil); err != nil {
 		return err
 	}
@@ -124,7 +125,7 @@ func parseVerify(d *caddyfile.Dispenser, in *module.Ingest) error {
 		return d.ArgErr() // the cursor is on the scheme
 	}
 
-	v := &module.VerifyConfig{Scheme: scheme, Secrets: secrets}
+	v := &ingest.VerifyConfig{Scheme: scheme, Secrets: secrets}
 	opts := sigOptions{tolerance: &v.Tolerance}
 	if scheme == schemeHMAC {
 		opts = sigOptions{header: &v.Header, encoding: &v.Encoding, prefix: &v.Prefix}

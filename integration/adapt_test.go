@@ -17,6 +17,7 @@ import (
 
 	"github.com/hookgate/hookgate/module"
 	"github.com/hookgate/hookgate/module/egress"
+	"github.com/hookgate/hookgate/module/ingest"
 )
 
 // Adapt tests, in the manner of Caddy's caddytest/integration: each file
@@ -155,7 +156,7 @@ func checkStrict(t *testing.T, out []byte) {
 		strictDecode(t, raw, new(module.App))
 	}
 	for _, h := range findHandlers(t, cfg.Apps["http"], "webhook_ingest") {
-		strictDecode(t, h, new(module.Ingest))
+		strictDecode(t, h, new(ingest.Handler))
 	}
 }
 
@@ -242,8 +243,8 @@ func TestAdaptCoversEveryField(t *testing.T) {
 		}
 	}
 
-	types := []any{module.App{}, module.Route{}, module.RetryPolicy{}, module.Ingest{}, module.IngestAuth{},
-		module.SignConfig{}, module.VerifyConfig{}, module.AuthHeader{},
+	types := []any{module.App{}, module.Route{}, module.RetryPolicy{}, ingest.Handler{}, ingest.Auth{},
+		module.SignConfig{}, ingest.VerifyConfig{}, ingest.AuthHeader{},
 		egress.Policy{}, egress.TLS{}}
 	var missing []string
 	for _, v := range types {

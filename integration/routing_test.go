@@ -266,6 +266,10 @@ func TestInboundVerification(t *testing.T) {
 	webhook_ingest /partner {
 		topic partner.event
 		verify standard `+swSecret+`
+	}
+	webhook_ingest /partner2 {
+		topic partner.other
+		verify standard `+swSecret+`
 	}`))
 	body := `{"ref":"refs/heads/main","n":1}`
 	sign := func(b string) string {
@@ -293,28 +297,44 @@ func TestInboundVerification(t *testing.T) {
 	}
 	// Standard Webhooks inbound: valid, then an expired timestamp.
 	wh, _ := standardwebhooks.NewWebhook(swSecret)
-	post := func(id string, ts time.Time) (int, map[string]any) {
+	postTo := func(path, id string, ts time.Time) (int, map[string]any) {
 		sig, _ := wh.Sign(id, ts, []byte(body))
-		return g.post("/partner", body, "webhook-id", id, "webhook-timestamp", strconv.FormatInt(ts.Unix(), 10), "webhook-signature", sig)
+		return g.post(path, body, "webhook-id", id, "webhook-timestamp", strconv.FormatInt(ts.Unix(), 10), "webhook-signature", sig)
 	}
-	if code, ans := post("msg_1", time.Now()); code != 202 || ans["id"] != "msg_1" {
+	// The sender's message id makes the event id, in the endpoint's
+	// namespace: its retry is a duplicate, the same id from another
+	// endpoint is not.
+	if code, ans := postTo("/partner", "msg_1", time.Now()); code != 202 || ans["id"] != "partner:msg_1" {
 		t.Errorf("standard webhooks inbound: %d %v", code, ans)
 	}
-	if code, ans := post("msg_2", time.Now().Add(-time.Hour)); code != 401 {
+	if code, ans := postTo("/partner", "msg_1", time.Now()); code != 200 || ans["duplicate"] != true || ans["id"] != "partner:msg_1" {
+		t.Errorf("the sender's retry: %d %v, want 200 duplicate", code, ans)
+	}
+	if code, ans := postTo("/partner2", "msg_1", time.Now()); code != 202 || ans["id"] != "partner2:msg_1" {
+		t.Errorf("the same message id at another endpoint: %d %v, want 202 partner2:msg_1", code, ans)
+	}
+	if code, ans := postTo("/partner", "msg_2", time.Now().Add(-time.Hour)); code != 401 {
 		t.Errorf("expired timestamp: %d %v", code, ans)
 	}
-	s.waitFor(t, 2, 10*time.Second)
+	s.waitFor(t, 3, 10*time.Second)
 	time.Sleep(200 * time.Millisecond)
-	if n := len(s.requests()); n != 2 {
-		t.Errorf("sink got %d requests, want 2", n)
+	if n := len(s.requests()); n != 3 {
+		t.Errorf("sink got %d requests, want 3", n)
 	}
 	g.stop()
 	st := openStore(t, g.storage)
-	if _, err := st.Event("msg_2"); err == nil {
+	if _, err := st.Event("partner:msg_2"); err == nil {
 		t.Errorf("an event that failed verification was stored")
 	}
-	if _, err := st.Event("msg_1"); err != nil {
-		t.Errorf("verified event not stored: %v", err)
+	for _, id := range []string{"partner:msg_1", "partner2:msg_1"} {
+		ev, err := st.Event(id)
+		if err != nil {
+			t.Errorf("verified event %s not stored: %v", id, err)
+			continue
+		}
+		if ev.Headers["webhook-id"] != "msg_1" {
+			t.Errorf("event %s keeps webhook-id %q, want the sender's msg_1", id, ev.Headers["webhook-id"])
+		}
 	}
 }
 

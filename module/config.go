@@ -148,29 +148,6 @@ type SignConfig struct {
 	Prefix   string `json:"prefix,omitempty"`
 }
 
-// VerifyConfig checks signatures on inbound webhooks. A request that
-// fails is answered 401 and nothing is stored.
-type VerifyConfig struct {
-	// Scheme is "standard" (Standard Webhooks: webhook-id,
-	// webhook-timestamp and webhook-signature headers) or "hmac-sha256"
-	// (a plain HMAC of the body in Header, GitHub style).
-	Scheme string `json:"scheme,omitempty"`
-
-	// Secrets that may have signed the request; any one passing is enough.
-	Secrets []string `json:"secrets,omitempty"`
-
-	// Header, Encoding and Prefix describe hmac-sha256 signatures: the
-	// header (default X-Hub-Signature-256), hex (default) or base64, and a
-	// prefix such as "sha256=".
-	Header   string `json:"header,omitempty"`
-	Encoding string `json:"encoding,omitempty"`
-	Prefix   string `json:"prefix,omitempty"`
-
-	// Tolerance is how far a Standard Webhooks timestamp may be from now,
-	// either way. Default: 5m.
-	Tolerance caddy.Duration `json:"tolerance,omitempty"`
-}
-
 // RetryPolicy says when failed attempts are tried again. Use either
 // Schedule, or Attempts with BackoffMin/BackoffMax; every delay gets ±20%
 // jitter. A delivery whose attempts or age run out is dead: kept, listed
@@ -192,24 +169,6 @@ type RetryPolicy struct {
 	// counted from ingest. Default: 72h. Retry-After is honoured only
 	// while it stays within MaxAge.
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
-}
-
-// IngestAuth guards an ingest endpoint. A request passes when it carries
-// any one of the accepted credentials.
-type IngestAuth struct {
-	// Bearer lists accepted tokens for `Authorization: Bearer <token>`.
-	// Placeholders such as {env.INGEST_TOKEN} are expanded at load.
-	Bearer []string `json:"bearer,omitempty"`
-
-	// Header lists accepted values of one request header, e.g. an API key
-	// header. Placeholders are expanded at load.
-	Header *AuthHeader `json:"header,omitempty"`
-}
-
-// AuthHeader accepts a request whose header Name has one of Values.
-type AuthHeader struct {
-	Name   string   `json:"name,omitempty"`
-	Values []string `json:"values,omitempty"`
 }
 
 // Validate checks that a route has what every route needs, before its

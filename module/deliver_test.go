@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -688,6 +689,64 @@ func TestAttemptRouteHeaderDoesNotDuplicateFixedHeaders(t *testing.T) {
 		mu.Unlock()
 		if len(vs) != 1 {
 			t.Errorf("BUG: route header %s: the receiver got %d values %q; want exactly one (deliver.go adds route headers with Header.Add after setting the fixed ones)", name, len(vs), vs)
+		}
+	}
+}
+
+func TestEnvelope(t *testing.T) {
+	data := `{"b" :  [1, 2.50 ,3e2],  "s":"\u00e9 \"q\"", "u":"é"}`
+	tests := []struct {
+		name string
+		ev   *persist.Event
+		want string
+	}{
+		{
+			name: "object data, UTC",
+			ev: &persist.Event{ID: "evt_01", Type: "task.finished", Data: []byte(data),
+				Time: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)},
+			want: `{"id":"evt_01","type":"task.finished","timestamp":"2026-11-23T10:00:00Z","data":` + data + `}`,
+		},
+		{
+			name: "offset time is written in UTC, fraction kept",
+			ev: &persist.Event{ID: "x:1", Type: "a/b", Data: []byte(`null`),
+				Time: time.Date(2026, 11, 23, 11, 0, 0, 250_000_000, time.FixedZone("CET", 3600))},
+			want: `{"id":"x:1","type":"a/b","timestamp":"2026-11-23T10:00:00.25Z","data":null}`,
+		},
+		{
+			name: "string data",
+			ev: &persist.Event{ID: "i", Type: "t", Data: []byte(`"line\nnext"`),
+				Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)},
+			want: `{"id":"i","type":"t","timestamp":"2026-01-02T03:04:05.000000006Z","data":"line\nnext"}`,
+		},
+	}
+	for _, tc := range tests {
+		got := envelope(tc.ev)
+		if string(got) != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
+		}
+		if !json.Valid(got) {
+			t.Errorf("%s: envelope is not valid JSON: %s", tc.name, got)
+			continue
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(got, &m); err != nil {
+			t.Fatal(err)
+		}
+		if len(m) != 4 {
+			t.Errorf("%s: %d fields, want id, type, timestamp, data", tc.name, len(m))
+		}
+		var id, typ, stamp string
+		json.Unmarshal(m["id"], &id)
+		json.Unmarshal(m["type"], &typ)
+		json.Unmarshal(m["timestamp"], &stamp)
+		if id != tc.ev.ID || typ != tc.ev.Type {
+			t.Errorf("%s: id %q type %q", tc.name, id, typ)
+		}
+		if st, err := time.Parse(time.RFC3339Nano, stamp); err != nil || !st.Equal(tc.ev.Time) {
+			t.Errorf("%s: timestamp %q does not read back as %v (%v)", tc.name, stamp, tc.ev.Time, err)
+		}
+		if string(m["data"]) != string(tc.ev.Data) {
+			t.Errorf("%s: data %s, want %s", tc.name, m["data"], tc.ev.Data)
 		}
 	}
 }

@@ -95,7 +95,10 @@ func releaseTracing() error {
 	return p.Shutdown(context.Background())
 }
 
-func currentTracer() trace.Tracer { return *tracing.tracer.Load() }
+// Tracer is hookgate's tracer: a no-op unless the standard OTEL_*
+// variables configure an exporter. The ingest handler starts its span
+// with it, so attempts made later are children of that span.
+func Tracer() trace.Tracer { return *tracing.tracer.Load() }
 
 // startAttemptSpan starts the span of one delivery attempt as a child of
 // the ingest span stored with the event, so retries hours later, and after
@@ -107,7 +110,7 @@ func startAttemptSpan(r *route, j *job, attempt int) (context.Context, trace.Spa
 			"traceparent": j.ev.TraceParent, "tracestate": j.ev.TraceState,
 		})
 	}
-	return currentTracer().Start(parent, "webhook delivery "+r.name,
+	return Tracer().Start(parent, "webhook delivery "+r.name,
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
 			attribute.String("hookgate.route", r.name),

@@ -1,20 +1,18 @@
-package module
+package ingest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base32"
-	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -26,19 +24,20 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
+	"github.com/hookgate/hookgate/module"
 	"github.com/hookgate/hookgate/module/rules"
 	"github.com/hookgate/hookgate/module/signing"
 	"github.com/hookgate/hookgate/persist"
 )
 
 func init() {
-	caddy.RegisterModule(Ingest{})
+	caddy.RegisterModule(Handler{})
 }
 
 // Ingest is the `webhook_ingest` HTTP handler: applications POST events
 // to it, and it answers 202 only once each event and its deliveries are
 // on disk.
-type Ingest struct {
+type Handler struct {
 	// MaxBody is the largest request body accepted, in bytes; larger ones
 	// get 413. Default: 1 MiB.
 	MaxBody int64 `json:"max_body,omitempty"`
@@ -49,7 +48,7 @@ type Ingest struct {
 
 	// Auth, when set, requires a credential on every request (401
 	// without one).
-	Auth *IngestAuth `json:"auth,omitempty"`
+	Auth *Auth `json:"auth,omitempty"`
 
 	// Topic turns this endpoint into an inbound one for third-party
 	// webhooks: the raw body becomes the event's data (JSON kept as JSON,
@@ -66,6 +65,14 @@ type Ingest struct {
 	// stored.
 	Verify *VerifyConfig `json:"verify,omitempty"`
 
+	// IDHeader names the request header that carries an inbound
+	// sender's message id, e.g. X-GitHub-Delivery. The event id is then
+	// "<source>:<that id>", so the sender's retries are answered as
+	// duplicates and two senders cannot collide. Default: Webhook-Id when
+	// Verify is a Standard Webhooks check, else none (every request is a
+	// new event).
+	IDHeader string `json:"id_header,omitempty"`
+
 	// KeepHeaders lists the request headers an inbound endpoint keeps
 	// with the event (rules see them as event.headers; look-ups show
 	// them). Default: every header except credentials — Authorization,
@@ -75,7 +82,7 @@ type Ingest struct {
 	// listed.
 	KeepHeaders []string `json:"keep_headers,omitempty"`
 
-	app        *App
+	app        *module.App
 	logger     *zap.Logger
 	tokens     [][]byte
 	authHeader string
@@ -83,13 +90,16 @@ type Ingest struct {
 	verifier   signing.Verifier
 	// keep is KeepHeaders canonicalized; nil keeps all but credentials.
 	keep map[string]struct{}
+	// idHeader carries the sender's message id on an inbound endpoint
+	// (IDHeader, or Webhook-Id for Standard Webhooks senders); "" if none.
+	idHeader string
 }
 
 // CaddyModule returns the Caddy module information.
-func (Ingest) CaddyModule() caddy.ModuleInfo {
+func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "http.handlers.webhook_ingest",
-		New: func() caddy.Module { return new(Ingest) },
+		New: func() caddy.Module { return new(Handler) },
 	}
 }
 
@@ -102,7 +112,7 @@ const (
 
 // Provision loads the webhooks app (configuring it with defaults if the
 // config has none) and prepares the credentials.
-func (h *Ingest) Provision(ctx caddy.Context) error {
+func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.MaxBody == 0 {
 		h.MaxBody = defaultMaxBody
@@ -165,6 +175,15 @@ func (h *Ingest) Provision(ctx caddy.Context) error {
 			h.keep[http.CanonicalHeaderKey(name)] = struct{}{}
 		}
 	}
+	switch {
+	case h.IDHeader != "":
+		if !signing.ValidHeaderName(h.IDHeader) {
+			return fmt.Errorf("id_header: invalid header name %q", h.IDHeader)
+		}
+		h.idHeader = http.CanonicalHeaderKey(h.IDHeader)
+	case h.Verify != nil && (h.Verify.Scheme == "" || h.Verify.Scheme == "standard"):
+		h.idHeader = "Webhook-Id"
+	}
 	if h.Source == "" && h.Topic == "" {
 		h.Source = "api"
 	}
@@ -172,7 +191,7 @@ func (h *Ingest) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading webhooks app: %v", err)
 	}
-	h.app = appIface.(*App)
+	h.app = appIface.(*module.App)
 	return nil
 }
 
@@ -213,14 +232,14 @@ func badRequest(index int, format string, a ...any) *ingestError {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler. It never calls next:
 // the ingest endpoint answers every request itself.
-func (h *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	// The ingest span is a child of Caddy's own server span when the
 	// `tracing` directive made one, else of the request's traceparent.
 	ctx := r.Context()
 	if !trace.SpanContextFromContext(ctx).IsValid() {
-		ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
-	ctx, span := currentTracer().Start(ctx, "webhook ingest", trace.WithSpanKind(trace.SpanKindServer),
+	ctx, span := module.Tracer().Start(ctx, "webhook ingest", trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
 	defer span.End()
 	if ierr := h.serve(w, r.WithContext(ctx)); ierr != nil {
@@ -233,7 +252,7 @@ func (h *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	return nil
 }
 
-func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return &ingestError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
@@ -287,7 +306,7 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 		if isBatch {
 			return badRequest(-1, "Idempotency-Key applies to a single event; give each element of a batch an \"id\"")
 		}
-		if !validID(idemKey) {
+		if !module.ValidID(idemKey) {
 			return badRequest(-1, "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 _ - :")
 		}
 		if batch[0].Event.ID != "" && batch[0].Event.ID != idemKey {
@@ -328,7 +347,7 @@ func (h *Ingest) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 	return nil
 }
 
-func answer(results []Accepted, isBatch bool) []byte {
+func answer(results []module.Accepted, isBatch bool) []byte {
 	var b bytes.Buffer
 	if !isBatch {
 		res := results[0]
@@ -376,11 +395,11 @@ func answer(results []Accepted, isBatch bool) []byte {
 
 // acceptError turns an error of Accept into an answer; nothing was
 // stored in every case.
-func (h *Ingest) acceptError(err error) *ingestError {
+func (h *Handler) acceptError(err error) *ingestError {
 	switch {
-	case errors.Is(err, ErrNotRunning), errors.Is(err, persist.ErrClosed):
+	case errors.Is(err, module.ErrNotRunning), errors.Is(err, persist.ErrClosed):
 		return unavailable("the webhooks app is not running")
-	case errors.Is(err, ErrOverloaded):
+	case errors.Is(err, module.ErrOverloaded):
 		return unavailable("too many pending deliveries (max_pending)")
 	case errors.Is(err, persist.ErrTooLarge):
 		return &ingestError{status: http.StatusRequestEntityTooLarge, code: "too_large",
@@ -390,7 +409,7 @@ func (h *Ingest) acceptError(err error) *ingestError {
 	return unavailable("the outbox cannot store events right now")
 }
 
-func (h *Ingest) authorized(r *http.Request) bool {
+func (h *Handler) authorized(r *http.Request) bool {
 	ok := 0
 	const prefix = "Bearer "
 	if auth := r.Header.Get("Authorization"); len(h.tokens) > 0 &&
@@ -423,33 +442,9 @@ func equalFoldASCII(a, b string) bool {
 	return true
 }
 
-// sensitiveHeaders are never kept with an inbound event.
-var sensitiveHeaders = map[string]struct{}{
-	"Authorization": {}, "Proxy-Authorization": {}, "Cookie": {}, "Set-Cookie": {},
-}
-
-// sensitiveWords mark a header name as a likely credential: X-Gitlab-Token,
-// X-Api-Key, X-Hub-Signature-256, X-Shopify-Hmac-Sha256 carries "hmac"...
-var sensitiveWords = []string{"token", "secret", "key", "signature", "password", "auth", "session", "credential", "hmac"}
-
-// SensitiveHeader reports whether a header (canonical name) may carry a
-// credential, and so is never stored with an event or shown.
-func SensitiveHeader(name string) bool {
-	if _, ok := sensitiveHeaders[name]; ok {
-		return true
-	}
-	lower := strings.ToLower(name)
-	for _, w := range sensitiveWords {
-		if strings.Contains(lower, w) {
-			return true
-		}
-	}
-	return false
-}
-
 // inbound wraps a third-party webhook as one event: the type comes from
 // the Topic template, the raw body becomes data.
-func (h *Ingest) inbound(r *http.Request, body []byte) ([]persist.Ingest, *ingestError) {
+func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *ingestError) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl == nil {
 		repl = caddy.NewReplacer()
@@ -488,7 +483,7 @@ func (h *Ingest) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inges
 		skip[http.CanonicalHeaderKey(h.Verify.Header)] = struct{}{}
 	}
 	for k, vs := range r.Header {
-		if _, ok := skip[k]; ok || SensitiveHeader(k) {
+		if _, ok := skip[k]; ok || module.SensitiveHeader(k) {
 			continue
 		}
 		if _, ok := h.keep[k]; h.keep != nil && !ok {
@@ -496,17 +491,48 @@ func (h *Ingest) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inges
 		}
 		ev.Headers[strings.ToLower(k)] = vs[0]
 	}
-	// A Standard Webhooks sender's message id is its idempotency key.
-	if h.Verify != nil && (h.Verify.Scheme == "" || h.Verify.Scheme == "standard") {
-		if id := r.Header.Get("Webhook-Id"); validID(id) {
-			ev.ID = id
+	// The sender's message id is its idempotency key, within this
+	// endpoint's namespace: two senders may well use the same ids.
+	if h.idHeader != "" {
+		if id := r.Header.Get(h.idHeader); id != "" {
+			ev.ID = inboundID(ev.Source, id)
 		}
 	}
 	return []persist.Ingest{{Event: ev}}, nil
 }
 
+// inboundID is the event id of an inbound message whose sender gave it
+// senderID: "<source>:<senderID>", with the characters an id may not hold
+// turned into "_", so that a sender's retries are duplicates while the
+// same id from another endpoint is not. Too long for an id, it is the
+// namespace and a hash of the sender's id instead.
+func inboundID(source, senderID string) string {
+	b := make([]byte, 0, len(source)+1+len(senderID))
+	for _, part := range []string{strings.TrimLeft(source, "/"), senderID} {
+		if len(b) > 0 {
+			b = append(b, ':')
+		}
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if !module.ValidID(string(c)) {
+				c = '_'
+			}
+			b = append(b, c)
+		}
+	}
+	if len(b) <= maxIDLen {
+		return string(b)
+	}
+	sum := sha256.Sum256([]byte(senderID))
+	ns := string(b[:min(len(b)-len(senderID)-1, maxIDLen-1-2*16)])
+	return ns + ":" + hex.EncodeToString(sum[:16])
+}
+
+// maxIDLen is the longest event id.
+const maxIDLen = 128
+
 // decode parses one event or an array of them, strictly.
-func (h *Ingest) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
+func (h *Handler) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
 		return nil, false, badRequest(-1, "empty body: expected an event object or an array of events")
@@ -643,7 +669,7 @@ func finishEvent(m incoming, index int) (persist.Ingest, *ingestError) {
 	}
 	ev := &persist.Event{Type: *m.Type, Data: m.Data}
 	if m.ID != nil {
-		if !validID(*m.ID) {
+		if !module.ValidID(*m.ID) {
 			return persist.Ingest{}, badRequest(index, "invalid \"id\": expected 1-128 characters of A-Z a-z 0-9 _ - :")
 		}
 		ev.ID = *m.ID
@@ -657,56 +683,6 @@ func finishEvent(m incoming, index int) (persist.Ingest, *ingestError) {
 	}
 	return persist.Ingest{Event: ev}, nil
 }
-
-// validID: 1–128 characters of A-Z a-z 0-9 _ - : (no `.`: the id is part
-// of the signed "id.timestamp.body" content).
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !idChar(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func idChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == ':'
-}
-
-// idEncoding is Crockford's base32 alphabet in lower case: it sorts like
-// the bytes it encodes, so ids sort by time.
-var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
-
-// newID returns prefix + 26 characters: 8 bytes of Unix nanoseconds and
-// 8 random bytes, so ids are unique and ordered by creation time. The
-// nanoseconds never repeat or go back within the process (a batch gets
-// one now for all its events), so ids made one after the other sort in
-// that order: ordered routes rely on it for ingest order.
-func newID(prefix string, now time.Time) string {
-	ns := uint64(now.UnixNano())
-	for {
-		last := lastIDNanos.Load()
-		if ns <= last {
-			ns = last + 1
-		}
-		if lastIDNanos.CompareAndSwap(last, ns) {
-			break
-		}
-	}
-	var raw [16]byte
-	binary.BigEndian.PutUint64(raw[:8], ns)
-	binary.BigEndian.PutUint64(raw[8:], rand.Uint64())
-	buf := make([]byte, len(prefix)+idEncoding.EncodedLen(16))
-	copy(buf, prefix)
-	idEncoding.Encode(buf[len(prefix):], raw[:])
-	return string(buf)
-}
-
-// lastIDNanos is the time part of the last id made.
-var lastIDNanos atomic.Uint64
 
 // readBody reads at most limit bytes of the request body into one
 // buffer sized from Content-Length when the client sent one, instead of
@@ -748,6 +724,6 @@ func writeError(w http.ResponseWriter, e *ingestError) {
 
 // Interface guards
 var (
-	_ caddyhttp.MiddlewareHandler = (*Ingest)(nil)
-	_ caddy.Provisioner           = (*Ingest)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddy.Provisioner           = (*Handler)(nil)
 )

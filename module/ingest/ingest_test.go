@@ -1,16 +1,15 @@
-package module
+package ingest
 
 import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hookgate/hookgate/persist"
+	"github.com/hookgate/hookgate/module"
 )
 
 type wantEvent struct {
@@ -21,7 +20,7 @@ type wantEvent struct {
 }
 
 func TestIngestDecode(t *testing.T) {
-	h := &Ingest{MaxBatch: 3}
+	h := &Handler{MaxBatch: 3}
 	ts := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	type201 := strings.Repeat("a", 201)
 	type200 := strings.Repeat("a", 200)
@@ -189,7 +188,7 @@ func TestIngestDecode(t *testing.T) {
 // decoding still takes "Type", "DATA" or "Id" for the real fields; SPEC §1
 // says unknown fields are rejected so typos surface early.
 func TestIngestDecodeFieldNamesAreCaseSensitive(t *testing.T) {
-	h := &Ingest{MaxBatch: 10}
+	h := &Handler{MaxBatch: 10}
 	for _, body := range []string{
 		`{"Type":"a","data":1}`,
 		`{"type":"a","DATA":1}`,
@@ -226,103 +225,49 @@ func TestValidID(t *testing.T) {
 		{"a=", false},
 	}
 	for _, tc := range ids {
-		if got := validID(tc.in); got != tc.want {
-			t.Errorf("validID(%q) = %v, want %v", tc.in, got, tc.want)
+		if got := module.ValidID(tc.in); got != tc.want {
+			t.Errorf("module.ValidID(%q) = %v, want %v", tc.in, got, tc.want)
 		}
-	}
-}
-
-func TestNewID(t *testing.T) {
-	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	id := newID("evt_", now)
-	if !strings.HasPrefix(id, "evt_") || len(id) != 4+26 {
-		t.Fatalf("newID = %q: want evt_ and 26 characters", id)
-	}
-	if !validID(id) {
-		t.Errorf("newID %q is not a valid id", id)
-	}
-	for _, c := range id[4:] {
-		if !strings.ContainsRune("0123456789abcdefghjkmnpqrstvwxyz", c) {
-			t.Errorf("newID %q: %q is not in the Crockford alphabet", id, c)
-		}
-	}
-	if d := newID("dlv_", now); !strings.HasPrefix(d, "dlv_") || len(d) != 30 {
-		t.Errorf("newID(dlv_) = %q", d)
-	}
-	if e := newID("", now); len(e) != 26 {
-		t.Errorf("newID(\"\") = %q, want 26 characters", e)
-	}
-
-	// Ids made at increasing times sort in that order, whatever the random
-	// half, from nanoseconds apart to years apart.
-	steps := []time.Duration{time.Nanosecond, time.Microsecond, time.Millisecond, time.Second, time.Hour, 24 * time.Hour * 400}
-	var ids []string
-	at := now
-	for i := 0; i < 300; i++ {
-		ids = append(ids, newID("evt_", at))
-		at = at.Add(steps[i%len(steps)])
-	}
-	if !sort.StringsAreSorted(ids) {
-		for i := 1; i < len(ids); i++ {
-			if ids[i-1] >= ids[i] {
-				t.Fatalf("ids out of order at %d: %s then %s", i, ids[i-1], ids[i])
-			}
-		}
-	}
-	for i := 1; i < len(ids); i++ {
-		if ids[i-1] == ids[i] {
-			t.Fatalf("repeated id %s", ids[i])
-		}
-	}
-
-	// The same instant still gives unique ids.
-	seen := make(map[string]bool, 10000)
-	for i := 0; i < 10000; i++ {
-		id := newID("evt_", now)
-		if seen[id] {
-			t.Fatalf("newID repeated %s after %d ids", id, i)
-		}
-		seen[id] = true
 	}
 }
 
 func TestAnswer(t *testing.T) {
 	tests := []struct {
 		name    string
-		results []Accepted
+		results []module.Accepted
 		isBatch bool
 		want    string
 	}{
 		{
 			name:    "single with routes",
-			results: []Accepted{{ID: "evt_1", Routes: []string{"erp", "slack"}}},
+			results: []module.Accepted{{ID: "evt_1", Routes: []string{"erp", "slack"}}},
 			want:    `{"id":"evt_1","routes":["erp","slack"]}`,
 		},
 		{
 			name:    "single, no route",
-			results: []Accepted{{ID: "evt_1"}},
+			results: []module.Accepted{{ID: "evt_1"}},
 			want:    `{"id":"evt_1","routes":[]}`,
 		},
 		{
 			name:    "single duplicate carries the original id",
-			results: []Accepted{{ID: "orig-1", Duplicate: true}},
+			results: []module.Accepted{{ID: "orig-1", Duplicate: true}},
 			want:    `{"id":"orig-1","duplicate":true}`,
 		},
 		{
 			name:    "batch",
-			results: []Accepted{{ID: "a1", Routes: []string{"erp"}}, {ID: "a2"}, {ID: "a3", Routes: []string{"a", "b"}}},
+			results: []module.Accepted{{ID: "a1", Routes: []string{"erp"}}, {ID: "a2"}, {ID: "a3", Routes: []string{"a", "b"}}},
 			isBatch: true,
 			want:    `{"ids":["a1","a2","a3"]}`,
 		},
 		{
 			name:    "batch with duplicates",
-			results: []Accepted{{ID: "a1", Duplicate: true}, {ID: "a2"}, {ID: "a3", Duplicate: true}, {ID: "a4"}},
+			results: []module.Accepted{{ID: "a1", Duplicate: true}, {ID: "a2"}, {ID: "a3", Duplicate: true}, {ID: "a4"}},
 			isBatch: true,
 			want:    `{"ids":["a1","a2","a3","a4"],"duplicates":[0,2]}`,
 		},
 		{
 			name:    "batch of one",
-			results: []Accepted{{ID: "a1", Routes: []string{"erp"}}},
+			results: []module.Accepted{{ID: "a1", Routes: []string{"erp"}}},
 			isBatch: true,
 			want:    `{"ids":["a1"]}`,
 		},
@@ -339,7 +284,7 @@ func TestAnswer(t *testing.T) {
 }
 
 func TestAuthorized(t *testing.T) {
-	h := &Ingest{tokens: [][]byte{[]byte("s3cret"), []byte("rotated-2")}}
+	h := &Handler{tokens: [][]byte{[]byte("s3cret"), []byte("rotated-2")}}
 	tests := []struct {
 		header string
 		set    bool
@@ -374,64 +319,6 @@ func TestAuthorized(t *testing.T) {
 	}
 }
 
-func TestEnvelope(t *testing.T) {
-	data := `{"b" :  [1, 2.50 ,3e2],  "s":"\u00e9 \"q\"", "u":"é"}`
-	tests := []struct {
-		name string
-		ev   *persist.Event
-		want string
-	}{
-		{
-			name: "object data, UTC",
-			ev: &persist.Event{ID: "evt_01", Type: "task.finished", Data: []byte(data),
-				Time: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)},
-			want: `{"id":"evt_01","type":"task.finished","timestamp":"2026-11-23T10:00:00Z","data":` + data + `}`,
-		},
-		{
-			name: "offset time is written in UTC, fraction kept",
-			ev: &persist.Event{ID: "x:1", Type: "a/b", Data: []byte(`null`),
-				Time: time.Date(2026, 11, 23, 11, 0, 0, 250_000_000, time.FixedZone("CET", 3600))},
-			want: `{"id":"x:1","type":"a/b","timestamp":"2026-11-23T10:00:00.25Z","data":null}`,
-		},
-		{
-			name: "string data",
-			ev: &persist.Event{ID: "i", Type: "t", Data: []byte(`"line\nnext"`),
-				Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)},
-			want: `{"id":"i","type":"t","timestamp":"2026-01-02T03:04:05.000000006Z","data":"line\nnext"}`,
-		},
-	}
-	for _, tc := range tests {
-		got := envelope(tc.ev)
-		if string(got) != tc.want {
-			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
-		}
-		if !json.Valid(got) {
-			t.Errorf("%s: envelope is not valid JSON: %s", tc.name, got)
-			continue
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(got, &m); err != nil {
-			t.Fatal(err)
-		}
-		if len(m) != 4 {
-			t.Errorf("%s: %d fields, want id, type, timestamp, data", tc.name, len(m))
-		}
-		var id, typ, stamp string
-		json.Unmarshal(m["id"], &id)
-		json.Unmarshal(m["type"], &typ)
-		json.Unmarshal(m["timestamp"], &stamp)
-		if id != tc.ev.ID || typ != tc.ev.Type {
-			t.Errorf("%s: id %q type %q", tc.name, id, typ)
-		}
-		if st, err := time.Parse(time.RFC3339Nano, stamp); err != nil || !st.Equal(tc.ev.Time) {
-			t.Errorf("%s: timestamp %q does not read back as %v (%v)", tc.name, stamp, tc.ev.Time, err)
-		}
-		if string(m["data"]) != string(tc.ev.Data) {
-			t.Errorf("%s: data %s, want %s", tc.name, m["data"], tc.ev.Data)
-		}
-	}
-}
-
 // hostileBatch is a valid JSON array of n empty objects, about 3n bytes:
 // 1 MiB holds about 350,000 of them.
 func hostileBatch(size int) []byte {
@@ -447,7 +334,7 @@ func hostileBatch(size int) []byte {
 // elements, allocating about what a legitimate batch would, valid JSON or
 // not (the invalid variant ends in garbage after the last element).
 func TestDecodeHostileBatchIsBounded(t *testing.T) {
-	h := &Ingest{MaxBody: 1 << 20, MaxBatch: 1000}
+	h := &Handler{MaxBody: 1 << 20, MaxBatch: 1000}
 	valid := hostileBatch(1 << 20)
 	invalid := append(append([]byte(nil), valid[:len(valid)-1]...), ",x]"...)
 	for name, body := range map[string][]byte{"valid": valid, "invalid": invalid} {
@@ -476,7 +363,7 @@ func allocatedBy(fn func()) uint64 {
 // BenchmarkDecodeHostileBatch reports the bytes one hostile 1 MiB body
 // (about 350,000 empty objects) makes the decoder allocate (B/op).
 func BenchmarkDecodeHostileBatch(b *testing.B) {
-	h := &Ingest{MaxBody: 1 << 20, MaxBatch: defaultMaxBatch}
+	h := &Handler{MaxBody: 1 << 20, MaxBatch: defaultMaxBatch}
 	body := hostileBatch(1 << 20)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
@@ -498,7 +385,7 @@ func TestInboundHeadersKeepNoCredentials(t *testing.T) {
 	} {
 		req.Header.Set(k, v)
 	}
-	h := &Ingest{Topic: "gitlab.push", Verify: &VerifyConfig{Header: "X-Sig"}}
+	h := &Handler{Topic: "gitlab.push", Verify: &VerifyConfig{Header: "X-Sig"}}
 	batch, ierr := h.inbound(req, []byte(`{"a":1}`))
 	if ierr != nil {
 		t.Fatal(ierr)
@@ -519,5 +406,26 @@ func TestInboundHeadersKeepNoCredentials(t *testing.T) {
 	batch, _ = h.inbound(req, []byte(`{"a":1}`))
 	if got := batch[0].Event.Headers; len(got) != 1 || got["x-gitlab-event"] != "Push Hook" {
 		t.Errorf("keep_headers X-Gitlab-Event X-Gitlab-Token kept %v, want only x-gitlab-event", got)
+	}
+}
+
+func TestInboundID(t *testing.T) {
+	long := strings.Repeat("x", 200)
+	tests := []struct{ source, sender, want string }{
+		{"/partner", "msg_1", "partner:msg_1"},
+		{"/hooks/github", "72d3162e-cc78-11e3-81ab-4c9367dc0958", "hooks_github:72d3162e-cc78-11e3-81ab-4c9367dc0958"},
+		{"partner-crm", "a.b c", "partner-crm:a_b_c"},
+	}
+	for _, tc := range tests {
+		if got := inboundID(tc.source, tc.sender); got != tc.want {
+			t.Errorf("inboundID(%q, %q) = %q, want %q", tc.source, tc.sender, got, tc.want)
+		}
+	}
+	a, b := inboundID("/p", long), inboundID("/p", long+"y")
+	if a == b || len(a) > 128 || !module.ValidID(a) || !strings.HasPrefix(a, "p:") {
+		t.Errorf("long sender ids: %q and %q, want distinct valid ids under p:", a, b)
+	}
+	if got := inboundID(long, "m"); len(got) > 128 || !module.ValidID(got) {
+		t.Errorf("long source: %q is not a valid id", got)
 	}
 }
