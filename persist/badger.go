@@ -43,6 +43,22 @@ type Options struct {
 	// granularity: a record is written with a TTL computed from this
 	// clock, and disappears when that much wall time has passed.
 	Now func() time.Time
+
+	// MinFree is the free space, in bytes, the outbox's file system must
+	// keep: below it Ingest fails with ErrStorageFull, below half of it
+	// (the hard reserve) Record does too and Open refuses to start.
+	// Default DefaultMinFree.
+	MinFree int64
+	// MaxStorage caps the space the outbox directory takes, in bytes:
+	// above it Ingest fails with ErrStorageFull. Zero: no cap.
+	MaxStorage int64
+	// OnSpace is called when ingest starts or stops being refused for
+	// space, or outcomes are, with the new state. It runs on the writing
+	// goroutine and must not call into the store.
+	OnSpace func(Space)
+
+	// probe measures free space; tests replace it.
+	probe spaceProbe
 }
 
 // Logger is the logging interface Badger uses.
@@ -75,6 +91,10 @@ type Badger struct {
 	// swaps it when a reload changes the config.
 	retention atomic.Pointer[retention]
 	now       func() time.Time
+	// space refuses writes before the file system runs dry (space.go).
+	space *spaceGuard
+	// gcNow asks gcLoop for a value-log GC now: ingest was just refused.
+	gcNow chan struct{}
 
 	ingestCh chan *ingestReq
 	recordCh chan recordReq
@@ -154,6 +174,13 @@ func Open(opts Options) (*Badger, error) {
 		now = time.Now
 	}
 
+	// Checked before Badger opens: replaying its logs and starting a new
+	// memtable on a full disk would crash the process (space.go).
+	space := newSpaceGuard(opts.Dir, opts.MinFree, opts.MaxStorage, opts.probe, now, nil)
+	if err := space.checkOpen(); err != nil {
+		return nil, err
+	}
+
 	bo := badger.DefaultOptions(opts.Dir).
 		WithLogger(opts.Logger).
 		// Durability: every commit is synced. The committer batches, so
@@ -164,7 +191,7 @@ func Open(opts Options) (*Badger, error) {
 		WithNumVersionsToKeep(1).
 		// Sized for a small daemon rather than a database server: these
 		// bound resident memory with a large backlog.
-		WithMemTableSize(32 << 20).
+		WithMemTableSize(memTableSize).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
 		WithNumCompactors(2).
@@ -175,7 +202,9 @@ func Open(opts Options) (*Badger, error) {
 		WithValueThreshold(256).
 		WithNumMemtables(3).
 		WithCompression(options.None).
-		WithValueLogFileSize(256 << 20)
+		// Small enough that GC can reclaim a file on a small disk, and
+		// that its rewrite fits in the free space kept (space.go).
+		WithValueLogFileSize(valueLogFileSize)
 	db, err := badger.Open(bo)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
@@ -189,10 +218,23 @@ func Open(opts Options) (*Badger, error) {
 		db:       db,
 		opts:     opts,
 		now:      now,
+		space:    space,
+		gcNow:    make(chan struct{}, 1),
 		ingestCh: make(chan *ingestReq, 1024),
 		recordCh: make(chan recordReq, 4096),
 		moved:    make(map[string]time.Time),
 		stop:     make(chan struct{}),
+	}
+	space.onChange = func(sp Space) {
+		if sp.Full {
+			select {
+			case s.gcNow <- struct{}{}:
+			default:
+			}
+		}
+		if opts.OnSpace != nil {
+			opts.OnSpace(sp)
+		}
 	}
 	s.retention.Store(&retention{dedupe: opts.DedupeWindow, delivered: opts.Retention, dead: opts.DeadRetention})
 	s.wg.Add(2)
@@ -356,6 +398,9 @@ func (s *Badger) commitLoop() {
 			default:
 				break drain
 			}
+		}
+		if len(ins)+len(recs) > 0 {
+			ins, recs = s.admit(ins, recs)
 		}
 		if len(ins)+len(recs) > 0 {
 			s.commitGroup(ins, recs)
@@ -766,22 +811,4 @@ func (s *Badger) finishEventDelivery(txn *badger.Txn, eventID string, ttl time.D
 		e = e.WithTTL(time.Duration(ev.KeepUntil - now.UnixNano()))
 	}
 	return txn.SetEntry(e)
-}
-
-func (s *Badger) gcLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.opts.GCInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			for i := 0; i < 16; i++ {
-				if err := s.db.RunValueLogGC(0.5); err != nil {
-					break
-				}
-			}
-		}
-	}
 }

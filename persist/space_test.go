@@ -1,0 +1,171 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeProbe reports the free and used space a test sets.
+type fakeProbe struct{ freeB, usedB atomic.Int64 }
+
+func (p *fakeProbe) free(string) (int64, error) { return p.freeB.Load(), nil }
+func (p *fakeProbe) used(string) (int64, error) { return p.usedB.Load(), nil }
+
+// spaceLog collects the states OnSpace reports.
+type spaceLog struct {
+	mu     sync.Mutex
+	states []Space
+}
+
+func (l *spaceLog) add(sp Space) {
+	l.mu.Lock()
+	l.states = append(l.states, sp)
+	l.mu.Unlock()
+}
+
+func (l *spaceLog) last(t *testing.T) Space {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.states) == 0 {
+		t.Fatal("OnSpace never called")
+	}
+	return l.states[len(l.states)-1]
+}
+
+func tryIngest(s *Badger, batch ...Ingest) error {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, err := s.Ingest(ctx, batch)
+	return err
+}
+
+const mib = 1 << 20
+
+// The clock is frozen (t0), so the guard measures at every look: a change
+// of the fake probe applies at the next commit group.
+func TestStorageFullRefusesIngestKeepsOutcomes(t *testing.T) {
+	p := new(fakeProbe)
+	p.freeB.Store(1 << 30)
+	var log spaceLog
+	s := openStore(t, Options{Now: func() time.Time { return t0 }, MinFree: 100 * mib, OnSpace: log.add, probe: p})
+	ingest(t, s, oneIngest("e1", t0, "r"), oneIngest("e2", t0, "r"))
+
+	// Between the hard reserve (50 MiB) and MinFree: ingest is refused,
+	// a batch as a whole, and outcomes are still recorded.
+	p.freeB.Store(60 * mib)
+	in3, in4 := oneIngest("e3", t0, "r"), oneIngest("e4", t0, "r")
+	in3.Dedupe, in4.Dedupe = "e3", "e4"
+	err := tryIngest(s, in3, in4)
+	if !errors.Is(err, ErrStorageFull) {
+		t.Fatalf("Ingest at 60 MiB free: err = %v, want ErrStorageFull", err)
+	}
+	for _, want := range []string{"60 MiB free", "min_free is 100 MiB", s.opts.Dir} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	for _, id := range []string{"e3", "e4"} {
+		if _, err := s.Event(id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Event(%s) after a refused ingest: err = %v, want ErrNotFound", id, err)
+		}
+	}
+	if sp := s.Space(); !sp.Full || sp.Critical {
+		t.Errorf("Space() = %+v, want Full and not Critical", sp)
+	}
+	if sp := log.last(t); !sp.Full {
+		t.Errorf("OnSpace last reported %+v, want Full", sp)
+	}
+	d := mustDelivery(t, s, "e1/r")
+	d.Status, d.Attempts, d.Done = StatusDelivered, 1, t0
+	record(t, s, Outcome{Delivery: d, ClaimedDue: t0, Attempt: &Attempt{N: 1, Start: t0, Status: 200}})
+	if got := mustDelivery(t, s, "e1/r").Status; got != StatusDelivered {
+		t.Errorf("e1/r is %v after its outcome, want delivered", got)
+	}
+
+	// Below the hard reserve, outcomes are refused too.
+	p.freeB.Store(40 * mib)
+	d = mustDelivery(t, s, "e2/r")
+	d.Status, d.Attempts, d.Done = StatusDelivered, 1, t0
+	if err := recordErr(t, s, Outcome{Delivery: d, ClaimedDue: t0, Attempt: &Attempt{N: 1, Start: t0, Status: 200}}); !errors.Is(err, ErrStorageFull) {
+		t.Fatalf("Record at 40 MiB free: err = %v, want ErrStorageFull", err)
+	}
+	if got := mustDelivery(t, s, "e2/r").Status; got != StatusPending {
+		t.Errorf("e2/r is %v after a refused outcome, want pending", got)
+	}
+	if sp := s.Space(); !sp.Critical {
+		t.Errorf("Space() = %+v, want Critical", sp)
+	}
+
+	// Just above MinFree is not enough to resume (no flapping at the
+	// threshold); a margin above it is.
+	p.freeB.Store(101 * mib)
+	if err := tryIngest(s, in3, in4); !errors.Is(err, ErrStorageFull) {
+		t.Fatalf("Ingest at 101 MiB free, having been full: err = %v, want ErrStorageFull", err)
+	}
+	p.freeB.Store(200 * mib)
+	res := ingest(t, s, in3, in4)
+	if res[0].Duplicate || res[1].Duplicate {
+		t.Errorf("ingest after space returned: %+v, want both new (the refused one stored nothing)", res)
+	}
+	mustEvent(t, s, "e4")
+	if sp := log.last(t); sp.Full || sp.Critical {
+		t.Errorf("OnSpace last reported %+v, want neither Full nor Critical", sp)
+	}
+}
+
+func TestStorageFullMaxStorage(t *testing.T) {
+	p := new(fakeProbe)
+	p.freeB.Store(1 << 40)
+	p.usedB.Store(999 * mib)
+	s := openStore(t, Options{Now: func() time.Time { return t0 }, MinFree: 100 * mib, MaxStorage: 1000 * mib, probe: p})
+	big := oneIngest("big", t0, "r")
+	big.Event.Data = []byte(`"` + strings.Repeat("x", 2*mib) + `"`)
+	err := tryIngest(s, big)
+	if !errors.Is(err, ErrStorageFull) || !strings.Contains(err.Error(), "max_storage is 1000 MiB") {
+		t.Fatalf("Ingest of 2 MiB with 1 MiB left under max_storage: err = %v, want ErrStorageFull naming max_storage", err)
+	}
+	// Outcomes are not held back by max_storage, only by free space.
+	ingestNoGuard := oneIngest("small", t0, "r")
+	p.usedB.Store(10 * mib)
+	ingest(t, s, ingestNoGuard)
+	p.usedB.Store(2000 * mib)
+	d := mustDelivery(t, s, "small/r")
+	d.Status, d.Attempts, d.Done = StatusDead, 1, t0
+	record(t, s, Outcome{Delivery: d, ClaimedDue: t0, Attempt: &Attempt{N: 1, Start: t0, Status: 400}})
+
+	// A reload that removes the cap lets ingest in again.
+	s.SetSpaceLimits(100*mib, 0)
+	ingest(t, s, big)
+}
+
+func TestOpenRefusesFullDisk(t *testing.T) {
+	p := new(fakeProbe)
+	p.freeB.Store(10 * mib)
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, MinFree: 100 * mib, probe: p})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open with 10 MiB free and min_free 100 MiB succeeded")
+	}
+	for _, want := range []string{dir, "10 MiB free", "min_free, which is 100 MiB"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("Open refused but left %d files in %s: Badger was opened", len(entries), dir)
+	}
+	// Above the hard reserve it opens, refusing ingest only.
+	p.freeB.Store(60 * mib)
+	s = openStore(t, Options{Dir: dir, MinFree: 100 * mib, probe: p})
+	if sp := s.Space(); !sp.Full || sp.Critical {
+		t.Errorf("Space() at 60 MiB free = %+v, want Full, not Critical", sp)
+	}
+}
