@@ -97,6 +97,18 @@ func parseAppOption(d *caddyfile.Dispenser, app *module.App) error {
 		}
 		app.MaxPending, err = positiveInt64(d)
 
+	case "min_free":
+		if err = once(d, app.MinFree != 0); err != nil {
+			return err
+		}
+		app.MinFree, err = size(d)
+
+	case "max_storage":
+		if err = once(d, app.MaxStorage != 0); err != nil {
+			return err
+		}
+		app.MaxStorage, err = size(d)
+
 	case "keep_unmatched":
 		if err = once(d, app.KeepUnmatched); err != nil {
 			return err

@@ -13,6 +13,8 @@
 //		dead_retention <duration>
 //		dedupe_window  <duration>
 //		max_pending    <int>
+//		min_free       <size>
+//		max_storage    <size>
 //		keep_unmatched
 //
 //		egress <name> {

@@ -50,6 +50,23 @@ type App struct {
 	// answers 503 with Retry-After above it. Default: 10,000,000.
 	MaxPending int64 `json:"max_pending,omitempty"`
 
+	// MinFree is the free space, in bytes, the outbox keeps on its file
+	// system. Below it ingest answers 503 storage_full with Retry-After
+	// (nothing of the request is stored) and resumes by itself once space
+	// returns; below half of it (the hard reserve) deliveries are held
+	// too, since their outcomes could not be recorded, and the outbox
+	// will not open. The outbox's database writes through memory maps,
+	// and running its disk dry would crash Caddy, so this is the room it
+	// needs for its own work with no ingest at all: flushes, compactions,
+	// value-log GC. Default: 256 MiB. Lower it only on a small disk you
+	// have tested; what the outbox writes on its own may then not fit.
+	MinFree int64 `json:"min_free,omitempty"`
+
+	// MaxStorage caps the space the outbox directory takes, in bytes:
+	// above it ingest answers 503 storage_full as with MinFree, while
+	// deliveries and their outcomes go on. Default: no cap.
+	MaxStorage int64 `json:"max_storage,omitempty"`
+
 	// KeepUnmatched stores events that match no route (for look-up);
 	// by default they are acknowledged and counted only.
 	KeepUnmatched bool `json:"keep_unmatched,omitempty"`
@@ -98,6 +115,7 @@ const (
 	defaultDeadRetention = 30 * 24 * time.Hour
 	defaultDedupeWindow  = 24 * time.Hour
 	defaultMaxPending    = 10_000_000
+	defaultMinFree       = persist.DefaultMinFree
 )
 
 // Provision compiles the routes and borrows the engine for the storage
@@ -124,6 +142,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.MaxPending <= 0 {
 		a.MaxPending = defaultMaxPending
+	}
+	if a.MinFree < 0 || a.MaxStorage < 0 {
+		return fmt.Errorf("min_free %d and max_storage %d: expected sizes in bytes, 0 or more", a.MinFree, a.MaxStorage)
+	}
+	if a.MinFree == 0 {
+		a.MinFree = defaultMinFree
 	}
 
 	a.routes = make(map[string]*route, len(a.Routes))
@@ -172,6 +196,8 @@ func (a *App) Start() error {
 		DedupeWindow:  time.Duration(a.DedupeWindow),
 		Retention:     time.Duration(a.Retention),
 		DeadRetention: time.Duration(a.DeadRetention),
+		MinFree:       a.MinFree,
+		MaxStorage:    a.MaxStorage,
 	})
 	if err != nil {
 		return err
@@ -184,6 +210,8 @@ func (a *App) Start() error {
 		dedupeWindow:  time.Duration(a.DedupeWindow),
 		maxPending:    a.MaxPending,
 		keepUnmatched: a.KeepUnmatched,
+		minFree:       a.MinFree,
+		maxStorage:    a.MaxStorage,
 		logger:        a.logger,
 		owner:         a,
 	})

@@ -23,6 +23,10 @@ const queueCap = 512
 // a safety net under the wake-ups it gets from ingest and outcomes.
 const maxIdle = 30 * time.Second
 
+// outcomeSpaceRecheck is how often a route held because the outbox cannot
+// record outcomes (short of space) looks again.
+const outcomeSpaceRecheck = time.Second
+
 // job is a delivery with its event, ready to attempt.
 type job struct {
 	d  *persist.Delivery
@@ -204,6 +208,10 @@ func (d *dispatcher) turn(r *route) time.Time {
 			return d.maybeVerify(r, now)
 		}
 		return time.Time{}
+	}
+	if d.e.outcomesRefused() {
+		d.hold()
+		return now.Add(outcomeSpaceRecheck)
 	}
 	d.mu.Lock()
 	ok, _, until := d.br.allow(r.breaker, now)

@@ -33,8 +33,11 @@ type runtimeConfig struct {
 	dedupeWindow  time.Duration
 	maxPending    int64
 	keepUnmatched bool
-	logger        *zap.Logger
-	owner         *App
+	// minFree and maxStorage are the storage limits (0: default, none).
+	minFree    int64
+	maxStorage int64
+	logger     *zap.Logger
+	owner      *App
 }
 
 // engine is the outbox plus the dispatchers that drain it. It lives as
@@ -81,6 +84,12 @@ type Engine struct {
 	deadRecountEvery time.Duration
 
 	now func() time.Time
+
+	// spaceMu guards the state of the storage-space log lines
+	// (storage.go).
+	spaceMu   sync.Mutex
+	spaceLog  spaceLogState
+	spaceCrit spaceLogState
 }
 
 func acquireEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, error) {
@@ -107,6 +116,14 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 	// One clock for the engine and its outbox.
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	// The outbox reports running short of space from its committer; the
+	// engine it reports to exists only once it has opened.
+	var owner atomic.Pointer[Engine]
+	opts.OnSpace = func(sp persist.Space) {
+		if e := owner.Load(); e != nil {
+			e.spaceChanged(sp)
+		}
 	}
 	store, err := persist.Open(opts)
 	if err != nil {
@@ -147,6 +164,8 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 		}
 	}
 	logger.Info("outbox opened", zap.String("dir", dir), zap.Int64("pending", total))
+	e.spaceAtOpen(logger)
+	owner.Store(e)
 	return e, nil
 }
 
@@ -232,6 +251,9 @@ func (e *Engine) apply(cfg *runtimeConfig) {
 	var routes map[string]*route
 	if cfg != nil {
 		e.store.SetRetention(cfg.dedupeWindow, cfg.retention, cfg.deadRetention)
+		if sg, ok := e.store.(persist.SpaceGuard); ok {
+			sg.SetSpaceLimits(cfg.minFree, cfg.maxStorage)
+		}
 		routes = cfg.routes
 		for name := range routes {
 			e.dispatcher(name)

@@ -67,6 +67,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 // scraped, so they cost nothing between scrapes.
 type stateCollector struct {
 	pending, dead, circuitOpen, oldest *prometheus.Desc
+	storageFull, storageFree           *prometheus.Desc
 }
 
 func newStateCollector() *stateCollector {
@@ -76,6 +77,8 @@ func newStateCollector() *stateCollector {
 		dead:        prometheus.NewDesc("hookgate_dead", "Dead deliveries kept, by route.", route, nil),
 		circuitOpen: prometheus.NewDesc("hookgate_circuit_open", "1 while the route's circuit breaker is open.", route, nil),
 		oldest:      prometheus.NewDesc("hookgate_oldest_pending_age_seconds", "Age of the oldest pending delivery that is due, by route.", route, nil),
+		storageFull: prometheus.NewDesc("hookgate_storage_full", "1 while ingest answers 503 storage_full: the outbox is short of space (min_free, max_storage).", nil, nil),
+		storageFree: prometheus.NewDesc("hookgate_storage_free_bytes", "Free space on the outbox's file system, as the outbox last measured it.", nil, nil),
 	}
 }
 
@@ -84,13 +87,28 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.dead
 	ch <- c.circuitOpen
 	ch <- c.oldest
+	ch <- c.storageFull
+	ch <- c.storageFree
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	// One value over all engines (a reload that moves the storage has two
+	// for a moment): full if any is, the least free space.
+	var (
+		full, watched bool
+		free          int64 = -1
+	)
 	engines.Range(func(_, v any) bool {
 		e, ok := v.(*Engine)
 		if !ok {
 			return true
+		}
+		if sp, ok := e.storageState(); ok {
+			watched = true
+			full = full || sp.Full
+			if sp.Free >= 0 && (free < 0 || sp.Free < free) {
+				free = sp.Free
+			}
 		}
 		for _, s := range e.Stats() {
 			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(s.Pending), s.Route)
@@ -104,6 +122,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return true
 	})
+	if watched {
+		v := 0.0
+		if full {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.storageFull, prometheus.GaugeValue, v)
+		if free >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.storageFree, prometheus.GaugeValue, float64(free))
+		}
+	}
 }
 
 // oldestPendingAge is how long the route's oldest due delivery has waited

@@ -404,6 +404,10 @@ func (h *Handler) acceptError(err error) *ingestError {
 	case errors.Is(err, persist.ErrTooLarge):
 		return &ingestError{status: http.StatusRequestEntityTooLarge, code: "too_large",
 			message: "the request's events and deliveries do not fit in one outbox transaction; send a smaller batch", index: -1}
+	case errors.Is(err, persist.ErrStorageFull):
+		// Logged by the engine when it starts and stops (storage.go).
+		return &ingestError{status: http.StatusServiceUnavailable, code: "storage_full",
+			message: "the outbox is short of disk space; nothing was stored, retry later", index: -1}
 	}
 	h.logger.Error("storing events", zap.Error(err))
 	return unavailable("the outbox cannot store events right now")

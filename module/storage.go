@@ -1,0 +1,106 @@
+package module
+
+import (
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// spaceLogEvery rate-limits the warnings about storage running short:
+// near the threshold the state may flip as GC and compactions free and
+// take space.
+const spaceLogEvery = time.Minute
+
+// spaceLogState pairs the warning that a storage limit was reached with
+// the line saying it cleared: a suppressed warning gets no "cleared".
+type spaceLogState struct {
+	warned bool
+	last   time.Time
+}
+
+// raise reports whether to log the start of an episode.
+func (s *spaceLogState) raise(now time.Time) bool {
+	if s.warned || (!s.last.IsZero() && now.Sub(s.last) < spaceLogEvery) {
+		return false
+	}
+	s.warned, s.last = true, now
+	return true
+}
+
+// clear reports whether to log the end of an episode.
+func (s *spaceLogState) clear() bool {
+	was := s.warned
+	s.warned = false
+	return was
+}
+
+// spaceChanged logs the outbox starting or stopping to refuse writes for
+// lack of space; the outbox calls it from its committer.
+func (e *Engine) spaceChanged(sp persist.Space) {
+	e.spaceMu.Lock()
+	defer e.spaceMu.Unlock()
+	e.logSpace(e.logger(), sp)
+}
+
+// spaceAtOpen logs an outbox that opened already short of space (no
+// change would report it). Must run before the outbox can call
+// spaceChanged.
+func (e *Engine) spaceAtOpen(logger *zap.Logger) {
+	sg, ok := e.store.(persist.SpaceGuard)
+	if !ok {
+		return
+	}
+	e.spaceMu.Lock()
+	defer e.spaceMu.Unlock()
+	e.logSpace(logger, sg.Space())
+}
+
+// logSpace writes the lines for state sp. Must hold e.spaceMu.
+func (e *Engine) logSpace(log *zap.Logger, sp persist.Space) {
+	now := e.now()
+	fields := func() []zap.Field {
+		f := []zap.Field{zap.String("dir", e.dir),
+			zap.String("free", humanize.IBytes(uint64(max(sp.Free, 0)))),
+			zap.String("min_free", humanize.IBytes(uint64(sp.MinFree)))}
+		if sp.MaxStorage > 0 {
+			f = append(f, zap.String("used", humanize.IBytes(uint64(sp.Used))),
+				zap.String("max_storage", humanize.IBytes(uint64(sp.MaxStorage))))
+		}
+		return f
+	}
+	switch {
+	case sp.Full && e.spaceLog.raise(now):
+		log.Warn("outbox storage is short of space: ingest answers 503 storage_full until space returns "+
+			"(logged at most once a minute)", fields()...)
+	case !sp.Full && e.spaceLog.clear():
+		log.Info("outbox storage has room again: ingest resumed", fields()...)
+	}
+	switch {
+	case sp.Critical && e.spaceCrit.raise(now):
+		log.Error("outbox storage is below its hard reserve (half of min_free): deliveries are held, "+
+			"since their outcomes could not be recorded, until space returns", fields()...)
+	case !sp.Critical && e.spaceCrit.clear():
+		log.Info("outbox storage is above its hard reserve again: deliveries resumed", fields()...)
+	}
+}
+
+// outcomesRefused reports whether the outbox is below its hard reserve,
+// where it refuses outcomes: attempts would then reach endpoints without
+// being recorded, and be sent again and again.
+func (e *Engine) outcomesRefused() bool {
+	sg, ok := e.store.(persist.SpaceGuard)
+	return ok && sg.Space().Critical
+}
+
+// storageState is the storage gauges' reading of this engine; ok is false
+// for an outbox that does not watch its space.
+func (e *Engine) storageState() (sp persist.Space, ok bool) {
+	sg, ok := e.store.(persist.SpaceGuard)
+	if !ok {
+		return sp, false
+	}
+	return sg.Space(), true
+}

@@ -1,0 +1,76 @@
+package module
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// spaceStore is an outbox whose space state a test sets.
+type spaceStore struct {
+	persist.Store
+	critical atomic.Bool
+}
+
+func (s *spaceStore) Space() persist.Space {
+	c := s.critical.Load()
+	return persist.Space{Free: 1, MinFree: 2, Full: c, Critical: c}
+}
+
+func (s *spaceStore) SetSpaceLimits(int64, int64) {}
+
+// TestEngineHoldsDeliveriesWhileOutcomesRefused checks that a route sends
+// nothing while the outbox is below its hard reserve: an attempt whose
+// outcome cannot be recorded would be sent again and again.
+func TestEngineHoldsDeliveriesWhileOutcomesRefused(t *testing.T) {
+	sink := newCountingSink(t, nil)
+	var ss *spaceStore
+	te := startTestEngine(t, "", map[string]*Route{"a": {URL: sink.URL}}, func(e *Engine) {
+		ss = &spaceStore{Store: e.store}
+		ss.critical.Store(true)
+		e.store = ss
+	})
+	for i := 0; i < 3; i++ {
+		te.post(`{}`)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := sink.posts.Load(); n != 0 {
+		t.Fatalf("%d requests sent while outcomes could not be recorded, want 0", n)
+	}
+	ss.critical.Store(false)
+	waitUntil(t, "the held deliveries to go out", func() bool { return te.stats("a").Pending == 0 })
+	if n := sink.posts.Load(); n != 3 {
+		t.Fatalf("%d requests once space returned, want 3", n)
+	}
+}
+
+func TestSpaceLogState(t *testing.T) {
+	var s spaceLogState
+	t1 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	steps := []struct {
+		raise bool
+		at    time.Duration
+		want  bool
+	}{
+		{true, 0, true},                           // first episode: warn
+		{true, time.Second, false},                // still in it
+		{false, 2 * time.Second, true},            // ends: the paired info line
+		{true, 3 * time.Second, false},            // again within a minute: suppressed
+		{false, 4 * time.Second, false},           // so its end is not logged either
+		{true, spaceLogEvery + time.Second, true}, // a minute on: warn again
+		{false, spaceLogEvery + 2*time.Second, true},
+	}
+	for i, st := range steps {
+		var got bool
+		if st.raise {
+			got = s.raise(t1.Add(st.at))
+		} else {
+			got = s.clear()
+		}
+		if got != st.want {
+			t.Fatalf("step %d (raise %v at %v) = %v, want %v", i, st.raise, st.at, got, st.want)
+		}
+	}
+}
