@@ -53,9 +53,12 @@ func (e *Engine) spaceAtOpen(logger *zap.Logger) {
 	if !ok {
 		return
 	}
+	// Read before locking: the outbox calls spaceChanged with its own
+	// lock held, so e.spaceMu is never held while calling into it.
+	sp := sg.Space()
 	e.spaceMu.Lock()
 	defer e.spaceMu.Unlock()
-	e.logSpace(logger, sg.Space())
+	e.logSpace(logger, sp)
 }
 
 // logSpace writes the lines for state sp. Must hold e.spaceMu.
