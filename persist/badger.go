@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,11 +75,6 @@ func (nopLogger) Warningf(string, ...any) {}
 func (nopLogger) Infof(string, ...any)    {}
 func (nopLogger) Debugf(string, ...any)   {}
 
-// maxGroupBytes bounds the writes the committer puts into one transaction:
-// well under Badger's batch limit for the memtable size below, so a group
-// rarely has to be split.
-const maxGroupBytes = 4 << 20
-
 // Badger is the embedded outbox. Every write goes through one committer
 // goroutine, which drains whatever is waiting into one transaction and
 // syncs once: that is what lets concurrent ingests share an fsync.
@@ -115,31 +109,6 @@ type Badger struct {
 	// closes the database, which would otherwise pull files from under a
 	// running iterator (Badger panics with "DB Closed").
 	reads sync.WaitGroup
-}
-
-type ingestReq struct {
-	batch []Ingest
-	res   []IngestResult
-	err   error
-	size  int
-	done  chan struct{}
-}
-
-// recordReq is an outcome to record or, with apply set, another write
-// that must be ordered with outcomes (a requeue); size is then its
-// estimated bytes.
-type recordReq struct {
-	o     Outcome
-	done  func(error)
-	apply func(txn *badger.Txn) error
-	size  int
-}
-
-func (r recordReq) cost() int {
-	if r.apply != nil {
-		return r.size
-	}
-	return 512
 }
 
 var _ Store = (*Badger)(nil)
@@ -359,181 +328,6 @@ func (s *Badger) view(fn func(txn *badger.Txn) error) error {
 		err = ErrClosed
 	}
 	return err
-}
-
-func (s *Badger) commitLoop() {
-	defer s.wg.Done()
-	var (
-		ins  []*ingestReq
-		recs []recordReq
-	)
-	for {
-		ins, recs = ins[:0], recs[:0]
-		stopping := false
-		select {
-		case r := <-s.ingestCh:
-			ins = append(ins, r)
-		case r := <-s.recordCh:
-			recs = append(recs, r)
-		case <-s.stop:
-			// closed is set before stop is closed, so nothing new will be
-			// submitted: commit what is queued and return.
-			stopping = true
-		}
-		// Take everything else that is already waiting: this is the
-		// group in group commit.
-		size := 0
-		for _, r := range ins {
-			size += r.size
-		}
-	drain:
-		for stopping || size < maxGroupBytes {
-			select {
-			case r := <-s.ingestCh:
-				ins = append(ins, r)
-				size += r.size
-			case r := <-s.recordCh:
-				recs = append(recs, r)
-				size += r.cost()
-			default:
-				break drain
-			}
-		}
-		if len(ins)+len(recs) > 0 {
-			ins, recs = s.admit(ins, recs)
-		}
-		if len(ins)+len(recs) > 0 {
-			s.commitGroup(ins, recs)
-		}
-		if stopping {
-			return
-		}
-	}
-}
-
-// unit is one submission's writes; apply may be re-run in a new
-// transaction when a group has to be split.
-type unit struct {
-	apply  func(txn *badger.Txn) error
-	finish func(err error)
-}
-
-func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
-	// settled marks the units already told how they ended: a group split
-	// over several transactions may panic after some were, and closing a
-	// done channel twice would crash the process from the recover.
-	settled := make([]bool, len(ins)+len(recs))
-	defer func() {
-		if v := recover(); v != nil {
-			err := fmt.Errorf("outbox committer panic: %v\n%s", v, debug.Stack())
-			s.opts.Logger.Errorf("%v", err)
-			for i, r := range ins {
-				if !settled[i] {
-					r.err = err
-					close(r.done)
-				}
-			}
-			for i, r := range recs {
-				if !settled[len(ins)+i] {
-					r.done(err)
-				}
-			}
-		}
-	}()
-	units := make([]unit, 0, len(ins)+len(recs))
-	for i, r := range ins {
-		units = append(units, unit{
-			apply: func(txn *badger.Txn) error {
-				res, err := s.applyIngest(txn, r.batch)
-				r.res = res
-				return err
-			},
-			finish: func(err error) {
-				settled[i] = true
-				r.err = err
-				close(r.done)
-			},
-		})
-	}
-	for i, r := range recs {
-		units = append(units, unit{
-			apply: func(txn *badger.Txn) error {
-				if r.apply != nil {
-					return r.apply(txn)
-				}
-				return s.applyRecord(txn, r.o)
-			},
-			finish: func(err error) {
-				settled[len(ins)+i] = true
-				if err == nil && r.apply == nil {
-					// Whatever claim the move was made under has ended.
-					delete(s.moved, r.o.Delivery.ID)
-				}
-				r.done(err)
-			},
-		})
-	}
-	s.commitUnits(units)
-}
-
-// commitUnits commits units in as few transactions as they fit in (one
-// sync apiece) and tells every unit how its transaction ended.
-func (s *Badger) commitUnits(units []unit) {
-	for len(units) > 0 {
-		units = units[s.commitPrefix(units):]
-	}
-}
-
-// commitPrefix commits the leading units that fit in one transaction and
-// returns how many it settled.
-func (s *Badger) commitPrefix(units []unit) int {
-	txn := s.db.NewTransaction(true)
-	defer txn.Discard()
-	for i, u := range units {
-		err := u.apply(txn)
-		if err == nil {
-			continue
-		}
-		// The failing unit's partial writes are in txn: commit the units
-		// before it on their own.
-		txn.Discard()
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if i > 0 {
-				return s.commitExactly(units[:i])
-			}
-			err = ErrTooLarge
-		}
-		s.commitExactly(units[:i])
-		u.finish(err)
-		return i + 1
-	}
-	err := txn.Commit()
-	for _, u := range units {
-		u.finish(err)
-	}
-	return len(units)
-}
-
-// commitExactly commits units that are known to fit in one transaction.
-func (s *Badger) commitExactly(units []unit) int {
-	if len(units) == 0 {
-		return 0
-	}
-	txn := s.db.NewTransaction(true)
-	defer txn.Discard()
-	var err error
-	for _, u := range units {
-		if err = u.apply(txn); err != nil {
-			break
-		}
-	}
-	if err == nil {
-		err = txn.Commit()
-	}
-	for _, u := range units {
-		u.finish(err)
-	}
-	return len(units)
 }
 
 // applyIngest writes a batch of ingests. An ingest is a duplicate, and
