@@ -250,15 +250,7 @@ func (d *dispatcher) observe(log *zap.Logger, r *route, res result, probe bool, 
 		d.signal()
 	}
 	if res.gone {
-		reason := "endpoint answered 410 Gone (delivery " + deliveryID + ")"
-		changed, err := d.setPaused(true, reason)
-		switch {
-		case err != nil:
-			log.Error("pausing the route after 410 Gone", zap.String("route", d.name), zap.Error(err))
-		case changed:
-			log.Warn("route paused: the endpoint answered 410 Gone; deliveries wait until it is resumed",
-				zap.String("route", d.name), zap.String("delivery", deliveryID))
-		}
+		d.pauseGone(log, deliveryID)
 	}
 }
 

@@ -103,6 +103,21 @@ func (d *dispatcher) setPaused(paused bool, reason string) (bool, error) {
 	return changed, err
 }
 
+// pauseGone pauses the route after its endpoint answered 410 Gone to
+// deliveryID: it said it wants nothing more, so the route waits for an
+// operator to resume it rather than spend every delivery's attempts.
+func (d *dispatcher) pauseGone(log *zap.Logger, deliveryID string) {
+	reason := "endpoint answered 410 Gone (delivery " + deliveryID + ")"
+	changed, err := d.setPaused(true, reason)
+	switch {
+	case err != nil:
+		log.Error("pausing the route after 410 Gone", zap.String("route", d.name), zap.Error(err))
+	case changed:
+		log.Warn("route paused: the endpoint answered 410 Gone; deliveries wait until it is resumed",
+			zap.String("route", d.name), zap.String("delivery", deliveryID))
+	}
+}
+
 // routeState returns the route's stored state.
 func (d *dispatcher) routeState() persist.RouteState {
 	d.stMu.Lock()

@@ -128,16 +128,9 @@ var globals = caddy.NewReplacer()
 func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) result {
 	res := result{start: now}
 	c := rules.NewEvent(j.ev)
-	target, err := r.url.Expand(c, globals)
+	u, err := r.endpointURL(c)
 	if err != nil {
-		res.class, res.err = classBadURL, "cannot build the endpoint URL: "+err.Error()
-		return res
-	}
-	u, err := url.Parse(target)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		// The URL may hold a secret (a Slack hook, say): name the problem,
-		// not the value.
-		res.class, res.err = classBadURL, "cannot build the endpoint URL: expected an absolute http:// or https:// URL"
+		res.class, res.err = classBadURL, err.Error()
 		return res
 	}
 

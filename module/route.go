@@ -1,6 +1,7 @@
 package module
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -10,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/hookgate/hookgate/module/egress"
@@ -147,9 +147,8 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		// there (one that is all placeholder, like {env.SLACK_URL}, is
 		// checked per delivery).
 		lit := ut.Prefix()
-		u, err := url.Parse(lit)
-		if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" && !strings.HasSuffix(lit, "//") {
-			return nil, fmt.Errorf("route %s: url %q: expected an absolute http:// or https:// URL", name, rc.URL)
+		if !absoluteHTTP(lit) && !(strings.HasSuffix(lit, "//") && absoluteHTTP(lit+"host")) {
+			return nil, fmt.Errorf("route %s: url %q: %v", name, rc.URL, errNotAbsolute)
 		}
 	}
 	names := make([]string, 0, len(rc.Headers))
@@ -187,13 +186,9 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		return nil, fmt.Errorf("route %s: trace_propagation is on or off, got %q", name, rc.TracePropagation)
 	}
 	if rc.Sign != nil {
-		repl := caddy.NewReplacer()
-		secrets := make([]string, len(rc.Sign.Secrets))
-		for i, sec := range rc.Sign.Secrets {
-			secrets[i] = repl.ReplaceKnown(sec, "")
-			if secrets[i] == "" {
-				return nil, fmt.Errorf("route %s: sign: secret %d is empty (is its environment variable or file set?)", name, i+1)
-			}
+		secrets, err := ExpandNonEmpty("sign: secret", rc.Sign.Secrets)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %v", name, err)
 		}
 		sg, err := signing.NewSigner(rc.Sign.Scheme, secrets, rc.Sign.Header, rc.Sign.Encoding, rc.Sign.Prefix)
 		if err != nil {
@@ -393,3 +388,31 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 
 // jitterRand is the jitter source; tests replace it.
 var jitterRand = rand.Float64
+
+// errNotAbsolute says what a route's URL must be, without the URL (it may
+// hold a secret, a Slack hook say).
+var errNotAbsolute = errors.New("expected an absolute http:// or https:// URL")
+
+// absoluteHTTP reports whether s is an absolute http or https URL.
+func absoluteHTTP(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && isAbsoluteHTTP(u)
+}
+
+func isAbsoluteHTTP(u *url.URL) bool {
+	return (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// endpointURL is r's URL for ev: the template expanded and checked.
+// Errors name the problem, never the URL.
+func (r *route) endpointURL(ev *rules.Event) (*url.URL, error) {
+	target, err := r.url.Expand(ev, globals)
+	if err != nil {
+		return nil, fmt.Errorf("cannot build the endpoint URL: %v", err)
+	}
+	u, err := url.Parse(target)
+	if err != nil || !isAbsoluteHTTP(u) {
+		return nil, fmt.Errorf("cannot build the endpoint URL: %v", errNotAbsolute)
+	}
+	return u, nil
+}

@@ -84,13 +84,9 @@ func (d *dispatcher) verify(r *route) {
 func (s *sender) verifyEndpoint(ctx context.Context, r *route) error {
 	// The URL holds no {event.*} placeholders (compileRoute checks), so
 	// an empty event expands it.
-	target, err := r.url.Expand(rules.NewEvent(&persist.Event{Data: []byte("null")}), globals)
+	u, err := r.endpointURL(rules.NewEvent(&persist.Event{Data: []byte("null")}))
 	if err != nil {
-		return fmt.Errorf("cannot build the endpoint URL: %v", err)
-	}
-	u, err := url.Parse(target)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errors.New("cannot build the endpoint URL: expected an absolute http:// or https:// URL")
+		return err
 	}
 	var raw [16]byte
 	if _, err := rand.Read(raw[:]); err != nil {

@@ -123,21 +123,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxBody < 0 || h.MaxBatch < 0 {
 		return errors.New("max_body and max_batch must be positive")
 	}
-	repl := caddy.NewReplacer()
 	expand := func(what string, vals []string) ([][]byte, error) {
-		var out [][]byte
-		for i, v := range vals {
-			v = repl.ReplaceKnown(v, "")
-			if v == "" {
-				return nil, fmt.Errorf("%s: value %d is empty (is its environment variable or file set?)", what, i+1)
-			}
-			out = append(out, []byte(v))
+		strs, err := module.ExpandNonEmpty(what, vals)
+		out := make([][]byte, len(strs))
+		for i, v := range strs {
+			out[i] = []byte(v)
 		}
-		return out, nil
+		return out, err
 	}
 	if h.Auth != nil {
 		var err error
-		if h.tokens, err = expand("auth bearer", h.Auth.Bearer); err != nil {
+		if h.tokens, err = expand("auth bearer: token", h.Auth.Bearer); err != nil {
 			return err
 		}
 		if ah := h.Auth.Header; ah != nil {
@@ -145,7 +141,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 				return errors.New("auth header: no header name")
 			}
 			h.authHeader = http.CanonicalHeaderKey(ah.Name)
-			if h.authValues, err = expand("auth header", ah.Values); err != nil {
+			if h.authValues, err = expand("auth header: value", ah.Values); err != nil {
 				return err
 			}
 		}
@@ -154,15 +150,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	if v := h.Verify; v != nil {
-		secrets, err := expand("verify", v.Secrets)
+		secrets, err := module.ExpandNonEmpty("verify: secret", v.Secrets)
 		if err != nil {
 			return err
 		}
-		strs := make([]string, len(secrets))
-		for i, b := range secrets {
-			strs[i] = string(b)
-		}
-		if h.verifier, err = signing.NewVerifier(v.Scheme, strs, v.Header, v.Encoding, v.Prefix, time.Duration(v.Tolerance)); err != nil {
+		if h.verifier, err = signing.NewVerifier(v.Scheme, secrets, v.Header, v.Encoding, v.Prefix, time.Duration(v.Tolerance)); err != nil {
 			return err
 		}
 	}
