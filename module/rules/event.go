@@ -37,11 +37,16 @@ func NewEvent(ev *persist.Event) *Event { return &Event{ev: ev} }
 // ID is the wrapped event's id, for log lines.
 func (e *Event) ID() string { return e.ev.ID }
 
-// value parses the event's data on first use.
+// value parses the event's data on first use. Raw bytes that are not
+// UTF-8 (an inbound body kept as data_base64) are CEL bytes.
 func (e *Event) value() (any, error) {
 	if !e.parsed {
 		e.parsed = true
-		e.err = json.Unmarshal(e.ev.Data, &e.data)
+		if e.ev.DataBase64 {
+			e.data = e.ev.Data
+		} else {
+			e.err = json.Unmarshal(e.ev.Data, &e.data)
+		}
 	}
 	return e.data, e.err
 }

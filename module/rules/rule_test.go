@@ -125,3 +125,23 @@ func TestCostLimit(t *testing.T) {
 		}
 	}
 }
+
+// Raw bytes kept as data_base64 are CEL bytes: rules can test them, and
+// templates cannot mistake them for JSON.
+func TestRuleOnRawBytes(t *testing.T) {
+	ev := &persist.Event{Type: "upload", Data: []byte("caf\xe9\xff"), DataBase64: true}
+	for expr, want := range map[string]bool{
+		`size(event.data) == 5`:        true,
+		`event.data == b"caf\xe9\xff"`: true,
+		`type(event.data) == bytes`:    true,
+		`type(event.data) == map`:      false,
+	} {
+		r, err := CompileRule("r", expr)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		if got, _ := r.Eval(NewEvent(ev)); got != want {
+			t.Errorf("%s = %v, want %v", expr, got, want)
+		}
+	}
+}
