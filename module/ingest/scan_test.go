@@ -83,3 +83,43 @@ func TestSplitArrayKeepsElementsAsWritten(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeBody feeds whole request bodies, valid JSON or not, to the
+// decoder: it never panics, answers either events or a 4xx, never more
+// than max_batch events, and an answer of events keeps each element's data
+// as a valid JSON value. The seeds run in every `go test`.
+func FuzzDecodeBody(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"a","data":1}`,
+		`[{"type":"a","data":1},{"type":"b","data":{"x":[1,2]},"id":"k:1"}]`,
+		`[{"type":"a","data":1},{"type":"a","data":1,"id":"x"},{"type":"a","data":1,"id":"x"}]`,
+		`[{},{},{},{}]`,
+		`[{"type":"a","data":1},`,
+		`[{"type":"a","data":1}] trailing`,
+		`[1,2,x]`,
+		`[[],[],[]]`,
+		"[\xff]",
+		`   `,
+		`{"type":"a","data":1}{"type":"b","data":2}`,
+	} {
+		f.Add([]byte(s))
+	}
+	h := &Handler{MaxBody: 1 << 20, MaxBatch: 3}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		batch, _, ierr := h.decode(body)
+		if ierr != nil {
+			if ierr.status < 400 || ierr.status > 499 || ierr.code == "" || ierr.message == "" {
+				t.Fatalf("%q: error answer %+v", body, ierr)
+			}
+			return
+		}
+		if len(batch) == 0 || len(batch) > h.MaxBatch {
+			t.Fatalf("%q: %d events, want 1 to %d", body, len(batch), h.MaxBatch)
+		}
+		for i, in := range batch {
+			if !json.Valid(in.Event.Data) || in.Event.Type == "" {
+				t.Fatalf("%q: event %d has type %q data %q", body, i, in.Event.Type, in.Event.Data)
+			}
+		}
+	})
+}
