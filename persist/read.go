@@ -122,25 +122,8 @@ func (s *Badger) Attempts(deliveryID string) ([]Attempt, error) {
 func (s *Badger) Pending() (map[string]int, error) {
 	counts := make(map[string]int)
 	err := s.view(func(txn *badger.Txn) error {
-		prefix := []byte{pReady, '|'}
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		var last []byte
-		var lastRoute string
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			k := it.Item().Key()
-			if len(k) < 3 || len(k) < 3+int(k[2]) {
-				continue
-			}
-			r := k[3 : 3+int(k[2])]
-			if string(r) != string(last) {
-				last = append(last[:0], r...)
-				lastRoute = string(r)
-			}
-			counts[lastRoute]++
+		if err := countByRoute(txn, pReady, counts, nil); err != nil {
+			return err
 		}
 		// Deliveries waiting behind an earlier one of their order key
 		// are pending too, though not in the ready index.
