@@ -329,3 +329,28 @@ type Store interface {
 	// again and holds everything committed.
 	Close() error
 }
+
+// Claimer is implemented by a Store that several processes share. The
+// in-memory claims of the Store contract keep one process from
+// attempting a delivery twice at once, not two processes: a shared
+// backend also hands the delivery to one of them at a time.
+//
+// The engine checks for it once, when it opens the store. Before an
+// attempt it calls Claim; it attempts only if Claim returns true, and
+// calls Release if it then lets the delivery go without recording an
+// outcome. Record releases the claim itself once the outcome is
+// written. A process that dies leaves its claims to expire after their
+// lease; Due and DueFrom do not list deliveries another process holds.
+type Claimer interface {
+	// Claim takes delivery id for this process for at most lease,
+	// provided it is still pending and due at due (the Due it was
+	// listed with). It returns false when another process holds it or
+	// it has changed since it was listed.
+	Claim(id string, due time.Time, lease time.Duration) (bool, error)
+	// Release gives up a claim this process holds; a no-op otherwise.
+	Release(id string)
+	// Watch registers changed, called with the route of deliveries
+	// other processes write and of claims they release or that expire,
+	// so the engine wakes that route's dispatcher.
+	Watch(changed func(route string))
+}

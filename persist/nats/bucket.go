@@ -1,0 +1,169 @@
+package natsstore
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// bucket is one key-value bucket, written with raw publishes so that
+// every write can carry a TTL and an expected revision, and read from
+// the stream leader (no direct gets from replicas that may lag).
+type bucket struct {
+	name   string
+	subj   string // "$KV.<name>."
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	kv     jetstream.KeyValue
+}
+
+// markerTTL is how long the server keeps the delete marker of an
+// expired record, which is how watchers learn of the expiry.
+const markerTTL = 15 * time.Minute
+
+func openBucket(ctx context.Context, js jetstream.JetStream, name string, replicas int) (*bucket, error) {
+	cfg := jetstream.StreamConfig{
+		Name:                   "KV_" + name,
+		Subjects:               []string{"$KV." + name + ".>"},
+		MaxMsgsPerSubject:      1,
+		MaxBytes:               -1,
+		MaxMsgs:                -1,
+		MaxMsgSize:             -1,
+		Storage:                jetstream.FileStorage,
+		Replicas:               replicas,
+		AllowRollup:            true,
+		DenyDelete:             true,
+		Discard:                jetstream.DiscardNew,
+		Duplicates:             2 * time.Minute,
+		AllowMsgTTL:            true,
+		SubjectDeleteMarkerTTL: markerTTL,
+	}
+	st, err := js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+	}
+	kv, err := js.KeyValue(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("binding bucket %s: %w", name, err)
+	}
+	return &bucket{name: name, subj: "$KV." + name + ".", js: js, stream: st, kv: kv}, nil
+}
+
+// enc makes an id a valid key.
+func enc(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+func dec(key string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(key)
+	return string(b), err == nil
+}
+
+// entry is a key's latest record; rev is 0 when the key never existed.
+type entry struct {
+	val     []byte
+	rev     uint64
+	deleted bool // the latest message is a delete or expiry marker
+}
+
+// get reads the latest record of id from the stream leader.
+func (b *bucket) get(ctx context.Context, id string) (entry, error) {
+	m, err := b.stream.GetLastMsgForSubject(ctx, b.subj+enc(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return entry{}, nil
+	}
+	if err != nil {
+		return entry{}, err
+	}
+	return entry{val: m.Data, rev: m.Sequence, deleted: isMarker(m.Header)}, nil
+}
+
+func isMarker(h nats.Header) bool {
+	if h == nil {
+		return false
+	}
+	if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return true
+	}
+	return h.Get("Nats-Marker-Reason") != ""
+}
+
+// put writes id. expect, when not nil, is the revision the key must be
+// at (0: must never have been written); ttl > 0 makes the record expire.
+func (b *bucket) put(ctx context.Context, id string, val []byte, expect *uint64, ttl time.Duration) (uint64, error) {
+	m := &nats.Msg{Subject: b.subj + enc(id), Data: val, Header: nats.Header{}}
+	var opts []jetstream.PublishOpt
+	if expect != nil {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(*expect))
+	}
+	if ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(max(ttl, time.Second).Truncate(time.Second)))
+	}
+	ack, err := b.js.PublishMsg(ctx, m, opts...)
+	if err != nil {
+		if isWrongLast(err) {
+			return 0, errConflict
+		}
+		return 0, mapErr(err)
+	}
+	return ack.Sequence, nil
+}
+
+// createAsync starts a write of id that the server refuses (with a
+// wrong-last-sequence error) if the key was ever written; the future
+// reports it.
+func (b *bucket) createAsync(id string, val []byte) (jetstream.PubAckFuture, error) {
+	m := &nats.Msg{Subject: b.subj + enc(id), Data: val}
+	return b.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(0))
+}
+
+// create writes id only if it holds no live record (never written,
+// deleted or expired). It returns errConflict if it does.
+func (b *bucket) create(ctx context.Context, id string, val []byte, ttl time.Duration) (uint64, error) {
+	zero := uint64(0)
+	rev, err := b.put(ctx, id, val, &zero, ttl)
+	if !errors.Is(err, errConflict) {
+		return rev, err
+	}
+	e, gerr := b.get(ctx, id)
+	if gerr != nil {
+		return 0, gerr
+	}
+	if e.rev == 0 || !e.deleted {
+		return 0, errConflict
+	}
+	return b.put(ctx, id, val, &e.rev, ttl)
+}
+
+// del writes a delete marker for id (only at revision rev, if not 0).
+func (b *bucket) del(ctx context.Context, id string, rev uint64) (uint64, error) {
+	m := &nats.Msg{Subject: b.subj + enc(id), Header: nats.Header{}}
+	m.Header.Set("KV-Operation", "DEL")
+	var opts []jetstream.PublishOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
+	}
+	ack, err := b.js.PublishMsg(ctx, m, opts...)
+	if err != nil {
+		if isWrongLast(err) {
+			return 0, errConflict
+		}
+		return 0, mapErr(err)
+	}
+	return ack.Sequence, nil
+}
+
+// errConflict means the key was not at the expected revision.
+var errConflict = errors.New("key changed meanwhile")
+
+func isWrongLast(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}

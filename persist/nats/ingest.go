@@ -1,0 +1,245 @@
+package natsstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// dedupeRecord is what an idempotency key holds.
+type dedupeRecord struct {
+	ID string `json:"id"`
+	// Until is when the dedupe window ends, by the store's clock.
+	Until int64 `json:"until"`
+	// Wall is when the key was written, by the wall clock: a key whose
+	// event is missing is taken over once staleAfter has passed.
+	Wall int64 `json:"wall"`
+	// Dropped marks a key whose event was not stored (no deliveries).
+	Dropped bool `json:"dropped,omitempty"`
+}
+
+// Ingest implements persist.Store. See the package doc for the order of
+// the writes and why a half-done ingest is never acknowledged.
+func (s *Store) Ingest(ctx context.Context, batch []persist.Ingest) ([]persist.IngestResult, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.end()
+	for i, in := range batch {
+		if in.Event == nil || in.Event.ID == "" {
+			return nil, fmt.Errorf("ingest element %d has no event (or no event id)", i)
+		}
+		for _, d := range in.Deliveries {
+			if d == nil || d.ID == "" || d.Route == "" {
+				return nil, fmt.Errorf("ingest element %d: a delivery without id or route", i)
+			}
+		}
+	}
+	res := make([]persist.IngestResult, len(batch))
+	for i := range batch {
+		r, err := s.ingestOne(ctx, &batch[i])
+		if err != nil {
+			return nil, err
+		}
+		res[i] = r
+	}
+	return res, nil
+}
+
+func (s *Store) ingestOne(ctx context.Context, in *persist.Ingest) (persist.IngestResult, error) {
+	ev := in.Event
+	now := s.now()
+	ret := s.ret.Load()
+	store := len(in.Deliveries) > 0 || in.Keep
+	if in.Dedupe != "" {
+		dup, id, err := s.takeKey(ctx, in.Dedupe, ev.ID, now, ret.dedupe, !store)
+		if err != nil {
+			return persist.IngestResult{}, err
+		}
+		if dup {
+			return persist.IngestResult{Duplicate: true, ID: id}, nil
+		}
+	}
+	if !store {
+		return persist.IngestResult{ID: ev.ID}, nil
+	}
+	ev.Remaining = len(in.Deliveries)
+	ev.Deliveries = ev.Deliveries[:0]
+	for _, d := range in.Deliveries {
+		ev.Deliveries = append(ev.Deliveries, d.ID)
+	}
+	var ttl time.Duration
+	if ev.Remaining == 0 {
+		ev.KeepUntil = now.Add(ret.delivered).UnixNano()
+		ttl = ret.delivered
+	}
+	// Waiting behind an unfinished delivery of the same order key.
+	s.mirror.mu.RLock()
+	for j, d := range in.Deliveries {
+		d.Status = persist.StatusPending
+		d.Waiting = false
+		if d.OrderKey == "" {
+			continue
+		}
+		if s.mirror.unfinishedOfKeyLocked(d.Route, d.OrderKey, d.ID) {
+			d.Waiting = true
+			continue
+		}
+		for _, e := range in.Deliveries[:j] {
+			if e.Route == d.Route && e.OrderKey == d.OrderKey {
+				d.Waiting = true
+				break
+			}
+		}
+	}
+	s.mirror.mu.RUnlock()
+	rec, err := json.Marshal(eventRecord{Event: ev, Data: ev.Data, Initial: in.Deliveries})
+	if err != nil {
+		return persist.IngestResult{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if _, err := s.events.create(cctx, ev.ID, rec, ttl); errors.Is(err, errConflict) {
+		// Still held: a duplicate, whatever the window says. Make sure
+		// it is whole (its node may have died half-way).
+		if err := s.repair(cctx, ev.ID); err != nil {
+			return persist.IngestResult{}, err
+		}
+		return persist.IngestResult{Duplicate: true, ID: ev.ID}, nil
+	} else if err != nil {
+		return persist.IngestResult{}, err
+	}
+	if err := s.writeDeliveries(cctx, in.Deliveries); err != nil {
+		return persist.IngestResult{}, err
+	}
+	return persist.IngestResult{ID: ev.ID}, nil
+}
+
+// writeDeliveries writes new delivery records, all published before
+// any acknowledgment is awaited, and applies them to the mirror. A
+// record already written (by a repair racing the ingest) is left as it
+// is.
+func (s *Store) writeDeliveries(ctx context.Context, ds []*persist.Delivery) error {
+	futs := make([]jetstream.PubAckFuture, len(ds))
+	for i, d := range ds {
+		b, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		if futs[i], err = s.deliveries.createAsync(d.ID, b); err != nil {
+			return mapErr(err)
+		}
+	}
+	for i, f := range futs {
+		select {
+		case ack := <-f.Ok():
+			c := *ds[i]
+			s.mirror.applyDelivery(c.ID, &c, ack.Sequence, false)
+		case err := <-f.Err():
+			if !isWrongLast(err) {
+				return mapErr(err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// takeKey claims the idempotency key for id, or reports the id of the
+// event that holds it.
+func (s *Store) takeKey(ctx context.Context, key, id string, now time.Time, window time.Duration, dropped bool) (dup bool, holder string, err error) {
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	val, _ := json.Marshal(dedupeRecord{ID: id, Until: now.Add(window).UnixNano(), Wall: time.Now().UnixNano(), Dropped: dropped})
+	// The server forgets the key a little after the window (wall clock).
+	ttl := window + time.Minute
+	for tries := 0; ; tries++ {
+		if tries > 200 {
+			return false, "", fmt.Errorf("idempotency key %q: gave up after %d conflicting writes", key, tries)
+		}
+		e, err := s.dedupe.get(cctx, key)
+		if err != nil {
+			return false, "", err
+		}
+		if e.rev == 0 || e.deleted {
+			_, err := s.dedupe.put(cctx, key, val, &e.rev, ttl)
+			if errors.Is(err, errConflict) {
+				continue
+			}
+			return false, "", err
+		}
+		var cur dedupeRecord
+		if err := json.Unmarshal(e.val, &cur); err != nil {
+			return false, "", fmt.Errorf("decoding idempotency key %q: %v", key, err)
+		}
+		if now.UnixNano() < cur.Until {
+			if cur.Dropped {
+				return true, cur.ID, nil
+			}
+			// Live: a duplicate of cur.ID if that event is stored (or
+			// being stored by another node right now).
+			ev, err := s.events.get(cctx, cur.ID)
+			if err != nil {
+				return false, "", err
+			}
+			if ev.rev != 0 && !ev.deleted {
+				if err := s.repair(cctx, cur.ID); err != nil {
+					return false, "", err
+				}
+				return true, cur.ID, nil
+			}
+			if time.Since(time.Unix(0, cur.Wall)) < staleAfter {
+				// Another ingest holds the key and is writing its event.
+				select {
+				case <-time.After(20 * time.Millisecond):
+				case <-cctx.Done():
+					return false, "", cctx.Err()
+				}
+				continue
+			}
+			// Its node died before storing the event: take the key over.
+		}
+		_, err = s.dedupe.put(cctx, key, val, &e.rev, ttl)
+		if errors.Is(err, errConflict) {
+			continue
+		}
+		return false, "", err
+	}
+}
+
+// repair writes the deliveries an event record lists that are missing,
+// as first ingested: what an ingest cut short left undone.
+func (s *Store) repair(ctx context.Context, id string) error {
+	e, err := s.events.get(ctx, id)
+	if err != nil || e.rev == 0 || e.deleted {
+		return err
+	}
+	r, err := decodeEvent(e.val)
+	if err != nil {
+		return err
+	}
+	var missing []*persist.Delivery
+	for _, d := range r.Initial {
+		if _, ok := s.mirror.delivery(d.ID); ok {
+			continue
+		}
+		de, err := s.deliveries.get(ctx, d.ID)
+		if err != nil {
+			return err
+		}
+		if de.rev == 0 {
+			missing = append(missing, d)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return s.writeDeliveries(ctx, missing)
+}

@@ -1,0 +1,294 @@
+package natsstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// mirror is this node's copy of the deliveries and claims buckets, fed
+// by watches and by the node's own acknowledged writes. A record is
+// replaced only by a newer revision (stream sequence), so the watch
+// replaying a write the node already applied changes nothing.
+type mirror struct {
+	mu         sync.RWMutex
+	deliveries map[string]*mrec // by delivery id
+	byRoute    map[string]map[string]*mrec
+	// gone keeps the revision of deleted deliveries until the watch has
+	// passed it, so a late replay of an older write cannot revive them.
+	gone    map[string]uint64
+	seenDel uint64 // last revision the deliveries watch delivered
+
+	claims     map[string]claim // by delivery id
+	goneClaim  map[string]uint64
+	seenClaims uint64
+
+	watchers []jetstream.KeyWatcher
+	// changed is called (outside the lock) with the route of a delivery
+	// another node wrote or whose claim went away.
+	changedMu sync.Mutex
+	changed   []func(route string)
+}
+
+type mrec struct {
+	d   *persist.Delivery
+	rev uint64
+}
+
+type claim struct {
+	node string
+	rev  uint64
+}
+
+func newMirror() *mirror {
+	return &mirror{
+		deliveries: map[string]*mrec{},
+		byRoute:    map[string]map[string]*mrec{},
+		gone:       map[string]uint64{},
+		claims:     map[string]claim{},
+		goneClaim:  map[string]uint64{},
+	}
+}
+
+// start loads both buckets and keeps following them until wctx ends.
+func (m *mirror) start(ctx, wctx context.Context, s *Store, wg *sync.WaitGroup) error {
+	for _, b := range []*bucket{s.deliveries, s.claims} {
+		w, err := b.kv.WatchAll(wctx)
+		if err != nil {
+			return err
+		}
+		m.watchers = append(m.watchers, w)
+		isDel := b == s.deliveries
+		// The initial values end with a nil entry.
+	initial:
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					return errors.New("watch ended while loading")
+				}
+				if e == nil {
+					break initial
+				}
+				m.fromWatch(e, isDel, s.node)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range w.Updates() {
+				if e != nil {
+					m.fromWatch(e, isDel, s.node)
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+func (m *mirror) stopWatch() {
+	for _, w := range m.watchers {
+		_ = w.Stop()
+	}
+}
+
+func (m *mirror) onChange(fn func(route string)) {
+	m.changedMu.Lock()
+	m.changed = append(m.changed, fn)
+	m.changedMu.Unlock()
+}
+
+func (m *mirror) notify(route string) {
+	m.changedMu.Lock()
+	fns := m.changed
+	m.changedMu.Unlock()
+	for _, fn := range fns {
+		fn(route)
+	}
+}
+
+func (m *mirror) fromWatch(e jetstream.KeyValueEntry, isDel bool, node string) {
+	id, ok := dec(e.Key())
+	if !ok {
+		return
+	}
+	deleted := e.Operation() != jetstream.KeyValuePut
+	if isDel {
+		var d *persist.Delivery
+		if !deleted {
+			d = new(persist.Delivery)
+			if json.Unmarshal(e.Value(), d) != nil {
+				return
+			}
+		}
+		route, changed := m.applyDelivery(id, d, e.Revision(), true)
+		if changed && route != "" {
+			m.notify(route)
+		}
+		return
+	}
+	var route string
+	m.mu.Lock()
+	if e.Revision() > m.seenClaims {
+		m.seenClaims = e.Revision()
+	}
+	changed := m.applyClaimLocked(id, string(e.Value()), e.Revision(), deleted)
+	if r, ok := m.deliveries[id]; ok && changed && deleted {
+		route = r.d.Route
+	}
+	m.pruneLocked()
+	m.mu.Unlock()
+	if route != "" {
+		m.notify(route)
+	}
+}
+
+// applyDelivery sets (d != nil) or deletes a delivery at revision rev.
+// It reports the delivery's route and whether the mirror changed.
+func (m *mirror) applyDelivery(id string, d *persist.Delivery, rev uint64, fromWatch bool) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if fromWatch && rev > m.seenDel {
+		m.seenDel = rev
+	}
+	defer m.pruneLocked()
+	cur, ok := m.deliveries[id]
+	if ok && cur.rev >= rev {
+		return "", false
+	}
+	if g, ok := m.gone[id]; ok && g >= rev {
+		return "", false
+	}
+	if ok {
+		delete(m.byRoute[cur.d.Route], id)
+		if len(m.byRoute[cur.d.Route]) == 0 {
+			delete(m.byRoute, cur.d.Route)
+		}
+	}
+	if d == nil {
+		delete(m.deliveries, id)
+		m.gone[id] = rev
+		if ok {
+			return cur.d.Route, true
+		}
+		return "", false
+	}
+	delete(m.gone, id)
+	r := &mrec{d: d, rev: rev}
+	m.deliveries[id] = r
+	rm := m.byRoute[d.Route]
+	if rm == nil {
+		rm = map[string]*mrec{}
+		m.byRoute[d.Route] = rm
+	}
+	rm[id] = r
+	return d.Route, true
+}
+
+func (m *mirror) applyClaimLocked(id, node string, rev uint64, deleted bool) bool {
+	cur, ok := m.claims[id]
+	if ok && cur.rev >= rev {
+		return false
+	}
+	if g, ok := m.goneClaim[id]; ok && g >= rev {
+		return false
+	}
+	if deleted {
+		delete(m.claims, id)
+		m.goneClaim[id] = rev
+		return ok
+	}
+	delete(m.goneClaim, id)
+	m.claims[id] = claim{node: node, rev: rev}
+	return true
+}
+
+func (m *mirror) applyClaim(id, node string, rev uint64, deleted bool) {
+	m.mu.Lock()
+	m.applyClaimLocked(id, node, rev, deleted)
+	m.mu.Unlock()
+}
+
+// pruneLocked forgets deletions the watch has passed.
+func (m *mirror) pruneLocked() {
+	if len(m.gone) > 1024 {
+		for id, rev := range m.gone {
+			if rev <= m.seenDel {
+				delete(m.gone, id)
+			}
+		}
+	}
+	if len(m.goneClaim) > 1024 {
+		for id, rev := range m.goneClaim {
+			if rev <= m.seenClaims {
+				delete(m.goneClaim, id)
+			}
+		}
+	}
+}
+
+// delivery returns a copy of the mirrored delivery id.
+func (m *mirror) delivery(id string) (*persist.Delivery, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r, ok := m.deliveries[id]
+	if !ok {
+		return nil, false
+	}
+	d := *r.d
+	return &d, true
+}
+
+// claimedElsewhere says whether another node holds a claim on id.
+// Must hold m.mu.
+func (m *mirror) claimedElsewhereLocked(id, node string) bool {
+	c, ok := m.claims[id]
+	return ok && c.node != node
+}
+
+// unfinishedOfKey says whether route has a pending delivery with key,
+// other than except. Must hold m.mu.
+func (m *mirror) unfinishedOfKeyLocked(route, key, except string) bool {
+	for id, r := range m.byRoute[route] {
+		if id != except && r.d.OrderKey == key && r.d.Status == persist.StatusPending {
+			return true
+		}
+	}
+	return false
+}
+
+// firstWaiting returns the waiting delivery of route and key that comes
+// first (lowest id), if any.
+func (m *mirror) firstWaiting(route, key string) (*persist.Delivery, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var best *persist.Delivery
+	for _, r := range m.byRoute[route] {
+		d := r.d
+		if d.OrderKey == key && d.Status == persist.StatusPending && d.Waiting && (best == nil || d.ID < best.ID) {
+			best = d
+		}
+	}
+	if best == nil {
+		return nil, false
+	}
+	c := *best
+	return &c, true
+}
+
+// syncedTo waits (briefly) until the deliveries watch has delivered rev.
+func (m *mirror) seen() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.seenDel
+}
+
+var _ = time.Now

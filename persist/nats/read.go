@@ -1,0 +1,384 @@
+package natsstore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// ready returns route's deliveries that Due may list (pending, not
+// waiting, not claimed by another node) in due order, ties by id.
+func (s *Store) ready(route string) []*persist.Delivery {
+	m := s.mirror
+	m.mu.RLock()
+	out := make([]*persist.Delivery, 0, len(m.byRoute[route]))
+	for id, r := range m.byRoute[route] {
+		if r.d.Status != persist.StatusPending || r.d.Waiting || m.claimedElsewhereLocked(id, s.node) {
+			continue
+		}
+		out = append(out, r.d)
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *persist.Delivery) int {
+		if c := dueKey(a.Due).Compare(dueKey(b.Due)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// dueKey orders a zero due time before every real one.
+func dueKey(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Unix(0, 0)
+	}
+	return t
+}
+
+// Due implements persist.Store.
+func (s *Store) Due(route string, now time.Time, limit int, skip func(string) bool) ([]persist.Ref, time.Time, error) {
+	refs, next, _, err := s.DueFrom(route, time.Time{}, now, limit, skip)
+	return refs, next, err
+}
+
+// DueFrom implements persist.Store.
+func (s *Store) DueFrom(route string, from, now time.Time, limit int, skip func(string) bool) (refs []persist.Ref, next, last time.Time, err error) {
+	if err := s.begin(); err != nil {
+		return nil, next, last, err
+	}
+	defer s.end()
+	for _, d := range s.ready(route) {
+		if !from.IsZero() && dueKey(d.Due).Before(from) {
+			continue
+		}
+		if d.Due.After(now) || len(refs) >= limit {
+			if skip == nil || !skip(d.ID) {
+				next = d.Due
+				return refs, next, last, nil
+			}
+			continue
+		}
+		last = d.Due
+		if skip != nil && skip(d.ID) {
+			continue
+		}
+		refs = append(refs, persist.Ref{ID: d.ID, Due: d.Due})
+	}
+	return refs, next, last, nil
+}
+
+// Delivery implements persist.Store: from the mirror, which holds this
+// node's writes at once and other nodes' as soon as the watch brings
+// them.
+func (s *Store) Delivery(id string) (*persist.Delivery, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.end()
+	if d, ok := s.mirror.delivery(id); ok {
+		return d, nil
+	}
+	return nil, persist.ErrNotFound
+}
+
+// eventRecord is an event as stored: the event with its payload and the
+// deliveries it was ingested with (see the package doc: Ingest).
+type eventRecord struct {
+	Event   *persist.Event      `json:"event"`
+	Data    []byte              `json:"data"`
+	Initial []*persist.Delivery `json:"initial,omitempty"`
+}
+
+func decodeEvent(b []byte) (*eventRecord, error) {
+	var r eventRecord
+	if err := json.Unmarshal(b, &r); err != nil || r.Event == nil {
+		return nil, fmt.Errorf("decoding event record: %v", err)
+	}
+	r.Event.Data = r.Data
+	return &r, nil
+}
+
+// Event implements persist.Store.
+func (s *Store) Event(id string) (*persist.Event, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.end()
+	ctx, cancel := ctxOp()
+	defer cancel()
+	e, err := s.events.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if e.rev == 0 || e.deleted {
+		return nil, persist.ErrNotFound
+	}
+	r, err := decodeEvent(e.val)
+	if err != nil {
+		return nil, err
+	}
+	return r.Event, nil
+}
+
+// Attempts implements persist.Store.
+func (s *Store) Attempts(id string) ([]persist.Attempt, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.end()
+	ctx, cancel := ctxOp()
+	defer cancel()
+	e, err := s.attempts.get(ctx, id)
+	if err != nil || e.rev == 0 || e.deleted {
+		return nil, err
+	}
+	var as []persist.Attempt
+	if err := json.Unmarshal(e.val, &as); err != nil {
+		return nil, fmt.Errorf("decoding attempts of %s: %v", id, err)
+	}
+	return as, nil
+}
+
+// Pending implements persist.Store, counting from the mirror.
+func (s *Store) Pending() (map[string]int, error) {
+	return s.count(persist.StatusPending, nil)
+}
+
+// DeadCounts implements persist.Store. The mirror has no snapshots:
+// taken is called just before counting.
+func (s *Store) DeadCounts(taken func()) (map[string]int, error) {
+	return s.count(persist.StatusDead, taken)
+}
+
+func (s *Store) count(st persist.Status, taken func()) (map[string]int, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.end()
+	if taken != nil {
+		taken()
+	}
+	m := s.mirror
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := map[string]int{}
+	for route, ds := range m.byRoute {
+		n := 0
+		for _, r := range ds {
+			if r.d.Status == st {
+				n++
+			}
+		}
+		if n > 0 {
+			out[route] = n
+		}
+	}
+	return out, nil
+}
+
+// SetRouteState implements persist.Store.
+func (s *Store) SetRouteState(route string, st persist.RouteState) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.end()
+	ctx, cancel := ctxOp()
+	defer cancel()
+	if st == (persist.RouteState{}) {
+		_, err := s.routes.del(ctx, route, 0)
+		return err
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	_, err = s.routes.put(ctx, route, b, nil, 0)
+	return err
+}
+
+// RouteStates implements persist.Store.
+func (s *Store) RouteStates() (map[string]persist.RouteState, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.end()
+	ctx, cancel := ctxOp()
+	defer cancel()
+	out := map[string]persist.RouteState{}
+	w, err := s.routes.kv.WatchAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				return out, nil
+			}
+			if e.Operation() != 0 { // not a put
+				continue
+			}
+			name, ok := dec(e.Key())
+			if !ok {
+				continue
+			}
+			var st persist.RouteState
+			if err := json.Unmarshal(e.Value(), &st); err != nil {
+				return nil, fmt.Errorf("decoding state of route %s: %v", name, err)
+			}
+			out[name] = st
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// listKey orders deliveries in a listing: pending by due time (waiting
+// ones after the ready ones), final ones by when they became final,
+// every state by id; with no route, by route first.
+func listKey(f persist.ListFilter, d *persist.Delivery) string {
+	var k string
+	switch f.Status {
+	case persist.StatusPending:
+		if d.Waiting {
+			k = "1|" + d.ID
+		} else {
+			k = fmt.Sprintf("0|%020d|%s", dueKey(d.Due).UnixNano(), d.ID)
+		}
+	case persist.StatusDead, persist.StatusDelivered:
+		k = fmt.Sprintf("%020d|%s", d.Done.UnixNano(), d.ID)
+	default:
+		k = d.ID
+	}
+	if f.Route == "" && f.Status != 0 {
+		k = d.Route + "\x00" + k
+	}
+	return k
+}
+
+type cursor struct {
+	Route  string         `json:"r"`
+	Status persist.Status `json:"s"`
+	Key    string         `json:"k"`
+}
+
+// ListDeliveries implements persist.Store, from the mirror.
+func (s *Store) ListDeliveries(f persist.ListFilter) ([]*persist.Delivery, string, error) {
+	if err := s.begin(); err != nil {
+		return nil, "", err
+	}
+	defer s.end()
+	limit := f.Limit
+	switch {
+	case limit == 0:
+		limit = persist.DefaultListLimit
+	case limit < 0 || limit > persist.MaxListLimit:
+		return nil, "", fmt.Errorf("%w: limit %d is not between 1 and %d", persist.ErrBadFilter, f.Limit, persist.MaxListLimit)
+	}
+	if f.Status != 0 && f.Status != persist.StatusPending && f.Status != persist.StatusDead && f.Status != persist.StatusDelivered {
+		return nil, "", fmt.Errorf("%w: unknown status %d", persist.ErrBadFilter, f.Status)
+	}
+	after := ""
+	if f.Cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		var c cursor
+		if err != nil || json.Unmarshal(raw, &c) != nil || c.Route != f.Route || c.Status != f.Status || c.Key == "" {
+			return nil, "", persist.ErrBadCursor
+		}
+		after = c.Key
+	}
+	type item struct {
+		key string
+		d   *persist.Delivery
+	}
+	var items []item
+	m := s.mirror
+	m.mu.RLock()
+	for _, r := range m.deliveries {
+		d := r.d
+		if (f.Route != "" && d.Route != f.Route) || (f.Status != 0 && d.Status != f.Status) {
+			continue
+		}
+		k := listKey(f, d)
+		if after != "" && k <= after {
+			continue
+		}
+		c := *d
+		items = append(items, item{k, &c})
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.key, b.key) })
+	next := ""
+	if len(items) > limit {
+		items = items[:limit]
+		raw, _ := json.Marshal(cursor{Route: f.Route, Status: f.Status, Key: items[limit-1].key})
+		next = base64.RawURLEncoding.EncodeToString(raw)
+	}
+	out := make([]*persist.Delivery, len(items))
+	for i, it := range items {
+		out[i] = it.d
+	}
+	return out, next, nil
+}
+
+// ReplayIDs implements persist.Store, from the mirror.
+func (s *Store) ReplayIDs(route string, status persist.Status, since, until time.Time, cur string, limit int) ([]string, string, error) {
+	if status != persist.StatusDead && status != persist.StatusDelivered {
+		return nil, "", fmt.Errorf("%w: only dead or delivered deliveries are replayed, not %s", persist.ErrBadFilter, status)
+	}
+	if route == "" {
+		return nil, "", fmt.Errorf("%w: no route", persist.ErrBadFilter)
+	}
+	if limit <= 0 {
+		return nil, "", fmt.Errorf("%w: limit %d", persist.ErrBadFilter, limit)
+	}
+	if err := s.begin(); err != nil {
+		return nil, "", err
+	}
+	defer s.end()
+	after := ""
+	if cur != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(cur)
+		if err != nil {
+			return nil, "", persist.ErrBadCursor
+		}
+		after = string(raw)
+	}
+	type item struct{ key, id string }
+	var items []item
+	m := s.mirror
+	m.mu.RLock()
+	for _, r := range m.byRoute[route] {
+		d := r.d
+		if d.Status != status || d.Done.Before(since) || (!until.IsZero() && !d.Done.Before(until)) {
+			continue
+		}
+		k := fmt.Sprintf("%020d|%s", d.Done.UnixNano(), d.ID)
+		if after != "" && k <= after {
+			continue
+		}
+		items = append(items, item{k, d.ID})
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.key, b.key) })
+	next := ""
+	if len(items) > limit {
+		items = items[:limit]
+		next = base64.RawURLEncoding.EncodeToString([]byte(items[limit-1].key))
+	}
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.id
+	}
+	return ids, next, nil
+}
+
+var _ = context.Background

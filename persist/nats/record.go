@@ -1,0 +1,358 @@
+package natsstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// submit runs fn on the writer of delivery id: the writes of one
+// delivery are applied in the order they were made.
+func (s *Store) submit(id string, fn func()) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return persist.ErrClosed
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	s.ops.Add(1)
+	s.shards[h.Sum32()%uint32(len(s.shards))] <- func() {
+		defer s.ops.Done()
+		fn()
+	}
+	return nil
+}
+
+// Record implements persist.Store. The outcome is written by the
+// delivery's writer; a claim this node holds on the delivery is
+// released once it is.
+func (s *Store) Record(o persist.Outcome, done func(error)) {
+	if o.Delivery == nil {
+		done(errors.New("record: outcome without a delivery"))
+		return
+	}
+	d := *o.Delivery
+	var att *persist.Attempt
+	if o.Attempt != nil {
+		a := *o.Attempt
+		att = &a
+	}
+	if err := s.submit(d.ID, func() {
+		err := s.record(&d, att)
+		if err == nil {
+			s.releaseClaim(d.ID)
+		}
+		done(err)
+	}); err != nil {
+		done(err)
+	}
+}
+
+func (s *Store) record(d *persist.Delivery, att *persist.Attempt) error {
+	ctx, cancel := ctxOp()
+	defer cancel()
+	ret := s.ret.Load()
+	final := d.Status == persist.StatusDelivered || d.Status == persist.StatusDead
+	var ttl time.Duration
+	if final {
+		ttl = ret.delivered
+		if d.Status == persist.StatusDead {
+			ttl = ret.dead
+		}
+		d.Waiting = false
+	}
+	prev, err := s.deliveries.get(ctx, d.ID)
+	if err != nil {
+		return err
+	}
+	wasPending := true
+	if prev.rev != 0 && !prev.deleted {
+		var p persist.Delivery
+		if json.Unmarshal(prev.val, &p) == nil {
+			wasPending = p.Status == persist.StatusPending
+		}
+	}
+	if err := s.putDelivery(ctx, d, ttl); err != nil {
+		return err
+	}
+	if err := s.appendAttempt(ctx, d.ID, att, ttl); err != nil {
+		return err
+	}
+	if final && wasPending {
+		if err := s.countDown(ctx, d.EventID, ttl); err != nil {
+			return err
+		}
+		if d.OrderKey != "" {
+			return s.promote(ctx, d.Route, d.OrderKey)
+		}
+	}
+	return nil
+}
+
+func (s *Store) putDelivery(ctx context.Context, d *persist.Delivery, ttl time.Duration) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	rev, err := s.deliveries.put(ctx, d.ID, b, nil, ttl)
+	if err != nil {
+		return err
+	}
+	c := *d
+	s.mirror.applyDelivery(c.ID, &c, rev, false)
+	return nil
+}
+
+// appendAttempt adds att to the history of id, keeping the newest
+// AttemptLog; ttl > 0 makes the history expire with its final delivery,
+// 0 keeps it.
+func (s *Store) appendAttempt(ctx context.Context, id string, att *persist.Attempt, ttl time.Duration) error {
+	for tries := 0; tries < 100; tries++ {
+		e, err := s.attempts.get(ctx, id)
+		if err != nil {
+			return err
+		}
+		var as []persist.Attempt
+		if e.rev != 0 && !e.deleted {
+			if err := json.Unmarshal(e.val, &as); err != nil {
+				return fmt.Errorf("decoding attempts of %s: %v", id, err)
+			}
+		}
+		if att == nil && len(as) == 0 {
+			return nil
+		}
+		if att != nil {
+			as = append(as, *att)
+		}
+		if n := s.opts.AttemptLog; len(as) > n {
+			as = as[len(as)-n:]
+		}
+		b, err := json.Marshal(as)
+		if err != nil {
+			return err
+		}
+		if _, err := s.attempts.put(ctx, id, b, &e.rev, ttl); !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("attempts of %s: too many conflicting writes", id)
+}
+
+// updateEvent applies fn to event id with a compare-and-set; a missing
+// event is not an error (fn is not called).
+func (s *Store) updateEvent(ctx context.Context, id string, fn func(ev *persist.Event) time.Duration) error {
+	for tries := 0; tries < 100; tries++ {
+		e, err := s.events.get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if e.rev == 0 || e.deleted {
+			return nil
+		}
+		var r eventRecord
+		if err := json.Unmarshal(e.val, &r); err != nil || r.Event == nil {
+			return fmt.Errorf("decoding event %s: %v", id, err)
+		}
+		ttl := fn(r.Event)
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if _, err := s.events.put(ctx, id, b, &e.rev, ttl); !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("event %s: too many conflicting writes", id)
+}
+
+// countDown counts one final delivery off event id; with none left, the
+// event expires after the longest retention of its deliveries so far.
+func (s *Store) countDown(ctx context.Context, id string, ttl time.Duration) error {
+	now := s.now()
+	return s.updateEvent(ctx, id, func(ev *persist.Event) time.Duration {
+		if ev.Remaining > 0 {
+			ev.Remaining--
+		}
+		if until := now.Add(ttl).UnixNano(); until > ev.KeepUntil {
+			ev.KeepUntil = until
+		}
+		if ev.Remaining > 0 {
+			return 0
+		}
+		return time.Duration(ev.KeepUntil - now.UnixNano())
+	})
+}
+
+// promote makes the first waiting delivery of route and key due: at
+// the store's now, or its own due time if later.
+func (s *Store) promote(ctx context.Context, route, key string) error {
+	next, ok := s.mirror.firstWaiting(route, key)
+	if !ok {
+		return nil
+	}
+	next.Waiting = false
+	if now := s.now(); next.Due.Before(now) {
+		next.Due = now
+	}
+	return s.putDelivery(ctx, next, 0)
+}
+
+// Requeue implements persist.Store. Each delivery is requeued by its
+// writer, in order with its outcomes.
+func (s *Store) Requeue(ids []string, now time.Time) ([]persist.Requeued, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.end()
+	type result struct {
+		r   *persist.Requeued
+		err error
+	}
+	chans := make([]chan result, len(ids))
+	for i, id := range ids {
+		ch := make(chan result, 1)
+		chans[i] = ch
+		if err := s.submit(id, func() {
+			r, err := s.requeue(id, now)
+			ch <- result{r, err}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	var out []persist.Requeued
+	var firstErr error
+	for _, ch := range chans {
+		r := <-ch
+		if r.err != nil && firstErr == nil {
+			firstErr = r.err
+		}
+		if r.r != nil {
+			out = append(out, *r.r)
+		}
+	}
+	return out, firstErr
+}
+
+func (s *Store) requeue(id string, now time.Time) (*persist.Requeued, error) {
+	ctx, cancel := ctxOp()
+	defer cancel()
+	e, err := s.deliveries.get(ctx, id)
+	if err != nil || e.rev == 0 || e.deleted {
+		return nil, err
+	}
+	var d persist.Delivery
+	if err := json.Unmarshal(e.val, &d); err != nil {
+		return nil, fmt.Errorf("decoding delivery %s: %v", id, err)
+	}
+	was := d.Status
+	switch d.Status {
+	case persist.StatusPending:
+		if d.Waiting || !d.Due.After(now) {
+			return nil, nil
+		}
+		d.Due = now
+	case persist.StatusDelivered, persist.StatusDead:
+		ev, err := s.events.get(ctx, d.EventID)
+		if err != nil {
+			return nil, err
+		}
+		if ev.rev == 0 || ev.deleted {
+			return nil, nil
+		}
+		if err := s.updateEvent(ctx, d.EventID, func(ev *persist.Event) time.Duration {
+			ev.Remaining++
+			ev.KeepUntil = 0
+			return 0
+		}); err != nil {
+			return nil, err
+		}
+		d.Status, d.Due, d.Done = persist.StatusPending, now, time.Time{}
+		d.ScheduleStart, d.ScheduleBase = now, d.Attempts
+		if d.OrderKey != "" {
+			s.mirror.mu.RLock()
+			d.Waiting = s.mirror.unfinishedOfKeyLocked(d.Route, d.OrderKey, d.ID)
+			s.mirror.mu.RUnlock()
+		}
+		// The history stops expiring with the delivery.
+		if err := s.appendAttempt(ctx, id, nil, 0); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, nil
+	}
+	if err := s.putDelivery(ctx, &d, 0); err != nil {
+		return nil, err
+	}
+	return &persist.Requeued{ID: id, Route: d.Route, Was: was}, nil
+}
+
+// Claim implements persist.Claimer: an atomic create of the delivery's
+// key in the claims bucket, expiring after lease, kept only if the
+// delivery is still pending at due (read from the stream leader, after
+// every outcome recorded before the previous claim was released).
+func (s *Store) Claim(id string, due time.Time, lease time.Duration) (bool, error) {
+	if err := s.begin(); err != nil {
+		return false, err
+	}
+	defer s.end()
+	ctx, cancel := ctxOp()
+	defer cancel()
+	rev, err := s.claims.create(ctx, id, []byte(s.node), lease)
+	if errors.Is(err, errConflict) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	s.mirror.applyClaim(id, s.node, rev, false)
+	e, err := s.deliveries.get(ctx, id)
+	ok := false
+	if err == nil && e.rev != 0 && !e.deleted {
+		var d persist.Delivery
+		if json.Unmarshal(e.val, &d) == nil {
+			ok = d.Status == persist.StatusPending && !d.Waiting && d.Due.UnixNano() == due.UnixNano()
+			c := d
+			s.mirror.applyDelivery(id, &c, e.rev, false)
+		}
+	}
+	if !ok {
+		s.releaseClaim(id)
+	}
+	return ok, err
+}
+
+// Release implements persist.Claimer.
+func (s *Store) Release(id string) {
+	if s.begin() != nil {
+		return
+	}
+	defer s.end()
+	s.releaseClaim(id)
+}
+
+func (s *Store) releaseClaim(id string) {
+	s.mirror.mu.RLock()
+	c, ok := s.mirror.claims[id]
+	s.mirror.mu.RUnlock()
+	if !ok || c.node != s.node {
+		return
+	}
+	ctx, cancel := ctxOp()
+	defer cancel()
+	if rev, err := s.claims.del(ctx, id, c.rev); err == nil {
+		s.mirror.applyClaim(id, "", rev, true)
+	}
+}
+
+// Watch implements persist.Claimer: changed is called with the route of
+// every delivery another node wrote, and of every claim released or
+// expired, so the engine looks at the route again.
+func (s *Store) Watch(changed func(route string)) {
+	s.mirror.onChange(changed)
+}
