@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -18,8 +19,17 @@ import (
 // replaying a write the node already applied changes nothing.
 type mirror struct {
 	mu         sync.RWMutex
+	// deliveries holds the pending and dead deliveries (delivered ones
+	// are read from the server when asked for: they are many, and only
+	// look-ups and listings need them).
 	deliveries map[string]*mrec // by delivery id
 	byRoute    map[string]map[string]*mrec
+	npending   map[string]int
+	ndead      map[string]int
+	// ready caches each route's listable deliveries (pending, not
+	// waiting) in due order; nil when a change made it stale.
+	ready   map[string][]*persist.Delivery
+	pruneAt int
 	// gone keeps the revision of deleted deliveries until the watch has
 	// passed it, so a late replay of an older write cannot revive them.
 	gone    map[string]uint64
@@ -50,7 +60,11 @@ func newMirror() *mirror {
 	return &mirror{
 		deliveries: map[string]*mrec{},
 		byRoute:    map[string]map[string]*mrec{},
+		npending:   map[string]int{},
+		ndead:      map[string]int{},
+		ready:      map[string][]*persist.Delivery{},
 		gone:       map[string]uint64{},
+		pruneAt:    1024,
 		claims:     map[string]claim{},
 		goneClaim:  map[string]uint64{},
 	}
@@ -152,7 +166,8 @@ func (m *mirror) fromWatch(e jetstream.KeyValueEntry, isDel bool, node string) {
 }
 
 // applyDelivery sets (d != nil) or deletes a delivery at revision rev.
-// It reports the delivery's route and whether the mirror changed.
+// It reports the delivery's route and whether the mirror changed. A
+// delivered delivery leaves the mirror like a deleted one.
 func (m *mirror) applyDelivery(id string, d *persist.Delivery, rev uint64, fromWatch bool) (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -168,16 +183,15 @@ func (m *mirror) applyDelivery(id string, d *persist.Delivery, rev uint64, fromW
 		return "", false
 	}
 	if ok {
-		delete(m.byRoute[cur.d.Route], id)
-		if len(m.byRoute[cur.d.Route]) == 0 {
-			delete(m.byRoute, cur.d.Route)
-		}
+		m.unindexLocked(cur)
 	}
-	if d == nil {
-		delete(m.deliveries, id)
+	if d == nil || d.Status == persist.StatusDelivered {
 		m.gone[id] = rev
-		if ok {
+		switch {
+		case ok:
 			return cur.d.Route, true
+		case d != nil:
+			return d.Route, true
 		}
 		return "", false
 	}
@@ -190,7 +204,58 @@ func (m *mirror) applyDelivery(id string, d *persist.Delivery, rev uint64, fromW
 		m.byRoute[d.Route] = rm
 	}
 	rm[id] = r
+	switch d.Status {
+	case persist.StatusPending:
+		m.npending[d.Route]++
+	case persist.StatusDead:
+		m.ndead[d.Route]++
+	}
+	delete(m.ready, d.Route)
 	return d.Route, true
+}
+
+func (m *mirror) unindexLocked(r *mrec) {
+	route := r.d.Route
+	delete(m.deliveries, r.d.ID)
+	delete(m.byRoute[route], r.d.ID)
+	if len(m.byRoute[route]) == 0 {
+		delete(m.byRoute, route)
+	}
+	dec := func(c map[string]int) {
+		if c[route]--; c[route] <= 0 {
+			delete(c, route)
+		}
+	}
+	switch r.d.Status {
+	case persist.StatusPending:
+		dec(m.npending)
+	case persist.StatusDead:
+		dec(m.ndead)
+	}
+	delete(m.ready, route)
+}
+
+// readyLocked returns route's pending, not waiting deliveries in due
+// order (ties by id), sorted again only after a change. The caller
+// must not modify it. Must hold m.mu for writing.
+func (m *mirror) readyLocked(route string) []*persist.Delivery {
+	if out, ok := m.ready[route]; ok {
+		return out
+	}
+	out := make([]*persist.Delivery, 0, m.npending[route])
+	for _, r := range m.byRoute[route] {
+		if r.d.Status == persist.StatusPending && !r.d.Waiting {
+			out = append(out, r.d)
+		}
+	}
+	slices.SortFunc(out, func(a, b *persist.Delivery) int {
+		if c := dueKey(a.Due).Compare(dueKey(b.Due)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	m.ready[route] = out
+	return out
 }
 
 func (m *mirror) applyClaimLocked(id, node string, rev uint64, deleted bool) bool {
@@ -217,22 +282,23 @@ func (m *mirror) applyClaim(id, node string, rev uint64, deleted bool) {
 	m.mu.Unlock()
 }
 
-// pruneLocked forgets deletions the watch has passed.
+// pruneLocked forgets deletions the watches have passed, once they are
+// many (and then only when their number doubled since the last time).
 func (m *mirror) pruneLocked() {
-	if len(m.gone) > 1024 {
-		for id, rev := range m.gone {
-			if rev <= m.seenDel {
-				delete(m.gone, id)
-			}
+	if len(m.gone)+len(m.goneClaim) < m.pruneAt {
+		return
+	}
+	for id, rev := range m.gone {
+		if rev <= m.seenDel {
+			delete(m.gone, id)
 		}
 	}
-	if len(m.goneClaim) > 1024 {
-		for id, rev := range m.goneClaim {
-			if rev <= m.seenClaims {
-				delete(m.goneClaim, id)
-			}
+	for id, rev := range m.goneClaim {
+		if rev <= m.seenClaims {
+			delete(m.goneClaim, id)
 		}
 	}
+	m.pruneAt = max(1024, 2*(len(m.gone)+len(m.goneClaim)))
 }
 
 // delivery returns a copy of the mirrored delivery id.
@@ -284,11 +350,3 @@ func (m *mirror) firstWaiting(route, key string) (*persist.Delivery, bool) {
 	return &c, true
 }
 
-// syncedTo waits (briefly) until the deliveries watch has delivered rev.
-func (m *mirror) seen() uint64 {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.seenDel
-}
-
-var _ = time.Now

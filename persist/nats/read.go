@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -16,21 +18,15 @@ import (
 // waiting, not claimed by another node) in due order, ties by id.
 func (s *Store) ready(route string) []*persist.Delivery {
 	m := s.mirror
-	m.mu.RLock()
-	out := make([]*persist.Delivery, 0, len(m.byRoute[route]))
-	for id, r := range m.byRoute[route] {
-		if r.d.Status != persist.StatusPending || r.d.Waiting || m.claimedElsewhereLocked(id, s.node) {
-			continue
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all := m.readyLocked(route)
+	out := make([]*persist.Delivery, 0, len(all))
+	for _, d := range all {
+		if !m.claimedElsewhereLocked(d.ID, s.node) {
+			out = append(out, d)
 		}
-		out = append(out, r.d)
 	}
-	m.mu.RUnlock()
-	slices.SortFunc(out, func(a, b *persist.Delivery) int {
-		if c := dueKey(a.Due).Compare(dueKey(b.Due)); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 	return out
 }
 
@@ -85,7 +81,80 @@ func (s *Store) Delivery(id string) (*persist.Delivery, error) {
 	if d, ok := s.mirror.delivery(id); ok {
 		return d, nil
 	}
-	return nil, persist.ErrNotFound
+	ctx, cancel := ctxOp()
+	defer cancel()
+	return s.fetchDelivery(ctx, id)
+}
+
+// fetchDelivery reads delivery id from the stream leader.
+func (s *Store) fetchDelivery(ctx context.Context, id string) (*persist.Delivery, error) {
+	e, err := s.deliveries.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if e.rev == 0 || e.deleted {
+		return nil, persist.ErrNotFound
+	}
+	var d persist.Delivery
+	if err := json.Unmarshal(e.val, &d); err != nil {
+		return nil, fmt.Errorf("decoding delivery %s: %v", id, err)
+	}
+	return &d, nil
+}
+
+// scanDeliveries calls fn with every stored delivery, read from the
+// server (the mirror lacks the delivered ones): a walk of the whole
+// bucket, for listings that need delivered deliveries.
+func (s *Store) scanDeliveries(fn func(d *persist.Delivery)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	w, err := s.deliveries.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				return nil
+			}
+			var d persist.Delivery
+			if json.Unmarshal(e.Value(), &d) == nil {
+				fn(&d)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// each calls fn with the deliveries of route (every route if empty)
+// that may have status st (every status if zero): from the mirror, or
+// from the server when delivered ones are asked for.
+func (s *Store) each(route string, st persist.Status, fn func(d *persist.Delivery)) error {
+	if st == 0 || st == persist.StatusDelivered {
+		return s.scanDeliveries(func(d *persist.Delivery) {
+			if route == "" || d.Route == route {
+				fn(d)
+			}
+		})
+	}
+	m := s.mirror
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if route != "" {
+		for _, r := range m.byRoute[route] {
+			c := *r.d
+			fn(&c)
+		}
+		return nil
+	}
+	for _, r := range m.deliveries {
+		c := *r.d
+		fn(&c)
+	}
+	return nil
 }
 
 // eventRecord is an event as stored: the event with its payload and the
@@ -168,14 +237,12 @@ func (s *Store) count(st persist.Status, taken func()) (map[string]int, error) {
 	m := s.mirror
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	out := map[string]int{}
-	for route, ds := range m.byRoute {
-		n := 0
-		for _, r := range ds {
-			if r.d.Status == st {
-				n++
-			}
-		}
+	src := m.npending
+	if st == persist.StatusDead {
+		src = m.ndead
+	}
+	out := make(map[string]int, len(src))
+	for route, n := range src {
 		if n > 0 {
 			out[route] = n
 		}
@@ -300,21 +367,19 @@ func (s *Store) ListDeliveries(f persist.ListFilter) ([]*persist.Delivery, strin
 		d   *persist.Delivery
 	}
 	var items []item
-	m := s.mirror
-	m.mu.RLock()
-	for _, r := range m.deliveries {
-		d := r.d
-		if (f.Route != "" && d.Route != f.Route) || (f.Status != 0 && d.Status != f.Status) {
-			continue
+	err := s.each(f.Route, f.Status, func(d *persist.Delivery) {
+		if f.Status != 0 && d.Status != f.Status {
+			return
 		}
 		k := listKey(f, d)
 		if after != "" && k <= after {
-			continue
+			return
 		}
-		c := *d
-		items = append(items, item{k, &c})
+		items = append(items, item{k, d})
+	})
+	if err != nil {
+		return nil, "", err
 	}
-	m.mu.RUnlock()
 	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.key, b.key) })
 	next := ""
 	if len(items) > limit {
@@ -354,20 +419,19 @@ func (s *Store) ReplayIDs(route string, status persist.Status, since, until time
 	}
 	type item struct{ key, id string }
 	var items []item
-	m := s.mirror
-	m.mu.RLock()
-	for _, r := range m.byRoute[route] {
-		d := r.d
+	err := s.each(route, status, func(d *persist.Delivery) {
 		if d.Status != status || d.Done.Before(since) || (!until.IsZero() && !d.Done.Before(until)) {
-			continue
+			return
 		}
 		k := fmt.Sprintf("%020d|%s", d.Done.UnixNano(), d.ID)
 		if after != "" && k <= after {
-			continue
+			return
 		}
 		items = append(items, item{k, d.ID})
+	})
+	if err != nil {
+		return nil, "", err
 	}
-	m.mu.RUnlock()
 	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.key, b.key) })
 	next := ""
 	if len(items) > limit {
@@ -380,5 +444,3 @@ func (s *Store) ReplayIDs(route string, status persist.Status, since, until time
 	}
 	return ids, next, nil
 }
-
-var _ = context.Background
