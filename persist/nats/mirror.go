@@ -18,7 +18,7 @@ import (
 // replaced only by a newer revision (stream sequence), so the watch
 // replaying a write the node already applied changes nothing.
 type mirror struct {
-	mu         sync.RWMutex
+	mu sync.RWMutex
 	// deliveries holds the pending and dead deliveries (delivered ones
 	// are read from the server when asked for: they are many, and only
 	// look-ups and listings need them).
@@ -349,4 +349,3 @@ func (m *mirror) firstWaiting(route, key string) (*persist.Delivery, bool) {
 	c := *best
 	return &c, true
 }
-
