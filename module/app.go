@@ -14,6 +14,7 @@ import (
 
 	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/persist"
+	natsstore "github.com/hookgate/hookgate/persist/nats"
 )
 
 func init() {
@@ -23,13 +24,21 @@ func init() {
 // App is the `webhooks` Caddy app: the outbox, the routes and the workers
 // that deliver events to them.
 //
-// The outbox (a Badger database) and its workers form one engine per
-// storage directory that outlives config reloads: each App borrows it in
+// The outbox (a Badger database, or NATS JetStream) and its workers form
+// one engine per storage directory (or NATS servers and prefix) that
+// outlives config reloads: each App borrows it in
 // Provision, pushes its routes into it in Start and withdraws them in Stop.
 type App struct {
 	// Storage is the outbox directory. Default: Caddy's data directory
 	// + /webhooks. Only one process may use a directory at a time.
 	Storage string `json:"storage,omitempty"`
+
+	// NATS puts the outbox on a NATS JetStream cluster instead of a
+	// directory (storage must then be empty): every Caddy node with the
+	// same servers and prefix is one gateway. Placeholders (such as
+	// {env.NATS_TOKEN}) are replaced in the token, password and file
+	// names.
+	NATS *natsstore.Config `json:"nats,omitempty"`
 
 	// Retention is how long delivered events, deliveries and their
 	// attempt logs are kept for look-up. Default: 72h.
@@ -84,7 +93,7 @@ type App struct {
 
 	ctx     caddy.Context
 	logger  *zap.Logger
-	storage string
+	storage backend
 	// engine is set in Start: handlers of this config read it per request.
 	engine *atomic.Pointer[Engine]
 	// started is closed once engine is set. Caddy starts apps in no
@@ -164,6 +173,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	if a.NATS != nil {
+		if a.Storage != "" {
+			return fmt.Errorf("storage %q and nats are both set; expected one outbox", a.Storage)
+		}
+		cfg, err := provisionNATS(*a.NATS)
+		if err != nil {
+			return err
+		}
+		a.storage = backend{nats: &cfg}
+		return nil
+	}
 	dir := a.Storage
 	if dir == "" {
 		dir = filepath.Join(caddy.AppDataDir(), "webhooks")
@@ -174,7 +194,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("storage %q: %v", dir, err)
 	}
-	a.storage = filepath.Clean(abs)
+	a.storage = backend{dir: filepath.Clean(abs)}
 	return nil
 }
 

@@ -90,6 +90,11 @@ func (e *Engine) recountDeadLoop(stop <-chan struct{}) {
 			if err := e.recountDead(); err != nil && !errors.Is(err, persist.ErrClosed) {
 				log.Error("recounting dead deliveries", zap.Error(err))
 			}
+			if e.claimer != nil {
+				if err := e.recountPending(); err != nil && !errors.Is(err, persist.ErrClosed) {
+					log.Error("recounting pending deliveries", zap.Error(err))
+				}
+			}
 		}()
 		timer.Reset(max(e.deadRecountEvery, deadRecountShare*time.Since(began)))
 	}

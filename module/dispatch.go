@@ -372,9 +372,15 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 		if v := recover(); v != nil {
 			logPanic(log, "delivery attempt panic", v, zap.String("route", d.name))
 			d.releaseProbe(probe)
+			d.unclaim(j.d.ID)
 			d.settle(j.d.ID, time.Time{}, j.d.Due)
 		}
 	}()
+	if !d.claim(r, j) {
+		d.releaseProbe(probe)
+		d.settle(j.d.ID, time.Time{}, time.Time{})
+		return
+	}
 	ctx := d.e.attemptCtx
 	start := d.e.now()
 	sctx, span := startAttemptSpan(r, j, j.d.Attempts+1)
@@ -384,6 +390,7 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 		// Shutdown cut the attempt short: it stays pending as it was and
 		// spends no attempt.
 		d.releaseProbe(probe)
+		d.unclaim(j.d.ID)
 		d.settle(j.d.ID, time.Time{}, j.d.Due)
 		return
 	}
@@ -437,6 +444,7 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 					zap.String("delivery", nd.ID), zap.Error(err))
 			}
 			// Unrecorded: the delivery is still pending at its old due time.
+			d.unclaim(nd.ID)
 			d.settle(nd.ID, claimed, claimed)
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,10 +14,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/persist"
+	natsstore "github.com/hookgate/hookgate/persist/nats"
 )
 
-// engines holds one engine per storage directory, shared by the configs
-// that use it, so a reload never reopens (or double-opens) the outbox.
+// engines holds one engine per backend (storage directory, or NATS
+// servers and prefix), shared by the configs that use it, so a reload
+// never reopens (or double-opens) the outbox nor reconnects to NATS.
 var engines = caddy.NewUsagePool()
 
 // shutdownGrace bounds how long in-flight attempts may run on when the
@@ -41,9 +44,9 @@ type runtimeConfig struct {
 }
 
 // engine is the outbox plus the dispatchers that drain it. It lives as
-// long as some config uses its directory.
+// long as some config uses its backend.
 type Engine struct {
-	dir    string
+	dir    string // where the outbox is, for logs and errors
 	store  persist.Store
 	sender *sender
 	// feed hands outcomes to live views (Subscribe).
@@ -90,11 +93,35 @@ type Engine struct {
 	spaceMu   sync.Mutex
 	spaceLog  spaceLogState
 	spaceCrit spaceLogState
+
+	// claimer is the store's Claimer when it is shared by several
+	// processes (nil for Badger): each attempt then claims its delivery
+	// there first (see dispatcher.claim).
+	claimer persist.Claimer
 }
 
-func acquireEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, error) {
-	val, _, err := engines.LoadOrNew(dir, func() (caddy.Destructor, error) {
-		return openEngine(dir, logger, opts)
+// backend says which outbox an engine runs on: a Badger directory, or a
+// NATS JetStream cluster and prefix.
+type backend struct {
+	dir  string            // Badger
+	nats *natsstore.Config // NATS, when set
+}
+
+// key names the backend in the engine pool: configs with the same key
+// share one engine (and one connection to NATS).
+func (b backend) key() string {
+	if b.nats != nil {
+		return b.nats.Key()
+	}
+	return b.dir
+}
+
+func acquireEngine(b backend, logger *zap.Logger, opts persist.Options) (*Engine, error) {
+	val, _, err := engines.LoadOrNew(b.key(), func() (caddy.Destructor, error) {
+		if b.nats != nil {
+			return openNATSEngine(*b.nats, logger, opts)
+		}
+		return openEngine(b.dir, logger, opts)
 	})
 	if err != nil {
 		return nil, err
@@ -102,8 +129,8 @@ func acquireEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engin
 	return val.(*Engine), nil
 }
 
-func releaseEngine(dir string) error {
-	_, err := engines.Delete(dir)
+func releaseEngine(b backend) error {
+	_, err := engines.Delete(b.key())
 	return err
 }
 
@@ -129,23 +156,46 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 	if err != nil {
 		return nil, err
 	}
+	e, err := newEngine(store, dir, logger, opts)
+	if err != nil {
+		return nil, err
+	}
+	owner.Store(e)
+	return e, nil
+}
+
+// openNATSEngine opens the outbox on NATS JetStream.
+func openNATSEngine(cfg natsstore.Config, logger *zap.Logger, opts persist.Options) (*Engine, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	store, err := natsstore.Open(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newEngine(store, "nats "+strings.Join(cfg.Servers, " "), logger, opts)
+}
+
+// newEngine makes the engine of an open store; where names it in errors
+// and logs. It closes the store if it fails.
+func newEngine(store persist.Store, where string, logger *zap.Logger, opts persist.Options) (*Engine, error) {
 	counts, err := store.Pending()
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("counting pending deliveries in %s: %v", dir, err)
+		return nil, fmt.Errorf("counting pending deliveries in %s: %v", where, err)
 	}
 	dead, err := store.DeadCounts(nil)
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("counting dead deliveries in %s: %v", dir, err)
+		return nil, fmt.Errorf("counting dead deliveries in %s: %v", where, err)
 	}
 	states, err := store.RouteStates()
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("reading route states in %s: %v", dir, err)
+		return nil, fmt.Errorf("reading route states in %s: %v", where, err)
 	}
 	e := &Engine{
-		dir:         dir,
+		dir:         where,
 		store:       store,
 		sender:      newSender(),
 		dispatchers: make(map[string]*dispatcher),
@@ -155,6 +205,13 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 
 		deadRecountEvery: defaultDeadRecountEvery,
 	}
+	if c, ok := store.(persist.Claimer); ok {
+		e.claimer = c
+		e.deadRecountEvery = sharedRecountEvery
+		// Deliveries written and claims let go by other nodes wake the
+		// route here.
+		c.Watch(e.markChanged)
+	}
 	total := e.loadCounts(counts, dead)
 	// Routes paused show in stats even when they are no longer
 	// configured.
@@ -163,9 +220,8 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 			e.dispatcher(name)
 		}
 	}
-	logger.Info("outbox opened", zap.String("dir", dir), zap.Int64("pending", total))
+	logger.Info("outbox opened", zap.String("storage", where), zap.Int64("pending", total))
 	e.spaceAtOpen(logger)
-	owner.Store(e)
 	return e, nil
 }
 

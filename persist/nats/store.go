@@ -83,29 +83,41 @@ const opTimeout = 10 * time.Second
 // any ingest takes.
 const staleAfter = 30 * time.Second
 
-// Config says where the outbox lives on NATS.
+// Config says where the outbox lives on NATS. It is the `nats` object
+// of the webhooks app's JSON config.
 type Config struct {
-	// Servers are the NATS URLs (nats://host:port, tls://host:port).
-	Servers []string
+	// Servers are the NATS URLs (nats://host:port, tls://host:port) of
+	// one cluster.
+	Servers []string `json:"servers,omitempty"`
 	// Prefix names the streams and buckets (PREFIX_deliveries, ...), so
-	// several gateways can share one NATS cluster. Default "hookgate".
-	Prefix string
+	// several gateways can share one NATS cluster; every node of one
+	// gateway uses the same. Default "hookgate".
+	Prefix string `json:"prefix,omitempty"`
 	// Replicas is the number of JetStream replicas of every stream and
 	// bucket (1, 3 or 5). Default 1.
-	Replicas int
+	Replicas int `json:"replicas,omitempty"`
 	// Credentials is a NATS credentials file (JWT and NKey seed).
-	Credentials string
+	Credentials string `json:"credentials,omitempty"`
 	// Token authenticates with a token.
-	Token string
+	Token string `json:"token,omitempty"`
 	// User and Password authenticate with a user name and password.
-	User, Password string
-	// CA is a PEM file of the CAs that sign the servers' certificates.
-	CA string
-	// ClientCert and ClientKey are a PEM certificate and key presented
-	// to the servers.
-	ClientCert, ClientKey string
-	// Name is the connection name the servers show.
-	Name string
+	User     string `json:"user,omitempty"`
+	Password string `json:"password,omitempty"`
+	// TLS configures TLS to the servers.
+	TLS *TLSConfig `json:"tls,omitempty"`
+	// Name is the connection name the servers show. Default "hookgate".
+	Name string `json:"name,omitempty"`
+}
+
+// TLSConfig is TLS to the NATS servers.
+type TLSConfig struct {
+	// CA is a PEM file of the CAs that sign the servers' certificates;
+	// default: the system's.
+	CA string `json:"ca,omitempty"`
+	// ClientCert and ClientKey are a PEM certificate and its key,
+	// presented to the servers.
+	ClientCert string `json:"client_cert,omitempty"`
+	ClientKey  string `json:"client_key,omitempty"`
 }
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -132,7 +144,7 @@ func (c *Config) Validate() error {
 	if n > 1 {
 		return errors.New("nats storage: give one of credentials, token or user, not several")
 	}
-	if (c.ClientCert == "") != (c.ClientKey == "") {
+	if c.TLS != nil && (c.TLS.ClientCert == "") != (c.TLS.ClientKey == "") {
 		return errors.New("nats storage: client_cert needs both a certificate and a key file")
 	}
 	return nil
@@ -170,21 +182,21 @@ func (c *Config) natsOptions() ([]nats.Option, error) {
 	case c.User != "":
 		opts = append(opts, nats.UserInfo(c.User, c.Password))
 	}
-	if c.CA != "" || c.ClientCert != "" {
+	if t := c.TLS; t != nil {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if c.CA != "" {
-			pem, err := os.ReadFile(c.CA)
+		if t.CA != "" {
+			pem, err := os.ReadFile(t.CA)
 			if err != nil {
 				return nil, fmt.Errorf("nats storage: reading CA file: %v", err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("nats storage: %s holds no PEM certificate", c.CA)
+				return nil, fmt.Errorf("nats storage: %s holds no PEM certificate", t.CA)
 			}
 			tc.RootCAs = pool
 		}
-		if c.ClientCert != "" {
-			cert, err := tls.LoadX509KeyPair(c.ClientCert, c.ClientKey)
+		if t.ClientCert != "" {
+			cert, err := tls.LoadX509KeyPair(t.ClientCert, t.ClientKey)
 			if err != nil {
 				return nil, fmt.Errorf("nats storage: loading client certificate: %v", err)
 			}

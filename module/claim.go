@@ -1,0 +1,118 @@
+package module
+
+import (
+	"slices"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	natsstore "github.com/hookgate/hookgate/persist/nats"
+)
+
+// On a store shared by several processes (persist.Claimer), a delivery
+// listed as due here may be attempted by another node at the same time:
+// each attempt first claims its delivery in the store, for claimLease
+// past the route's timeout, and lets it go if another node holds it or
+// it changed since it was listed. Record releases the claim; attempts
+// that end without a record release it here.
+
+// claimMargin is what a claim's lease adds to the route's timeout: time
+// to record the outcome after the endpoint answered.
+const claimMargin = 30 * time.Second
+
+// claimRetryPause slows a dispatcher down when the store cannot be
+// reached to claim: the attempt's slot is held that long.
+const claimRetryPause = time.Second
+
+// sharedRecountEvery is how often an engine on a shared store recounts
+// pending and dead deliveries from the store, where other nodes change
+// them.
+const sharedRecountEvery = 5 * time.Second
+
+// claim takes j's delivery for this process; true without a Claimer.
+func (d *dispatcher) claim(r *route, j *job) bool {
+	c := d.e.claimer
+	if c == nil {
+		return true
+	}
+	ok, err := c.Claim(j.d.ID, j.d.Due, r.timeout+claimMargin)
+	if err != nil {
+		d.e.logger().Warn("claiming a delivery", zap.String("route", d.name),
+			zap.String("delivery", j.d.ID), zap.Error(err))
+		time.Sleep(claimRetryPause)
+		return false
+	}
+	return ok
+}
+
+// unclaim lets a claimed delivery go without an outcome.
+func (d *dispatcher) unclaim(id string) {
+	if c := d.e.claimer; c != nil {
+		c.Release(id)
+	}
+}
+
+// markChanged wakes route's dispatcher to read the store again: another
+// node wrote one of its deliveries or let one go.
+func (e *Engine) markChanged(route string) {
+	e.mu.RLock()
+	d, ok := e.dispatchers[route]
+	e.mu.RUnlock()
+	if !ok {
+		return
+	}
+	d.mu.Lock()
+	d.markDisk()
+	d.scanFrom = time.Time{}
+	d.mu.Unlock()
+	d.signal()
+}
+
+// recountPending sets the pending counts to what the shared store
+// holds: other nodes ingest and finish deliveries too.
+func (e *Engine) recountPending() error {
+	counts, err := e.store.Pending()
+	if err != nil {
+		return err
+	}
+	var total int64
+	e.mu.Lock()
+	for name, d := range e.dispatchers {
+		n := int64(counts[name])
+		d.pending.Store(n)
+		total += n
+	}
+	for name, n := range counts {
+		if _, ok := e.dispatchers[name]; !ok {
+			e.dispatcher(name).pending.Store(int64(n))
+			total += int64(n)
+		}
+	}
+	e.mu.Unlock()
+	e.pending.Store(total)
+	return nil
+}
+
+
+
+// provisionNATS replaces placeholders in a NATS storage config and
+// checks it.
+func provisionNATS(cfg natsstore.Config) (natsstore.Config, error) {
+	repl := caddy.NewReplacer()
+	for _, f := range []*string{&cfg.Credentials, &cfg.Token, &cfg.User, &cfg.Password} {
+		*f = repl.ReplaceKnown(*f, "")
+	}
+	if cfg.TLS != nil {
+		t := *cfg.TLS
+		for _, f := range []*string{&t.CA, &t.ClientCert, &t.ClientKey} {
+			*f = repl.ReplaceKnown(*f, "")
+		}
+		cfg.TLS = &t
+	}
+	cfg.Servers = slices.Clone(cfg.Servers)
+	for i, s := range cfg.Servers {
+		cfg.Servers[i] = repl.ReplaceKnown(s, "")
+	}
+	return cfg, cfg.Validate()
+}
