@@ -94,8 +94,6 @@ func (e *Engine) recountPending() error {
 	return nil
 }
 
-
-
 // provisionNATS replaces placeholders in a NATS storage config and
 // checks it.
 func provisionNATS(cfg natsstore.Config) (natsstore.Config, error) {
