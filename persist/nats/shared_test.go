@@ -1,0 +1,193 @@
+package natsstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/persist"
+	"github.com/hookgate/hookgate/persist/nats/natstest"
+)
+
+var testPrefixes atomic.Int64
+
+// twoNodes opens two stores on one prefix, as two Caddy nodes would.
+func twoNodes(t *testing.T) (*Store, *Store) {
+	t.Helper()
+	srv := natstest.Run(t)
+	cfg := Config{Servers: []string{srv.URL()}, Prefix: fmt.Sprintf("s%d", testPrefixes.Add(1))}
+	open := func() *Store {
+		s, err := Open(cfg, persist.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	return open(), open()
+}
+
+func ingestOne(t *testing.T, s *Store, id string, due time.Time) persist.IngestResult {
+	t.Helper()
+	in := persist.Ingest{
+		Event:      &persist.Event{ID: id, Type: "t", Data: []byte(`{}`)},
+		Deliveries: []*persist.Delivery{{ID: id + "/r", EventID: id, Route: "r", Due: due}},
+		Dedupe:     id,
+	}
+	res, err := s.Ingest(context.Background(), []persist.Ingest{in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res[0]
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClaimOneNodeAtATime: of two nodes claiming one delivery at once,
+// one wins; the other no longer lists it; Record releases the claim.
+func TestClaimOneNodeAtATime(t *testing.T) {
+	a, b := twoNodes(t)
+	now := time.Now()
+	ingestOne(t, a, "e1", now)
+	eventually(t, "b sees a's delivery", func() bool { _, ok := b.mirror.delivery("e1/r"); return ok })
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for _, s := range []*Store{a, b, a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := s.Claim("e1/r", now, time.Minute)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d claims won, want 1", n)
+	}
+	holder, other := a, b
+	if _, ok := a.mirror.claims["e1/r"]; !ok || a.mirror.claims["e1/r"].node != a.node {
+		holder, other = b, a
+	}
+	eventually(t, "the other node stops listing the claimed delivery", func() bool {
+		refs, _, _ := other.Due("r", now, 10, nil)
+		return len(refs) == 0
+	})
+	// A claim for a stale due time is refused.
+	if ok, _ := other.Claim("e1/r", now.Add(-time.Second), time.Minute); ok {
+		t.Fatal("claim with a stale due time won")
+	}
+	d, _ := holder.Delivery("e1/r")
+	d.Status, d.Attempts, d.Due = persist.StatusPending, 1, now.Add(time.Second)
+	done := make(chan error, 1)
+	holder.Record(persist.Outcome{Delivery: d, ClaimedDue: now}, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the other node lists the retry once the claim is released", func() bool {
+		refs, _, _ := other.Due("r", now.Add(time.Second), 10, nil)
+		return len(refs) == 1 && refs[0].Due.Equal(d.Due)
+	})
+	if ok, err := other.Claim("e1/r", d.Due, time.Minute); !ok || err != nil {
+		t.Fatalf("claim after release = %v, %v; want won", ok, err)
+	}
+}
+
+// TestClaimExpires: a node that dies holding a claim strands nothing:
+// the claim expires after its lease and the delivery is due elsewhere.
+func TestClaimExpires(t *testing.T) {
+	a, b := twoNodes(t)
+	now := time.Now()
+	ingestOne(t, a, "e1", now)
+	if ok, err := a.Claim("e1/r", now, time.Second); !ok || err != nil {
+		t.Fatalf("claim = %v, %v", ok, err)
+	}
+	a.Abandon()
+	eventually(t, "b sees the claim", func() bool {
+		b.mirror.mu.RLock()
+		defer b.mirror.mu.RUnlock()
+		return b.mirror.claimedElsewhereLocked("e1/r", b.node)
+	})
+	if refs, _, _ := b.Due("r", now, 10, nil); len(refs) != 0 {
+		t.Fatalf("Due lists a delivery claimed by another node: %v", refs)
+	}
+	eventually(t, "the claim expired and b lists the delivery", func() bool {
+		refs, _, _ := b.Due("r", now, 10, nil)
+		return len(refs) == 1
+	})
+	if ok, err := b.Claim("e1/r", now, time.Minute); !ok || err != nil {
+		t.Fatalf("claim after expiry = %v, %v; want won", ok, err)
+	}
+}
+
+// TestDedupeAcrossNodes: one id ingested on two nodes at once is stored
+// once; the other node answers duplicate.
+func TestDedupeAcrossNodes(t *testing.T) {
+	a, b := twoNodes(t)
+	for i := 0; i < 20; i++ {
+		id := fmt.Sprintf("e%d", i)
+		var ra, rb persist.IngestResult
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); ra = ingestOne(t, a, id, time.Now()) }()
+		go func() { defer wg.Done(); rb = ingestOne(t, b, id, time.Now()) }()
+		wg.Wait()
+		if ra.Duplicate == rb.Duplicate || ra.ID != id || rb.ID != id {
+			t.Fatalf("%s: results %+v and %+v, want one stored and one duplicate", id, ra, rb)
+		}
+	}
+	eventually(t, "both nodes count 20 pending", func() bool {
+		pa, _ := a.Pending()
+		pb, _ := b.Pending()
+		return pa["r"] == 20 && pb["r"] == 20
+	})
+}
+
+// TestIngestRepairsWhatADeadNodeLeft: a node that died after writing an
+// event record and before its deliveries acknowledged nothing; the
+// client's retry (on any node) is a duplicate that writes the missing
+// deliveries, so the event is delivered.
+func TestIngestRepairsWhatADeadNodeLeft(t *testing.T) {
+	a, b := twoNodes(t)
+	now := time.Now()
+	ev := &persist.Event{ID: "half", Type: "t", Data: []byte(`{}`), Remaining: 1, Deliveries: []string{"half/r"}}
+	d := &persist.Delivery{ID: "half/r", EventID: "half", Route: "r", Status: persist.StatusPending, Due: now}
+	ctx := context.Background()
+	if dup, _, err := a.takeKey(ctx, "half", "half", now, time.Hour, false); dup || err != nil {
+		t.Fatal(dup, err)
+	}
+	rec, _ := json.Marshal(eventRecord{Event: ev, Data: ev.Data, Initial: []*persist.Delivery{d}})
+	if _, err := a.events.create(ctx, "half", rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	a.Abandon()
+	if p, _ := b.Pending(); p["r"] != 0 {
+		t.Fatalf("pending before the retry = %v, want none", p)
+	}
+	if res := ingestOne(t, b, "half", now); res != (persist.IngestResult{Duplicate: true, ID: "half"}) {
+		t.Fatalf("retry = %+v, want a duplicate of half", res)
+	}
+	if p, _ := b.Pending(); p["r"] != 1 {
+		t.Fatalf("pending after the retry = %v, want r: 1", p)
+	}
+	if refs, _, _ := b.Due("r", now, 10, nil); len(refs) != 1 || refs[0].ID != "half/r" {
+		t.Fatalf("Due after the retry = %v, want half/r", refs)
+	}
+}
