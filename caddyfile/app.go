@@ -68,10 +68,10 @@ func parseAppOption(d *caddyfile.Dispenser, app *module.App) error {
 	var err error
 	switch d.Val() {
 	case "storage":
-		if err = once(d, app.Storage != ""); err != nil {
+		if err = once(d, app.Storage != "" || app.NATS != nil); err != nil {
 			return err
 		}
-		app.Storage, err = oneArg(d)
+		err = parseStorage(d, app)
 
 	case "retention":
 		if err = once(d, app.Retention != 0); err != nil {
