@@ -3,11 +3,14 @@ package natsstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/hookgate/hookgate/persist"
 	"github.com/hookgate/hookgate/persist/nats/natstest"
@@ -190,4 +193,33 @@ func TestIngestRepairsWhatADeadNodeLeft(t *testing.T) {
 	if refs, _, _ := b.Due("r", now, 10, nil); len(refs) != 1 || refs[0].ID != "half/r" {
 		t.Fatalf("Due after the retry = %v, want half/r", refs)
 	}
+}
+
+// TestStorageFull: JetStream refusing writes for lack of room is
+// persist.ErrStorageFull, which ingest answers 503 storage_full.
+func TestStorageFull(t *testing.T) {
+	srv := natstest.RunWith(t, func(o *server.Options) { o.JetStreamMaxStore = 4 << 20 })
+	s, err := Open(Config{Servers: []string{srv.URL()}, Prefix: "full"}, persist.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	big := make([]byte, 256<<10)
+	for i := range big {
+		big[i] = 'x'
+	}
+	for i := 0; i < 100; i++ {
+		id := fmt.Sprintf("e%d", i)
+		in := persist.Ingest{Event: &persist.Event{ID: id, Type: "t", Data: big},
+			Deliveries: []*persist.Delivery{{ID: id + "/r", EventID: id, Route: "r", Due: time.Now()}}}
+		_, err := s.Ingest(context.Background(), []persist.Ingest{in})
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, persist.ErrStorageFull) {
+			t.Fatalf("ingest %d into a full server: %v, want ErrStorageFull", i, err)
+		}
+		return
+	}
+	t.Fatal("100 ingests of 256 KiB fit in a 4 MiB store")
 }

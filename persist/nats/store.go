@@ -388,7 +388,10 @@ func ctxOp() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout)
 }
 
-// mapErr turns the server's refusals into the outbox's errors.
+// mapErr turns the server's refusals into the outbox's errors: a
+// stream or account that is full is persist.ErrStorageFull (ingest
+// answers 503 storage_full); anything else (no quorum, no connection)
+// stays as it is (ingest answers 503 unavailable).
 func mapErr(err error) error {
 	if err == nil {
 		return nil
@@ -399,12 +402,8 @@ func mapErr(err error) error {
 		case 10002, 10023, 10047, 10077:
 			// Account resource limits exceeded, insufficient resources,
 			// insufficient storage, a stream's limits reached.
-			return fmt.Errorf("%w: %v", ErrFull, err)
+			return fmt.Errorf("%w: NATS JetStream refused the write: %v", persist.ErrStorageFull, err)
 		}
 	}
 	return err
 }
-
-// ErrFull means JetStream refused a write because a stream or the
-// account is full.
-var ErrFull = errors.New("NATS JetStream storage is full")

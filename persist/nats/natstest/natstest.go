@@ -26,6 +26,12 @@ func (s *Server) URL() string { return s.ClientURL() }
 // directory; it shuts down when the test ends.
 func Run(t testing.TB) *Server {
 	t.Helper()
+	return RunWith(t, nil)
+}
+
+// RunWith is Run with tune changing the server's options first.
+func RunWith(t testing.TB, tune func(*server.Options)) *Server {
+	t.Helper()
 	opts := &server.Options{
 		ServerName: "n0",
 		Host:       "127.0.0.1",
@@ -34,6 +40,9 @@ func Run(t testing.TB) *Server {
 		StoreDir:   t.TempDir(),
 		NoLog:      true,
 		NoSigs:     true,
+	}
+	if tune != nil {
+		tune(opts)
 	}
 	return start(t, opts)
 }
