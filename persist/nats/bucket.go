@@ -43,15 +43,44 @@ func openBucket(ctx context.Context, js jetstream.JetStream, name string, replic
 		AllowMsgTTL:            true,
 		SubjectDeleteMarkerTTL: markerTTL,
 	}
-	st, err := js.CreateOrUpdateStream(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+	// Nodes starting together create the same streams at once: a
+	// request the cluster does not answer while another's create is
+	// under way is tried again until ctx ends.
+	for {
+		st, kv, err := tryOpenBucket(ctx, js, cfg, name)
+		if err == nil {
+			return &bucket{name: name, subj: "$KV." + name + ".", js: js, stream: st, kv: kv}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	kv, err := js.KeyValue(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("binding bucket %s: %w", name, err)
+}
+
+func tryOpenBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, name string) (jetstream.Stream, jetstream.KeyValue, error) {
+	// Two identical creates at once may both go unanswered by a
+	// cluster: look first, create only what is missing, and try again
+	// soon rather than wait long.
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := js.Stream(actx, cfg.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		st, err = js.CreateStream(actx, cfg)
+	case err == nil && st.CachedInfo().Config.Replicas != cfg.Replicas:
+		// replicas changed in the config: the server moves the stream.
+		st, err = js.UpdateStream(actx, cfg)
 	}
-	return &bucket{name: name, subj: "$KV." + name + ".", js: js, stream: st, kv: kv}, nil
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+	}
+	kv, err := js.KeyValue(actx, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("binding bucket %s: %w", name, err)
+	}
+	return st, kv, nil
 }
 
 // enc makes an id a valid key.

@@ -223,3 +223,56 @@ func TestStorageFull(t *testing.T) {
 	}
 	t.Fatal("100 ingests of 256 KiB fit in a 4 MiB store")
 }
+
+// TestClusterLosesOneServer: with replicas 3 on a 3-node cluster, the
+// outbox keeps taking and serving writes when one server goes away.
+func TestClusterLosesOneServer(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	began := time.Now()
+	s, err := Open(Config{Servers: c.URLs(), Prefix: "r3", Replicas: 3}, persist.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	t.Logf("opened in %v", time.Since(began))
+	now := time.Now()
+	ingestOne(t, s, "before", now)
+	c.Servers[0].Shutdown()
+	eventually(t, "an ingest succeeds after a server went away", func() bool {
+		in := persist.Ingest{
+			Event:      &persist.Event{ID: "after", Type: "t", Data: []byte(`{}`)},
+			Deliveries: []*persist.Delivery{{ID: "after/r", EventID: "after", Route: "r", Due: now}},
+			Dedupe:     "after",
+		}
+		_, err := s.Ingest(context.Background(), []persist.Ingest{in})
+		return err == nil
+	})
+	if p, _ := s.Pending(); p["r"] != 2 {
+		t.Fatalf("pending = %v, want r: 2", p)
+	}
+	if _, err := s.Event("before"); err != nil {
+		t.Fatalf("event stored before the loss: %v", err)
+	}
+}
+
+// TestClusterConcurrentOpen: nodes starting together create the same
+// streams at once.
+func TestClusterConcurrentOpen(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			began := time.Now()
+			s, err := Open(Config{Servers: c.URLs(), Prefix: "co", Replicas: 3}, persist.Options{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			t.Logf("opened in %v", time.Since(began))
+			s.Close()
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,171 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/persist/nats/natstest"
+)
+
+// TestNATSClusterTwoCaddies: two Caddy processes share a 3-node
+// JetStream cluster (replicas 3) as one gateway. Events are posted to
+// both; an id already taken on one node is a duplicate on the other;
+// then one Caddy is killed with SIGKILL and one NATS server shut down
+// while clients keep posting, and every event that got a 202 reaches
+// the sink, delivered by the survivors.
+func TestNATSClusterTwoCaddies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a NATS cluster and two Caddy processes")
+	}
+	cluster := natstest.RunCluster(t, 3)
+	var (
+		mu       sync.Mutex
+		received = make(map[string]int)
+	)
+	s := newSink(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		received[r.Header.Get("Webhook-Id")]++
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})
+	cfg := func(addr string) string {
+		return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	webhooks {
+		storage nats {
+			servers %s
+			replicas 3
+			prefix e2e
+		}
+		egress default {
+			allow 127.0.0.1/32
+		}
+		route sink {
+			topics nats.*
+			url %s/in
+			timeout 5s
+			retry {
+				schedule 100ms 200ms 500ms 1s 1s 1s 1s 1s
+			}
+		}
+	}
+}
+http://%s {
+	webhook_ingest /events
+}
+`, strings.Join(cluster.URLs(), " "), s.URL, addr)
+	}
+	addrs := []string{fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	nodes := []*child{startChild(t, cfg(addrs[0]), addrs[0]), startChild(t, cfg(addrs[1]), addrs[1])}
+	defer nodes[1].stop(t)
+
+	hc := &http.Client{Timeout: 10 * time.Second}
+	post := func(addr, id string) (int, string, error) {
+		body := fmt.Sprintf(`{"type":"nats.test","id":%q,"data":{"pad":%q}}`, id, strings.Repeat("x", 200))
+		resp, err := hc.Post("http://"+addr+"/events", "application/json", strings.NewReader(body))
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+
+	// One id, both nodes: stored once.
+	if code, body, err := post(addrs[0], "dup-1"); err != nil || code != http.StatusAccepted {
+		t.Fatalf("first post: %d %s %v; log:\n%s", code, body, err, nodes[0].tail())
+	}
+	if code, body, err := post(addrs[1], "dup-1"); err != nil || code != http.StatusOK || !strings.Contains(body, `"duplicate":true`) {
+		t.Fatalf("same id on the other node: %d %s %v, want 200 duplicate", code, body, err)
+	}
+
+	var (
+		acked   sync.Map
+		nAcked  atomic.Int64
+		stop    atomic.Bool
+		wg      sync.WaitGroup
+		posters = 8
+	)
+	acked.Store("dup-1", true)
+	for p := 0; p < posters; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			addr := addrs[p%2]
+			for n := 0; n < 100000 && !stop.Load(); n++ {
+				id := fmt.Sprintf("n-%d-%d", p, n)
+				code, _, err := post(addr, id)
+				if err != nil && p%2 == 0 {
+					// Node 0 is gone: carry on at node 1.
+					addr = addrs[1]
+					continue
+				}
+				if code == http.StatusAccepted {
+					acked.Store(id, true)
+					nAcked.Add(1)
+				}
+			}
+		}(p)
+	}
+	waitFor := func(n int64) {
+		deadline := time.Now().Add(60 * time.Second)
+		for nAcked.Load() < n && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor(300)
+	nodes[0].kill()
+	cluster.Servers[2].Shutdown()
+	before := nAcked.Load()
+	waitFor(before + 300)
+	stop.Store(true)
+	wg.Wait()
+	total := nAcked.Load()
+	if total < before+100 {
+		t.Fatalf("only %d events acknowledged after the kills (%d before); log:\n%s", total-before, before, nodes[1].tail())
+	}
+	t.Logf("acknowledged: %d (%d before SIGKILL of one Caddy and shutdown of one NATS server)", total, before)
+
+	missing := func() []string {
+		var out []string
+		mu.Lock()
+		defer mu.Unlock()
+		acked.Range(func(k, _ any) bool {
+			if received[k.(string)] == 0 {
+				out = append(out, k.(string))
+			}
+			return true
+		})
+		return out
+	}
+	end := time.Now().Add(120 * time.Second)
+	for {
+		m := missing()
+		if len(m) == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			if len(m) > 10 {
+				m = m[:10]
+			}
+			t.Fatalf("%d acknowledged events never delivered, e.g. %v; log:\n%s", len(missing()), m, nodes[1].tail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	dups := 0
+	for _, n := range received {
+		if n > 1 {
+			dups++
+		}
+	}
+	mu.Unlock()
+	t.Logf("all %d acknowledged events delivered; %d delivered more than once (allowed: at-least-once)", total+1, dups)
+}
