@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -39,6 +40,7 @@ type mirror struct {
 	goneClaim  map[string]uint64
 	seenClaims uint64
 
+	watchMu  sync.Mutex
 	watchers []jetstream.KeyWatcher
 	// changed is called (outside the lock) with the route of a delivery
 	// another node wrote or whose claim went away.
@@ -77,7 +79,6 @@ func (m *mirror) start(ctx, wctx context.Context, s *Store, wg *sync.WaitGroup) 
 		if err != nil {
 			return err
 		}
-		m.watchers = append(m.watchers, w)
 		isDel := b == s.deliveries
 		// The initial values end with a nil entry.
 	initial:
@@ -95,21 +96,57 @@ func (m *mirror) start(ctx, wctx context.Context, s *Store, wg *sync.WaitGroup) 
 				return ctx.Err()
 			}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for e := range w.Updates() {
-				if e != nil {
-					m.fromWatch(e, isDel, s.node)
-				}
-			}
-		}()
+		m.follow(w, isDel, s.node, wg)
 	}
 	return nil
 }
 
+// follow applies what w brings until it stops.
+func (m *mirror) follow(w jetstream.KeyWatcher, isDel bool, node string, wg *sync.WaitGroup) {
+	m.watchMu.Lock()
+	m.watchers = append(m.watchers, w)
+	m.watchMu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for e := range w.Updates() {
+			if e != nil {
+				m.fromWatch(e, isDel, node)
+			}
+		}
+	}()
+}
+
+// rewatch replaces the watches after a reconnection, resuming after
+// the last revision each delivered: the server may have restarted and
+// lost the consumers behind them, which they would notice only after
+// several missed heartbeats.
+func (m *mirror) rewatch(wctx context.Context, s *Store, wg *sync.WaitGroup) {
+	m.stopWatch()
+	m.mu.RLock()
+	from := map[*bucket]uint64{s.deliveries: m.seenDel + 1, s.claims: m.seenClaims + 1}
+	m.mu.RUnlock()
+	for _, b := range []*bucket{s.deliveries, s.claims} {
+		for tries := 0; ; tries++ {
+			w, err := b.kv.WatchAll(wctx, jetstream.ResumeFromRevision(from[b]))
+			if err == nil {
+				m.follow(w, b == s.deliveries, s.node, wg)
+				break
+			}
+			if wctx.Err() != nil || tries > 100 {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
 func (m *mirror) stopWatch() {
-	for _, w := range m.watchers {
+	m.watchMu.Lock()
+	ws := m.watchers
+	m.watchers = nil
+	m.watchMu.Unlock()
+	for _, w := range ws {
 		_ = w.Stop()
 	}
 }

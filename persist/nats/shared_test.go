@@ -50,10 +50,15 @@ func ingestOne(t *testing.T, s *Store, id string, due time.Time) persist.IngestR
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	eventuallyWithin(t, 10*time.Second, what, cond)
+}
+
+func eventuallyWithin(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
+			t.Fatalf("%s: not within %v", what, bound)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -86,9 +91,11 @@ func TestClaimOneNodeAtATime(t *testing.T) {
 		t.Fatalf("%d claims won, want 1", n)
 	}
 	holder, other := a, b
-	if _, ok := a.mirror.claims["e1/r"]; !ok || a.mirror.claims["e1/r"].node != a.node {
+	a.mirror.mu.RLock()
+	if c, ok := a.mirror.claims["e1/r"]; !ok || c.node != a.node {
 		holder, other = b, a
 	}
+	a.mirror.mu.RUnlock()
 	eventually(t, "the other node stops listing the claimed delivery", func() bool {
 		refs, _, _ := other.Due("r", now, 10, nil)
 		return len(refs) == 0
@@ -238,7 +245,9 @@ func TestClusterLosesOneServer(t *testing.T) {
 	now := time.Now()
 	ingestOne(t, s, "before", now)
 	c.Servers[0].Shutdown()
-	eventually(t, "an ingest succeeds after a server went away", func() bool {
+	// A new stream leader is elected within a few seconds; the bound is
+	// generous for a loaded machine.
+	eventuallyWithin(t, 45*time.Second, "an ingest succeeds after a server went away", func() bool {
 		in := persist.Ingest{
 			Event:      &persist.Event{ID: "after", Type: "t", Data: []byte(`{}`)},
 			Deliveries: []*persist.Delivery{{ID: "after/r", EventID: "after", Route: "r", Due: now}},
@@ -275,4 +284,47 @@ func TestClusterConcurrentOpen(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestOutageThenRecovery: while NATS is down, ingest fails at once and
+// stores nothing; when it is back, the store carries on by itself (the
+// watches resume, writes of other nodes show again).
+func TestOutageThenRecovery(t *testing.T) {
+	srv := natstest.Run(t)
+	cfg := Config{Servers: []string{srv.URL()}, Prefix: "out"}
+	s, err := Open(cfg, persist.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Now()
+	ingestOne(t, s, "before", now)
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	eventually(t, "the client notices the outage", func() bool { return !s.nc.IsConnected() })
+	began := time.Now()
+	in := persist.Ingest{Event: &persist.Event{ID: "during", Type: "t", Data: []byte(`{}`)},
+		Deliveries: []*persist.Delivery{{ID: "during/r", EventID: "during", Route: "r", Due: now}}}
+	if _, err := s.Ingest(context.Background(), []persist.Ingest{in}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("ingest during the outage: %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(began); d > time.Second {
+		t.Fatalf("ingest during the outage took %v, want an answer at once", d)
+	}
+	srv.Restart(t)
+	eventually(t, "ingest works again", func() bool {
+		_, err := s.Ingest(context.Background(), []persist.Ingest{in})
+		return err == nil
+	})
+	// Another node's write reaches this one's mirror: the watch resumed.
+	other, err := Open(cfg, persist.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	ingestOne(t, other, "after", now)
+	eventually(t, "the first node sees the other's delivery (the watch resumed)", func() bool {
+		p, _ := s.Pending()
+		return p["r"] == 3
+	})
 }

@@ -309,6 +309,18 @@ func Open(cfg Config, opts persist.Options) (*Store, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats storage at %s: loading deliveries: %w", servers, err)
 	}
+	nc.SetReconnectHandler(func(*nats.Conn) {
+		s.closeMu.RLock()
+		defer s.closeMu.RUnlock()
+		if s.closed {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.mirror.rewatch(wctx, s, &s.wg)
+		}()
+	})
 	s.shards = make([]chan func(), recordShards)
 	for i := range s.shards {
 		ch := make(chan func(), 256)
@@ -387,6 +399,10 @@ func (s *Store) SetRetention(dedupe, delivered, dead time.Duration) {
 func ctxOp() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout)
 }
+
+// ErrUnavailable is returned by Ingest while the store has no
+// connection to any NATS server: nothing was stored.
+var ErrUnavailable = errors.New("NATS is unavailable")
 
 // mapErr turns the server's refusals into the outbox's errors: a
 // stream or account that is full is persist.ErrStorageFull (ingest

@@ -17,6 +17,16 @@ import (
 type Server struct {
 	*server.Server
 	Opts *server.Options
+	port int
+}
+
+// Restart starts a server again with the options (port, store
+// directory) s had, after s.Shutdown; it shuts down when the test ends.
+func (s *Server) Restart(t testing.TB) *Server {
+	t.Helper()
+	opts := s.Opts.Clone()
+	opts.Port = s.port
+	return start(t, opts)
 }
 
 // URL is the client URL of s.
@@ -62,7 +72,7 @@ func start(t testing.TB, opts *server.Options) *Server {
 		s.Shutdown()
 		s.WaitForShutdown()
 	})
-	return &Server{Server: s, Opts: opts}
+	return &Server{Server: s, Opts: opts, port: s.Addr().(*net.TCPAddr).Port}
 }
 
 // Cluster is n JetStream servers routed to each other.
@@ -102,7 +112,7 @@ func RunCluster(t testing.TB, n int) *Cluster {
 			t.Fatalf("nats-server: %v", err)
 		}
 		go s.Start()
-		srv := &Server{Server: s, Opts: opts}
+		srv := &Server{Server: s, Opts: opts, port: ports[i]}
 		c.Servers = append(c.Servers, srv)
 		t.Cleanup(func() {
 			s.Shutdown()
