@@ -169,3 +169,79 @@ http://%s {
 	mu.Unlock()
 	t.Logf("all %d acknowledged events delivered; %d delivered more than once (allowed: at-least-once)", total+1, dups)
 }
+
+// TestNATSReloadKeepsConnection: a reload with the same NATS servers
+// and prefix keeps the engine, hence its one connection (and watches):
+// the server sees the same client before and after, events posted on
+// both sides of the reload are delivered, and none is lost.
+func TestNATSReloadKeepsConnection(t *testing.T) {
+	srv := natstest.Run(t)
+	s := newSink(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	tmpl := func(topics string) string {
+		return `{
+	admin {ADMIN}
+	persist_config off
+	webhooks {
+		storage nats {
+			servers ` + srv.URL() + `
+			prefix reload
+		}
+		egress default {
+			allow 127.0.0.1/32
+		}
+		route sink {
+			topics ` + topics + `
+			url ` + s.URL + `/in
+		}
+	}
+}
+http://127.0.0.1:{PORT} {
+	webhook_ingest /events
+}
+`
+	}
+	g := startGateway(t, tmpl("a.*"))
+	clients := func() []uint64 {
+		cz, err := srv.Connz(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []uint64
+		for _, c := range cz.Conns {
+			ids = append(ids, c.Cid)
+		}
+		return ids
+	}
+	before := clients()
+	if len(before) != 1 {
+		t.Fatalf("clients before the reload: %v, want one connection", before)
+	}
+	if code, body := g.post("/events", `{"type":"a.x","id":"r1","data":{}}`); code != http.StatusAccepted {
+		t.Fatalf("post before reload: %d %v", code, body)
+	}
+	g.load(tmpl("a.* b.*"))
+	if code, body := g.post("/events", `{"type":"b.x","id":"r2","data":{}}`); code != http.StatusAccepted {
+		t.Fatalf("post after reload: %d %v", code, body)
+	}
+	if code, body := g.post("/events", `{"type":"b.x","id":"r1","data":{}}`); code != http.StatusOK || body["duplicate"] != true {
+		t.Fatalf("an id stored before the reload, after it: %d %v, want 200 duplicate", code, body)
+	}
+	after := clients()
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("clients after the reload: %v, want the same connection %v", after, before)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ids := map[string]bool{}
+		for _, r := range s.requests() {
+			ids[r.Header.Get("Webhook-Id")] = true
+		}
+		if ids["r1"] && ids["r2"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered: %v, want r1 and r2", ids)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,4 +124,19 @@ func TestSharedStoreAttemptsEachDeliveryOnce(t *testing.T) {
 		pb, err2 := b.store.Pending()
 		return err1 == nil && err2 == nil && len(pa) == 0 && len(pb) == 0
 	})
+}
+
+// TestNATSUnreachableAtStart: an outbox on NATS servers that cannot be
+// reached fails to open with an error naming them.
+func TestNATSUnreachableAtStart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + l.Addr().String()
+	l.Close()
+	_, err = openNATSEngine(natsstore.Config{Servers: []string{url}}, zap.NewNop(), persist.Options{})
+	if err == nil || !strings.Contains(err.Error(), url) {
+		t.Fatalf("opening on an unreachable server: %v, want an error naming %s", err, url)
+	}
 }
