@@ -4,11 +4,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/hookgate/hookgate/persist/nats/natstest"
 )
@@ -243,5 +248,33 @@ http://127.0.0.1:{PORT} {
 			t.Fatalf("delivered: %v, want r1 and r2", ids)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestExampleClusterConfigs: the Caddyfiles of examples/cluster adapt,
+// and the nats-server configs there parse.
+func TestExampleClusterConfigs(t *testing.T) {
+	for _, name := range []string{"Caddyfile.node1", "Caddyfile.node2"} {
+		b, err := os.ReadFile(filepath.Join("..", "examples", "cluster", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(b, map[string]any{"filename": name})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !strings.Contains(string(cfg), `"replicas":3`) {
+			t.Fatalf("%s adapts without replicas 3: %s", name, cfg)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		file := filepath.Join("..", "examples", "cluster", fmt.Sprintf("nats-%d.conf", i))
+		opts, err := server.ProcessConfigFile(file)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if !opts.JetStream || opts.Cluster.Name != "hookgate" || len(opts.Routes) != 3 {
+			t.Fatalf("%s: jetstream %v, cluster %q, %d routes; want jetstream, cluster hookgate, 3 routes", file, opts.JetStream, opts.Cluster.Name, len(opts.Routes))
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/hookgate/hookgate/persist"
 	natsstore "github.com/hookgate/hookgate/persist/nats"
 )
 
@@ -67,6 +68,21 @@ func (e *Engine) markChanged(route string) {
 	d.scanFrom = time.Time{}
 	d.mu.Unlock()
 	d.signal()
+}
+
+// routeStateChanged takes a route state written by any node of a
+// shared store: whether the route is paused (and why) and which
+// endpoint is verified hold for the whole gateway. The circuit stays
+// this node's own: each node judges the endpoint by its own attempts.
+func (e *Engine) routeStateChanged(route string, st persist.RouteState) {
+	d := e.dispatcherFor(route)
+	d.stMu.Lock()
+	changed := d.state.Paused != st.Paused || d.state.PausedReason != st.PausedReason || d.state.VerifiedURL != st.VerifiedURL
+	d.state.Paused, d.state.PausedReason, d.state.VerifiedURL = st.Paused, st.PausedReason, st.VerifiedURL
+	d.stMu.Unlock()
+	if changed {
+		d.signal()
+	}
 }
 
 // recountPending sets the pending counts to what the shared store

@@ -140,3 +140,34 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 		t.Fatalf("opening on an unreachable server: %v, want an error naming %s", err, url)
 	}
 }
+
+// TestSharedStorePauseHoldsOnEveryNode: a route paused through one node
+// holds on the other too; resumed, both deliver again.
+func TestSharedStorePauseHoldsOnEveryNode(t *testing.T) {
+	srv := natstest.Run(t)
+	sink := newIDSink(t, 0)
+	routes := func() map[string]*Route { return map[string]*Route{"a": {URL: sink.URL, Concurrency: 2}} }
+	a := startNATSEngine(t, srv.URL(), "pause", routes())
+	b := startNATSEngine(t, srv.URL(), "pause", routes())
+	if err := a.SetPaused("a", true); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the other node sees the pause", func() bool { return b.stats("a").State == statePaused })
+	for i := 0; i < 10; i++ {
+		b.post(fmt.Sprintf(`{"i":%d}`, i))
+	}
+	time.Sleep(300 * time.Millisecond)
+	if d, _ := sink.counts(); d != 0 {
+		t.Fatalf("%d events delivered while the route was paused on the other node", d)
+	}
+	if err := b.SetPaused("a", false); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "every event delivered after the resume", func() bool {
+		d, _ := sink.counts()
+		return d == 10
+	})
+	if st := a.stats("a").State; st != stateActive {
+		t.Fatalf("node a after the resume on b: %s, want active", st)
+	}
+}

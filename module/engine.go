@@ -211,6 +211,7 @@ func newEngine(store persist.Store, where string, logger *zap.Logger, opts persi
 		// Deliveries written and claims let go by other nodes wake the
 		// route here.
 		c.Watch(e.markChanged)
+		c.WatchRouteStates(e.routeStateChanged)
 	}
 	total := e.loadCounts(counts, dead)
 	// Routes paused show in stats even when they are no longer

@@ -353,4 +353,8 @@ type Claimer interface {
 	// other processes write and of claims they release or that expire,
 	// so the engine wakes that route's dispatcher.
 	Watch(changed func(route string))
+	// WatchRouteStates registers changed, called with every route state
+	// written after the store opened, by any process (a zero state for
+	// one deleted), so a pause made on one node holds on all.
+	WatchRouteStates(changed func(route string, st RouteState))
 }

@@ -39,6 +39,7 @@ type mirror struct {
 	claims     map[string]claim // by delivery id
 	goneClaim  map[string]uint64
 	seenClaims uint64
+	seenRoutes uint64 // last revision of the route states seen
 
 	watchMu  sync.Mutex
 	watchers []jetstream.KeyWatcher
@@ -46,6 +47,7 @@ type mirror struct {
 	// another node wrote or whose claim went away.
 	changedMu sync.Mutex
 	changed   []func(route string)
+	stateFns  []func(route string, st persist.RouteState)
 }
 
 type mrec struct {
@@ -72,14 +74,15 @@ func newMirror() *mirror {
 	}
 }
 
-// start loads both buckets and keeps following them until wctx ends.
+// start loads both buckets and keeps following them until wctx ends;
+// it follows the route states from their current revision on.
 func (m *mirror) start(ctx, wctx context.Context, s *Store, wg *sync.WaitGroup) error {
 	for _, b := range []*bucket{s.deliveries, s.claims} {
 		w, err := b.kv.WatchAll(wctx)
 		if err != nil {
 			return err
 		}
-		isDel := b == s.deliveries
+		apply := m.handler(s, b)
 		// The initial values end with a nil entry.
 	initial:
 		for {
@@ -91,18 +94,41 @@ func (m *mirror) start(ctx, wctx context.Context, s *Store, wg *sync.WaitGroup) 
 				if e == nil {
 					break initial
 				}
-				m.fromWatch(e, isDel, s.node)
+				apply(e)
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
-		m.follow(w, isDel, s.node, wg)
+		m.follow(w, apply, wg)
 	}
+	info, err := s.routes.stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.seenRoutes = info.State.LastSeq
+	m.mu.Unlock()
+	w, err := s.routes.kv.WatchAll(wctx, jetstream.ResumeFromRevision(info.State.LastSeq+1))
+	if err != nil {
+		return err
+	}
+	m.follow(w, m.handler(s, s.routes), wg)
 	return nil
 }
 
+// handler returns what applies an entry of bucket b.
+func (m *mirror) handler(s *Store, b *bucket) func(jetstream.KeyValueEntry) {
+	switch b {
+	case s.deliveries:
+		return func(e jetstream.KeyValueEntry) { m.fromWatch(e, true, s.node) }
+	case s.claims:
+		return func(e jetstream.KeyValueEntry) { m.fromWatch(e, false, s.node) }
+	}
+	return m.fromRoutes
+}
+
 // follow applies what w brings until it stops.
-func (m *mirror) follow(w jetstream.KeyWatcher, isDel bool, node string, wg *sync.WaitGroup) {
+func (m *mirror) follow(w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry), wg *sync.WaitGroup) {
 	m.watchMu.Lock()
 	m.watchers = append(m.watchers, w)
 	m.watchMu.Unlock()
@@ -111,7 +137,7 @@ func (m *mirror) follow(w jetstream.KeyWatcher, isDel bool, node string, wg *syn
 		defer wg.Done()
 		for e := range w.Updates() {
 			if e != nil {
-				m.fromWatch(e, isDel, node)
+				apply(e)
 			}
 		}
 	}()
@@ -124,13 +150,13 @@ func (m *mirror) follow(w jetstream.KeyWatcher, isDel bool, node string, wg *syn
 func (m *mirror) rewatch(wctx context.Context, s *Store, wg *sync.WaitGroup) {
 	m.stopWatch()
 	m.mu.RLock()
-	from := map[*bucket]uint64{s.deliveries: m.seenDel + 1, s.claims: m.seenClaims + 1}
+	from := map[*bucket]uint64{s.deliveries: m.seenDel + 1, s.claims: m.seenClaims + 1, s.routes: m.seenRoutes + 1}
 	m.mu.RUnlock()
-	for _, b := range []*bucket{s.deliveries, s.claims} {
+	for _, b := range []*bucket{s.deliveries, s.claims, s.routes} {
 		for tries := 0; ; tries++ {
 			w, err := b.kv.WatchAll(wctx, jetstream.ResumeFromRevision(from[b]))
 			if err == nil {
-				m.follow(w, b == s.deliveries, s.node, wg)
+				m.follow(w, m.handler(s, b), wg)
 				break
 			}
 			if wctx.Err() != nil || tries > 100 {
@@ -138,6 +164,32 @@ func (m *mirror) rewatch(wctx context.Context, s *Store, wg *sync.WaitGroup) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+	}
+}
+
+// fromRoutes passes a route state written by any node to the
+// callbacks.
+func (m *mirror) fromRoutes(e jetstream.KeyValueEntry) {
+	m.mu.Lock()
+	if e.Revision() <= m.seenRoutes {
+		m.mu.Unlock()
+		return
+	}
+	m.seenRoutes = e.Revision()
+	m.mu.Unlock()
+	name, ok := dec(e.Key())
+	if !ok {
+		return
+	}
+	var st persist.RouteState
+	if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &st) != nil {
+		return
+	}
+	m.changedMu.Lock()
+	fns := m.stateFns
+	m.changedMu.Unlock()
+	for _, fn := range fns {
+		fn(name, st)
 	}
 }
 

@@ -356,3 +356,11 @@ func (s *Store) releaseClaim(id string) {
 func (s *Store) Watch(changed func(route string)) {
 	s.mirror.onChange(changed)
 }
+
+// WatchRouteStates implements persist.Claimer: changed is called with
+// every route state written (by any node) after the store opened.
+func (s *Store) WatchRouteStates(changed func(route string, st persist.RouteState)) {
+	s.mirror.changedMu.Lock()
+	s.mirror.stateFns = append(s.mirror.stateFns, changed)
+	s.mirror.changedMu.Unlock()
+}
