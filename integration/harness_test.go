@@ -18,6 +18,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/hookgate/hookgate/persist/nats/natstest"
 )
 
 // caddyMu serialises tests that run Caddy: it is a process-wide singleton.
@@ -287,6 +289,7 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 }
 
 func TestMain(m *testing.M) {
+	natstest.RunChildIfAsked()
 	if os.Getenv(childEnv) != "" {
 		runChild()
 		return

@@ -19,8 +19,10 @@ import (
 // that end without a record release it here.
 
 // claimMargin is what a claim's lease adds to the route's timeout: time
-// to record the outcome after the endpoint answered.
-const claimMargin = 30 * time.Second
+// to record the outcome after the endpoint answered (a few writes, each
+// bounded by the store's own timeout). A delivery in flight on a node
+// that died is attempted again that long after its attempt began.
+const claimMargin = 15 * time.Second
 
 // claimRetryPause slows a dispatcher down when the store cannot be
 // reached to claim: the attempt's slot is held that long.
