@@ -165,6 +165,12 @@ func (s *Store) takeKey(ctx context.Context, key, id string, now time.Time, wind
 	val, _ := json.Marshal(dedupeRecord{ID: id, Until: now.Add(window).UnixNano(), Wall: time.Now().UnixNano(), Dropped: dropped})
 	// The server forgets the key a little after the window (wall clock).
 	ttl := window + time.Minute
+	// Most keys are new: try to create the key first, and read it only
+	// if it exists.
+	zero := uint64(0)
+	if _, err := s.dedupe.put(cctx, key, val, &zero, ttl); !errors.Is(err, errConflict) {
+		return false, "", err
+	}
 	for tries := 0; ; tries++ {
 		if tries > 200 {
 			return false, "", fmt.Errorf("idempotency key %q: gave up after %d conflicting writes", key, tries)

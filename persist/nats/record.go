@@ -67,21 +67,30 @@ func (s *Store) record(d *persist.Delivery, att *persist.Attempt) error {
 		}
 		d.Waiting = false
 	}
-	prev, err := s.deliveries.get(ctx, d.ID)
-	if err != nil {
-		return err
-	}
+	// Whether this outcome finishes the delivery: the mirror knows for
+	// a delivery this node claimed (the claim read it from the server);
+	// otherwise ask the server.
 	wasPending := true
-	if prev.rev != 0 && !prev.deleted {
-		var p persist.Delivery
-		if json.Unmarshal(prev.val, &p) == nil {
-			wasPending = p.Status == persist.StatusPending
+	if p, ok := s.mirror.delivery(d.ID); ok {
+		wasPending = p.Status == persist.StatusPending
+	} else {
+		prev, err := s.deliveries.get(ctx, d.ID)
+		if err != nil {
+			return err
+		}
+		if prev.rev != 0 && !prev.deleted {
+			var p persist.Delivery
+			if json.Unmarshal(prev.val, &p) == nil {
+				wasPending = p.Status == persist.StatusPending
+			}
 		}
 	}
-	if err := s.putDelivery(ctx, d, ttl); err != nil {
-		return err
-	}
-	if err := s.appendAttempt(ctx, d.ID, att, ttl); err != nil {
+	// The delivery and its history are separate records: write them at
+	// once.
+	putErr := make(chan error, 1)
+	go func() { putErr <- s.putDelivery(ctx, d, ttl) }()
+	attErr := s.appendAttempt(ctx, d.ID, att, ttl)
+	if err := errors.Join(<-putErr, attErr); err != nil {
 		return err
 	}
 	if final && wasPending {
