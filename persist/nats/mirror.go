@@ -27,6 +27,8 @@ type mirror struct {
 	byRoute    map[string]map[string]*mrec
 	npending   map[string]int
 	ndead      map[string]int
+	// byKey holds the deliveries with an order key, by route and key.
+	byKey map[string]map[string]*mrec
 	// ready caches each route's listable deliveries (pending, not
 	// waiting) in due order; nil when a change made it stale.
 	ready   map[string][]*persist.Delivery
@@ -65,6 +67,7 @@ func newMirror() *mirror {
 		deliveries: map[string]*mrec{},
 		byRoute:    map[string]map[string]*mrec{},
 		npending:   map[string]int{},
+		byKey:      map[string]map[string]*mrec{},
 		ndead:      map[string]int{},
 		ready:      map[string][]*persist.Delivery{},
 		gone:       map[string]uint64{},
@@ -293,6 +296,15 @@ func (m *mirror) applyDelivery(id string, d *persist.Delivery, rev uint64, fromW
 		m.byRoute[d.Route] = rm
 	}
 	rm[id] = r
+	if d.OrderKey != "" {
+		k := orderIndex(d.Route, d.OrderKey)
+		km := m.byKey[k]
+		if km == nil {
+			km = map[string]*mrec{}
+			m.byKey[k] = km
+		}
+		km[id] = r
+	}
 	switch d.Status {
 	case persist.StatusPending:
 		m.npending[d.Route]++
@@ -309,6 +321,13 @@ func (m *mirror) unindexLocked(r *mrec) {
 	delete(m.byRoute[route], r.d.ID)
 	if len(m.byRoute[route]) == 0 {
 		delete(m.byRoute, route)
+	}
+	if r.d.OrderKey != "" {
+		k := orderIndex(route, r.d.OrderKey)
+		delete(m.byKey[k], r.d.ID)
+		if len(m.byKey[k]) == 0 {
+			delete(m.byKey, k)
+		}
 	}
 	dec := func(c map[string]int) {
 		if c[route]--; c[route] <= 0 {
@@ -412,8 +431,8 @@ func (m *mirror) claimedElsewhereLocked(id, node string) bool {
 // unfinishedOfKey says whether route has a pending delivery with key,
 // other than except. Must hold m.mu.
 func (m *mirror) unfinishedOfKeyLocked(route, key, except string) bool {
-	for id, r := range m.byRoute[route] {
-		if id != except && r.d.OrderKey == key && r.d.Status == persist.StatusPending {
+	for id, r := range m.byKey[orderIndex(route, key)] {
+		if id != except && r.d.Status == persist.StatusPending {
 			return true
 		}
 	}
@@ -426,9 +445,9 @@ func (m *mirror) firstWaiting(route, key string) (*persist.Delivery, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var best *persist.Delivery
-	for _, r := range m.byRoute[route] {
+	for _, r := range m.byKey[orderIndex(route, key)] {
 		d := r.d
-		if d.OrderKey == key && d.Status == persist.StatusPending && d.Waiting && (best == nil || d.ID < best.ID) {
+		if d.Status == persist.StatusPending && d.Waiting && (best == nil || d.ID < best.ID) {
 			best = d
 		}
 	}
@@ -438,3 +457,6 @@ func (m *mirror) firstWaiting(route, key string) (*persist.Delivery, bool) {
 	c := *best
 	return &c, true
 }
+
+// orderIndex is the byKey key of route and order key.
+func orderIndex(route, key string) string { return route + "\x00" + key }
