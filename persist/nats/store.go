@@ -241,7 +241,7 @@ var (
 
 // recordShards is how many writers apply outcomes; outcomes of one
 // delivery always go to the same one, in the order they were made.
-const recordShards = 16
+const recordShards = 64
 
 // Open connects to the servers, creates or updates the streams and
 // buckets under the prefix, and loads the mirror. A server that cannot
