@@ -173,7 +173,7 @@ func openNATSEngine(cfg natsstore.Config, logger *zap.Logger, opts persist.Optio
 	if err != nil {
 		return nil, err
 	}
-	return newEngine(store, "nats "+strings.Join(cfg.Servers, " "), logger, opts)
+	return newEngine(store, "nats "+strings.Join(cfg.Redacted(), " "), logger, opts)
 }
 
 // newEngine makes the engine of an open store; where names it in errors

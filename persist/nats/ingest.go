@@ -44,7 +44,7 @@ func (s *Store) Ingest(ctx context.Context, batch []persist.Ingest) ([]persist.I
 	if len(batch) > 0 && !s.nc.IsConnected() {
 		// Fail at once rather than wait for acknowledgments that cannot
 		// come: the client is told to retry.
-		return nil, fmt.Errorf("%w: not connected to %s", ErrUnavailable, s.nc.Servers())
+		return nil, fmt.Errorf("%w: not connected to %s", ErrUnavailable, s.shown)
 	}
 	res := make([]persist.IngestResult, len(batch))
 	for i := range batch {

@@ -328,3 +328,13 @@ func TestOutageThenRecovery(t *testing.T) {
 		return p["r"] == 3
 	})
 }
+
+// TestRedacted: passwords and tokens in server URLs never reach errors
+// and logs.
+func TestRedacted(t *testing.T) {
+	c := Config{Servers: []string{"nats://u:secret@h:4222", "nats://tok@h2:4222", "nats://h3:4222"}}
+	got := fmt.Sprint(c.Redacted())
+	if want := "[nats://u:xxxxx@h:4222 nats://xxxxx@h2:4222 nats://h3:4222]"; got != want {
+		t.Fatalf("Redacted = %s, want %s", got, want)
+	}
+}

@@ -58,6 +58,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -156,6 +157,24 @@ func (c *Config) Key() string {
 	return "nats:" + strings.Join(c.Servers, ",") + "|" + c.prefix()
 }
 
+// Redacted returns the server URLs with any password in them replaced
+// by "xxxxx", for logs and errors.
+func (c *Config) Redacted() []string {
+	out := make([]string, len(c.Servers))
+	for i, s := range c.Servers {
+		out[i] = s
+		if u, err := url.Parse(s); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = url.User("xxxxx") // a token
+			}
+			out[i] = u.String()
+		}
+	}
+	return out
+}
+
 func (c *Config) prefix() string {
 	if c.Prefix == "" {
 		return DefaultPrefix
@@ -215,8 +234,9 @@ type Store struct {
 	now  func() time.Time
 	node string // this process's id, the value of its claims
 
-	nc *nats.Conn
-	js jetstream.JetStream
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	shown string // the servers, redacted, for errors
 
 	deliveries, events, attempts, dedupe, routes, claims *bucket
 
@@ -272,8 +292,9 @@ func Open(cfg Config, opts persist.Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	servers := strings.Join(cfg.Servers, ",")
-	nc, err := nats.Connect(servers, nopts...)
+	nc, err := nats.Connect(strings.Join(cfg.Servers, ","), nopts...)
+	// The servers as errors and logs may show them: without passwords.
+	servers := strings.Join(cfg.Redacted(), ",")
 	if err != nil {
 		return nil, fmt.Errorf("nats storage: connecting to %s: %w", servers, err)
 	}
@@ -282,7 +303,7 @@ func Open(cfg Config, opts persist.Options) (*Store, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats storage: %w", err)
 	}
-	s := &Store{cfg: cfg, opts: opts, now: opts.Now, node: nuid.Next(), nc: nc, js: js}
+	s := &Store{cfg: cfg, opts: opts, now: opts.Now, node: nuid.Next(), nc: nc, js: js, shown: servers}
 	s.ret.Store(&retention{opts.DedupeWindow, opts.Retention, opts.DeadRetention})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
