@@ -2,6 +2,7 @@ package module
 
 import (
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -85,6 +86,46 @@ func (e *Engine) routeStateChanged(route string, st persist.RouteState) {
 	if changed {
 		d.signal()
 	}
+}
+
+// loaded is what load returned for one delivery.
+type loaded struct {
+	j   *job
+	err error
+}
+
+// sharedLoaders is how many deliveries loadAll reads at once from a
+// shared store, where each read of an event is a round trip to the
+// server.
+const sharedLoaders = 16
+
+// loadAll loads the deliveries refs name, with their events: one after
+// the other from a local store, several at once from a shared one.
+func (e *Engine) loadAll(refs []persist.Ref) []loaded {
+	out := make([]loaded, len(refs))
+	if e.claimer == nil || len(refs) < 2 {
+		for i, ref := range refs {
+			out[i].j, out[i].err = e.load(ref.ID)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(sharedLoaders, len(refs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i].j, out[i].err = e.load(refs[i].ID)
+			}
+		}()
+	}
+	for i := range refs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
 }
 
 // recountPending sets the pending counts to what the shared store

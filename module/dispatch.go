@@ -275,8 +275,9 @@ func (d *dispatcher) fill() {
 		return
 	}
 	jobs := make([]*job, 0, len(refs))
-	for _, ref := range refs {
-		j, err := d.e.load(ref.ID)
+	loaded := d.e.loadAll(refs)
+	for i, ref := range refs {
+		j, err := loaded[i].j, loaded[i].err
 		if errors.Is(err, errEventGone) && j.d.Status == persist.StatusPending && j.d.Due.Equal(ref.Due) {
 			d.orphan(j.d, now)
 			continue
