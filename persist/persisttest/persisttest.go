@@ -9,13 +9,16 @@
 // Harness.Lacks; the subtests that need it are skipped with the reason
 // given, never passed silently. README must say the same to users.
 //
-// A backend's entry point, in a _test file of an external test package:
+// A backend's entry point, in a _test file of an external test package
+// (persist/nats/conformance_test.go is the NATS JetStream one):
 //
-//	func TestJetStreamConformance(t *testing.T) {
+//	func TestNATSConformance(t *testing.T) {
+//		srv := natstest.Run(t) // a real nats-server, in-process
 //		persisttest.RunConformance(t, persisttest.Harness{
-//			NewDir: func(t *testing.T) string { return uniquePrefix(t) },
+//			// A location is a stream and bucket prefix.
+//			NewDir: func(t *testing.T) string { return uniquePrefix() },
 //			Open: func(t *testing.T, prefix string, opts persist.Options) persist.Store {
-//				s, err := jetstream.Open(servers, prefix, opts)
+//				s, err := natsstore.Open(natsstore.Config{Servers: []string{srv.URL()}, Prefix: prefix}, opts)
 //				if err != nil {
 //					t.Fatal(err)
 //				}
@@ -23,13 +26,12 @@
 //			},
 //			// A crash: drop the connection without Close, reopen the prefix.
 //			Crash: func(t *testing.T, s persist.Store, prefix string) string {
-//				s.(*jetstream.Store).Abandon()
+//				s.(*natsstore.Store).Abandon()
 //				return prefix
 //			},
-//			Lacks: map[persisttest.Feature]string{
-//				// Only if true of the backend, with the real reason:
-//				persisttest.Expiry: "records expire in minutes, not seconds",
-//			},
+//			// Lacks: only what is true of the backend, with the real
+//			// reason, e.g. persisttest.Expiry: "records expire in
+//			// minutes, not seconds". The NATS store lacks nothing.
 //		})
 //	}
 package persisttest
