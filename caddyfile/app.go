@@ -257,6 +257,9 @@ func parseRouteOption(d *caddyfile.Dispenser, r *module.Route) error {
 	case "disabled":
 		err = flagOnce(d, &r.Disabled)
 
+	case "sample_event":
+		err = parseSampleEvent(d, r)
+
 	default:
 		return d.Errf("unrecognized subdirective %q", d.Val())
 	}

@@ -32,6 +32,10 @@ func init() {
 //	POST /webhooks/deliveries/{id}/retry       requeue one delivery now
 //	POST /webhooks/routes/{name}/replay?status=dead&since=&until=&limit=
 //	POST /webhooks/routes/{name}/pause, /resume
+//	POST /webhooks/routes/{name}/send          one test event through the route
+//
+// The full list is adminEndpoints (admin_routes.go), described by
+// GET /webhooks/openapi.json.
 //
 // It shows what the outbox holds about deliveries and attempts, never a
 // route's URL, headers or signing secrets; URLs in transport errors are
@@ -106,37 +110,31 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 func (a *adminAPI) route(w http.ResponseWriter, r *http.Request) *apiError {
 	rest := strings.TrimPrefix(r.URL.Path, adminPrefix)
 	parts := strings.Split(rest, "/")
-	var (
-		method string
-		h      func(*Engine, http.ResponseWriter, *http.Request, []string) *apiError
-	)
-	switch {
-	case rest == "stats":
-		method, h = http.MethodGet, a.stats
-	case len(parts) == 2 && parts[0] == "events" && parts[1] != "":
-		method, h = http.MethodGet, a.event
-	case rest == "deliveries":
-		method, h = http.MethodGet, a.deliveries
-	case len(parts) == 3 && parts[0] == "deliveries" && parts[1] != "" && parts[2] == "retry":
-		method, h = http.MethodPost, a.retry
-	case len(parts) == 3 && parts[0] == "routes" && parts[1] != "" && parts[2] == "replay":
-		method, h = http.MethodPost, a.replay
-	case len(parts) == 3 && parts[0] == "routes" && parts[1] != "" && (parts[2] == "pause" || parts[2] == "resume"):
-		method, h = http.MethodPost, a.pause
-	default:
-		return apiErrorf(http.StatusNotFound, "not_found",
-			"no webhooks admin endpoint at %s: see GET /webhooks/stats, GET /webhooks/events/{id}, GET /webhooks/deliveries, "+
-				"POST /webhooks/deliveries/{id}/retry, POST /webhooks/routes/{name}/replay|pause|resume", r.URL.Path)
+	var allow []string
+	for _, ep := range adminEndpoints {
+		if !ep.match(parts) {
+			continue
+		}
+		if r.Method != ep.method {
+			allow = append(allow, ep.method)
+			continue
+		}
+		if ep.static != nil {
+			ep.static(w, r)
+			return nil
+		}
+		eng, err := a.engine(r)
+		if err != nil {
+			return err
+		}
+		return ep.handle(a, eng, w, r, parts)
 	}
-	if r.Method != method {
-		w.Header().Set("Allow", method)
-		return apiErrorf(http.StatusMethodNotAllowed, "method_not_allowed", "use %s for %s", method, r.URL.Path)
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return apiErrorf(http.StatusMethodNotAllowed, "method_not_allowed", "use %s for %s", strings.Join(allow, " or "), r.URL.Path)
 	}
-	eng, err := a.engine(r)
-	if err != nil {
-		return err
-	}
-	return h(eng, w, r, parts)
+	return apiErrorf(http.StatusNotFound, "not_found",
+		"no webhooks admin endpoint at %s: see GET /webhooks/openapi.json for the list", r.URL.Path)
 }
 
 // engine returns the running engine of this config's webhooks app.

@@ -26,6 +26,9 @@ import (
 //	caddy webhooks replay <route> [--status dead|delivered] [--since T] [--until T] [--limit N]
 //	caddy webhooks pause <route>
 //	caddy webhooks resume <route>
+//	caddy webhooks send <route> [--type T] [--data JSON]
+//	caddy webhooks backfill <route> --since T [--until T] [--dry-run] [--redeliver]
+//	caddy webhooks tail [--route R] [--status S]
 //
 // Every subcommand takes --address (or --config/--adapter, to read the
 // admin address from a config, as `caddy reload` does) and --json, which
@@ -37,7 +40,7 @@ const maxAnswer = 64 << 20
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhooks",
-		Usage: "stats | events <id> | deliveries | retry <delivery> | replay <route> | pause <route> | resume <route>",
+		Usage: "stats | events <id> | deliveries | retry <delivery> | replay <route> | pause <route> | resume <route> | send <route> | backfill <route> | tail",
 		Short: "Inspects and steers webhook deliveries of a running Caddy",
 		Long: `
 Shows and steers the deliveries of the webhooks app of a running Caddy,
@@ -58,6 +61,16 @@ through its admin API (GET/POST /webhooks/...).
                       at most --limit of them
   pause <route>       holds a route: deliveries queue, nothing is sent
   resume <route>      releases it
+  send <route>        sends one test event (--type, --data JSON; default
+                      the route's sample_event) through the route's real
+                      URL, headers, transform, signing and egress, and
+                      shows the endpoint's answer; nothing is stored
+  backfill <route>    offers events received --since T (and --until T)
+                      to the route: those its topics and rule match and
+                      that have no delivery for it yet get one
+                      (--redeliver: even those); --dry-run only counts
+  tail                prints delivery outcomes as they happen; --route,
+                      --status (delivered|retry|dead)
 
 The admin endpoint is --address (default: the one in --config, else
 localhost:2019). --json prints the API's JSON answer.
@@ -186,6 +199,8 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 	replay.Flags().Int("limit", 0, "Requeue at most this many")
 	cmd.AddCommand(replay)
 
+	addToolCommands(cmd)
+
 	for _, verb := range []string{"pause", "resume"} {
 		short := "Holds a route: deliveries queue, nothing is sent"
 		if verb == "resume" {
@@ -216,6 +231,11 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 // runAdmin makes one admin API request and prints the answer: as it is
 // with --json, else through format.
 func runAdmin(c *cobra.Command, method, uri string, format func(io.Writer, []byte) error) error {
+	return runAdminBody(c, method, uri, nil, format)
+}
+
+// runAdminBody is runAdmin with a request body (JSON; nil for none).
+func runAdminBody(c *cobra.Command, method, uri string, reqBody []byte, format func(io.Writer, []byte) error) error {
 	c.SilenceUsage = true
 	f := c.Flags()
 	address, _ := f.GetString("address")
@@ -226,7 +246,7 @@ func runAdmin(c *cobra.Command, method, uri string, format func(io.Writer, []byt
 	if err != nil {
 		return fmt.Errorf("finding the admin API address: %v", err)
 	}
-	body, err := adminRequest(addr, method, uri)
+	body, err := adminRequest(addr, method, uri, reqBody)
 	if err != nil {
 		return err
 	}
@@ -243,8 +263,15 @@ func runAdmin(c *cobra.Command, method, uri string, format func(io.Writer, []byt
 
 // adminRequest calls the admin API at addr and returns the body of a
 // successful answer; a failure becomes an error with the API's message.
-func adminRequest(addr, method, uri string) ([]byte, error) {
-	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
+func adminRequest(addr, method, uri string, reqBody []byte) ([]byte, error) {
+	var (
+		rd  io.Reader
+		hdr http.Header
+	)
+	if reqBody != nil {
+		rd, hdr = bytes.NewReader(reqBody), http.Header{"Content-Type": {"application/json"}}
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, hdr, rd)
 	if err != nil {
 		return nil, adminError(addr, err)
 	}

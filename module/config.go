@@ -1,6 +1,7 @@
 package module
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -123,6 +124,28 @@ type Route struct {
 	// Disabled keeps the route matching and queueing events while
 	// sending nothing (state "disabled").
 	Disabled bool `json:"disabled,omitempty"`
+
+	// SampleEvent is the event `caddy webhooks send` (POST
+	// /webhooks/routes/{name}/send) sends when the operator gives none:
+	// {"type": ..., "data": ...}. Default: the route's first topic that
+	// has no wildcard (else "hookgate.test"), with data {"test": true}.
+	SampleEvent *SampleEvent `json:"sample_event,omitempty"`
+}
+
+// SampleEvent is a test event for a route.
+type SampleEvent struct {
+	// Type is the event type. Default: as for an absent SampleEvent.
+	Type string `json:"type,omitempty"`
+	// Data is the event's payload, a JSON value. Default: {"test": true}.
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// Validate checks that Data, when given, is one JSON value.
+func (s *SampleEvent) Validate() error {
+	if len(s.Data) > 0 && !json.Valid(s.Data) {
+		return errors.New("sample_event: data is not valid JSON")
+	}
+	return nil
 }
 
 // SignConfig signs requests. Secrets are expanded at load (so
@@ -183,6 +206,8 @@ func (rc *Route) Validate() error {
 		return errors.New("url is required")
 	case rc.ContentType != "" && rc.Transform == "":
 		return errors.New("content_type needs transform: it types transformed string bodies only")
+	case rc.SampleEvent != nil:
+		return rc.SampleEvent.Validate()
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ type result struct {
 	retryAfter time.Duration
 	err        string
 	body       []byte
+	header     http.Header // the response's headers (test sends show them)
 	start      time.Time
 	dur        time.Duration
 	gone       bool // 410: the route pauses
@@ -157,6 +158,9 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	h["User-Agent"] = []string{userAgent}
 	h["Webhook-Id"] = []string{j.ev.ID}
 	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
+	if j.test {
+		h[testHeader] = []string{"true"}
+	}
 	if r.signer != nil {
 		r.signer.Sign(h, j.ev.ID, ts, body)
 	}
@@ -201,6 +205,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	}
 	defer resp.Body.Close()
 	res.status = resp.StatusCode
+	res.header = resp.Header
 	res.body, _ = io.ReadAll(io.LimitReader(resp.Body, responseKeep))
 	// Drain a little more so the connection can be reused.
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)

@@ -31,6 +31,8 @@ const outcomeSpaceRecheck = time.Second
 type job struct {
 	d  *persist.Delivery
 	ev *persist.Event
+	// test marks a test send (send.go): it carries webhook-test: true.
+	test bool
 }
 
 // dispatcher feeds one route's deliveries to attempts, within the route's

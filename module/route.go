@@ -67,6 +67,9 @@ type route struct {
 	verify   bool
 	disabled bool
 
+	// sample is the event a test send uses when given none.
+	sample SampleEvent
+
 	// ruleLog and orderLog hold back repeated warnings about a rule or an
 	// order key that cannot be evaluated.
 	ruleLog, orderLog logLimit
@@ -227,6 +230,7 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		return nil, err
 	}
 	r.rawURL, r.verify, r.disabled = rc.URL, rc.VerifyEndpoint, rc.Disabled
+	r.sample = sampleFor(rc)
 	if r.verify && ut.UsesEvent() {
 		return nil, fmt.Errorf("route %s: verify_endpoint checks the URL before any event: it cannot hold {event.*} placeholders", name)
 	}
@@ -237,7 +241,7 @@ func compileRoute(name string, rc *Route) (*route, error) {
 // of these names would send two conflicting values.
 var reservedHeaders = map[string]struct{}{
 	"Content-Type": {}, "Content-Length": {}, "Transfer-Encoding": {}, "Host": {},
-	"Webhook-Id": {}, "Webhook-Timestamp": {}, "Webhook-Signature": {},
+	"Webhook-Id": {}, "Webhook-Timestamp": {}, "Webhook-Signature": {}, testHeader: {},
 	"Traceparent": {}, "Tracestate": {},
 }
 
