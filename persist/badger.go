@@ -386,10 +386,15 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 			return nil, err
 		}
 		entry := badger.NewEntry(eventKey(ev.ID), val)
+		index := badger.NewEntry(receivedKey(ev.Received, ev.ID), nil)
 		if ev.Remaining == 0 {
 			entry = entry.WithTTL(s.retention.Load().delivered)
+			index = index.WithTTL(s.retention.Load().delivered)
 		}
 		if err := txn.SetEntry(entry); err != nil {
+			return nil, err
+		}
+		if err := txn.SetEntry(index); err != nil {
 			return nil, err
 		}
 		for _, d := range in.Deliveries {
@@ -602,7 +607,12 @@ func (s *Badger) finishEventDelivery(txn *badger.Txn, eventID string, ttl time.D
 	}
 	e := badger.NewEntry(eventKey(eventID), val)
 	if ev.Remaining == 0 {
-		e = e.WithTTL(time.Duration(ev.KeepUntil - now.UnixNano()))
+		ttl := time.Duration(ev.KeepUntil - now.UnixNano())
+		e = e.WithTTL(ttl)
+		// The time index entry expires with its event.
+		if err := txn.SetEntry(badger.NewEntry(receivedKey(ev.Received, ev.ID), nil).WithTTL(ttl)); err != nil {
+			return err
+		}
 	}
 	return txn.SetEntry(e)
 }

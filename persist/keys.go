@@ -19,6 +19,7 @@ const (
 	pDedupe   = 'i' // i|key                          -> 1 expiry_ns eventID (TTL)
 	pOrder    = 'o' // o|len route len16 key deliveryID -> 'a' (in the ready index) or 'w' (waiting)
 	pRouteSt  = 'r' // r|route                        -> route state record
+	pReceived = 't' // t|received_ns eventID          -> empty, with the event's expiry
 )
 
 func simpleKey(p byte, id string) []byte {
@@ -97,4 +98,24 @@ func attemptPrefix(deliveryID string) []byte {
 
 func attemptKey(deliveryID string, n int) []byte {
 	return binary.BigEndian.AppendUint32(attemptPrefix(deliveryID), uint32(n))
+}
+
+// receivedKey is the event time index entry: t|received_ns eventID.
+func receivedKey(received time.Time, id string) []byte {
+	k := make([]byte, 0, 2+8+len(id))
+	k = append(k, pReceived, '|')
+	ns := received.UnixNano()
+	if received.Before(time.Unix(0, 0)) {
+		ns = 0
+	}
+	k = binary.BigEndian.AppendUint64(k, uint64(ns))
+	return append(k, id...)
+}
+
+// parseReceivedKey splits a t| key into the received time and event id.
+func parseReceivedKey(k []byte) (time.Time, string, bool) {
+	if len(k) < 2+8 || k[0] != pReceived || k[1] != '|' {
+		return time.Time{}, "", false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k[2:10]))), string(k[10:]), true
 }

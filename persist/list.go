@@ -619,6 +619,10 @@ func (s *Badger) reopenEvent(txn *badger.Txn, eventID string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// Unfinished again: the event and its time index entry stop expiring.
+	if err := txn.Set(receivedKey(ev.Received, ev.ID), nil); err != nil {
+		return false, err
+	}
 	return true, txn.Set(eventKey(eventID), val)
 }
 

@@ -322,6 +322,30 @@ type Store interface {
 	// deliveries whose event has expired, are skipped.
 	Requeue(ids []string, now time.Time) ([]Requeued, error)
 
+	// EventsReceived pages through the stored events received (by
+	// Event.Received) in [since, until) (zero until: no end), oldest
+	// first, ties by id: up to limit (1 to MaxEventsPage) after cursor
+	// ("" for the first page); next continues it ("" when there is no
+	// more); events that expired are not listed. Bad limits and cursors
+	// return errors wrapping ErrBadFilter and ErrBadCursor. Badger walks
+	// an index by time, so a page costs what it returns (events stored
+	// by a version without that index are not listed); the NATS backend
+	// has no such index and reads every event for each page.
+	EventsReceived(since, until time.Time, cursor string, limit int) (events []*Event, next string, err error)
+
+	// AddDeliveries adds pending deliveries to events already stored,
+	// each atomically with its event's record: the event lists the
+	// delivery in Deliveries and its route in Routes, counts it in
+	// Remaining and stops expiring. The deliveries are stored as Ingest
+	// stores them (due at Due, or waiting behind their order key). A
+	// delivery whose event is gone is skipped, and with skipRouted so is
+	// one whose event already lists its Route (it had a delivery for it),
+	// which makes adding the same deliveries twice add nothing. It
+	// returns, in order, whether each was added, once they are durable.
+	// (NATS has no transactions across keys: it updates the event first,
+	// then writes the delivery; see its AddDeliveries.)
+	AddDeliveries(ds []*Delivery, skipRouted bool) (added []bool, err error)
+
 	// Close stops accepting calls (they return ErrClosed, Record calls
 	// done with it), waits for what was submitted to be committed and
 	// for look-ups in progress, then releases the storage. It is safe to

@@ -168,6 +168,8 @@ var cases = []testCase{
 	{"Retention", testRetention},
 	{"List", testList},
 	{"RouteState", testRouteState},
+	{"EventsReceived", testEventsReceived},
+	{"AddDeliveries", testAddDeliveries},
 	{"ReopenAfterClose", testReopenAfterClose},
 	{"ReopenAfterCrash", testReopenAfterCrash},
 	{"Closed", testClosed},

@@ -1,0 +1,182 @@
+package persist
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// The event time index (t|received_ns eventID) and the writes that add
+// deliveries to stored events: what a backfill walks and writes.
+
+// MaxEventsPage is the most events one EventsReceived call returns.
+const MaxEventsPage = 1000
+
+// EventsReceived implements Store.
+func (s *Badger) EventsReceived(since, until time.Time, cursor string, limit int) ([]*Event, string, error) {
+	if limit <= 0 || limit > MaxEventsPage {
+		return nil, "", fmt.Errorf("%w: limit %d is not between 1 and %d", ErrBadFilter, limit, MaxEventsPage)
+	}
+	seek := receivedKey(since, "")
+	if cursor != "" {
+		k, err := base64.RawURLEncoding.DecodeString(cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: not one of EventsReceived's", ErrBadCursor)
+		}
+		if _, _, ok := parseReceivedKey(k); !ok {
+			return nil, "", fmt.Errorf("%w: not one of EventsReceived's", ErrBadCursor)
+		}
+		if a := after(k); string(a) > string(seek) {
+			seek = a
+		}
+	}
+	var (
+		out  []*Event
+		next string
+		last []byte // the key of the last event taken
+	)
+	err := s.view(func(txn *badger.Txn) error {
+		prefix := []byte{pReceived, '|'}
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().Key()
+			at, id, ok := parseReceivedKey(k)
+			if !ok {
+				continue
+			}
+			if !until.IsZero() && !at.Before(until) {
+				break
+			}
+			if len(out) == limit {
+				next = base64.RawURLEncoding.EncodeToString(last)
+				break
+			}
+			item, err := txn.Get(eventKey(id))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				// Its event went first (the two expire within a second
+				// of each other).
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			raw, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			ev, err := decodeEvent(raw)
+			if err != nil {
+				return fmt.Errorf("event %s: %w", id, err)
+			}
+			out = append(out, ev)
+			last = append(last[:0], k...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// AddDeliveries implements Store. The writes go through the committer,
+// ordered with outcomes, in one transaction.
+func (s *Badger) AddDeliveries(ds []*Delivery, skipRouted bool) ([]bool, error) {
+	for _, d := range ds {
+		if d == nil {
+			return nil, errors.New("nil delivery")
+		}
+		if err := checkRoute(d.Route); err != nil {
+			return nil, fmt.Errorf("delivery %s: %w", d.ID, err)
+		}
+	}
+	var (
+		added []bool
+		werr  error
+		done  = make(chan struct{})
+	)
+	req := recordReq{
+		apply: func(txn *badger.Txn) error {
+			var err error
+			added, err = s.applyAddDeliveries(txn, ds, skipRouted)
+			return err
+		},
+		done: func(err error) {
+			werr = err
+			close(done)
+		},
+		size: len(ds) * 2048,
+	}
+	if !s.submit(req) {
+		return nil, ErrClosed
+	}
+	<-done
+	if werr != nil {
+		return nil, werr
+	}
+	return added, nil
+}
+
+func (s *Badger) applyAddDeliveries(txn *badger.Txn, ds []*Delivery, skipRouted bool) ([]bool, error) {
+	added := make([]bool, len(ds))
+	for i, d := range ds {
+		item, err := txn.Get(eventKey(d.EventID))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		raw, err := item.ValueCopy(nil)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := decodeEvent(raw)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", d.EventID, err)
+		}
+		routed := slices.Contains(ev.Routes, d.Route)
+		if skipRouted && routed {
+			continue
+		}
+		if !routed {
+			ev.Routes = append(ev.Routes, d.Route)
+		}
+		ev.Deliveries = append(ev.Deliveries, d.ID)
+		ev.Remaining++
+		ev.KeepUntil = 0
+		val, err := encodeEvent(ev)
+		if err != nil {
+			return nil, err
+		}
+		// Unfinished again: the event and its index entry stop expiring.
+		if err := txn.Set(eventKey(ev.ID), val); err != nil {
+			return nil, err
+		}
+		if err := txn.Set(receivedKey(ev.Received, ev.ID), nil); err != nil {
+			return nil, err
+		}
+		d.Status, d.Waiting = StatusPending, false
+		if err := s.orderEnter(txn, d); err != nil {
+			return nil, err
+		}
+		if err := s.putDelivery(txn, d, 0); err != nil {
+			return nil, err
+		}
+		if !d.Waiting {
+			if err := txn.Set(readyKey(d.Route, d.Due, d.ID), nil); err != nil {
+				return nil, err
+			}
+		}
+		added[i] = true
+	}
+	return added, nil
+}
