@@ -101,29 +101,15 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 	return out, nil
 }
 
-// match adds a delivery to in for every route of cfg the event matches:
-// its topics first, then its rule. A rule that cannot be evaluated counts
-// as no match; it is counted, and logged at most once a minute per route.
+// match adds a delivery to in for every route of cfg that takes the
+// event (see takes).
 func (e *Engine) match(cfg *runtimeConfig, in *persist.Ingest, now time.Time) {
 	ev := in.Event
 	c := rules.NewEvent(ev)
 	for _, name := range cfg.order {
 		rt := cfg.routes[name]
-		if !rt.matches(ev.Type) {
+		if !takes(cfg, rt, ev, c, now) {
 			continue
-		}
-		if rt.when != nil {
-			ok, err := rt.when.Eval(c)
-			if err != nil {
-				countRuleError(name)
-				if rt.ruleLog.allow(now) {
-					cfg.logger.Warn("rule could not be evaluated; counted as no match (logged at most once a minute per route)",
-						zap.String("route", name), zap.String("event", ev.ID), zap.Error(err))
-				}
-			}
-			if !ok {
-				continue
-			}
 		}
 		ev.Routes = append(ev.Routes, name)
 		in.Deliveries = append(in.Deliveries, &persist.Delivery{
@@ -137,6 +123,28 @@ func (e *Engine) match(cfg *runtimeConfig, in *persist.Ingest, now time.Time) {
 			OrderKey: rt.orderKey(c, now, cfg.logger),
 		})
 	}
+}
+
+// takes reports whether route rt takes the event ev (c wraps it for
+// rules): its topics, then its rule. A rule that cannot be evaluated
+// counts as no match; it is counted, and logged at most once a minute
+// per route.
+func takes(cfg *runtimeConfig, rt *route, ev *persist.Event, c *rules.Event, now time.Time) bool {
+	if !rt.matches(ev.Type) {
+		return false
+	}
+	if rt.when == nil {
+		return true
+	}
+	ok, err := rt.when.Eval(c)
+	if err != nil {
+		countRuleError(rt.name)
+		if rt.ruleLog.allow(now) {
+			cfg.logger.Warn("rule could not be evaluated; counted as no match (logged at most once a minute per route)",
+				zap.String("route", rt.name), zap.String("event", ev.ID), zap.Error(err))
+		}
+	}
+	return ok
 }
 
 // enqueue offers a stored event's deliveries to their dispatchers and

@@ -28,6 +28,7 @@ var adminEndpoints = []adminEndpoint{
 	{method: http.MethodPost, path: "routes/{name}/pause", handle: (*adminAPI).pause},
 	{method: http.MethodPost, path: "routes/{name}/resume", handle: (*adminAPI).pause},
 	{method: http.MethodPost, path: "routes/{name}/send", handle: (*adminAPI).send},
+	{method: http.MethodPost, path: "routes/{name}/backfill", handle: (*adminAPI).backfill},
 }
 
 // match reports whether the path segments under /webhooks/ are ep's.

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,6 +47,54 @@ func addToolCommands(cmd *cobra.Command) {
 	send.Flags().String("type", "", "Event type (default: the route's sample_event, else its first topic without wildcards)")
 	send.Flags().String("data", "", `Event data as JSON (default: the route's sample_event, else {"test": true})`)
 	cmd.AddCommand(send)
+
+	backfill := &cobra.Command{
+		Use:   "backfill <route> --since <time|duration> [--until <time|duration>] [--dry-run] [--redeliver]",
+		Short: "Offers stored events of a time window to a route",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			q := url.Values{}
+			for _, name := range []string{"since", "until"} {
+				if v, _ := c.Flags().GetString(name); v != "" {
+					q.Set(name, v)
+				}
+			}
+			if q.Get("since") == "" {
+				return fmt.Errorf("--since is required: an RFC 3339 time or a duration before now (2h, 2d)")
+			}
+			for _, name := range []string{"dry-run", "redeliver"} {
+				if v, _ := c.Flags().GetBool(name); v {
+					q.Set(strings.ReplaceAll(name, "-", "_"), "true")
+				}
+			}
+			uri := "/webhooks/routes/" + url.PathEscape(args[0]) + "/backfill?" + q.Encode()
+			return runAdmin(c, http.MethodPost, uri, func(w io.Writer, b []byte) error {
+				var ans BackfillResult
+				if err := json.Unmarshal(b, &ans); err != nil {
+					return err
+				}
+				return writeBackfill(w, &ans)
+			})
+		},
+	}
+	backfill.Flags().String("since", "", "Events received at or after this RFC 3339 time, or this long ago (36h, 2d)")
+	backfill.Flags().String("until", "", "Events received before this RFC 3339 time, or this long ago (default: now)")
+	backfill.Flags().Bool("dry-run", false, "Count what would be queued; queue nothing")
+	backfill.Flags().Bool("redeliver", false, "Queue a delivery also for events that already have one for the route")
+	cmd.AddCommand(backfill)
+
+	addTailCommand(cmd)
+}
+
+// writeBackfill prints a backfill's counts.
+func writeBackfill(w io.Writer, ans *BackfillResult) error {
+	verb := "queued"
+	if ans.DryRun {
+		verb = "would be queued (dry run)"
+	}
+	_, err := fmt.Fprintf(w, "route %s: %d events offered, %d matched, %d %s, %d skipped (already delivered to the route)\n",
+		ans.Route, ans.Offered, ans.Matched, ans.Queued, verb, ans.Skipped)
+	return err
 }
 
 // writeSend prints a test send's answer: a summary line, the response
@@ -79,3 +128,5 @@ func writeSend(w io.Writer, ans *SendResult) error {
 	}
 	return nil
 }
+
+func addTailCommand(*cobra.Command) {}
