@@ -29,6 +29,7 @@ var adminEndpoints = []adminEndpoint{
 	{method: http.MethodPost, path: "routes/{name}/resume", handle: (*adminAPI).pause},
 	{method: http.MethodPost, path: "routes/{name}/send", handle: (*adminAPI).send},
 	{method: http.MethodPost, path: "routes/{name}/backfill", handle: (*adminAPI).backfill},
+	{method: http.MethodGet, path: "tail", handle: (*adminAPI).tail},
 }
 
 // match reports whether the path segments under /webhooks/ are ep's.

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 )
 
@@ -129,4 +131,95 @@ func writeSend(w io.Writer, ans *SendResult) error {
 	return nil
 }
 
-func addTailCommand(*cobra.Command) {}
+func addTailCommand(cmd *cobra.Command) {
+	tail := &cobra.Command{
+		Use:   "tail [--route <name>] [--status delivered|retry|dead]",
+		Short: "Prints delivery outcomes as they happen",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			c.SilenceUsage = true
+			q := url.Values{}
+			for _, name := range []string{"route", "status"} {
+				if v, _ := c.Flags().GetString(name); v != "" {
+					q.Set(name, v)
+				}
+			}
+			uri := "/webhooks/tail"
+			if len(q) > 0 {
+				uri += "?" + q.Encode()
+			}
+			f := c.Flags()
+			address, _ := f.GetString("address")
+			configFile, _ := f.GetString("config")
+			adapter, _ := f.GetString("adapter")
+			asJSON, _ := f.GetBool("json")
+			addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, configFile, adapter)
+			if err != nil {
+				return fmt.Errorf("finding the admin API address: %v", err)
+			}
+			resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, uri, http.Header{"Accept": {"text/event-stream"}}, nil)
+			if err != nil {
+				return adminError(addr, err)
+			}
+			defer resp.Body.Close()
+			return readTail(resp.Body, c.OutOrStdout(), asJSON)
+		},
+	}
+	tail.Flags().String("route", "", "Only this route's outcomes")
+	tail.Flags().String("status", "", "Only outcomes that left the delivery delivered, retry (pending again) or dead")
+	cmd.AddCommand(tail)
+}
+
+// readTail prints the outcomes of an event stream, one line each: as a
+// table row, or with asJSON the Outcome JSON as it came. It returns when
+// the stream ends.
+func readTail(r io.Reader, w io.Writer, asJSON bool) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			event = ""
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data := strings.TrimPrefix(line, "data: ")
+			if event == "dropped" {
+				var d struct{ Dropped int64 }
+				_ = json.Unmarshal([]byte(data), &d)
+				fmt.Fprintf(w, "… %d outcomes dropped so far: this tail fell behind\n", d.Dropped)
+				continue
+			}
+			if asJSON {
+				fmt.Fprintln(w, data)
+				continue
+			}
+			var o Outcome
+			if err := json.Unmarshal([]byte(data), &o); err != nil {
+				return fmt.Errorf("reading the admin API's stream: %v", err)
+			}
+			fmt.Fprintln(w, tailLine(&o))
+		}
+	}
+	return sc.Err()
+}
+
+// tailLine is one outcome on one line.
+func tailLine(o *Outcome) string {
+	dur := time.Duration(o.DurationMS * float64(time.Millisecond)).Round(time.Millisecond)
+	code := "-"
+	if o.HTTPStatus != 0 {
+		code = strconv.Itoa(o.HTTPStatus)
+	}
+	line := fmt.Sprintf("%s  %s  %s  %s  %s  #%d  %s  %s  %s  %s", o.Time.UTC().Format(time.RFC3339Nano), o.Route, o.DeliveryID,
+		o.EventID, o.EventType, o.Attempt, o.Status, code, orDash(o.Class), dur)
+	if o.Error != "" {
+		line += "  " + clip(o.Error, 80)
+	}
+	if !o.Next.IsZero() {
+		line += "  next " + fmtTime(o.Next)
+	}
+	return line
+}

@@ -109,3 +109,6 @@ func outcomeOf(nd *persist.Delivery, ev *persist.Event, res result) Outcome {
 	}
 	return o
 }
+
+// Subscribers is how many subscriptions are open (live tails, consoles).
+func (e *Engine) Subscribers() int { return int(e.feed.n.Load()) }
