@@ -33,9 +33,12 @@ func init() {
 //	POST /webhooks/routes/{name}/replay?status=dead&since=&until=&limit=
 //	POST /webhooks/routes/{name}/pause, /resume
 //	POST /webhooks/routes/{name}/send          one test event through the route
+//	POST /webhooks/routes/{name}/backfill?since=&until=&dry_run=&redeliver=
+//	GET  /webhooks/tail?route=&status=         outcomes as Server-Sent Events
+//	GET  /webhooks/openapi.json                the OpenAPI 3.1 description
 //
-// The full list is adminEndpoints (admin_routes.go), described by
-// GET /webhooks/openapi.json.
+// The router's table is adminEndpoints (admin_routes.go); a test holds
+// it and openapi.json to each other.
 //
 // It shows what the outbox holds about deliveries and attempts, never a
 // route's URL, headers or signing secrets; URLs in transport errors are

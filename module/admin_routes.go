@@ -20,6 +20,7 @@ type adminEndpoint struct {
 
 // adminEndpoints is every endpoint the admin API answers.
 var adminEndpoints = []adminEndpoint{
+	{method: http.MethodGet, path: "openapi.json", static: serveOpenAPI},
 	{method: http.MethodGet, path: "stats", handle: (*adminAPI).stats},
 	{method: http.MethodGet, path: "events/{id}", handle: (*adminAPI).event},
 	{method: http.MethodGet, path: "deliveries", handle: (*adminAPI).deliveries},
