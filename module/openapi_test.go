@@ -4,17 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/apispec"
 )
 
 // The OpenAPI description against the real handlers, both ways: every
@@ -24,146 +22,19 @@ import (
 // enums). A field added to an answer, or renamed, without the
 // description fails this test.
 
-type apiSpec struct {
-	OpenAPI string                               `json:"openapi"`
-	Paths   map[string]map[string]map[string]any `json:"paths"`
-	Comps   struct {
-		Schemas map[string]map[string]any `json:"schemas"`
-	} `json:"components"`
-}
-
-func loadSpec(t *testing.T) *apiSpec {
+func loadSpec(t *testing.T) *apispec.Spec {
 	t.Helper()
-	var sp apiSpec
-	if err := json.Unmarshal(OpenAPI(), &sp); err != nil {
+	sp, err := apispec.Parse(OpenAPI())
+	if err != nil {
 		t.Fatalf("openapi.json: %v", err)
 	}
-	if sp.OpenAPI != "3.1.0" {
-		t.Fatalf("openapi %q, want 3.1.0", sp.OpenAPI)
-	}
-	return &sp
-}
-
-func (sp *apiSpec) resolve(s map[string]any) map[string]any {
-	for i := 0; i < 10; i++ {
-		ref, ok := s["$ref"].(string)
-		if !ok {
-			return s
-		}
-		s = sp.Comps.Schemas[strings.TrimPrefix(ref, "#/components/schemas/")]
-		if s == nil {
-			return map[string]any{"not": "resolvable " + ref}
-		}
-	}
-	return s
-}
-
-// check returns how v departs from schema s ("" paths are the root).
-func (sp *apiSpec) check(at string, v any, s map[string]any) []string {
-	s = sp.resolve(s)
-	if _, bad := s["not"]; bad {
-		return []string{at + ": " + fmt.Sprint(s["not"])}
-	}
-	if alts, ok := s["oneOf"].([]any); ok {
-		var all []string
-		for _, a := range alts {
-			errs := sp.check(at, v, a.(map[string]any))
-			if len(errs) == 0 {
-				return nil
-			}
-			all = append(all, errs...)
-		}
-		return append([]string{at + ": matches no alternative of oneOf"}, all...)
-	}
-	var errs []string
-	if enum, ok := s["enum"].([]any); ok && !slices.Contains(enum, v) {
-		errs = append(errs, fmt.Sprintf("%s: %v is not one of %v", at, v, enum))
-	}
-	switch s["type"] {
-	case nil:
-	case "object":
-		m, ok := v.(map[string]any)
-		if !ok {
-			return append(errs, fmt.Sprintf("%s: %T, want an object", at, v))
-		}
-		props, _ := s["properties"].(map[string]any)
-		for k, x := range m {
-			if ps, ok := props[k].(map[string]any); ok {
-				errs = append(errs, sp.check(at+"."+k, x, ps)...)
-				continue
-			}
-			switch ap := s["additionalProperties"].(type) {
-			case bool:
-				if !ap {
-					errs = append(errs, fmt.Sprintf("%s: field %q is not in the schema", at, k))
-				}
-			case map[string]any:
-				errs = append(errs, sp.check(at+"."+k, x, ap)...)
-			case nil:
-				if props != nil {
-					errs = append(errs, fmt.Sprintf("%s: field %q is not in the schema", at, k))
-				}
-			}
-		}
-		req, _ := s["required"].([]any)
-		for _, r := range req {
-			if _, ok := m[r.(string)]; !ok {
-				errs = append(errs, fmt.Sprintf("%s: required field %q missing", at, r))
-			}
-		}
-	case "array":
-		a, ok := v.([]any)
-		if !ok {
-			return append(errs, fmt.Sprintf("%s: %T, want an array", at, v))
-		}
-		items, _ := s["items"].(map[string]any)
-		for i, x := range a {
-			errs = append(errs, sp.check(at+"["+strconv.Itoa(i)+"]", x, items)...)
-		}
-	case "string":
-		str, ok := v.(string)
-		if !ok {
-			return append(errs, fmt.Sprintf("%s: %T, want a string", at, v))
-		}
-		if s["format"] == "date-time" {
-			if _, err := time.Parse(time.RFC3339Nano, str); err != nil {
-				errs = append(errs, fmt.Sprintf("%s: %q is not a date-time", at, str))
-			}
-		}
-	case "integer":
-		if f, ok := v.(float64); !ok || f != math.Trunc(f) {
-			errs = append(errs, fmt.Sprintf("%s: %v, want an integer", at, v))
-		}
-	case "number":
-		if _, ok := v.(float64); !ok {
-			errs = append(errs, fmt.Sprintf("%s: %v, want a number", at, v))
-		}
-	case "boolean":
-		if _, ok := v.(bool); !ok {
-			errs = append(errs, fmt.Sprintf("%s: %v, want a boolean", at, v))
-		}
-	default:
-		errs = append(errs, fmt.Sprintf("%s: schema type %v is not understood by this test", at, s["type"]))
-	}
-	return errs
-}
-
-// specOp is a described operation: "GET /webhooks/stats".
-func specOps(sp *apiSpec) []string {
-	var ops []string
-	for p, methods := range sp.Paths {
-		for m := range methods {
-			ops = append(ops, strings.ToUpper(m)+" "+p)
-		}
-	}
-	sort.Strings(ops)
-	return ops
+	return sp
 }
 
 func TestOpenAPICoversTheAdminRouter(t *testing.T) {
 	sp := loadSpec(t)
 	described := map[string]bool{}
-	for _, op := range specOps(sp) {
+	for _, op := range sp.Ops() {
 		if strings.Contains(op, " /webhooks/") {
 			described[op] = true
 		}
@@ -182,13 +53,13 @@ func TestOpenAPICoversTheAdminRouter(t *testing.T) {
 		}
 	}
 	// The walker must catch drift (it is what the next test relies on).
-	if errs := sp.check("", map[string]any{"route": "r", "replayed": 1.0, "extra": true}, map[string]any{"$ref": "#/components/schemas/ReplayAnswer"}); len(errs) != 1 {
+	if errs := sp.Check("", map[string]any{"route": "r", "replayed": 1.0, "extra": true}, map[string]any{"$ref": "#/components/schemas/ReplayAnswer"}); len(errs) != 1 {
 		t.Errorf("an extra field: %v", errs)
 	}
-	if errs := sp.check("", map[string]any{"route": "r"}, map[string]any{"$ref": "#/components/schemas/ReplayAnswer"}); len(errs) != 1 {
+	if errs := sp.Check("", map[string]any{"route": "r"}, map[string]any{"$ref": "#/components/schemas/ReplayAnswer"}); len(errs) != 1 {
 		t.Errorf("a missing field: %v", errs)
 	}
-	if errs := sp.check("", map[string]any{"route": "r", "replayed": "1"}, map[string]any{"$ref": "#/components/schemas/ReplayAnswer"}); len(errs) != 1 {
+	if errs := sp.Check("", map[string]any{"route": "r", "replayed": "1"}, map[string]any{"$ref": "#/components/schemas/ReplayAnswer"}); len(errs) != 1 {
 		t.Errorf("a wrong type: %v", errs)
 	}
 }
@@ -228,7 +99,7 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 			{"POST", "/webhooks/routes/r/backfill", ""}, {"POST", "/webhooks/routes/nope/backfill?since=1h", ""}},
 		"GET /webhooks/tail": {{"GET", "/webhooks/tail", ""}, {"GET", "/webhooks/tail?status=x", ""}},
 	}
-	for _, op := range specOps(sp) {
+	for _, op := range sp.Ops() {
 		if !strings.Contains(op, " /webhooks/") {
 			continue // the ingest API: module/ingest and the integration tests
 		}
@@ -280,7 +151,7 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 			}
 			resp.Body.Close()
 			cancel()
-			for _, e := range sp.check(c.method+" "+c.target+" "+code, doc, schema) {
+			for _, e := range sp.Check(c.method+" "+c.target+" "+code, doc, schema) {
 				t.Error(e)
 			}
 		}
