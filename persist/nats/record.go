@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/hookgate/hookgate/persist"
@@ -94,7 +95,7 @@ func (s *Store) record(d *persist.Delivery, att *persist.Attempt) error {
 		return err
 	}
 	if final && wasPending {
-		if err := s.countDown(ctx, d.EventID, ttl); err != nil {
+		if err := s.countDown(ctx, d.EventID, d.ID, ttl); err != nil {
 			return err
 		}
 		if d.OrderKey != "" {
@@ -155,7 +156,7 @@ func (s *Store) appendAttempt(ctx context.Context, id string, att *persist.Attem
 
 // updateEvent applies fn to event id with a compare-and-set; a missing
 // event is not an error (fn is not called).
-func (s *Store) updateEvent(ctx context.Context, id string, fn func(ev *persist.Event) time.Duration) error {
+func (s *Store) updateEvent(ctx context.Context, id string, fn func(r *eventRecord) time.Duration) error {
 	for tries := 0; tries < 100; tries++ {
 		e, err := s.events.get(ctx, id)
 		if err != nil {
@@ -168,7 +169,7 @@ func (s *Store) updateEvent(ctx context.Context, id string, fn func(ev *persist.
 		if err := json.Unmarshal(e.val, &r); err != nil || r.Event == nil {
 			return fmt.Errorf("decoding event %s: %v", id, err)
 		}
-		ttl := fn(r.Event)
+		ttl := fn(&r)
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err
@@ -180,11 +181,16 @@ func (s *Store) updateEvent(ctx context.Context, id string, fn func(ev *persist.
 	return fmt.Errorf("event %s: too many conflicting writes", id)
 }
 
-// countDown counts one final delivery off event id; with none left, the
-// event expires after the longest retention of its deliveries so far.
-func (s *Store) countDown(ctx context.Context, id string, ttl time.Duration) error {
+// countDown counts final delivery deliveryID off event id; with none
+// left, the event expires after the longest retention of its deliveries
+// so far. The delivery also leaves the event's list of first-written
+// deliveries: it was written, so repair must never bring it back once it
+// has expired.
+func (s *Store) countDown(ctx context.Context, id, deliveryID string, ttl time.Duration) error {
 	now := s.now()
-	return s.updateEvent(ctx, id, func(ev *persist.Event) time.Duration {
+	return s.updateEvent(ctx, id, func(r *eventRecord) time.Duration {
+		r.Initial = slices.DeleteFunc(r.Initial, func(d *persist.Delivery) bool { return d.ID == deliveryID })
+		ev := r.Event
 		if ev.Remaining > 0 {
 			ev.Remaining--
 		}
@@ -274,9 +280,9 @@ func (s *Store) requeue(id string, now time.Time) (*persist.Requeued, error) {
 		if ev.rev == 0 || ev.deleted {
 			return nil, nil
 		}
-		if err := s.updateEvent(ctx, d.EventID, func(ev *persist.Event) time.Duration {
-			ev.Remaining++
-			ev.KeepUntil = 0
+		if err := s.updateEvent(ctx, d.EventID, func(r *eventRecord) time.Duration {
+			r.Event.Remaining++
+			r.Event.KeepUntil = 0
 			return 0
 		}); err != nil {
 			return nil, err

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hookgate/hookgate/persist"
 	"github.com/hookgate/hookgate/persist/nats/natstest"
 )
@@ -336,5 +338,56 @@ func TestRedacted(t *testing.T) {
 	got := fmt.Sprint(c.Redacted())
 	if want := "[nats://u:xxxxx@h:4222 nats://xxxxx@h2:4222 nats://h3:4222]"; got != want {
 		t.Fatalf("Redacted = %s, want %s", got, want)
+	}
+}
+
+// TestRepairNeverBringsBackAFinishedDelivery: a delivery that was written
+// and became final, then expired (its delete marker gone too) while a
+// sibling keeps the event stored, is not recreated by the repair that a
+// duplicate ingest of the event runs.
+func TestRepairNeverBringsBackAFinishedDelivery(t *testing.T) {
+	s, _ := twoNodes(t)
+	now := time.Now()
+	ctx := context.Background()
+	in := persist.Ingest{
+		Event: &persist.Event{ID: "ev", Type: "t", Data: []byte(`{}`)},
+		Deliveries: []*persist.Delivery{
+			{ID: "ev-a", EventID: "ev", Route: "a", Status: persist.StatusPending, Due: now},
+			{ID: "ev-b", EventID: "ev", Route: "b", Status: persist.StatusPending, Due: now},
+		},
+		Dedupe: "ev",
+	}
+	if _, err := s.Ingest(ctx, []persist.Ingest{in}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []struct {
+		id string
+		st persist.Status
+	}{{"ev-a", persist.StatusDelivered}, {"ev-b", persist.StatusDead}} {
+		d, err := s.Delivery(o.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claimed := d.Due
+		d.Status, d.Attempts, d.Done = o.st, 1, now
+		done := make(chan error, 1)
+		s.Record(persist.Outcome{Delivery: d, ClaimedDue: claimed, Attempt: &persist.Attempt{N: 1, Start: now}},
+			func(err error) { done <- err })
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ev-a expires, and its delete marker after it: no trace is left.
+	if err := s.deliveries.stream.Purge(ctx, jetstream.WithPurgeSubject(s.deliveries.subj+enc("ev-a"))); err != nil {
+		t.Fatal(err)
+	}
+	if res := ingestOne(t, s, "ev", now); !res.Duplicate {
+		t.Fatalf("re-post of ev = %+v, want a duplicate", res)
+	}
+	if e, err := s.deliveries.get(ctx, "ev-a"); err != nil || e.rev != 0 {
+		t.Fatalf("ev-a after the repair: rev %d, %v; want still gone", e.rev, err)
+	}
+	if p, _ := s.Pending(); p["a"] != 0 {
+		t.Fatalf("pending after the repair = %v, want nothing for route a", p)
 	}
 }
