@@ -17,33 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted
-// in Cleanup. Where mounting is not permitted (not root) the test is
-// skipped and says so: it never passes without having run.
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "tmpfs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-			t.Skipf("SKIPPED, NOT TESTED: mounting a %d-byte tmpfs is not permitted here (%v); "+
-				"this test needs root (CI runs it as root)", size, err)
-		}
-		t.Fatalf("mounting a tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		// A child still holding files open would make this fail: the
-		// child's own Cleanup (registered later) has run by now.
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmounting %s: %v", dir, err)
-		}
-	})
-	return dir
-}
+	"github.com/hookgate/hookgate/internal/tmpfs"
+)
 
 // writeFiller writes a file of n bytes, or until the file system is full
 // when n is 0.
@@ -75,7 +51,7 @@ func TestStorageFullKeepsCaddyServing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a separate Caddy process")
 	}
-	mnt := mountTmpfs(t, 64<<20)
+	mnt := tmpfs.Mount(t, 64<<20)
 	// Freed later to give space back, as an operator would.
 	filler := filepath.Join(mnt, "filler")
 	writeFiller(t, filler, 16<<20)
@@ -281,7 +257,7 @@ func TestStartOnFullDiskFails(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a separate Caddy process")
 	}
-	mnt := mountTmpfs(t, 8<<20)
+	mnt := tmpfs.Mount(t, 8<<20)
 	outbox := filepath.Join(mnt, "outbox")
 	if err := os.Mkdir(outbox, 0o700); err != nil {
 		t.Fatal(err)

@@ -12,31 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted
-// in Cleanup. Without the right to mount (not root), the test is skipped
-// and says why.
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "tmpfs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-			t.Skipf("SKIPPED, NOT TESTED: mounting a %d-byte tmpfs is not permitted here (%v); "+
-				"this test needs root (CI runs it as root)", size, err)
-		}
-		t.Fatalf("mounting a tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmounting %s: %v", dir, err)
-		}
-	})
-	return dir
-}
+	"github.com/hookgate/hookgate/internal/tmpfs"
+)
 
 // fill writes a file on dir's file system until it is full (a plain
 // write gets ENOSPC, it does not crash).
@@ -65,7 +43,7 @@ func fill(t *testing.T, path string) {
 // acknowledged event is readable, and an Open on a full disk fails with a
 // message instead of a crash.
 func TestStorageFullOnTmpfs(t *testing.T) {
-	mnt := mountTmpfs(t, 64*mib)
+	mnt := tmpfs.Mount(t, 64*mib)
 	dir := filepath.Join(mnt, "outbox")
 	opts := Options{Dir: dir, MinFree: 16 * mib}
 	s, err := Open(opts)
