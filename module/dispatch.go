@@ -82,6 +82,8 @@ type dispatcher struct {
 	dead        atomic.Int64 // in the outbox (counted at open, recounted by recountDead)
 	lastSuccess atomic.Int64 // unix ns of the end of the last 2xx attempt
 	lastFailure atomic.Int64 // unix ns of the end of the last failed attempt
+	// hist is the last hour of attempts, per minute (history.go).
+	hist history
 }
 
 func newDispatcher(e *Engine, name string) *dispatcher {
@@ -430,6 +432,7 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 	}
 	d.logOutcome(log, &nd, res)
 	countAttempt(d.name, nd.Status, res)
+	d.hist.add(start.Add(res.dur), nd.Status, res.dur)
 
 	o := persist.Outcome{Delivery: &nd, ClaimedDue: claimed, Attempt: att}
 	dead := nd.Status == persist.StatusDead
