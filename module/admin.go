@@ -194,12 +194,12 @@ type statsAnswer struct {
 }
 
 type eventAnswer struct {
-	Event      eventView      `json:"event"`
-	Deliveries []deliveryView `json:"deliveries"`
+	Event      EventView      `json:"event"`
+	Deliveries []DeliveryView `json:"deliveries"`
 }
 
 type listAnswer struct {
-	Deliveries []deliveryView `json:"deliveries"`
+	Deliveries []DeliveryView `json:"deliveries"`
 	Next       string         `json:"next,omitempty"`
 }
 
@@ -220,7 +220,10 @@ type pauseAnswer struct {
 	Paused bool   `json:"paused"`
 }
 
-type eventView struct {
+// EventView is an event as operators see it (the admin API's event
+// look-up, the console): header values that carry credentials are left
+// out, and a body that is not UTF-8 is base64-encoded.
+type EventView struct {
 	ID       string    `json:"id"`
 	Type     string    `json:"type"`
 	Source   string    `json:"source,omitempty"`
@@ -238,7 +241,9 @@ type eventView struct {
 	TraceID     string            `json:"trace_id,omitempty"`
 }
 
-type deliveryView struct {
+// DeliveryView is a delivery as operators see it: URLs in its last
+// error are cut down to scheme and host (RedactURLs).
+type DeliveryView struct {
 	ID          string    `json:"id"`
 	EventID     string    `json:"event_id"`
 	Route       string    `json:"route"`
@@ -254,10 +259,12 @@ type deliveryView struct {
 	LastError   string    `json:"last_error,omitempty"`
 	Done        time.Time `json:"done,omitzero"`
 	// History is every attempt kept, oldest first (event look-up only).
-	History []attemptView `json:"history,omitempty"`
+	History []AttemptView `json:"history,omitempty"`
 }
 
-type attemptView struct {
+// AttemptView is one attempt as operators see it: URLs in its error
+// cut down to scheme and host, the response as text or base64.
+type AttemptView struct {
 	N          int       `json:"n"`
 	Time       time.Time `json:"time"`
 	DurationMS float64   `json:"duration_ms"`
@@ -271,8 +278,9 @@ type attemptView struct {
 	ResponseEncoding string `json:"response_encoding,omitempty"`
 }
 
-func viewEvent(ev *persist.Event) eventView {
-	v := eventView{
+// ViewEvent returns what operators may see of ev.
+func ViewEvent(ev *persist.Event) EventView {
+	v := EventView{
 		ID:          ev.ID,
 		Type:        ev.Type,
 		Source:      ev.Source,
@@ -315,8 +323,10 @@ func traceIDOf(tp string) string {
 	return parts[1]
 }
 
-func viewDelivery(d *persist.Delivery) deliveryView {
-	v := deliveryView{
+// ViewDelivery returns what operators may see of d, without its
+// attempts (History is left empty).
+func ViewDelivery(d *persist.Delivery) DeliveryView {
+	v := DeliveryView{
 		ID:          d.ID,
 		EventID:     d.EventID,
 		Route:       d.Route,
@@ -328,7 +338,7 @@ func viewDelivery(d *persist.Delivery) deliveryView {
 		LastAttempt: d.LastAttempt,
 		LastStatus:  d.LastStatus,
 		LastClass:   d.LastClass,
-		LastError:   redactURLs(d.LastError),
+		LastError:   RedactURLs(d.LastError),
 		Done:        d.Done,
 	}
 	if d.Status == persist.StatusPending {
@@ -337,14 +347,15 @@ func viewDelivery(d *persist.Delivery) deliveryView {
 	return v
 }
 
-func viewAttempt(a persist.Attempt) attemptView {
-	v := attemptView{
+// ViewAttempt returns what operators may see of a.
+func ViewAttempt(a persist.Attempt) AttemptView {
+	v := AttemptView{
 		N:          a.N,
 		Time:       a.Start,
 		DurationMS: float64(a.Duration.Microseconds()) / 1000,
 		Status:     a.Status,
 		Class:      a.Class,
-		Error:      redactURLs(a.Error),
+		Error:      RedactURLs(a.Error),
 		TraceID:    a.TraceID,
 	}
 	v.Response, v.ResponseEncoding = responseText(a.Response)
@@ -384,7 +395,9 @@ func responseText(b []byte) (text, encoding string) {
 // its scheme and host.
 var urlInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+`)
 
-func redactURLs(s string) string {
+// RedactURLs cuts every URL in s down to its scheme and host, so that a
+// token in a path or query never reaches a log, an answer or a page.
+func RedactURLs(s string) string {
 	if !strings.Contains(s, "://") {
 		return s
 	}
@@ -425,11 +438,11 @@ func (a *adminAPI) event(eng *Engine, w http.ResponseWriter, _ *http.Request, pa
 	if err != nil {
 		return storeError(err, "reading event "+id)
 	}
-	ans := eventAnswer{Event: viewEvent(rec.Event), Deliveries: make([]deliveryView, 0, len(rec.Deliveries))}
+	ans := eventAnswer{Event: ViewEvent(rec.Event), Deliveries: make([]DeliveryView, 0, len(rec.Deliveries))}
 	for _, d := range rec.Deliveries {
-		v := viewDelivery(d.Delivery)
+		v := ViewDelivery(d.Delivery)
 		for _, at := range d.Attempts {
-			v.History = append(v.History, viewAttempt(at))
+			v.History = append(v.History, ViewAttempt(at))
 		}
 		ans.Deliveries = append(ans.Deliveries, v)
 	}
@@ -459,9 +472,9 @@ func (a *adminAPI) deliveries(eng *Engine, w http.ResponseWriter, r *http.Reques
 	if err != nil {
 		return storeError(err, "listing deliveries")
 	}
-	ans := listAnswer{Deliveries: make([]deliveryView, 0, len(ds)), Next: next}
+	ans := listAnswer{Deliveries: make([]DeliveryView, 0, len(ds)), Next: next}
 	for _, d := range ds {
-		ans.Deliveries = append(ans.Deliveries, viewDelivery(d))
+		ans.Deliveries = append(ans.Deliveries, ViewDelivery(d))
 	}
 	writeJSON(w, http.StatusOK, ans)
 	return nil

@@ -27,7 +27,7 @@ func TestRedactURLs(t *testing.T) {
 		{"no scheme here: host/path?q=1", "no scheme here: host/path?q=1"},
 	}
 	for _, c := range cases {
-		if got := redactURLs(c.in); got != c.want {
+		if got := RedactURLs(c.in); got != c.want {
 			t.Errorf("redactURLs(%q)\n got %q\nwant %q", c.in, got, c.want)
 		}
 	}
@@ -86,7 +86,7 @@ func TestViewEvent(t *testing.T) {
 		Headers:     map[string]string{"x-github-event": "push", "authorization": "Bearer leaked", "x-hub-signature-256": "sha256=aa"},
 		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 	}
-	v := viewEvent(ev)
+	v := ViewEvent(ev)
 	if len(v.Headers) != 1 || v.Headers["x-github-event"] != "push" {
 		t.Errorf("headers %v: want only x-github-event", v.Headers)
 	}
@@ -95,7 +95,7 @@ func TestViewEvent(t *testing.T) {
 	}
 	// A record whose data is not JSON still renders.
 	ev.Data = []byte("not json")
-	if b, err := json.Marshal(viewEvent(ev)); err != nil || !strings.Contains(string(b), `"data":"not json"`) {
+	if b, err := json.Marshal(ViewEvent(ev)); err != nil || !strings.Contains(string(b), `"data":"not json"`) {
 		t.Errorf("bad data: %s %v", b, err)
 	}
 }

@@ -424,7 +424,7 @@ func writeEvent(w io.Writer, ans *eventAnswer) error {
 }
 
 // deliverySummary says where a delivery stands, in a few words.
-func deliverySummary(d *deliveryView) string {
+func deliverySummary(d *DeliveryView) string {
 	var b strings.Builder
 	b.WriteString(d.Status)
 	switch d.Status {

@@ -41,11 +41,11 @@ func TestWriteStats(t *testing.T) {
 
 func TestWriteEvent(t *testing.T) {
 	ans := &eventAnswer{
-		Event: eventView{ID: "evt_1", Type: "task.finished", Source: "api", Time: cliT0, Received: cliT0,
+		Event: EventView{ID: "evt_1", Type: "task.finished", Source: "api", Time: cliT0, Received: cliT0,
 			Data:    json.RawMessage(`{ "task": "T-1" }`),
 			Headers: map[string]string{"x-b": "2", "x-a": "1"}, Routes: []string{"erp", "slack"}, TraceID: "4bf9"},
-		Deliveries: []deliveryView{
-			{ID: "dlv_1", Route: "erp", Status: "dead", Attempts: 2, Done: cliT0.Add(time.Minute), History: []attemptView{
+		Deliveries: []DeliveryView{
+			{ID: "dlv_1", Route: "erp", Status: "dead", Attempts: 2, Done: cliT0.Add(time.Minute), History: []AttemptView{
 				{N: 1, Time: cliT0, DurationMS: 12.4, Status: 503, Class: "http_5xx", Error: "endpoint answered 503", Response: "busy\nnow"},
 				{N: 2, Time: cliT0.Add(time.Minute), DurationMS: 1500, Class: "connect", Error: strings.Repeat("x", 100), TraceID: "abc",
 					Response: "//4=", ResponseEncoding: "base64"},
@@ -78,7 +78,7 @@ func TestWriteEvent(t *testing.T) {
 	}
 
 	// Big data is cut; no deliveries is said.
-	ans = &eventAnswer{Event: eventView{ID: "e", Data: json.RawMessage(`"` + strings.Repeat("d", 5000) + `"`)}}
+	ans = &eventAnswer{Event: EventView{ID: "e", Data: json.RawMessage(`"` + strings.Repeat("d", 5000) + `"`)}}
 	b.Reset()
 	writeEvent(&b, ans)
 	if out := b.String(); !strings.Contains(out, "… (5002 bytes; --json shows all)") || !strings.Contains(out, "No deliveries") || len(out) > 3000 {
@@ -88,7 +88,7 @@ func TestWriteEvent(t *testing.T) {
 
 func TestWriteDeliveries(t *testing.T) {
 	var b bytes.Buffer
-	err := writeDeliveries(&b, &listAnswer{Deliveries: []deliveryView{
+	err := writeDeliveries(&b, &listAnswer{Deliveries: []DeliveryView{
 		{ID: "dlv_1", EventID: "e1", Route: "erp", Status: "dead", Attempts: 3, Done: cliT0, LastStatus: 400, LastClass: "http_4xx", LastError: "endpoint answered 400"},
 		{ID: "dlv_2", EventID: "e2", Route: "erp", Status: "pending", Attempts: 1, Due: cliT0, LastClass: "timeout"},
 		{ID: "dlv_3", EventID: "e3", Route: "erp", Status: "pending", Due: cliT0},

@@ -119,7 +119,7 @@ func (e *Engine) Send(ctx context.Context, route string, ev *persist.Event) (Sen
 		Headers:    res.header,
 		DurationMS: float64(res.dur.Microseconds()) / 1000,
 		Class:      res.class,
-		Error:      redactURLs(res.err),
+		Error:      RedactURLs(res.err),
 	}
 	out.Body, out.BodyEncoding = responseText(res.body)
 	return out, nil
