@@ -10,5 +10,6 @@ package hookgate
 import (
 	_ "github.com/hookgate/hookgate/caddyfile"
 	_ "github.com/hookgate/hookgate/module"
+	_ "github.com/hookgate/hookgate/module/console"
 	_ "github.com/hookgate/hookgate/module/ingest"
 )

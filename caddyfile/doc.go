@@ -1,8 +1,9 @@
 // Package caddyfile holds hookgate's Caddyfile syntax: the `webhooks`
 // global option, which configures the webhooks app, and the
-// `webhook_ingest` handler directive. It turns Caddyfile tokens into the
-// JSON config types of package module, which itself knows nothing of the
-// Caddyfile; everything here has a JSON equivalent (`caddy adapt`).
+// `webhook_ingest` and `webhook_console` handler directives. It turns
+// Caddyfile tokens into the JSON config types of packages module and
+// module/console, which know nothing of the Caddyfile; everything here
+// has a JSON equivalent (`caddy adapt`).
 //
 // The global option (a repeated `webhooks` block is merged into the
 // first; a route or a single-value option given twice is an error):
@@ -154,4 +155,17 @@
 // sender's message id, which makes the event id and so dedupes the
 // sender's retries. topic, source, keep_headers and id_header may be
 // given once.
+//
+// The console directive, also ordered before reverse_proxy (and so after
+// basic_auth and forward_auth):
+//
+//	webhook_console [<path>] {
+//		trace_url <url with {trace_id}>
+//		user      <placeholder>
+//	}
+//
+// The path (default: the whole site) is where the console lives; the
+// directive matches it and everything under it. trace_url links trace
+// ids to a trace UI; user names who makes a request (default
+// {http.auth.user.id}). Each may be given once.
 package caddyfile

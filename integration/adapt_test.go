@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/console"
 	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/module/ingest"
 )
@@ -157,6 +158,9 @@ func checkStrict(t *testing.T, out []byte) {
 	}
 	for _, h := range findHandlers(t, cfg.Apps["http"], "webhook_ingest") {
 		strictDecode(t, h, new(ingest.Handler))
+	}
+	for _, h := range findHandlers(t, cfg.Apps["http"], "webhook_console") {
+		strictDecode(t, h, new(console.Handler))
 	}
 }
 
