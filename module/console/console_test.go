@@ -187,7 +187,7 @@ func TestEventPage(t *testing.T) {
 		"<title>Event "+ids[0]+" · hookgate console</title>",
 		"task.created", `id="d-`+crm+`"`,
 		"Envelope as stored", `&#34;task&#34;: 0`, // the data, pretty, escaped
-		"&lt;b&gt;bold&lt;/b&gt;", // never markup
+		"&lt;b&gt;bold&lt;/b&gt;",             // never markup
 		"http_5xx", "500", "database is down", // the attempt and its response
 		`https://jaeger.example/trace/4bf92f3577b34da6a3ce929d0e0e4736`,
 		`/console/deliveries/`+crm+`/retry`,

@@ -404,7 +404,7 @@ var funcs = template.FuncMap{
 		return u
 	},
 	"pathEscape": url.PathEscape,
-	"traceArgs": func(tmpl, id string) traceArgs { return traceArgs{URL: tmpl, ID: id} },
+	"traceArgs":  func(tmpl, id string) traceArgs { return traceArgs{URL: tmpl, ID: id} },
 	"cap": func(s string) string {
 		if s == "" {
 			return s
