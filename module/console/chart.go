@@ -16,9 +16,9 @@ import (
 // Chart geometry, in viewBox units.
 const (
 	chartW   = 300.0
-	chartH   = 80.0
-	plotTop  = 12.0 // room for the top label
-	plotBot  = 66.0 // room below for the time axis labels
+	chartH   = 92.0
+	plotTop  = 16.0 // room for the top label and the legend
+	plotBot  = 76.0 // room below for the time axis labels
 	plotLeft = 0.0
 )
 
@@ -104,13 +104,10 @@ func latencyChart(hist []module.MinuteStats) chart {
 		{"p50", func(m module.MinuteStats) time.Duration { return m.P50 }},
 		{"p99", func(m module.MinuteStats) time.Duration { return m.P99 }},
 	} {
-		// One polyline per run of minutes with attempts; a lone
-		// minute is a dot (a line to itself, drawn with round caps).
+		// A step line: each minute with attempts is a level across its
+		// slot, joined to the next; a gap ends the line.
 		var pts []string
 		flush := func() {
-			if len(pts) == 1 {
-				pts = append(pts, pts[0])
-			}
 			if len(pts) > 0 {
 				c.Lines = append(c.Lines, line{Points: strings.Join(pts, " "), Class: q.class})
 			}
@@ -122,9 +119,9 @@ func latencyChart(hist []module.MinuteStats) chart {
 				continue
 			}
 			ms := float64(q.of(m)) / float64(time.Millisecond)
-			x := plotLeft + (float64(i)+0.4)*slot
-			y := plotBot - ms*scale
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y))
+			x := plotLeft + float64(i)*slot
+			y := max(plotBot-ms*scale, plotTop)
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f %.1f,%.1f", x, y, x+slot, y))
 		}
 		flush()
 	}

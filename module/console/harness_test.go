@@ -50,6 +50,10 @@ type gateway struct {
 	logPath string
 	// okHits counts requests to the sink that answers 200.
 	okHits atomic.Int64
+	// While hold is set, the failing sink answers only once release is
+	// closed (or after 20 s), so a test can see an attempt finish.
+	hold    atomic.Bool
+	release chan struct{}
 	client *http.Client
 }
 
@@ -74,13 +78,19 @@ var hashOnce = func() func() string {
 
 func startGateway(t *testing.T, o gatewayOptions) *gateway {
 	t.Helper()
-	g := &gateway{t: t}
+	g := &gateway{t: t, release: make(chan struct{})}
 	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.okHits.Add(1)
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	}))
 	t.Cleanup(ok.Close)
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.hold.Load() {
+			select {
+			case <-g.release:
+			case <-time.After(20 * time.Second):
+			}
+		}
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = io.WriteString(w, `{"error":"database is down"}`)
 	}))

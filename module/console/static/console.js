@@ -53,7 +53,8 @@
     rows.insertBefore(tr, rows.firstChild);
     while (rows.children.length > keep) rows.removeChild(rows.lastChild);
     table.hidden = false;
-    empty.hidden = true;
+    // The event page keeps its hint: the rows above are from before.
+    if (!box.hasAttribute("data-reload")) empty.hidden = true;
   }
 
   var es = new EventSource(box.getAttribute("data-live"));
