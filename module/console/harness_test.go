@@ -54,7 +54,7 @@ type gateway struct {
 	// closed (or after 20 s), so a test can see an attempt finish.
 	hold    atomic.Bool
 	release chan struct{}
-	client *http.Client
+	client  *http.Client
 }
 
 type gatewayOptions struct {
