@@ -62,8 +62,8 @@ type Handler struct {
 	logger *zap.Logger
 	app    *module.App
 	pages  *pages
-	// done is closed in Cleanup: live streams of this config end, so a
-	// reload does not wait on them.
+	// done is closed when the server shuts down (or in Cleanup): live
+	// streams of this config end, so a reload does not wait on them.
 	done     chan struct{}
 	doneOnce *sync.Once
 	// warned is set once the missing-auth warning is logged.
@@ -105,6 +105,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading webhooks app: %v", err)
 	}
 	h.app = appIface.(*module.App)
+	// When Caddy exits, its servers wait for their requests to finish
+	// before the handlers are cleaned up (with no grace_period, for as
+	// long as it takes), and a live stream does not finish by itself.
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		srv.RegisterOnShutdown(h.endStreams)
+	}
 	h.logger.Info("webhook console mounted; it has no authentication of its own and relies on the site's (basic_auth, forward_auth, client certificates)",
 		zap.String("path", h.prefix+"/"))
 	return nil
@@ -136,10 +142,15 @@ func CheckTraceURL(s string) error {
 
 // Cleanup ends this config's live streams.
 func (h *Handler) Cleanup() error {
+	h.endStreams()
+	return nil
+}
+
+// endStreams ends the live streams this handler serves.
+func (h *Handler) endStreams() {
 	if h.done != nil {
 		h.doneOnce.Do(func() { close(h.done) })
 	}
-	return nil
 }
 
 // ServeHTTP answers requests under Path and passes the rest to next.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -384,4 +385,40 @@ func TestLiveStream(t *testing.T) {
 	if a := g.get("/console/live?status=lost", true); a.status != http.StatusBadRequest {
 		t.Errorf("bad live filter: HTTP %d, want 400", a.status)
 	}
+}
+
+// A reload ends open live streams at once: the old server waits for its
+// requests before it lets go, and a stream would otherwise hold it for
+// minutes.
+func TestReloadEndsLiveStreams(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	req, _ := http.NewRequest(http.MethodGet, g.origin+"/console/live", nil)
+	req.Header.Set("Authorization", basicAuth())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, resp.Body)
+		ended <- err
+	}()
+	start := time.Now()
+	loaded := make(chan error, 1)
+	go func() { loaded <- g.reload() }()
+	select {
+	case err := <-loaded:
+		if err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the reload waits on the open live stream")
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the live stream is still open after the reload")
+	}
+	t.Logf("reload with an open live stream took %v", time.Since(start).Round(time.Millisecond))
 }

@@ -50,6 +50,8 @@ type gateway struct {
 	logPath string
 	// okHits counts requests to the sink that answers 200.
 	okHits atomic.Int64
+	// config is the adapted JSON, for reloads.
+	config []byte
 	// While hold is set, the failing sink answers only once release is
 	// closed (or after 20 s), so a test can see an attempt finish.
 	hold    atomic.Bool
@@ -145,6 +147,7 @@ http://127.0.0.1:%d {
 	if len(warn) > 0 {
 		t.Logf("adapt warnings: %v", warn)
 	}
+	g.config = js
 	if err := caddy.Load(js, true); err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
@@ -170,6 +173,12 @@ http://127.0.0.1:%d {
 	}
 	waitListening(t, g.origin)
 	return g
+}
+
+// reload loads the same config again (a real reload: Caddy stops the
+// old servers and starts new ones).
+func (g *gateway) reload() error {
+	return caddy.Load(g.config, true)
 }
 
 func freePort(t *testing.T) int {
