@@ -66,6 +66,9 @@ func (h *Handler) checkPost(rq *request) bool {
 	}
 	got := rq.r.PostForm.Get("csrf")
 	if got == "" || !hmac.Equal([]byte(got), []byte(h.csrfToken(rq.user))) {
+		h.logger.Warn("webhook console refused an action with a missing or stale form token",
+			zap.String("path", rq.r.URL.Path), zap.Bool("token_sent", got != ""),
+			zap.String("user", rq.user), zap.String("remote", rq.r.RemoteAddr))
 		h.errorPage(rq, http.StatusForbidden, "Refused: stale or missing form token",
 			"The action was refused because its form token is missing or out of date (Caddy restarted, or you signed in as someone else). Reload the page and try again.")
 		return false

@@ -345,7 +345,13 @@ func TestActionsRefused(t *testing.T) {
 		t.Errorf("GET on retry: HTTP %d Allow %q, want 405 POST", a.status, a.header.Get("Allow"))
 	}
 	if n := len(g.logLines("refused a cross-origin action")); n != 5 {
-		t.Errorf("%d refusals logged, want 5", n)
+		t.Errorf("%d cross-origin refusals logged, want 5", n)
+	}
+	if n := len(g.logLines("refused an action with a missing or stale form token")); n != 2 {
+		t.Errorf("%d token refusals logged, want 2", n)
+	}
+	if l := g.logLines("console: delivery retried"); len(l) == 0 || l[0]["logger"] != "http.handlers.webhook_console" {
+		t.Errorf("action log lines %v, want them from the logger http.handlers.webhook_console", l)
 	}
 }
 
