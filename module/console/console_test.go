@@ -75,6 +75,19 @@ func TestOverviewEmptyAndAssets(t *testing.T) {
 	mustContain(t, "fresh overview", g.get("/console/", true).body, "no attempts", "No attempts in the last hour on this node.")
 }
 
+func TestEmptyStates(t *testing.T) {
+	g := startGateway(t, gatewayOptions{noRoutes: true})
+	a := g.get("/console/", true)
+	if a.status != http.StatusOK {
+		t.Fatalf("overview: HTTP %d", a.status)
+	}
+	mustContain(t, "overview without routes", a.body, "No routes yet.", "route erp {")
+	mustNotContain(t, "overview without routes", a.body, `class="card"`)
+	a = g.get("/console/deliveries", true)
+	mustContain(t, "no deliveries", a.body, "No deliveries match. Events appear here once an application sends one that matches a route.")
+	mustNotContain(t, "no deliveries", a.body, "Next page", "First page")
+}
+
 func TestNoAuthWarnsOnceAndShowsBanner(t *testing.T) {
 	g := startGateway(t, gatewayOptions{})
 	for i := 0; i < 3; i++ {
