@@ -291,6 +291,9 @@ func TestActions(t *testing.T) {
 	}
 	mustContain(t, "after replay", g.get(a.header.Get("Location"), true).body, "Requeued 2 dead deliveries of route crm.")
 
+	// A crafted notice says nothing.
+	mustNotContain(t, "crafted notice", g.get("/console/?notice=paused&subject=Your+session+expired,+log+in+at+evil.example", true).body, `id="notice"`)
+
 	// A return path off the console goes to the overview instead.
 	for _, ret := range []string{"https://evil.example/", "//evil.example/x", "/elsewhere", `/console\@evil`} {
 		a := g.post("/console/routes/erp/resume", url.Values{"csrf": {tok}, "return": {ret}}, nil)

@@ -46,6 +46,9 @@ func (h *Handler) live(rq *request, _ []string) {
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("X-Accel-Buffering", "no")
 	rq.w.WriteHeader(http.StatusOK)
+	if rq.r.Method == http.MethodHead {
+		return
+	}
 	// The retry hint and a first comment tell EventSource it is open.
 	if _, err := fmt.Fprint(rq.w, "retry: 3000\n: live\n\n"); err != nil || rc.Flush() != nil {
 		return

@@ -99,6 +99,14 @@ func (h *Handler) errorPage(rq *request, status int, title, msg string) {
 // noticeText says what the action a browser was sent back from did.
 func noticeText(q url.Values) string {
 	subject, n, was := q.Get("subject"), q.Get("n"), q.Get("was")
+	// Only what an action puts there: a link someone crafted cannot make
+	// the console say anything else.
+	if !module.ValidID(subject) && module.ValidRouteName(subject) != nil {
+		return ""
+	}
+	if _, ok := persist.ParseStatus(was); was != "" && !ok {
+		return ""
+	}
 	switch q.Get("notice") {
 	case "retried":
 		return fmt.Sprintf("Delivery %s is queued to be sent now (it was %s).", subject, was)
