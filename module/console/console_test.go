@@ -126,6 +126,7 @@ func TestDeliveriesListAndFilters(t *testing.T) {
 	}
 	mustContain(t, "dead of crm", a.body, dead, `/console/events/`+ids[0]+`#d-`+dead, "Dead deliveries of crm", "http_5xx", `data-live="/console/live?route=crm&amp;status=dead"`)
 	mustNotContain(t, "dead of crm", a.body, g.deliveryOf(ids[0], "erp"))
+	mustContain(t, "dead of crm", a.body, `action="/console/routes/crm/replay"`)
 
 	all := g.get("/console/deliveries", true)
 	mustContain(t, "all deliveries", all.body, dead, g.deliveryOf(ids[2], "erp"))
