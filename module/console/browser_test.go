@@ -18,8 +18,8 @@ import (
 
 // The console in a real browser: headless Chromium (the Debian package)
 // driven over the DevTools protocol. It loads the overview, follows a
-// delivery to its event page, presses retry and pause, and sees the
-// results and a live update arrive without a reload. A screenshot of
+// delivery to its event page, presses retry, pause and "send test
+// event", and sees the results and a live update arrive without a reload. A screenshot of
 // each page goes to $HOOKGATE_SCREENSHOTS (default: a directory in the
 // system's temporary directory) for a person to look at.
 
@@ -184,6 +184,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("erp is %s after pressing pause", st)
 	}
 	shot("5-overview-paused")
+
+	// A test event to erp goes out even while it is paused.
+	before := g.okHits.Load()
+	run("pressing send test event", chromedp.Click(chromedp.CSS(`#route-erp form[action$="/send"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("#send-result")))
+	if r := text("#send-result"); !strings.Contains(r, "The endpoint accepted the test event: HTTP 200") {
+		t.Fatalf("test send result %q", r)
+	}
+	if g.okHits.Load() != before+1 {
+		t.Fatalf("the endpoint got %d requests from the test send, want 1", g.okHits.Load()-before)
+	}
+	shot("5b-send-test-event")
 
 	// The deliveries view follows new outcomes without a reload.
 	run("opening the deliveries", chromedp.Navigate(g.origin+"/console/deliveries"), chromedp.WaitVisible(chromedp.CSS(".scroll table.list")))

@@ -1,7 +1,8 @@
 // Package console is `http.handlers.webhook_console`: web pages for
 // operators to watch and steer the gateway (routes and their last hour,
-// deliveries, events and their attempts; retry, replay, pause, resume),
-// mounted on any site and protected by that site's own Caddy auth.
+// deliveries, events and their attempts; retry, replay, pause, resume,
+// send a test event), mounted on any site and protected by that site's
+// own Caddy auth.
 //
 // It reaches the gateway only through the engine's exported API and
 // shows only what the admin API shows (the same redacted views). Pages
@@ -274,6 +275,8 @@ func (h *Handler) route(rq *request) {
 		post(h.pause)
 	case n == 3 && parts[0] == "routes" && parts[1] != "" && parts[2] == "replay":
 		post(h.replay)
+	case n == 3 && parts[0] == "routes" && parts[1] != "" && parts[2] == "send":
+		post(h.send)
 	default:
 		h.errorPage(rq, http.StatusNotFound, "Page not found",
 			"There is no console page at "+rq.r.URL.Path+".")

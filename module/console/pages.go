@@ -30,7 +30,7 @@ type pages struct {
 	t map[string]*template.Template
 }
 
-var pageNames = []string{"overview", "deliveries", "event", "error"}
+var pageNames = []string{"overview", "deliveries", "event", "send", "error"}
 
 func loadPages() (*pages, error) {
 	p := &pages{t: make(map[string]*template.Template)}
