@@ -28,7 +28,7 @@ func TestRedactURLs(t *testing.T) {
 	}
 	for _, c := range cases {
 		if got := RedactURLs(c.in); got != c.want {
-			t.Errorf("redactURLs(%q)\n got %q\nwant %q", c.in, got, c.want)
+			t.Errorf("RedactURLs(%q)\n got %q\nwant %q", c.in, got, c.want)
 		}
 	}
 }
