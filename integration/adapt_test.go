@@ -235,6 +235,7 @@ func TestAdaptCoversEveryField(t *testing.T) {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		ours := findHandlers(t, cfg.Apps["http"], "webhook_ingest")
+		ours = append(ours, findHandlers(t, cfg.Apps["http"], "webhook_console")...)
 		if raw, ok := cfg.Apps["webhooks"]; ok {
 			ours = append(ours, raw)
 		}
@@ -249,7 +250,7 @@ func TestAdaptCoversEveryField(t *testing.T) {
 
 	types := []any{module.App{}, module.Route{}, module.RetryPolicy{}, ingest.Handler{}, ingest.Auth{},
 		module.SignConfig{}, ingest.VerifyConfig{}, ingest.AuthHeader{},
-		egress.Policy{}, egress.TLS{}}
+		egress.Policy{}, egress.TLS{}, console.Handler{}}
 	var missing []string
 	for _, v := range types {
 		typ := reflect.TypeOf(v)
