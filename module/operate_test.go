@@ -565,12 +565,16 @@ func TestEngineRateLimitWaitsOutsideSlots(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	sent := sink.posts.Load()
-	if maxInFlight > 2 {
+	// Waits holding slots would fill the route's 16 at once; the rate
+	// lets through 2, then one every 50 ms (a slow machine may overlap a
+	// few attempts, hence the margin).
+	if maxInFlight > 8 {
 		t.Errorf("%d attempts in flight at once under rate 20/s (burst 2): waits hold slots", maxInFlight)
 	}
-	// 2 at once, then one every 50 ms: about 21 in the first second.
-	if sent < 15 || sent > 25 {
-		t.Errorf("%d deliveries in the first second at rate 20/s", sent)
+	// At most 2 + 20 in the first second; at least a few even on a
+	// loaded machine.
+	if sent < 5 || sent > 25 {
+		t.Errorf("%d deliveries in the first second at rate 20/s, want 5 to 25", sent)
 	}
 	waitUntil(t, "the rest to be delivered", func() bool { return te.stats("slow").Pending == 0 })
 }
