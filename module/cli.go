@@ -91,13 +91,9 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 		Short: "Shows every route's state and counters",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return runAdmin(c, http.MethodGet, "/webhooks/stats", func(w io.Writer, b []byte) error {
-				var ans statsAnswer
-				if err := json.Unmarshal(b, &ans); err != nil {
-					return err
-				}
+			return runAdmin(c, http.MethodGet, "/webhooks/stats", answer(func(w io.Writer, ans *statsAnswer) error {
 				return writeStats(w, ans.Routes)
-			})
+			}))
 		},
 	})
 
@@ -106,13 +102,9 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 		Short: "Shows an event, its deliveries and their attempts",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return runAdmin(c, http.MethodGet, "/webhooks/events/"+url.PathEscape(args[0]), func(w io.Writer, b []byte) error {
-				var ans eventAnswer
-				if err := json.Unmarshal(b, &ans); err != nil {
-					return err
-				}
-				return writeEvent(w, &ans)
-			})
+			return runAdmin(c, http.MethodGet, "/webhooks/events/"+url.PathEscape(args[0]), answer(func(w io.Writer, ans *eventAnswer) error {
+				return writeEvent(w, ans)
+			}))
 		},
 	})
 
@@ -134,13 +126,9 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 			if len(q) > 0 {
 				uri += "?" + q.Encode()
 			}
-			return runAdmin(c, http.MethodGet, uri, func(w io.Writer, b []byte) error {
-				var ans listAnswer
-				if err := json.Unmarshal(b, &ans); err != nil {
-					return err
-				}
-				return writeDeliveries(w, &ans)
-			})
+			return runAdmin(c, http.MethodGet, uri, answer(func(w io.Writer, ans *listAnswer) error {
+				return writeDeliveries(w, ans)
+			}))
 		},
 	}
 	list.Flags().String("route", "", "Only this route's deliveries")
@@ -154,14 +142,10 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 		Short: "Requeues one delivery now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return runAdmin(c, http.MethodPost, "/webhooks/deliveries/"+url.PathEscape(args[0])+"/retry", func(w io.Writer, b []byte) error {
-				var ans retryAnswer
-				if err := json.Unmarshal(b, &ans); err != nil {
-					return err
-				}
+			return runAdmin(c, http.MethodPost, "/webhooks/deliveries/"+url.PathEscape(args[0])+"/retry", answer(func(w io.Writer, ans *retryAnswer) error {
 				_, err := fmt.Fprintf(w, "delivery %s (route %s) requeued; it was %s\n", ans.Delivery, ans.Route, ans.Was)
 				return err
-			})
+			}))
 		},
 	})
 
@@ -183,14 +167,10 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 			if len(q) > 0 {
 				uri += "?" + q.Encode()
 			}
-			return runAdmin(c, http.MethodPost, uri, func(w io.Writer, b []byte) error {
-				var ans replayAnswer
-				if err := json.Unmarshal(b, &ans); err != nil {
-					return err
-				}
+			return runAdmin(c, http.MethodPost, uri, answer(func(w io.Writer, ans *replayAnswer) error {
 				_, err := fmt.Fprintf(w, "%d deliveries of route %s requeued\n", ans.Replayed, ans.Route)
 				return err
-			})
+			}))
 		},
 	}
 	replay.Flags().String("status", "dead", "Replay dead or delivered deliveries")
@@ -211,18 +191,14 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
-				return runAdmin(c, http.MethodPost, "/webhooks/routes/"+url.PathEscape(args[0])+"/"+verb, func(w io.Writer, b []byte) error {
-					var ans pauseAnswer
-					if err := json.Unmarshal(b, &ans); err != nil {
-						return err
-					}
+				return runAdmin(c, http.MethodPost, "/webhooks/routes/"+url.PathEscape(args[0])+"/"+verb, answer(func(w io.Writer, ans *pauseAnswer) error {
 					state := "resumed"
 					if ans.Paused {
 						state = "paused"
 					}
 					_, err := fmt.Fprintf(w, "route %s %s\n", ans.Route, state)
 					return err
-				})
+				}))
 			},
 		})
 	}
@@ -230,6 +206,18 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 
 // runAdmin makes one admin API request and prints the answer: as it is
 // with --json, else through format.
+// answer decodes an admin answer of type T and hands it to write: the
+// table form of a CLI command (--json prints the answer as it came).
+func answer[T any](write func(w io.Writer, ans *T) error) func(io.Writer, []byte) error {
+	return func(w io.Writer, b []byte) error {
+		var ans T
+		if err := json.Unmarshal(b, &ans); err != nil {
+			return err
+		}
+		return write(w, &ans)
+	}
+}
+
 func runAdmin(c *cobra.Command, method, uri string, format func(io.Writer, []byte) error) error {
 	return runAdminBody(c, method, uri, nil, format)
 }

@@ -37,13 +37,9 @@ func addToolCommands(cmd *cobra.Command) {
 				return err
 			}
 			uri := "/webhooks/routes/" + url.PathEscape(args[0]) + "/send"
-			return runAdminBody(c, http.MethodPost, uri, body, func(w io.Writer, b []byte) error {
-				var ans SendResult
-				if err := json.Unmarshal(b, &ans); err != nil {
-					return err
-				}
-				return writeSend(w, &ans)
-			})
+			return runAdminBody(c, http.MethodPost, uri, body, answer(func(w io.Writer, ans *SendResult) error {
+				return writeSend(w, ans)
+			}))
 		},
 	}
 	send.Flags().String("type", "", "Event type (default: the route's sample_event, else its first topic without wildcards)")
@@ -70,13 +66,9 @@ func addToolCommands(cmd *cobra.Command) {
 				}
 			}
 			uri := "/webhooks/routes/" + url.PathEscape(args[0]) + "/backfill?" + q.Encode()
-			return runAdmin(c, http.MethodPost, uri, func(w io.Writer, b []byte) error {
-				var ans BackfillResult
-				if err := json.Unmarshal(b, &ans); err != nil {
-					return err
-				}
-				return writeBackfill(w, &ans)
-			})
+			return runAdmin(c, http.MethodPost, uri, answer(func(w io.Writer, ans *BackfillResult) error {
+				return writeBackfill(w, ans)
+			}))
 		},
 	}
 	backfill.Flags().String("since", "", "Events received at or after this RFC 3339 time, or this long ago (36h, 2d)")
