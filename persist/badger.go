@@ -83,7 +83,7 @@ type Badger struct {
 	opts Options
 	// retention is read by the committer for every write; SetRetention
 	// swaps it when a reload changes the config.
-	retention atomic.Pointer[retention]
+	retention atomic.Pointer[Retention]
 	now       func() time.Time
 	// space refuses writes before the file system runs dry (space.go).
 	space *spaceGuard
@@ -205,29 +205,18 @@ func Open(opts Options) (*Badger, error) {
 			opts.OnSpace(sp)
 		}
 	}
-	s.retention.Store(&retention{dedupe: opts.DedupeWindow, delivered: opts.Retention, dead: opts.DeadRetention})
+	s.retention.Store(&Retention{Dedupe: opts.DedupeWindow, Delivered: opts.Retention, Dead: opts.DeadRetention})
 	s.wg.Add(2)
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
 }
 
-type retention struct{ dedupe, delivered, dead time.Duration }
-
 // SetRetention implements Store. Zero values keep the current setting.
 // It applies to records written from now on; what is stored keeps the
 // expiry it was written with.
 func (s *Badger) SetRetention(dedupe, delivered, dead time.Duration) {
-	r := *s.retention.Load()
-	if dedupe > 0 {
-		r.dedupe = dedupe
-	}
-	if delivered > 0 {
-		r.delivered = delivered
-	}
-	if dead > 0 {
-		r.dead = dead
-	}
+	r := s.retention.Load().With(dedupe, delivered, dead)
 	s.retention.Store(&r)
 }
 
@@ -362,7 +351,7 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 			return nil, err
 		}
 		if in.Dedupe != "" {
-			window := s.retention.Load().dedupe
+			window := s.retention.Load().Dedupe
 			e := badger.NewEntry(dedupeKey(in.Dedupe), encodeDedupe(ev.ID, now.Add(window))).WithTTL(window)
 			if err := txn.SetEntry(e); err != nil {
 				return nil, err
@@ -379,7 +368,7 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 		}
 		if ev.Remaining == 0 {
 			// Set before encoding, so the stored record says it too.
-			ev.KeepUntil = now.Add(s.retention.Load().delivered).UnixNano()
+			ev.KeepUntil = now.Add(s.retention.Load().Delivered).UnixNano()
 		}
 		val, err := encodeEvent(ev)
 		if err != nil {
@@ -388,8 +377,8 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 		entry := badger.NewEntry(eventKey(ev.ID), val)
 		index := badger.NewEntry(receivedKey(ev.Received, ev.ID), nil)
 		if ev.Remaining == 0 {
-			entry = entry.WithTTL(s.retention.Load().delivered)
-			index = index.WithTTL(s.retention.Load().delivered)
+			entry = entry.WithTTL(s.retention.Load().Delivered)
+			index = index.WithTTL(s.retention.Load().Delivered)
 		}
 		if err := txn.SetEntry(entry); err != nil {
 			return nil, err
@@ -484,9 +473,9 @@ func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
 	// they can be listed and replayed without scanning every record:
 	// x| for dead ones, v| for delivered ones; both expire with them.
 	ret := s.retention.Load()
-	ttl, index := ret.delivered, doneKey(d.Route, d.Done, d.ID)
+	ttl, index := ret.Delivered, doneKey(d.Route, d.Done, d.ID)
 	if d.Status == StatusDead {
-		ttl, index = ret.dead, deadKey(d.Route, d.Done, d.ID)
+		ttl, index = ret.Dead, deadKey(d.Route, d.Done, d.ID)
 	}
 	if err := txn.SetEntry(badger.NewEntry(index, nil).WithTTL(ttl)); err != nil {
 		return err

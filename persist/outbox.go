@@ -382,3 +382,24 @@ type Claimer interface {
 	// one deleted), so a pause made on one node holds on all.
 	WatchRouteStates(changed func(route string, st RouteState))
 }
+
+// Retention is how long a backend keeps what it writes: idempotency keys
+// (the dedupe window), delivered deliveries and dead ones, with their
+// events and attempt logs.
+type Retention struct {
+	Dedupe, Delivered, Dead time.Duration
+}
+
+// With returns r changed by a config reload: zero values keep r's.
+func (r Retention) With(dedupe, delivered, dead time.Duration) Retention {
+	if dedupe > 0 {
+		r.Dedupe = dedupe
+	}
+	if delivered > 0 {
+		r.Delivered = delivered
+	}
+	if dead > 0 {
+		r.Dead = dead
+	}
+	return r
+}

@@ -63,7 +63,7 @@ func (s *Store) ingestOne(ctx context.Context, in *persist.Ingest) (persist.Inge
 	ret := s.ret.Load()
 	store := len(in.Deliveries) > 0 || in.Keep
 	if in.Dedupe != "" {
-		dup, id, err := s.takeKey(ctx, in.Dedupe, ev.ID, now, ret.dedupe, !store)
+		dup, id, err := s.takeKey(ctx, in.Dedupe, ev.ID, now, ret.Dedupe, !store)
 		if err != nil {
 			return persist.IngestResult{}, err
 		}
@@ -81,8 +81,8 @@ func (s *Store) ingestOne(ctx context.Context, in *persist.Ingest) (persist.Inge
 	}
 	var ttl time.Duration
 	if ev.Remaining == 0 {
-		ev.KeepUntil = now.Add(ret.delivered).UnixNano()
-		ttl = ret.delivered
+		ev.KeepUntil = now.Add(ret.Delivered).UnixNano()
+		ttl = ret.Delivered
 	}
 	// Waiting behind an unfinished delivery of the same order key.
 	s.mirror.mu.RLock()

@@ -62,9 +62,9 @@ func (s *Store) record(d *persist.Delivery, att *persist.Attempt) error {
 	final := d.Status == persist.StatusDelivered || d.Status == persist.StatusDead
 	var ttl time.Duration
 	if final {
-		ttl = ret.delivered
+		ttl = ret.Delivered
 		if d.Status == persist.StatusDead {
-			ttl = ret.dead
+			ttl = ret.Dead
 		}
 		d.Waiting = false
 	}

@@ -241,7 +241,7 @@ type Store struct {
 	deliveries, events, attempts, dedupe, routes, claims *bucket
 
 	mirror *mirror
-	ret    atomic.Pointer[retention]
+	ret    atomic.Pointer[persist.Retention]
 
 	shards []chan func()
 	// ops counts calls in progress, so Close waits for them.
@@ -251,8 +251,6 @@ type Store struct {
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 }
-
-type retention struct{ dedupe, delivered, dead time.Duration }
 
 var (
 	_ persist.Store   = (*Store)(nil)
@@ -304,7 +302,7 @@ func Open(cfg Config, opts persist.Options) (*Store, error) {
 		return nil, fmt.Errorf("nats storage: %w", err)
 	}
 	s := &Store{cfg: cfg, opts: opts, now: opts.Now, node: nuid.Next(), nc: nc, js: js, shown: servers}
-	s.ret.Store(&retention{opts.DedupeWindow, opts.Retention, opts.DeadRetention})
+	s.ret.Store(&persist.Retention{Dedupe: opts.DedupeWindow, Delivered: opts.Retention, Dead: opts.DeadRetention})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p := cfg.prefix()
@@ -404,16 +402,7 @@ func (s *Store) Abandon() {
 
 // SetRetention implements persist.Store.
 func (s *Store) SetRetention(dedupe, delivered, dead time.Duration) {
-	cur := *s.ret.Load()
-	if dedupe > 0 {
-		cur.dedupe = dedupe
-	}
-	if delivered > 0 {
-		cur.delivered = delivered
-	}
-	if dead > 0 {
-		cur.dead = dead
-	}
+	cur := s.ret.Load().With(dedupe, delivered, dead)
 	s.ret.Store(&cur)
 }
 
