@@ -44,7 +44,16 @@ import (
 // 2b, default 5s, after 1s of warm-up), HOOKGATE_LOAD_DELIVER (events of
 // phase 4, default 100000), HOOKGATE_LOAD_RULE_ROUTES (routes with a
 // never-matching rule added to phases 1-3, default 0), HOOKGATE_LOAD_OTLP
-// (any value: tracing on, exporting to a local OTLP receiver). Figures are
+// (any value: tracing on, exporting to a local OTLP receiver),
+// HOOKGATE_LOAD_CPUPROFILE (a directory: CPU profiles of the Caddy child
+// during phases 2b and 4's drain, taken through its admin endpoint).
+//
+// HOOKGATE_LOAD_NATS=1 runs phases 2–5 again after the Badger phases, on
+// a 3-node NATS JetStream cluster of child processes (`replicas 3`, a
+// fresh prefix per phase; phase 4 with HOOKGATE_LOAD_NATS_DELIVER events,
+// default HOOKGATE_LOAD_DELIVER); HOOKGATE_LOAD_NATS=only runs those
+// alone. Phases 2b and 4 report CPU time per event of the Caddy child
+// and, on NATS, of the three servers (from /proc/PID/stat). Figures are
 // reported, never asserted; lost acknowledged events fail the run.
 func BenchmarkLoad(b *testing.B) {
 	r := &loadReport{b: b}
@@ -59,14 +68,28 @@ func BenchmarkLoad(b *testing.B) {
 		spans := otlpSink(b)
 		defer func() { b.Logf("spans exported to the local OTLP receiver: %d", spans.Load()) }()
 	}
-	loadIngest(b, r, time.Second, window, envInt(b, "HOOKGATE_LOAD_RULE_ROUTES", 0))
-	loadMixed(b, r, time.Second, window)
-	loadLatency(b, r, 1000, time.Second, 10*time.Second)
-	if deliverN > 0 {
-		loadBacklog(b, r, "4 deliver backlog", "deliver", deliverN, true)
+	rules := envInt(b, "HOOKGATE_LOAD_RULE_ROUTES", 0)
+	onNATS := os.Getenv("HOOKGATE_LOAD_NATS")
+	if onNATS != "only" {
+		be := badgerBackend(b)
+		loadIngest(b, r, be, time.Second, window, rules)
+		loadMixed(b, r, be, time.Second, window)
+		loadLatency(b, r, be, 1000, time.Second, 10*time.Second)
+		if deliverN > 0 {
+			loadBacklog(b, r, be, "4 deliver backlog", "deliver", deliverN, true)
+		}
+		if backlogN > 0 {
+			loadBacklog(b, r, be, "6 backlog+restart", "backlog", backlogN, false)
+		}
 	}
-	if backlogN > 0 {
-		loadBacklog(b, r, "6 backlog+restart", "backlog", backlogN, false)
+	if onNATS != "" {
+		be := natsBackend(b)
+		loadIngest(b, r, be, time.Second, window, rules)
+		loadMixed(b, r, be, time.Second, window)
+		loadLatency(b, r, be, 1000, time.Second, 10*time.Second)
+		if n := envInt(b, "HOOKGATE_LOAD_NATS_DELIVER", deliverN); n > 0 {
+			loadBacklog(b, r, be, "4 deliver backlog", "deliver", n, true)
+		}
 	}
 }
 
@@ -196,14 +219,19 @@ func reportLoop(b *testing.B, r *loadReport, c *child, phase, key string, s *loa
 }
 
 // loadIngest runs phases 1–3 on one child whose route is held, so the
-// figures are ingest alone.
-func loadIngest(b *testing.B, r *loadReport, warm, window time.Duration, rules int) {
+// figures are ingest alone. Phase 1 (the ceiling) runs on Badger only: it
+// does not touch the outbox.
+func loadIngest(b *testing.B, r *loadReport, be *loadBackend, warm, window time.Duration, rules int) {
 	bh := newBlackHole(b)
 	ingestAddr, ceilAddr := loopbackAddr(b), loopbackAddr(b)
+	if be.nats != nil {
+		ceilAddr = ""
+	}
 	rt := heldRoute(bh)
 	rt.rules = rules
-	c := startChild(b, loadCaddyfile(b.TempDir(), ingestAddr, ceilAddr, rt), ingestAddr)
-	if !waitUntil(10*time.Second, func() bool {
+	storage, _ := be.storage(b)
+	c, _ := be.start(b, storage, ingestAddr, ceilAddr, rt)
+	if ceilAddr != "" && !waitUntil(10*time.Second, func() bool {
 		conn, err := net.DialTimeout("tcp", ceilAddr, time.Second)
 		if err == nil {
 			conn.Close()
@@ -226,37 +254,41 @@ func loadIngest(b *testing.B, r *loadReport, warm, window time.Duration, rules i
 	}
 	singleBody := func(w, _ int) []byte { return single[w] }
 
-	ceil := run("http://"+ceilAddr+"/events", singleBody)
-	p := "1 ceiling (respond 202)"
-	r.note(p, "setup", fmt.Sprintf("%d conns, %d B bodies, %s after %s warm-up", loadConns, len(single[0]), window, warm))
-	reportLoop(b, r, c, p, "ceiling", ceil, 1)
+	var ceil *loadStats
+	if ceilAddr != "" {
+		ceil = run("http://"+ceilAddr+"/events", singleBody)
+		p := "1 ceiling (respond 202)"
+		r.note(p, "setup", fmt.Sprintf("%d conns, %d B bodies, %s after %s warm-up", loadConns, len(single[0]), window, warm))
+		reportLoop(b, r, c, p, "ceiling", ceil, 1)
+	}
 
 	ing := run("http://"+ingestAddr+"/events", singleBody)
-	p = "2 ingest single events"
+	p := be.phase("2 ingest single events")
 	r.note(p, "setup", fmt.Sprintf("%d conns, %d B events, route held (ingest only), %d more routes with a rule", loadConns, len(single[0]), rules))
-	reportLoop(b, r, c, p, "single", ing, 1)
-	if ceil.rate() > 0 {
+	reportLoop(b, r, c, p, be.key("single"), ing, 1)
+	if ceil != nil && ceil.rate() > 0 {
 		r.add(p, "fraction of ceiling", ing.rate()/ceil.rate(), "%.3f", "single_of_ceiling")
 	}
 
 	bat := run("http://"+ingestAddr+"/events", func(int, int) []byte { return batch })
-	p = "3 ingest batches of 100"
+	p = be.phase("3 ingest batches of 100")
 	r.note(p, "setup", fmt.Sprintf("%d conns, %d B bodies, route held (ingest only)", loadConns, len(batch)))
-	reportLoop(b, r, c, p, "batch100", bat, 100)
+	reportLoop(b, r, c, p, be.key("batch100"), bat, 100)
 
 	rss, hwm := procMem(c)
-	r.add("1-3 child memory", "RSS after phases 1-3 (MiB)", mib(rss), "%.0f", "")
-	r.add("1-3 child memory", "peak RSS (MiB)", mib(hwm), "%.0f", "")
+	r.add(be.phase("1-3 child memory"), "RSS after phases 1-3 (MiB)", mib(rss), "%.0f", "")
+	r.add(be.phase("1-3 child memory"), "peak RSS (MiB)", mib(hwm), "%.0f", "")
 	stopHeld(b, c, bh)
 }
 
 // loadMixed is phase 2b: single-event ingest while the route delivers to
 // a live sink, then the time the deliveries take to catch up.
-func loadMixed(b *testing.B, r *loadReport, warm, window time.Duration) {
-	const p = "2b ingest+deliver"
+func loadMixed(b *testing.B, r *loadReport, be *loadBackend, warm, window time.Duration) {
+	p := be.phase("2b ingest+deliver")
 	sink := newFastSink(b, true, false)
 	addr := loopbackAddr(b)
-	c := startChild(b, loadCaddyfile(b.TempDir(), addr, "", liveRoute(sink)), addr)
+	storage, _ := be.storage(b)
+	c, admin := be.start(b, storage, addr, "", liveRoute(sink))
 	defer c.stop(b)
 	client := newLoadClient(loadConns)
 	defer client.CloseIdleConnections()
@@ -267,27 +299,34 @@ func loadMixed(b *testing.B, r *loadReport, warm, window time.Duration) {
 	from := time.Now().Add(warm)
 	to := from.Add(window)
 	var atFrom, atTo int64
+	var cpuFrom, cpuTo cpuSample
+	profiled := func() {}
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
 		time.Sleep(time.Until(from))
-		atFrom = sink.count.Load()
+		atFrom, cpuFrom = sink.count.Load(), be.cpu(c)
+		profiled = be.profile(b, admin, "2b ingest+deliver", max(int(window.Seconds()), 1))
 		time.Sleep(time.Until(to))
-		atTo = sink.count.Load()
+		atTo, cpuTo = sink.count.Load(), be.cpu(c)
 	}()
 	s := closedLoop(client, "http://"+addr+"/events", loadConns, from, to,
 		func(w, _ int) []byte { return single[w] }, is202)
 	<-sampled
 	ended := time.Now()
 	r.note(p, "setup", fmt.Sprintf("%d conns single events; route → sink, concurrency 64", loadConns))
-	reportLoop(b, r, c, p, "mixed", s, 1)
-	r.add(p, "deliveries/s during ingest", float64(atTo-atFrom)/window.Seconds(), "%.0f", "mixed_deliv/s")
+	reportLoop(b, r, c, p, be.key("mixed"), s, 1)
+	r.add(p, "deliveries/s during ingest", float64(atTo-atFrom)/window.Seconds(), "%.0f", be.key("mixed_deliv/s"))
+	// Ingest and delivery share the window: CPU per event ingested and
+	// delivered is the window's CPU over the larger of the two counts.
+	be.reportCPU(r, p, be.key("mixed"), "event ingested+delivered", cpuTo.sub(cpuFrom), max(s.reqs, atTo-atFrom), window)
+	profiled()
 
 	acked := s.tally.ok.Load()
 	caught := waitUntil(5*time.Minute, func() bool { return sink.distinct.Load() >= acked })
 	distinct, dups := sink.unique()
 	if caught {
-		r.add(p, "backlog drained after ingest stop (s)", time.Since(ended).Seconds(), "%.1f", "mixed_catchup_s")
+		r.add(p, "backlog drained after ingest stop (s)", time.Since(ended).Seconds(), "%.1f", be.key("mixed_catchup_s"))
 	} else {
 		r.note(p, "backlog drained after ingest stop (s)", "not within 5 min")
 	}
@@ -301,12 +340,13 @@ func loadMixed(b *testing.B, r *loadReport, warm, window time.Duration) {
 // per second through several workers; each event carries its send time
 // and the time the pacer scheduled it, and the sink computes the
 // latencies. The first `warm` is not measured.
-func loadLatency(b *testing.B, r *loadReport, rate int, warm, dur time.Duration) {
-	const p = "5 end-to-end latency"
+func loadLatency(b *testing.B, r *loadReport, be *loadBackend, rate int, warm, dur time.Duration) {
+	p := be.phase("5 end-to-end latency")
 	const workers = 32
 	sink := newFastSink(b, true, true)
 	addr := loopbackAddr(b)
-	c := startChild(b, loadCaddyfile(b.TempDir(), addr, "", liveRoute(sink)), addr)
+	storage, _ := be.storage(b)
+	c, _ := be.start(b, storage, addr, "", liveRoute(sink))
 	defer c.stop(b)
 	client := newLoadClient(workers)
 	defer client.CloseIdleConnections()
@@ -382,12 +422,12 @@ func loadLatency(b *testing.B, r *loadReport, rate int, warm, dur time.Duration)
 	r.note(p, "setup", fmt.Sprintf("%d ev/s open loop for %s after %s warm-up, %d workers; route → sink, concurrency 64", rate, dur, warm, workers))
 	r.add(p, "events measured", float64(len(fromSent)), "%.0f", "")
 	r.add(p, "achieved events/s", float64(len(fromSent))/dur.Seconds(), "%.0f", "")
-	r.add(p, "e2e p50, post → sink (ms)", ms(pct(fromSent, 0.50)), "%.2f", "e2e_p50_ms")
-	r.add(p, "e2e p99, post → sink (ms)", ms(pct(fromSent, 0.99)), "%.2f", "e2e_p99_ms")
+	r.add(p, "e2e p50, post → sink (ms)", ms(pct(fromSent, 0.50)), "%.2f", be.key("e2e_p50_ms"))
+	r.add(p, "e2e p99, post → sink (ms)", ms(pct(fromSent, 0.99)), "%.2f", be.key("e2e_p99_ms"))
 	r.add(p, "e2e max, post → sink (ms)", ms(pct(fromSent, 1)), "%.2f", "")
 	r.add(p, "e2e p99, schedule → sink (ms)", ms(pct(fromSched, 0.99)), "%.2f", "")
-	r.add(p, "ingest 202 p50 (ms)", ms(pct(ingestLat, 0.50)), "%.2f", "e2e_ingest_p50_ms")
-	r.add(p, "ingest 202 p99 (ms)", ms(pct(ingestLat, 0.99)), "%.2f", "e2e_ingest_p99_ms")
+	r.add(p, "ingest 202 p50 (ms)", ms(pct(ingestLat, 0.50)), "%.2f", be.key("e2e_ingest_p50_ms"))
+	r.add(p, "ingest 202 p99 (ms)", ms(pct(ingestLat, 0.99)), "%.2f", be.key("e2e_ingest_p99_ms"))
 	_, dups := sink.unique()
 	r.note(p, "dropped by pacer / failed / dups / unparsed",
 		fmt.Sprintf("%d / %s / %d / %d", dropped, t.String(), dups, unparsed))
@@ -402,15 +442,16 @@ func loadLatency(b *testing.B, r *loadReport, rate int, warm, dur time.Duration)
 // delivery and the drain. With full it waits for every event (phase 4);
 // otherwise it drains for at most 30s or half the backlog and measures
 // memory (phase 6).
-func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
+func loadBacklog(b *testing.B, r *loadReport, be *loadBackend, p, key string, n int, full bool) {
 	const (
 		posters   = 4
 		batchSize = 1000
 	)
+	p, key = be.phase(p), be.key(key)
 	bh := newBlackHole(b)
-	storage := b.TempDir()
+	storage, dir := be.storage(b)
 	addr := loopbackAddr(b)
-	c1 := startChild(b, loadCaddyfile(storage, addr, "", heldRoute(bh)), addr)
+	c1, _ := be.start(b, storage, addr, "", heldRoute(bh))
 	client := newLoadClient(posters)
 	defer client.CloseIdleConnections()
 	url := "http://" + addr + "/events"
@@ -427,6 +468,7 @@ func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
 	// Bound: at least 2,000 events/s, and never less than two minutes.
 	deadline := time.Now().Add(max(2*time.Minute, time.Duration(n/2000)*time.Second))
 	start := time.Now()
+	cpu0 := be.cpu(c1)
 	var wg sync.WaitGroup
 	for w := 0; w < posters; w++ {
 		wg.Add(1)
@@ -456,6 +498,7 @@ func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
 	}
 	wg.Wait()
 	ingestDur := time.Since(start)
+	ingestCPU := be.cpu(c1).sub(cpu0)
 	want := acked.Load()
 	var lat []time.Duration
 	for _, l := range lats {
@@ -467,6 +510,7 @@ func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
 	r.add(p, "ingest events/s (batches of 1000)", float64(want)/ingestDur.Seconds(), "%.0f", key+"_ingest_ev/s")
 	r.add(p, "ingest p50 per batch (ms)", ms(pct(lat, 0.50)), "%.1f", "")
 	r.add(p, "ingest p99 per batch (ms)", ms(pct(lat, 0.99)), "%.1f", "")
+	be.reportCPU(r, p, key+"_ingest", "event ingested", ingestCPU, want, ingestDur)
 	r.note(p, "failed batches", t.String())
 	if t.failures() > 0 {
 		b.Logf("%s: ingest failures %s; child log tail:\n%s", p, t, c1.tail())
@@ -478,12 +522,12 @@ func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
 	r.add(p, "RSS with backlog pending (MiB)", mib(rss), "%.0f", key+"_pending_rss_MiB")
 	r.add(p, "  of which anonymous (MiB)", mib(procAnon(c1)), "%.0f", key+"_pending_anon_MiB")
 	r.add(p, "peak RSS during ingest (MiB)", mib(hwm), "%.0f", key+"_ingest_peak_MiB")
-	r.add(p, "outbox on disk (MiB)", mib(dirSize(storage)), "%.0f", "")
+	r.add(p, "outbox on disk (MiB)", mib(be.diskSize(dir)), "%.0f", "")
 	r.add(p, "stop, SIGINT → exit (s)", stopHeld(b, c1, bh).Seconds(), "%.2f", "")
 
 	sink := newFastSink(b, true, false)
 	t0 := time.Now()
-	c2 := startChild(b, loadCaddyfile(storage, addr, "", liveRoute(sink)), addr)
+	c2, admin := be.start(b, storage, addr, "", liveRoute(sink))
 	defer c2.stop(b)
 	r.add(p, "restart: listening after (s)", time.Since(t0).Seconds(), "%.2f", key+"_listen_s")
 	if !waitUntil(3*time.Minute, func() bool { return sink.count.Load() > 0 }) {
@@ -492,6 +536,11 @@ func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
 		return
 	}
 	first := time.Unix(0, sink.first.Load())
+	cpuFirst := be.cpu(c2)
+	profiled := func() {}
+	if full {
+		profiled = be.profile(b, admin, "4 drain", 10)
+	}
 	r.add(p, "restart: first delivery after (s)", first.Sub(t0).Seconds(), "%.2f", key+"_first_delivery_s")
 	rss, _ = procMem(c2)
 	r.add(p, "RSS at first delivery (MiB)", mib(rss), "%.0f", "")
@@ -517,6 +566,7 @@ func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cnt := sink.count.Load()
+	drainCPU := be.cpu(c2).sub(cpuFirst)
 	span := time.Unix(0, sink.last.Load()).Sub(first)
 	if cnt > 1 && span > 0 {
 		r.add(p, "requests to sink/s (first → last receipt)", float64(cnt-1)/span.Seconds(), "%.0f", key+"_deliv/s")
@@ -530,6 +580,10 @@ func loadBacklog(b *testing.B, r *loadReport, p, key string, n int, full bool) {
 		r.add(p, "drain time, first → last receipt (s)", span.Seconds(), "%.1f", "")
 		r.note(p, "acked / delivered (distinct) / dups", fmt.Sprintf("%d / %d / %d", want, distinct, dups))
 		r.add(p, "RSS after drain (MiB)", mib(rss), "%.0f", "")
+		// From the first delivery to the end of the wait: CPU while
+		// draining, delivery alone.
+		be.reportCPU(r, p, key+"_drain", "delivered event", drainCPU, cnt, span)
+		profiled()
 		if distinct < want {
 			b.Errorf("%s: %d acknowledged events, %d delivered; child log tail:\n%s", p, want, distinct, c2.tail())
 		}

@@ -49,9 +49,15 @@ func RunChildIfAsked() {
 // Process is one nats-server running as a child process.
 type Process struct {
 	URL string
-	cmd *exec.Cmd
-	log string
+	// StoreDir is the server's JetStream store directory.
+	StoreDir string
+	cmd      *exec.Cmd
+	log      string
 }
+
+// Pid is the server's process id, for reading its CPU time and memory
+// from /proc.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Kill sends SIGKILL to the server and reaps it.
 func (p *Process) Kill() {
@@ -124,7 +130,7 @@ cluster {
 			t.Fatal(err)
 		}
 		out.Close()
-		p := &Process{URL: fmt.Sprintf("nats://127.0.0.1:%d", ports[i]), cmd: cmd, log: logFile}
+		p := &Process{URL: fmt.Sprintf("nats://127.0.0.1:%d", ports[i]), StoreDir: filepath.Join(dir, "js"), cmd: cmd, log: logFile}
 		c.Servers = append(c.Servers, p)
 		t.Cleanup(p.Kill)
 	}

@@ -1,0 +1,195 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/persist/nats/natstest"
+)
+
+// loadBackend is the outbox of the load harness's children: Badger in a
+// fresh directory per phase (the default), or a 3-node NATS JetStream
+// cluster of child processes with `replicas 3` and a fresh prefix per
+// phase. It also measures CPU time (of the Caddy child and, on NATS, of
+// the servers) and, with HOOKGATE_LOAD_CPUPROFILE, takes CPU profiles of
+// the Caddy child through its admin endpoint.
+type loadBackend struct {
+	nats    *natstest.ProcessCluster // nil: Badger
+	seq     int                      // prefixes handed out
+	profDir string                   // HOOKGATE_LOAD_CPUPROFILE
+}
+
+// badgerBackend is the default outbox.
+func badgerBackend(b *testing.B) *loadBackend {
+	return &loadBackend{profDir: profileDir(b)}
+}
+
+// natsBackend starts a 3-node JetStream cluster as child processes; it
+// is killed when the benchmark ends.
+func natsBackend(b *testing.B) *loadBackend {
+	return &loadBackend{nats: natstest.RunClusterProcesses(b, 3), profDir: profileDir(b)}
+}
+
+func profileDir(b *testing.B) string {
+	dir := os.Getenv("HOOKGATE_LOAD_CPUPROFILE")
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatalf("HOOKGATE_LOAD_CPUPROFILE: %v", err)
+		}
+	}
+	return dir
+}
+
+// phase names a phase of this backend in the report.
+func (be *loadBackend) phase(p string) string {
+	if be.nats == nil {
+		return p
+	}
+	return "NATS " + p
+}
+
+// key names a benchmark metric of this backend.
+func (be *loadBackend) key(k string) string {
+	if be.nats == nil || k == "" {
+		return k
+	}
+	return "nats_" + k
+}
+
+// storage returns a fresh outbox as the value of the Caddyfile's
+// `storage` option, and its directory (Badger only).
+func (be *loadBackend) storage(b *testing.B) (spec, dir string) {
+	if be.nats == nil {
+		dir = b.TempDir()
+		return dir, dir
+	}
+	be.seq++
+	return fmt.Sprintf("nats {\n\t\t\tservers %s\n\t\t\treplicas 3\n\t\t\tprefix load%d\n\t\t}",
+		strings.Join(be.nats.URLs(), " "), be.seq), ""
+}
+
+// diskSize is the size of the outbox: Badger's directory, or the store
+// directories of all three servers (every phase's prefix so far).
+func (be *loadBackend) diskSize(dir string) int64 {
+	if be.nats == nil {
+		return dirSize(dir)
+	}
+	var n int64
+	for _, p := range be.nats.Servers {
+		n += dirSize(p.StoreDir)
+	}
+	return n
+}
+
+// start runs a Caddy child on this backend. With a profile directory the
+// child's admin endpoint listens on loopback (for /debug/pprof); the
+// returned address is then non-empty.
+func (be *loadBackend) start(b *testing.B, storage, ingestAddr, ceilingAddr string, rt loadRoute) (*child, string) {
+	cfg := loadCaddyfile(storage, ingestAddr, ceilingAddr, rt)
+	admin := ""
+	if be.profDir != "" {
+		admin = loopbackAddr(b)
+		cfg = strings.Replace(cfg, "admin off", "admin "+admin, 1)
+	}
+	return startChild(b, cfg, ingestAddr), admin
+}
+
+// profile fetches a CPU profile of secs seconds from a child's admin
+// endpoint into the profile directory, in the background; the returned
+// func waits for it. Without a profile directory it does nothing.
+func (be *loadBackend) profile(b *testing.B, admin, name string, secs int) func() {
+	if be.profDir == "" || admin == "" {
+		return func() {}
+	}
+	file := filepath.Join(be.profDir, strings.NewReplacer(" ", "_", "/", "_", "+", "_").Replace(be.phase(name))+".pprof")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
+		resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
+		if err != nil {
+			b.Logf("cpu profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			b.Logf("cpu profile %s: %d %s", name, resp.StatusCode, body)
+			return
+		}
+		if err := os.WriteFile(file, body, 0o644); err != nil {
+			b.Logf("cpu profile %s: %v", name, err)
+			return
+		}
+		b.Logf("cpu profile of the Caddy child: %s", file)
+	}()
+	return func() { <-done }
+}
+
+// cpuSample is CPU time (user + system) used so far by the Caddy child
+// and by the NATS servers together.
+type cpuSample struct{ caddy, nats time.Duration }
+
+func (be *loadBackend) cpu(c *child) cpuSample {
+	s := cpuSample{caddy: procCPU(c.cmd.Process.Pid)}
+	if be.nats != nil {
+		for _, p := range be.nats.Servers {
+			s.nats += procCPU(p.Pid())
+		}
+	}
+	return s
+}
+
+func (s cpuSample) sub(o cpuSample) cpuSample {
+	return cpuSample{caddy: s.caddy - o.caddy, nats: s.nats - o.nats}
+}
+
+// reportCPU adds the CPU used per event (of `what`) over a span of wall
+// time: the Caddy child's and, on NATS, the servers'. key is a metric
+// name already made by be.key.
+func (be *loadBackend) reportCPU(r *loadReport, p, key, what string, d cpuSample, events int64, wall time.Duration) {
+	if events <= 0 || wall <= 0 {
+		r.note(p, "CPU per "+what, "no events")
+		return
+	}
+	perEv := func(t time.Duration) float64 { return float64(t) / float64(time.Millisecond) / float64(events) }
+	r.add(p, "Caddy CPU per "+what+" (ms)", perEv(d.caddy), "%.3f", key+"_caddy_cpu_ms")
+	r.add(p, "Caddy CPU cores busy", d.caddy.Seconds()/wall.Seconds(), "%.2f", "")
+	if be.nats != nil {
+		r.add(p, "NATS servers CPU per "+what+" (ms, 3 servers)", perEv(d.nats), "%.3f", key+"_nats_cpu_ms")
+		r.add(p, "NATS servers CPU cores busy (3 servers)", d.nats.Seconds()/wall.Seconds(), "%.2f", "")
+	}
+}
+
+// procCPU returns the user + system CPU time of a process from
+// /proc/PID/stat (utime and stime, in USER_HZ = 100 ticks per second),
+// zero if it cannot be read.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces:
+	// the fields after it start at field 3 (state).
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(ut+st) * (time.Second / 100)
+}
