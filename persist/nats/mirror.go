@@ -30,7 +30,11 @@ type mirror struct {
 	// byKey holds the deliveries with an order key, by route and key.
 	byKey map[string]map[string]*mrec
 	// ready caches each route's listable deliveries (pending, not
-	// waiting) in due order; nil when a change made it stale.
+	// waiting) in due order. It is dropped when a delivery becomes
+	// listable (new, retried, promoted, requeued); one that stops being
+	// listable (delivered, dead, waiting, deleted) stays in it, stale,
+	// and is skipped (liveLocked): with a large backlog, sorting again
+	// after every outcome would cost more than the delivery.
 	ready   map[string][]*persist.Delivery
 	pruneAt int
 	// gone keeps the revision of deleted deliveries until the watch has
@@ -311,7 +315,9 @@ func (m *mirror) applyDelivery(id string, d *persist.Delivery, rev uint64, fromW
 	case persist.StatusDead:
 		m.ndead[d.Route]++
 	}
-	delete(m.ready, d.Route)
+	if d.Status == persist.StatusPending && !d.Waiting {
+		delete(m.ready, d.Route)
+	}
 	return d.Route, true
 }
 
@@ -340,14 +346,33 @@ func (m *mirror) unindexLocked(r *mrec) {
 	case persist.StatusDead:
 		dec(m.ndead)
 	}
-	delete(m.ready, route)
+	// The ready cache keeps r.d, stale now: liveLocked skips it.
+}
+
+// liveLocked says whether d, taken from the ready cache, is still the
+// mirror's current version of its delivery. Every change replaces the
+// mirror's record, never the Delivery it points to. Must hold m.mu.
+func (m *mirror) liveLocked(d *persist.Delivery) bool {
+	r, ok := m.deliveries[d.ID]
+	return ok && r.d == d
 }
 
 // readyLocked returns route's pending, not waiting deliveries in due
-// order (ties by id), sorted again only after a change. The caller
-// must not modify it. Must hold m.mu for writing.
+// order (ties by id), sorted again only after a delivery became
+// listable. It may hold stale entries, which the caller skips with
+// liveLocked; leading ones are dropped here, so a draining backlog is
+// not walked again and again. The caller must not modify it. Must hold
+// m.mu for writing.
 func (m *mirror) readyLocked(route string) []*persist.Delivery {
 	if out, ok := m.ready[route]; ok {
+		i := 0
+		for i < len(out) && !m.liveLocked(out[i]) {
+			i++
+		}
+		if i > 0 {
+			out = out[i:]
+			m.ready[route] = out
+		}
 		return out
 	}
 	out := make([]*persist.Delivery, 0, m.npending[route])

@@ -23,7 +23,7 @@ func (s *Store) ready(route string) []*persist.Delivery {
 	all := m.readyLocked(route)
 	out := make([]*persist.Delivery, 0, len(all))
 	for _, d := range all {
-		if !m.claimedElsewhereLocked(d.ID, s.node) {
+		if m.liveLocked(d) && !m.claimedElsewhereLocked(d.ID, s.node) {
 			out = append(out, d)
 		}
 	}
