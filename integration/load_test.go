@@ -51,8 +51,8 @@ import (
 // HOOKGATE_LOAD_NATS=1 runs phases 2–5 again after the Badger phases, on
 // a 3-node NATS JetStream cluster of child processes (`replicas 3`, a
 // fresh prefix per phase; phase 4 with HOOKGATE_LOAD_NATS_DELIVER events,
-// default HOOKGATE_LOAD_DELIVER); HOOKGATE_LOAD_NATS=only runs those
-// alone. Phases 2b and 4 report CPU time per event of the Caddy child
+// default HOOKGATE_LOAD_DELIVER; phase 5 at HOOKGATE_LOAD_NATS_RATE
+// events/s, default 1000); HOOKGATE_LOAD_NATS=only runs those alone. Phases 2b and 4 report CPU time per event of the Caddy child
 // and, on NATS, of the three servers (from /proc/PID/stat). Figures are
 // reported, never asserted; lost acknowledged events fail the run.
 func BenchmarkLoad(b *testing.B) {
@@ -86,7 +86,9 @@ func BenchmarkLoad(b *testing.B) {
 		be := natsBackend(b)
 		loadIngest(b, r, be, time.Second, window, rules)
 		loadMixed(b, r, be, time.Second, window)
-		loadLatency(b, r, be, 1000, time.Second, 10*time.Second)
+		if rate := envInt(b, "HOOKGATE_LOAD_NATS_RATE", 1000); rate > 0 {
+			loadLatency(b, r, be, rate, time.Second, 10*time.Second)
+		}
 		if n := envInt(b, "HOOKGATE_LOAD_NATS_DELIVER", deliverN); n > 0 {
 			loadBacklog(b, r, be, "4 deliver backlog", "deliver", n, true)
 		}
