@@ -113,12 +113,13 @@ func (e *Engine) match(cfg *runtimeConfig, in *persist.Ingest, now time.Time) {
 		}
 		ev.Routes = append(ev.Routes, name)
 		in.Deliveries = append(in.Deliveries, &persist.Delivery{
-			ID:      newID("dlv_", now),
-			EventID: ev.ID,
-			Route:   name,
-			Status:  persist.StatusPending,
-			Created: now,
-			Due:     now,
+			ID:        newID("dlv_", now),
+			EventID:   ev.ID,
+			EventType: ev.Type,
+			Route:     name,
+			Status:    persist.StatusPending,
+			Created:   now,
+			Due:       now,
 			// Computed now, from the event as it came in.
 			OrderKey: rt.orderKey(c, now, cfg.logger),
 		})

@@ -117,13 +117,14 @@ func (e *Engine) backfillPage(cfg *runtimeConfig, rt *route, evs []*persist.Even
 			continue
 		}
 		d := &persist.Delivery{
-			ID:       newID("dlv_", now),
-			EventID:  ev.ID,
-			Route:    rt.name,
-			Status:   persist.StatusPending,
-			Created:  now,
-			Due:      now,
-			OrderKey: rt.orderKey(c, now, cfg.logger),
+			ID:        newID("dlv_", now),
+			EventID:   ev.ID,
+			EventType: ev.Type,
+			Route:     rt.name,
+			Status:    persist.StatusPending,
+			Created:   now,
+			Due:       now,
+			OrderKey:  rt.orderKey(c, now, cfg.logger),
 		}
 		ds = append(ds, d)
 		byDlv[d.ID] = ev

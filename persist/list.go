@@ -61,8 +61,58 @@ type ListFilter struct {
 	// MaxListLimit.
 	Limit int
 	// Cursor continues a listing: the next value of the previous page,
-	// with the same Route and Status. Empty starts at the beginning.
+	// with the same Route, Status, Type, Since and Until (the filter must
+	// be repeated unchanged). Empty starts at the beginning.
 	Cursor string
+	// Type keeps only deliveries of this event type (exact match); empty
+	// keeps every type. Deliveries stored before event types were
+	// recorded have none and match no type filter. Non-matching entries
+	// are skipped while paging, at most maxListScan per page, so a page
+	// may hold fewer than Limit and still have a next cursor.
+	Type string
+	// Since and Until keep deliveries whose listing time is in the
+	// half-open window [Since, Until); a zero time leaves that end open.
+	// The listing time is the due time for pending deliveries, the time
+	// they became final for delivered and dead ones, and the creation
+	// time when every state is listed.
+	Since, Until time.Time
+}
+
+// Check reports ErrBadFilter for a window that ends before it starts.
+func (f ListFilter) Check() error {
+	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
+		return fmt.Errorf("%w: until %s is before since %s", ErrBadFilter, f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// ListTime returns the time of d that the window of a listing of status
+// compares: Due for pending, Done for delivered and dead, Created when
+// every state (status 0) is listed.
+func ListTime(status Status, d *Delivery) time.Time {
+	switch status {
+	case StatusPending:
+		return d.Due
+	case StatusDead, StatusDelivered:
+		return d.Done
+	}
+	return d.Created
+}
+
+// Match reports whether d passes the Type and the window of f (not its
+// Route or Status).
+func (f ListFilter) Match(d *Delivery) bool {
+	if f.Type != "" && d.EventType != f.Type {
+		return false
+	}
+	return f.inWindow(ListTime(f.Status, d))
+}
+
+func (f ListFilter) inWindow(t time.Time) bool {
+	if !f.Since.IsZero() && t.Before(f.Since) {
+		return false
+	}
+	return f.Until.IsZero() || t.Before(f.Until)
 }
 
 // Requeued is one delivery that Requeue put back in the ready index.
@@ -164,6 +214,9 @@ func (s *Badger) ListDeliveries(f ListFilter) ([]*Delivery, string, error) {
 	if err := checkRoute(f.Route); err != nil {
 		return nil, "", fmt.Errorf("%w: %v", ErrBadFilter, err)
 	}
+	if err := f.Check(); err != nil {
+		return nil, "", err
+	}
 	from, err := decodeCursor(f.Cursor, f.Status, f.Route)
 	if err != nil {
 		return nil, "", err
@@ -179,9 +232,9 @@ func (s *Badger) ListDeliveries(f ListFilter) ([]*Delivery, string, error) {
 	err = s.db.View(func(txn *badger.Txn) error {
 		var err error
 		if f.Status == 0 {
-			out, next, err = listRecords(txn, f.Route, from, limit)
+			out, next, err = listRecords(txn, f, from, limit)
 		} else {
-			out, next, err = listIndexed(txn, f.Status, f.Route, from, limit)
+			out, next, err = listIndexed(txn, f, from, limit)
 		}
 		return err
 	})
@@ -198,8 +251,12 @@ func (s *Badger) ListDeliveries(f ListFilter) ([]*Delivery, string, error) {
 // every route in name order, starting after the key from. Pending
 // deliveries are those in the ready index, in due order, then those of
 // the route waiting behind an earlier delivery of their order key (not in
-// the ready index; see ordered.go), by key and in ingest order.
-func listIndexed(txn *badger.Txn, st Status, route string, from []byte, limit int) ([]*Delivery, []byte, error) {
+// the ready index; see ordered.go), by key and in ingest order. In the
+// time-ordered indexes it seeks to f.Since and stops at f.Until; the
+// waiting ones and f.Type are checked on the record. At most
+// maxListScan entries are examined per page.
+func listIndexed(txn *badger.Txn, f ListFilter, from []byte, limit int) ([]*Delivery, []byte, error) {
+	st, route := f.Status, f.Route
 	p, _ := indexFor(st)
 	phases := []byte{p}
 	if st == StatusPending {
@@ -214,8 +271,9 @@ func listIndexed(txn *badger.Txn, st Status, route string, from []byte, limit in
 		startRoute = keyRoute(from)
 	}
 	var (
-		out  []*Delivery
-		last []byte
+		out     []*Delivery
+		last    []byte
+		scanned int
 	)
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false
@@ -226,10 +284,15 @@ func listIndexed(txn *badger.Txn, st Status, route string, from []byte, limit in
 		for _, ph := range phases {
 			prefix := routePrefix(ph, r)
 			seek := prefix
+			if ph != pOrder && !f.Since.IsZero() {
+				seek = timedKey(ph, r, f.Since, "")
+			}
 			if from != nil && r == startRoute {
 				switch {
 				case from[0] == ph:
-					seek = after(from)
+					if a := after(from); string(a) > string(seek) {
+						seek = a
+					}
 				case from[0] == pOrder:
 					continue // the cursor is past this phase
 				}
@@ -254,17 +317,25 @@ func listIndexed(txn *badger.Txn, st Status, route string, from []byte, limit in
 						continue
 					}
 				} else {
-					var ok bool
-					if _, _, id, ok = parseTimedKey(k); !ok {
+					var (
+						ok bool
+						at time.Time
+					)
+					if _, at, id, ok = parseTimedKey(k); !ok {
 						continue
 					}
+					if !f.Until.IsZero() && !at.Before(f.Until) {
+						break // the rest of this route's index is later
+					}
 				}
-				if len(out) == limit {
+				if len(out) == limit || scanned == maxListScan {
 					// There is more: the next page starts after the
-					// last entry of this one.
+					// last entry this one examined.
 					it.Close()
 					return out, last, nil
 				}
+				scanned++
+				last = append(last[:0], k...)
 				d, err := txnDelivery(txn, id)
 				if errors.Is(err, ErrNotFound) {
 					continue
@@ -273,8 +344,10 @@ func listIndexed(txn *badger.Txn, st Status, route string, from []byte, limit in
 					it.Close()
 					return nil, nil, err
 				}
+				if !f.Match(d) {
+					continue
+				}
 				out = append(out, d)
-				last = append(last[:0], k...)
 			}
 			it.Close()
 		}
@@ -338,8 +411,10 @@ func indexRoutes(txn *badger.Txn, ps ...byte) []string {
 }
 
 // listRecords pages through the delivery records in id order, keeping
-// those of route (every route when empty).
-func listRecords(txn *badger.Txn, route string, from []byte, limit int) ([]*Delivery, []byte, error) {
+// those of f.Route (every route when empty) that match f's type and
+// creation-time window.
+func listRecords(txn *badger.Txn, f ListFilter, from []byte, limit int) ([]*Delivery, []byte, error) {
+	route := f.Route
 	prefix := []byte{pDelivery, '|'}
 	seek := prefix
 	if from != nil {
@@ -365,7 +440,7 @@ func listRecords(txn *badger.Txn, route string, from []byte, limit int) ([]*Deli
 		if err := item.Value(func(v []byte) error { return decodeJSON(v, &d) }); err != nil {
 			return nil, nil, fmt.Errorf("delivery %s: %w", item.Key()[2:], err)
 		}
-		if route == "" || d.Route == route {
+		if (route == "" || d.Route == route) && f.Match(&d) {
 			out = append(out, &d)
 		}
 	}

@@ -96,12 +96,15 @@ type Event struct {
 
 // Delivery is one event bound for one route.
 type Delivery struct {
-	ID       string    `json:"id"`
-	EventID  string    `json:"event_id"`
-	Route    string    `json:"route"`
-	Status   Status    `json:"status"`
-	Attempts int       `json:"attempts"`
-	Created  time.Time `json:"created"`
+	ID      string `json:"id"`
+	EventID string `json:"event_id"`
+	Route   string `json:"route"`
+	// EventType is the type of the event (empty for deliveries stored
+	// before types were recorded).
+	EventType string    `json:"event_type,omitempty"`
+	Status    Status    `json:"status"`
+	Attempts  int       `json:"attempts"`
+	Created   time.Time `json:"created"`
 	// Due is when the next attempt may start; it is part of the ready-index
 	// key, so an Outcome must carry the Due the delivery was claimed with.
 	Due         time.Time `json:"due"`

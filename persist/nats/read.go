@@ -353,6 +353,9 @@ func (s *Store) ListDeliveries(f persist.ListFilter) ([]*persist.Delivery, strin
 	if f.Status != 0 && f.Status != persist.StatusPending && f.Status != persist.StatusDead && f.Status != persist.StatusDelivered {
 		return nil, "", fmt.Errorf("%w: unknown status %d", persist.ErrBadFilter, f.Status)
 	}
+	if err := f.Check(); err != nil {
+		return nil, "", err
+	}
 	after := ""
 	if f.Cursor != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(f.Cursor)
@@ -368,7 +371,7 @@ func (s *Store) ListDeliveries(f persist.ListFilter) ([]*persist.Delivery, strin
 	}
 	var items []item
 	err := s.each(f.Route, f.Status, func(d *persist.Delivery) {
-		if f.Status != 0 && d.Status != f.Status {
+		if f.Status != 0 && d.Status != f.Status || !f.Match(d) {
 			return
 		}
 		k := listKey(f, d)
