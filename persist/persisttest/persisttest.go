@@ -167,6 +167,7 @@ var cases = []testCase{
 	{"OrderedKeys", testOrderedKeys},
 	{"Retention", testRetention},
 	{"List", testList},
+	{"ListFilter", testListFilter},
 	{"RouteState", testRouteState},
 	{"EventsReceived", testEventsReceived},
 	{"AddDeliveries", testAddDeliveries},
