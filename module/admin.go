@@ -28,7 +28,7 @@ func init() {
 //
 //	GET  /webhooks/stats                       per-route state and counters
 //	GET  /webhooks/events/{id}                 an event, its deliveries and their attempts
-//	GET  /webhooks/deliveries?route=&status=&limit=&cursor=
+//	GET  /webhooks/deliveries?route=&status=&type=&since=&until=&limit=&cursor=
 //	POST /webhooks/deliveries/{id}/retry       requeue one delivery now
 //	POST /webhooks/routes/{name}/replay?status=dead&since=&until=&limit=
 //	POST /webhooks/routes/{name}/pause, /resume
@@ -160,7 +160,7 @@ func storeError(err error, what string) *apiError {
 	case errors.Is(err, persist.ErrClosed):
 		return apiErrorf(http.StatusServiceUnavailable, "unavailable", "the outbox is closed (Caddy is stopping or reloading); try again")
 	case errors.Is(err, persist.ErrBadCursor):
-		return apiErrorf(http.StatusBadRequest, "bad_cursor", "cursor: %v: pass the next value of the previous page unchanged, with the same route and status", err)
+		return apiErrorf(http.StatusBadRequest, "bad_cursor", "cursor: %v: pass the next value of the previous page unchanged, with the same filter", err)
 	case errors.Is(err, persist.ErrBadFilter):
 		return apiErrorf(http.StatusBadRequest, "bad_request", "%v", err)
 	}
@@ -244,8 +244,11 @@ type EventView struct {
 // DeliveryView is a delivery as operators see it: URLs in its last
 // error are cut down to scheme and host (RedactURLs).
 type DeliveryView struct {
-	ID          string    `json:"id"`
-	EventID     string    `json:"event_id"`
+	ID      string `json:"id"`
+	EventID string `json:"event_id"`
+	// EventType is empty for deliveries stored before event types were
+	// recorded.
+	EventType   string    `json:"event_type,omitempty"`
 	Route       string    `json:"route"`
 	Status      string    `json:"status"`
 	Attempts    int       `json:"attempts"`
@@ -329,6 +332,7 @@ func ViewDelivery(d *persist.Delivery) DeliveryView {
 	v := DeliveryView{
 		ID:          d.ID,
 		EventID:     d.EventID,
+		EventType:   d.EventType,
 		Route:       d.Route,
 		Status:      d.Status.String(),
 		Attempts:    d.Attempts,
@@ -450,10 +454,22 @@ func (a *adminAPI) event(eng *Engine, w http.ResponseWriter, _ *http.Request, pa
 	return nil
 }
 
-// GET /webhooks/deliveries?route=&status=&limit=&cursor=
+// GET /webhooks/deliveries?route=&status=&type=&since=&until=&limit=&cursor=
+//
+// since and until (each optional) bound the half-open window [since,
+// until) over the due time (pending), the time a delivery became final
+// (delivered, dead) or its creation time (no status).
 func (a *adminAPI) deliveries(eng *Engine, w http.ResponseWriter, r *http.Request, _ []string) *apiError {
 	q := r.URL.Query()
-	f := persist.ListFilter{Route: q.Get("route"), Cursor: q.Get("cursor")}
+	f := persist.ListFilter{Route: q.Get("route"), Cursor: q.Get("cursor"), Type: q.Get("type")}
+	now := eng.Now()
+	var err error
+	if f.Since, err = parseSince(q.Get("since"), now); err != nil {
+		return apiErrorf(http.StatusBadRequest, "bad_request", "since: %v", err)
+	}
+	if f.Until, err = parseSince(q.Get("until"), now); err != nil {
+		return apiErrorf(http.StatusBadRequest, "bad_request", "until: %v", err)
+	}
 	if s := q.Get("status"); s != "" {
 		st, ok := persist.ParseStatus(s)
 		if !ok {

@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -212,5 +213,61 @@ func TestAdminOnEngine(t *testing.T) {
 	rec, body = callAdmin(t, a, "GET", "/webhooks/events/ev1", nil)
 	if rec.Code != http.StatusServiceUnavailable || body.Error != "unavailable" {
 		t.Errorf("closed outbox: %d %+v", rec.Code, body)
+	}
+}
+
+// GET /webhooks/deliveries filters by event type and by a time window
+// (RFC 3339 or a duration before now), and answers 400 to a bad one.
+func TestAdminDeliveriesFilters(t *testing.T) {
+	e, err := openEngine(t.TempDir(), zap.NewNop(), persist.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Destruct() })
+	now := e.now()
+	var batch []persist.Ingest
+	for i, typ := range []string{"order.created", "order.paid", "order.created"} {
+		id := fmt.Sprintf("e%d", i)
+		created := now.Add(time.Duration(i-2) * time.Hour) // 2h ago, 1h ago, now
+		batch = append(batch, persist.Ingest{
+			Event: &persist.Event{ID: id, Type: typ, Time: created, Received: created, Data: []byte(`{}`), Routes: []string{"r"}},
+			Deliveries: []*persist.Delivery{{ID: "d" + id, EventID: id, EventType: typ, Route: "r",
+				Status: persist.StatusPending, Created: created, Due: created.Add(24 * time.Hour)}},
+		})
+	}
+	if _, err := e.store.Ingest(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	a := adminFor(e)
+	ids := func(query string) string {
+		t.Helper()
+		rec, _ := callAdmin(t, a, "GET", "/webhooks/deliveries?"+query, nil)
+		var list listAnswer
+		if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || rec.Code != 200 {
+			t.Fatalf("%s: %d %s", query, rec.Code, rec.Body)
+		}
+		var out []string
+		for _, d := range list.Deliveries {
+			out = append(out, d.ID+":"+d.EventType)
+		}
+		return strings.Join(out, " ")
+	}
+	for query, want := range map[string]string{
+		"type=order.created":           "de0:order.created de2:order.created",
+		"since=90m":                    "de1:order.paid de2:order.created",
+		"until=90m":                    "de0:order.created",
+		"type=order.created&since=90m": "de2:order.created",
+		"type=order.refunded":          "",
+		"since=" + now.Add(-time.Hour).Format(time.RFC3339Nano) + "&until=30m": "de1:order.paid",
+	} {
+		if got := ids(query); got != want {
+			t.Errorf("%s: %q, want %q", query, got, want)
+		}
+	}
+	for _, query := range []string{"since=yesterday", "until=-5m", "since=1h&until=2h"} {
+		rec, body := callAdmin(t, a, "GET", "/webhooks/deliveries?"+query, nil)
+		if rec.Code != 400 || body.Error != "bad_request" {
+			t.Errorf("%s: %d %+v, want 400 bad_request", query, rec.Code, body)
+		}
 	}
 }
