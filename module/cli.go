@@ -21,7 +21,7 @@ import (
 //
 //	caddy webhooks stats
 //	caddy webhooks events <event-id>
-//	caddy webhooks deliveries [--route R] [--status S] [--limit N] [--cursor C]
+//	caddy webhooks deliveries [--route R] [--status S] [--type T] [--since T] [--until T] [--limit N] [--cursor C]
 //	caddy webhooks retry <delivery-id>
 //	caddy webhooks replay <route> [--status dead|delivered] [--since T] [--until T] [--limit N]
 //	caddy webhooks pause <route>
@@ -51,8 +51,11 @@ through its admin API (GET/POST /webhooks/...).
   events <id>         an event, its deliveries and every attempt (time,
                       duration, status, class, error, response)
   deliveries          a page of deliveries; --route, --status
-                      (pending|delivered|dead), --limit (1-1000, default
-                      100), --cursor (from the previous page)
+                      (pending|delivered|dead), --type (event type),
+                      --since/--until (RFC 3339 or a duration before now:
+                      due time if pending, final time if delivered or
+                      dead, else creation time), --limit (1-1000, default
+                      100), --cursor (from the previous page, same filter)
   retry <delivery>    requeues one delivery now (dead and delivered ones
                       too; attempts keep counting)
   replay <route>      requeues a route's dead (or --status delivered)
@@ -109,12 +112,12 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 	})
 
 	list := &cobra.Command{
-		Use:   "deliveries [--route <name>] [--status pending|delivered|dead] [--limit <n>] [--cursor <cursor>]",
+		Use:   "deliveries [--route <name>] [--status pending|delivered|dead] [--type <event type>] [--since <time>] [--until <time>] [--limit <n>] [--cursor <cursor>]",
 		Short: "Lists a page of deliveries",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			q := url.Values{}
-			for _, name := range []string{"route", "status", "cursor"} {
+			for _, name := range []string{"route", "status", "type", "since", "until", "cursor"} {
 				if v, _ := c.Flags().GetString(name); v != "" {
 					q.Set(name, v)
 				}
@@ -133,6 +136,9 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 	}
 	list.Flags().String("route", "", "Only this route's deliveries")
 	list.Flags().String("status", "", "Only pending, delivered or dead deliveries")
+	list.Flags().String("type", "", "Only deliveries of this event type")
+	list.Flags().String("since", "", "From this time on: RFC 3339, or a duration before now (36h, 2d)")
+	list.Flags().String("until", "", "Before this time: RFC 3339, or a duration before now")
 	list.Flags().Int("limit", 0, "Page size, 1-1000 (default 100)")
 	list.Flags().String("cursor", "", "Continue after the previous page (its next cursor)")
 	cmd.AddCommand(list)

@@ -181,6 +181,8 @@ func TestWebhooksCommand(t *testing.T) {
 		{[]string{"deliveries", "--route", "erp", "--status", "dead", "--limit", "5", "--cursor", "C1"},
 			"GET /webhooks/deliveries?cursor=C1&limit=5&route=erp&status=dead", "no deliveries\nmore: --cursor CUR\n"},
 		{[]string{"deliveries"}, "GET /webhooks/deliveries", "no deliveries"},
+		{[]string{"deliveries", "--type", "order.paid", "--since", "24h", "--until", "2026-11-23T10:00:00Z"},
+			"GET /webhooks/deliveries?since=24h&type=order.paid&until=2026-11-23T10%3A00%3A00Z", "no deliveries"},
 		{[]string{"retry", "dlv_1"}, "POST /webhooks/deliveries/dlv_1/retry", "delivery dlv_1 (route erp) requeued; it was dead\n"},
 		{[]string{"replay", "erp", "--since", "2d", "--limit", "10"}, "POST /webhooks/routes/erp/replay?limit=10&since=2d&status=dead",
 			"7 deliveries of route erp requeued\n"},
