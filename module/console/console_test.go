@@ -445,3 +445,56 @@ func TestReloadEndsLiveStreams(t *testing.T) {
 	}
 	t.Logf("reload with an open live stream took %v", time.Since(start).Round(time.Millisecond))
 }
+
+// The deliveries page filters by event type and time window, keeps them
+// in the form and the page links, and refuses a bad window.
+func TestDeliveriesTypeAndTimeFilters(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	ids := g.accept(2, nil)
+	for _, id := range ids {
+		g.waitStatus(g.deliveryOf(id, "crm"), persist.StatusDead)
+	}
+	dead := g.deliveryOf(ids[0], "crm")
+
+	a := g.get("/console/deliveries?status=dead&type=task.created&since=1h", true)
+	if a.status != http.StatusOK {
+		t.Fatalf("HTTP %d\n%s", a.status, a.body)
+	}
+	mustContain(t, "dead task.created since 1h", a.body, dead, "task.created",
+		`name="type" value="task.created"`, `name="since" value="1h"`)
+	mustNotContain(t, "filters that exist", a.body, "there is no filter by event type or time")
+
+	for q, what := range map[string]string{
+		"status=dead&type=task.deleted": "another type",
+		"status=dead&until=1h":          "died before an hour ago",
+		"since=" + url.QueryEscape(time.Now().Add(time.Hour).UTC().Format(time.RFC3339)): "created after an hour from now",
+	} {
+		a := g.get("/console/deliveries?"+q, true)
+		if a.status != http.StatusOK {
+			t.Fatalf("%s: HTTP %d", q, a.status)
+		}
+		mustContain(t, what, a.body, "No deliveries match.")
+		mustNotContain(t, what, a.body, dead)
+	}
+
+	// A later page keeps the filters in its links.
+	f := persist.ListFilter{Status: persist.StatusDead, Type: "task.created", Limit: 1}
+	_, next, err := g.eng.Deliveries(f)
+	if err != nil || next == "" {
+		t.Fatalf("a first page of one: next %q, %v", next, err)
+	}
+	a = g.get("/console/deliveries?status=dead&type=task.created&cursor="+url.QueryEscape(next), true)
+	mustContain(t, "second page", a.body, `href="/console/deliveries?status=dead&amp;type=task.created"`)
+
+	for q, want := range map[string]string{
+		"since=yesterday":   "Since &#34;yesterday&#34;: expected an RFC 3339 time",
+		"until=-1h":         "Until &#34;-1h&#34;",
+		"since=1h&until=2h": "The time window ends before it starts",
+	} {
+		a := g.get("/console/deliveries?"+q, true)
+		if a.status != http.StatusBadRequest {
+			t.Errorf("%s: HTTP %d, want 400", q, a.status)
+		}
+		mustContain(t, q, a.body, want)
+	}
+}

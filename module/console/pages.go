@@ -184,6 +184,9 @@ type deliveriesData struct {
 	Route  string
 	Status string
 	ID     string
+	// Type, Since and Until are the event type and time-window filters
+	// as typed (since and until: "1h", "24h" or an RFC 3339 time).
+	Type, Since, Until string
 	// Message explains an empty result or a failed id search.
 	Message    string
 	Deliveries []module.DeliveryView
@@ -194,14 +197,15 @@ type deliveriesData struct {
 // pageSize is how many deliveries a page lists.
 const pageSize = 50
 
-// GET /deliveries?route=&status=&id=&cursor=
+// GET /deliveries?route=&status=&type=&since=&until=&id=&cursor=
 func (h *Handler) deliveries(rq *request, _ []string) {
 	eng := h.engine(rq)
 	if eng == nil {
 		return
 	}
 	q := rq.r.URL.Query()
-	d := deliveriesData{Route: q.Get("route"), Status: q.Get("status"), ID: strings.TrimSpace(q.Get("id"))}
+	d := deliveriesData{Route: q.Get("route"), Status: q.Get("status"), ID: strings.TrimSpace(q.Get("id")),
+		Type: strings.TrimSpace(q.Get("type")), Since: strings.TrimSpace(q.Get("since")), Until: strings.TrimSpace(q.Get("until"))}
 	for _, st := range eng.Stats() {
 		d.Routes = append(d.Routes, st.Route)
 	}
@@ -241,6 +245,20 @@ func (h *Handler) deliveries(rq *request, _ []string) {
 		}
 		f.Status = st
 	}
+	f.Type = d.Type
+	var err error
+	if f.Since, err = parseSince(d.Since, now); err != nil {
+		h.errorPage(rq, http.StatusBadRequest, "Bad filter", "Since "+err.Error()+".")
+		return
+	}
+	if f.Until, err = parseSince(d.Until, now); err != nil {
+		h.errorPage(rq, http.StatusBadRequest, "Bad filter", "Until "+err.Error()+".")
+		return
+	}
+	if err := f.Check(); err != nil {
+		h.errorPage(rq, http.StatusBadRequest, "Bad filter", "The time window ends before it starts: until must be later than since.")
+		return
+	}
 	ds, next, err := eng.Deliveries(f)
 	if err != nil {
 		h.storeError(rq, err)
@@ -256,6 +274,11 @@ func (h *Handler) deliveries(rq *request, _ []string) {
 	}
 	if d.Status != "" {
 		base.Set("status", d.Status)
+	}
+	for k, v := range map[string]string{"type": d.Type, "since": d.Since, "until": d.Until} {
+		if v != "" {
+			base.Set(k, v)
+		}
 	}
 	if next != "" {
 		nq := url.Values{"cursor": {next}}
