@@ -26,6 +26,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/hookgate/hookgate/internal/testnet"
 	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/persist"
 )
@@ -267,46 +268,6 @@ func quietTLSServer(h http.Handler) *httptest.Server {
 	return srv
 }
 
-// rawListener accepts connections on 127.0.0.1 and hands each to fn.
-func rawListener(t *testing.T, fn func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				fn(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
 // Real failures on loopback, through sender.attempt and classifyError.
 func TestAttemptTransportFailures(t *testing.T) {
 	// Connection refused: a port that was just closed.
@@ -318,12 +279,12 @@ func TestAttemptTransportFailures(t *testing.T) {
 	ln.Close()
 
 	// Accepts and never answers.
-	silent := rawListener(t, func(c net.Conn) {
+	silent := testnet.RawListener(t, func(c net.Conn) {
 		io.Copy(io.Discard, c)
 	})
 
 	// Reads the request, then resets the connection.
-	reset := rawListener(t, func(c net.Conn) {
+	reset := testnet.RawListener(t, func(c net.Conn) {
 		buf := make([]byte, 4096)
 		c.Read(buf)
 		c.(*net.TCPConn).SetLinger(0)
@@ -331,13 +292,13 @@ func TestAttemptTransportFailures(t *testing.T) {
 	})
 
 	// Resets the connection without reading anything.
-	resetNow := rawListener(t, func(c net.Conn) {
+	resetNow := testnet.RawListener(t, func(c net.Conn) {
 		c.(*net.TCPConn).SetLinger(0)
 		c.Close()
 	})
 
 	// Closes cleanly after reading the request: EOF before any response.
-	eof := rawListener(t, func(c net.Conn) {
+	eof := testnet.RawListener(t, func(c net.Conn) {
 		buf := make([]byte, 4096)
 		c.Read(buf)
 		c.Close()

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/hookgate/hookgate/internal/testnet"
 	"io"
 	"net"
 	"net/http"
@@ -460,7 +461,7 @@ func TestEgressProxyRefusals(t *testing.T) {
 		{"502 Bad Gateway", false},
 	} {
 		var got atomic.Value
-		addr := rawListener(t, func(c net.Conn) {
+		addr := testnet.RawListener(t, func(c net.Conn) {
 			req, err := http.ReadRequest(bufio.NewReader(c))
 			if err == nil {
 				got.Store(req.Method + " " + req.Host + " " + req.Header.Get("Proxy-Authorization"))
@@ -504,44 +505,4 @@ func post(c *Client, u string) error {
 func isDenied(err error) bool {
 	var eg *DeniedError
 	return errors.As(err, &eg)
-}
-
-// rawListener accepts connections on 127.0.0.1 and hands each to fn.
-func rawListener(t testing.TB, fn func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				fn(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }

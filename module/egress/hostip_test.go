@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bufio"
+	"github.com/hookgate/hookgate/internal/testnet"
 	"io"
 	"net"
 	"net/http"
@@ -75,7 +76,7 @@ func TestHostIP(t *testing.T) {
 func TestProxyResolvesLegacySpellings(t *testing.T) {
 	var mu sync.Mutex
 	var connects []string
-	proxy := rawListener(t, func(c net.Conn) {
+	proxy := testnet.RawListener(t, func(c net.Conn) {
 		defer c.Close()
 		req, err := http.ReadRequest(bufio.NewReader(c))
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"github.com/hookgate/hookgate/internal/testnet"
 	"io"
 	"log"
 	"net"
@@ -27,7 +28,7 @@ import (
 func TestAllowOnlyThroughProxy(t *testing.T) {
 	var mu sync.Mutex
 	var connects []string
-	proxy := rawListener(t, func(c net.Conn) {
+	proxy := testnet.RawListener(t, func(c net.Conn) {
 		defer c.Close()
 		req, err := http.ReadRequest(bufio.NewReader(c))
 		if err != nil {
