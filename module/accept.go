@@ -80,8 +80,12 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 		return nil, ErrOverloaded
 	}
 
+	e.reserve(batch)
 	results, err := e.store.Ingest(ctx, batch)
 	if err != nil {
+		for _, in := range batch {
+			e.release(in.Deliveries)
+		}
 		return nil, err
 	}
 	out := make([]Accepted, len(results))
@@ -89,6 +93,7 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 	for i, res := range results {
 		out[i] = Accepted{ID: res.ID, Duplicate: res.Duplicate}
 		if res.Duplicate {
+			e.release(batch[i].Deliveries)
 			continue
 		}
 		out[i].Routes = batch[i].Event.Routes
@@ -148,6 +153,23 @@ func takes(cfg *runtimeConfig, rt *route, ev *persist.Event, c *rules.Event, now
 	return ok
 }
 
+// reserve hides the deliveries of batch from the scanners until they are
+// offered or released (see dispatcher.reserve).
+func (e *Engine) reserve(batch []persist.Ingest) {
+	for _, in := range batch {
+		for _, dl := range in.Deliveries {
+			e.dispatcherFor(dl.Route).reserve(dl.ID)
+		}
+	}
+}
+
+// release ends the reservations of deliveries that will not be offered.
+func (e *Engine) release(ds []*persist.Delivery) {
+	for _, dl := range ds {
+		e.dispatcherFor(dl.Route).release(dl.ID)
+	}
+}
+
 // enqueue offers a stored event's deliveries to their dispatchers and
 // counts them as pending.
 func (e *Engine) enqueue(in persist.Ingest) {
@@ -157,6 +179,7 @@ func (e *Engine) enqueue(in persist.Ingest) {
 		if dl.Waiting {
 			// Behind an earlier delivery of its order key: the outbox
 			// puts it in the ready index when its turn comes.
+			d.release(dl.ID)
 			continue
 		}
 		d.offer(&job{d: dl, ev: in.Event})

@@ -135,20 +135,27 @@ func (e *Engine) backfillPage(cfg *runtimeConfig, rt *route, evs []*persist.Even
 	if e.pending.Load()+int64(len(ds)) > cfg.maxPending {
 		return ErrOverloaded
 	}
+	disp := e.dispatcherFor(rt.name)
+	for _, d := range ds {
+		disp.reserve(d.ID)
+	}
 	added, err := e.store.AddDeliveries(ds, !opt.Redeliver)
 	if err != nil {
+		e.release(ds)
 		return err
 	}
-	disp := e.dispatcherFor(rt.name)
 	for i, d := range ds {
 		if !added[i] {
 			// Gone, or routed by a backfill running at the same time.
 			res.Skipped++
+			disp.release(d.ID)
 			continue
 		}
 		res.Queued++
 		disp.countNew(1)
-		if !d.Waiting {
+		if d.Waiting {
+			disp.release(d.ID)
+		} else {
 			disp.offer(&job{d: d, ev: byDlv[d.ID]})
 		}
 	}

@@ -46,9 +46,12 @@ type dispatcher struct {
 	pending atomic.Int64
 	wake    chan struct{}
 
-	mu       sync.Mutex
-	queue    []*job
-	known    map[string]struct{} // queued or in flight
+	mu    sync.Mutex
+	queue []*job
+	known map[string]struct{} // queued or in flight
+	// reserved holds deliveries being stored (see reserve); the scanner
+	// skips them like known ones.
+	reserved map[string]struct{}
 	inflight int
 	diskMore bool      // due deliveries may be on disk and not in queue
 	nextDue  time.Time // earliest known future due time on disk
@@ -92,6 +95,7 @@ func newDispatcher(e *Engine, name string) *dispatcher {
 		name:     name,
 		wake:     make(chan struct{}, 1),
 		known:    make(map[string]struct{}),
+		reserved: make(map[string]struct{}),
 		diskMore: true,
 		state:    e.states[name],
 	}
@@ -113,10 +117,33 @@ func (d *dispatcher) signal() {
 	}
 }
 
-// offer hands a freshly ingested delivery to the queue if there is room;
-// otherwise it stays on disk for the scanner.
+// reserve hides a delivery about to be stored from the scanner until
+// offer or release. The outbox makes a write visible to reads before it
+// is durable, so before the store call returns: without the reservation
+// a scan could find the delivery, attempt it and finish, and the offer
+// that follows would queue it a second time.
+func (d *dispatcher) reserve(id string) {
+	d.mu.Lock()
+	d.reserved[id] = struct{}{}
+	d.mu.Unlock()
+}
+
+// release gives up a reservation without an offer: the delivery was not
+// stored, waits behind its order key, or its store call failed (in
+// which case it may still be on disk, so the scanner looks).
+func (d *dispatcher) release(id string) {
+	d.mu.Lock()
+	delete(d.reserved, id)
+	d.markDisk()
+	d.mu.Unlock()
+	d.signal()
+}
+
+// offer hands a freshly stored delivery to the queue if there is room;
+// otherwise it stays on disk for the scanner. It ends its reservation.
 func (d *dispatcher) offer(j *job) {
 	d.mu.Lock()
+	delete(d.reserved, j.d.ID)
 	if _, ok := d.known[j.d.ID]; !ok {
 		if len(d.queue) < queueCap && !d.holding.Load() {
 			d.queue = append(d.queue, j)
@@ -139,6 +166,9 @@ func (d *dispatcher) markDisk() {
 func (d *dispatcher) isKnown(id string) bool {
 	d.mu.Lock()
 	_, ok := d.known[id]
+	if !ok {
+		_, ok = d.reserved[id]
+	}
 	d.mu.Unlock()
 	return ok
 }
@@ -303,6 +333,9 @@ func (d *dispatcher) fill() {
 	d.mu.Lock()
 	for _, j := range jobs {
 		if _, ok := d.known[j.d.ID]; ok {
+			continue
+		}
+		if _, ok := d.reserved[j.d.ID]; ok {
 			continue
 		}
 		d.known[j.d.ID] = struct{}{}
