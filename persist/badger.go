@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -58,6 +59,10 @@ type Options struct {
 
 	// probe measures free space; tests replace it.
 	probe spaceProbe
+	// Tests shrink the logs' files, to see them move to new ones, and
+	// watch sync rounds: beforeSync runs at the start of each.
+	memTableSize, vlogFileSize int64
+	beforeSync                 func()
 }
 
 // Logger is the logging interface Badger uses.
@@ -92,6 +97,11 @@ type Badger struct {
 
 	ingestCh chan *ingestReq
 	recordCh chan recordReq
+	// sync makes commits durable (durable.go); syncing is the current
+	// group's committed durable units, handed to it at the group's end
+	// (committer only).
+	sync    *syncer
+	syncing []func(error)
 	// moved maps pending deliveries a Requeue moved to an earlier due
 	// time to the ready entry it wrote. An attempt claimed before the
 	// move records with the old due time; applyRecord removes the new
@@ -152,15 +162,16 @@ func Open(opts Options) (*Badger, error) {
 
 	bo := badger.DefaultOptions(opts.Dir).
 		WithLogger(opts.Logger).
-		// Durability: every commit is synced. The committer batches, so
-		// this costs one fsync per group, not per event.
-		WithSyncWrites(true).
+		// Durability: the syncer syncs what must be durable, once for
+		// every group committed meanwhile (durable.go); Badger's own
+		// sync would make every transaction wait for its fsync.
+		WithSyncWrites(false).
 		// One writer goroutine: there are no conflicts to detect.
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
 		// Sized for a small daemon rather than a database server: these
 		// bound resident memory with a large backlog.
-		WithMemTableSize(memTableSize).
+		WithMemTableSize(cmp.Or(opts.memTableSize, memTableSize)).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
 		WithNumCompactors(2).
@@ -173,7 +184,7 @@ func Open(opts Options) (*Badger, error) {
 		WithCompression(options.None).
 		// Small enough that GC can reclaim a file on a small disk, and
 		// that its rewrite fits in the free space kept (space.go).
-		WithValueLogFileSize(valueLogFileSize)
+		WithValueLogFileSize(cmp.Or(opts.vlogFileSize, valueLogFileSize))
 	db, err := badger.Open(bo)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
@@ -183,8 +194,14 @@ func Open(opts Options) (*Badger, error) {
 		}
 		return nil, fmt.Errorf("opening outbox %s: %w", opts.Dir, err)
 	}
+	sy, err := newSyncer(opts.Dir)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening outbox %s: %w", opts.Dir, err)
+	}
 	s := &Badger{
 		db:       db,
+		sync:     sy,
 		opts:     opts,
 		now:      now,
 		space:    space,
@@ -206,8 +223,9 @@ func Open(opts Options) (*Badger, error) {
 		}
 	}
 	s.retention.Store(&Retention{Dedupe: opts.DedupeWindow, Delivered: opts.Retention, Dead: opts.DeadRetention})
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.commitLoop()
+	go s.syncLoop()
 	go s.gcLoop()
 	return s, nil
 }

@@ -10,7 +10,9 @@ import (
 
 // The group commit: Ingest and Record hand their writes to one committer
 // goroutine, which drains whatever is waiting into one transaction and
-// syncs once, so concurrent requests share an fsync.
+// commits it; the syncer (durable.go) then makes it durable once for
+// every group committed meanwhile, so concurrent requests share an fsync
+// and the committer never waits for one.
 
 // maxGroupBytes bounds the writes the committer puts into one transaction:
 // well under Badger's batch limit for memTableSize, so a group rarely has
@@ -33,6 +35,9 @@ type recordReq struct {
 	done  func(error)
 	apply func(txn *badger.Txn) error
 	size  int
+	// durable delays done until the write is synced, as for an ingest;
+	// outcomes and requeues need not wait.
+	durable bool
 }
 
 func (r recordReq) cost() int {
@@ -44,6 +49,8 @@ func (r recordReq) cost() int {
 
 func (s *Badger) commitLoop() {
 	defer s.wg.Done()
+	// The syncer's last round comes after the last commit.
+	defer close(s.sync.done)
 	var (
 		ins  []*ingestReq
 		recs []recordReq
@@ -93,10 +100,12 @@ func (s *Badger) commitLoop() {
 }
 
 // unit is one submission's writes; apply may be re-run in a new
-// transaction when a group has to be split.
+// transaction when a group has to be split. A durable unit that commits
+// is finished by the syncer.
 type unit struct {
-	apply  func(txn *badger.Txn) error
-	finish func(err error)
+	apply   func(txn *badger.Txn) error
+	finish  func(err error)
+	durable bool
 }
 
 func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
@@ -108,6 +117,10 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 		if v := recover(); v != nil {
 			err := fmt.Errorf("outbox committer panic: %v\n%s", v, debug.Stack())
 			s.opts.Logger.Errorf("%v", err)
+			// Units committed and waiting for the hand-over to the
+			// syncer are not settled yet: they get err below instead.
+			clear(s.syncing)
+			s.syncing = s.syncing[:0]
 			for i, r := range ins {
 				if !settled[i] {
 					r.err = err
@@ -124,6 +137,7 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 	units := make([]unit, 0, len(ins)+len(recs))
 	for i, r := range ins {
 		units = append(units, unit{
+			durable: true,
 			apply: func(txn *badger.Txn) error {
 				res, err := s.applyIngest(txn, r.batch)
 				r.res = res
@@ -138,6 +152,7 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 	}
 	for i, r := range recs {
 		units = append(units, unit{
+			durable: r.durable,
 			apply: func(txn *badger.Txn) error {
 				if r.apply != nil {
 					return r.apply(txn)
@@ -155,14 +170,37 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 		})
 	}
 	s.commitUnits(units)
+	s.afterSync(s.syncing...)
+	clear(s.syncing)
+	s.syncing = s.syncing[:0]
 }
 
-// commitUnits commits units in as few transactions as they fit in (one
-// sync apiece) and tells every unit how its transaction ended.
+// commitUnits commits units in as few transactions as they fit in and
+// tells every unit how its transaction ended.
 func (s *Badger) commitUnits(units []unit) {
 	for len(units) > 0 {
 		units = units[s.commitPrefix(units):]
 	}
+}
+
+// settle tells u how its transaction ended: at once, unless it is durable
+// and committed, in which case the syncer tells it (once the group is
+// handed over, at the end of commitGroup).
+func (s *Badger) settle(u unit, err error) {
+	if err == nil && u.durable {
+		s.syncing = append(s.syncing, u.finish)
+		return
+	}
+	u.finish(err)
+}
+
+// commit commits txn and counts it for the syncer.
+func (s *Badger) commit(txn *badger.Txn) error {
+	err := txn.Commit()
+	if err == nil {
+		s.sync.commits.Add(1)
+	}
+	return err
 }
 
 // commitPrefix commits the leading units that fit in one transaction and
@@ -185,12 +223,12 @@ func (s *Badger) commitPrefix(units []unit) int {
 			err = ErrTooLarge
 		}
 		s.commitExactly(units[:i])
-		u.finish(err)
+		s.settle(u, err)
 		return i + 1
 	}
-	err := txn.Commit()
+	err := s.commit(txn)
 	for _, u := range units {
-		u.finish(err)
+		s.settle(u, err)
 	}
 	return len(units)
 }
@@ -209,10 +247,10 @@ func (s *Badger) commitExactly(units []unit) int {
 		}
 	}
 	if err == nil {
-		err = txn.Commit()
+		err = s.commit(txn)
 	}
 	for _, u := range units {
-		u.finish(err)
+		s.settle(u, err)
 	}
 	return len(units)
 }

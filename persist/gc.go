@@ -1,6 +1,10 @@
 package persist
 
-import "time"
+import (
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
 
 // gcNowEvery bounds the extra value-log GC runs that refused ingest asks
 // for, on top of the GCInterval ticker.
@@ -32,9 +36,30 @@ func (s *Badger) gcLoop() {
 			continue
 		}
 		for i := 0; i < 16; i++ {
-			if err := s.db.RunValueLogGC(0.5); err != nil {
+			if err := s.runValueLogGC(0.5); err != nil {
 				break
 			}
 		}
 	}
+}
+
+// runValueLogGC runs one round of value-log GC, which rewrites the live
+// entries of one file to the current one and deletes the old file. With
+// SyncWrites off Badger deletes it before the rewritten entries are
+// synced, which a power failure could turn into lost events: an iterator
+// held open meanwhile makes Badger put the deletion off until the
+// iterator is closed, which happens once the rewrites are synced.
+func (s *Badger) runValueLogGC(ratio float64) error {
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{0xff, 0xff, 0xff}})
+	err := s.db.RunValueLogGC(ratio)
+	if serr := s.durable(); serr != nil {
+		s.opts.Logger.Errorf("value-log GC: %v", serr)
+		if err == nil {
+			err = serr
+		}
+	}
+	it.Close()
+	return err
 }

@@ -715,6 +715,28 @@ func (s *Badger) Compact() error {
 		return ErrClosed
 	}
 	defer s.reads.Done()
+	if err := s.flattenAll(); err != nil {
+		return err
+	}
+	for rejected := 0; ; {
+		err := s.runValueLogGC(0.01)
+		switch {
+		case errors.Is(err, badger.ErrNoRewrite):
+			return nil
+		case errors.Is(err, badger.ErrRejected) && rejected < 50:
+			// The GC ticker's run is in progress; only one runs at a time.
+			rejected++
+			time.Sleep(100 * time.Millisecond)
+		case err != nil:
+			return fmt.Errorf("value-log GC: %w", err)
+		}
+	}
+}
+
+// flattenAll writes the memtables out and compacts the whole LSM tree
+// into its last level, which drops expired and deleted records and tells
+// the value log what is garbage.
+func (s *Badger) flattenAll() error {
 	// Badger has no call to flush the memtables, nor to compact its last
 	// level onto itself. DropPrefix flushes them; the two deletion
 	// markers, below and above every record, make the flushed table span
@@ -745,17 +767,5 @@ func (s *Badger) Compact() error {
 			return fmt.Errorf("flattening the outbox: %w", err)
 		}
 	}
-	for rejected := 0; ; {
-		err := s.db.RunValueLogGC(0.01)
-		switch {
-		case errors.Is(err, badger.ErrNoRewrite):
-			return nil
-		case errors.Is(err, badger.ErrRejected) && rejected < 50:
-			// The GC ticker's run is in progress; only one runs at a time.
-			rejected++
-			time.Sleep(100 * time.Millisecond)
-		case err != nil:
-			return fmt.Errorf("value-log GC: %w", err)
-		}
-	}
+	return nil
 }

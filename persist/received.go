@@ -113,7 +113,8 @@ func (s *Badger) AddDeliveries(ds []*Delivery, skipRouted bool) ([]bool, error) 
 			werr = err
 			close(done)
 		},
-		size: len(ds) * 2048,
+		size:    len(ds) * 2048,
+		durable: true,
 	}
 	if !s.submit(req) {
 		return nil, ErrClosed

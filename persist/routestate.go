@@ -67,7 +67,10 @@ func (s *Badger) SetRouteState(route string, st RouteState) error {
 	if errors.Is(err, badger.ErrDBClosed) {
 		err = ErrClosed
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return s.durable()
 }
 
 // RouteStates implements Store.

@@ -1,0 +1,253 @@
+package persist
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Durability. Badger runs with SyncWrites off: a commit writes into the
+// memory-mapped write-ahead log and value log and is visible to every
+// read at once, but is not on disk yet. What must be durable before it is
+// acknowledged (ingests, backfill's AddDeliveries, route states) waits
+// for the syncer, which syncs both logs once for everything committed
+// before it started. That is group commit without the committer waiting:
+// it builds and commits the next group while the logs sync, and outcomes,
+// which need no sync (a lost outcome is one more attempt), never wait for
+// one. With SyncWrites on, Badger synced the logs for every transaction,
+// in series with the committer.
+//
+// A sync round syncs the current write-ahead log and value-log file
+// (DB.Sync), and every file of either log that was current at some point
+// since the last round: Badger moves on to a new file when one is full
+// and, with SyncWrites off, does not sync the old one, whose tail may
+// hold writes committed before the round began.
+
+// syncIdle is how often the syncer syncs commits that nothing waits for
+// (outcomes), so a power failure loses at most about that much of them.
+const syncIdle = time.Second
+
+// syncer is the state of syncLoop.
+type syncer struct {
+	mu      sync.Mutex
+	waiting []func(error)
+	// stopped is set by the last round: later callers sync themselves.
+	stopped bool
+	// wake is signalled when something starts waiting.
+	wake chan struct{}
+	// commits counts the committer's commits; synced is the count the
+	// last successful round covered (syncLoop only).
+	commits atomic.Uint64
+	synced  uint64
+	// done is closed when the committer has returned: the syncer makes
+	// its last round and returns too.
+	done chan struct{}
+	// logsMu serializes rounds: the syncer's, and those made directly
+	// once it has stopped.
+	logsMu sync.Mutex
+	logs   logFiles
+}
+
+func newSyncer(dir string) (*syncer, error) {
+	logs, err := openLogFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &syncer{wake: make(chan struct{}, 1), done: make(chan struct{}), logs: logs}, nil
+}
+
+// afterSync hands fns to the syncer: each is called once everything
+// committed before this call is on disk, or with the error that kept it
+// from being synced. Once the syncer has stopped (the store is closing)
+// it syncs at once: its callers keep the database open until they return.
+func (s *Badger) afterSync(fns ...func(error)) {
+	if len(fns) == 0 {
+		return
+	}
+	sy := s.sync
+	sy.mu.Lock()
+	if sy.stopped {
+		sy.mu.Unlock()
+		err := s.syncLogs()
+		for _, fn := range fns {
+			fn(err)
+		}
+		return
+	}
+	sy.waiting = append(sy.waiting, fns...)
+	sy.mu.Unlock()
+	select {
+	case sy.wake <- struct{}{}:
+	default:
+	}
+}
+
+// durable waits until everything committed so far, by the committer or
+// directly, is on disk.
+func (s *Badger) durable() error {
+	done := make(chan error, 1)
+	s.afterSync(func(err error) { done <- err })
+	return <-done
+}
+
+func (s *Badger) syncLoop() {
+	defer s.wg.Done()
+	sy := s.sync
+	t := time.NewTicker(syncIdle)
+	defer t.Stop()
+	for {
+		last := false
+		select {
+		case <-sy.wake:
+		case <-t.C:
+		case <-sy.done:
+			last = true
+		}
+		sy.mu.Lock()
+		waiting := sy.waiting
+		sy.waiting = nil
+		sy.stopped = last
+		sy.mu.Unlock()
+		commits := sy.commits.Load()
+		if len(waiting) > 0 || commits != sy.synced {
+			err := s.syncLogs()
+			if err == nil {
+				sy.synced = commits
+			} else {
+				s.opts.Logger.Errorf("syncing the outbox to disk: %v", err)
+			}
+			for _, fn := range waiting {
+				fn(err)
+			}
+		}
+		if last {
+			return
+		}
+	}
+}
+
+// syncLogs puts everything committed so far on disk.
+func (s *Badger) syncLogs() error {
+	s.sync.logsMu.Lock()
+	defer s.sync.logsMu.Unlock()
+	if s.opts.beforeSync != nil {
+		s.opts.beforeSync()
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("syncing the outbox logs: %w", err)
+	}
+	return s.sync.logs.syncRetired()
+}
+
+// logFiles follows the files of Badger's two logs: the write-ahead log
+// of the memtable (NNNNN.mem) and the value log (NNNNNN.vlog). Both are
+// numbered in sequence and a file gets no more writes once the next one
+// exists, so a round learns that files were retired, and which, by
+// looking for the successor of the newest it knows: two stat calls when
+// nothing moved.
+type logFiles struct {
+	dir        string
+	mem, vlog  uint64 // newest known file numbers
+	memOK, vOK bool   // whether one is known yet
+}
+
+func openLogFiles(dir string) (logFiles, error) {
+	l := logFiles{dir: dir}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return l, err
+	}
+	for _, e := range entries {
+		if n, ok := logNumber(e.Name(), ".mem"); ok && (!l.memOK || n > l.mem) {
+			l.mem, l.memOK = n, true
+		}
+		if n, ok := logNumber(e.Name(), ".vlog"); ok && (!l.vOK || n > l.vlog) {
+			l.vlog, l.vOK = n, true
+		}
+	}
+	return l, nil
+}
+
+func logNumber(name, ext string) (uint64, bool) {
+	digits, ok := strings.CutSuffix(name, ext)
+	if !ok || digits == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
+	return n, err == nil
+}
+
+func (l *logFiles) memPath(n uint64) string {
+	return filepath.Join(l.dir, fmt.Sprintf("%05d.mem", n))
+}
+
+func (l *logFiles) vlogPath(n uint64) string {
+	return filepath.Join(l.dir, fmt.Sprintf("%06d.vlog", n))
+}
+
+// syncRetired syncs the files that were retired since the last call.
+func (l *logFiles) syncRetired() error {
+	if err := l.follow(&l.mem, &l.memOK, l.memPath); err != nil {
+		return err
+	}
+	return l.follow(&l.vlog, &l.vOK, l.vlogPath)
+}
+
+// follow advances *n past every file that has a successor, syncing it.
+// A file that is gone needs nothing: a retired write-ahead log is
+// deleted once its memtable is in a synced table, a value-log file once
+// value-log GC moved what it held to the current file.
+func (l *logFiles) follow(n *uint64, known *bool, path func(uint64) string) error {
+	if !*known {
+		// No file yet when the store opened (a new outbox): the first
+		// one Badger creates is number 0 or 1.
+		for _, first := range []uint64{0, 1} {
+			if _, err := os.Stat(path(first)); err == nil {
+				*n, *known = first, true
+				break
+			}
+		}
+		if !*known {
+			return nil
+		}
+	}
+	for i := 0; i < 1<<20; i++ {
+		if _, err := os.Stat(path(*n + 1)); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := syncFile(path(*n)); err != nil {
+			return err
+		}
+		*n++
+	}
+	return nil
+}
+
+// syncFile syncs a retired log file; tests watch it.
+var syncFile = func(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", path, err)
+	}
+	return nil
+}
