@@ -88,17 +88,24 @@ func (be *loadBackend) diskSize(dir string) int64 {
 	return n
 }
 
-// start runs a Caddy child on this backend. With a profile directory the
-// child's admin endpoint listens on loopback (for /debug/pprof); the
-// returned address is then non-empty.
-func (be *loadBackend) start(b *testing.B, storage, ingestAddr, ceilingAddr string, rt loadRoute) (*child, string) {
-	cfg := loadCaddyfile(storage, ingestAddr, ceilingAddr, rt)
+// start runs a Caddy child on this backend and waits until each of its
+// sites listens. With a profile directory the child's admin endpoint
+// listens on loopback (for /debug/pprof); the returned address is then
+// non-empty.
+func (be *loadBackend) start(b *testing.B, lc loadConfig) (*child, string) {
+	cfg := loadCaddyfile(lc)
 	admin := ""
 	if be.profDir != "" {
 		admin = loopbackAddr(b)
 		cfg = strings.Replace(cfg, "admin off", "admin "+admin, 1)
 	}
-	return startChild(b, cfg, ingestAddr), admin
+	c := startChild(b, cfg, lc.ingest)
+	for _, addr := range []string{lc.ceiling, lc.passThrough} {
+		if addr != "" {
+			waitListening(b, c, addr)
+		}
+	}
+	return c, admin
 }
 
 // profile fetches a CPU profile of secs seconds from a child's admin

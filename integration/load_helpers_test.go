@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -520,6 +521,16 @@ func (r *loadReport) add(phase, figure string, value float64, format, unit strin
 	}
 }
 
+// get returns the value last added under the metric unit, if any.
+func (r *loadReport) get(unit string) (float64, bool) {
+	for i := len(r.metrics) - 1; i >= 0; i-- {
+		if r.metrics[i].unit == unit {
+			return r.metrics[i].v, true
+		}
+	}
+	return 0, false
+}
+
 // note records a line of text in the table.
 func (r *loadReport) note(phase, figure, text string) {
 	r.rows = append(r.rows, [3]string{phase, figure, text})
@@ -551,4 +562,153 @@ func (r *loadReport) finish() {
 	// -v.
 	fmt.Printf("\nhookgate load harness (%d CPUs shared by load generator, sinks and Caddy):\n%s\n",
 		runtime.NumCPU(), r.table())
+}
+
+// batchIngest is what ingestBatches measured.
+type batchIngest struct {
+	acked int64           // events in batches answered 202
+	lat   []time.Duration // per acknowledged batch, sorted
+	tally *tally
+}
+
+// ingestBatches posts n events of eventSize bytes, of type typ, in
+// batches of batchSize from `posters` connections, and returns once all
+// are posted or the bound passes: at least 2,000 events/s, and never
+// less than two minutes. A failed batch is not posted again.
+func ingestBatches(client *http.Client, url, typ string, n, posters, batchSize int) *batchIngest {
+	fullBatch := batchBody(typ, batchSize, eventSize)
+	var tailBatch []byte
+	if n%batchSize != 0 {
+		tailBatch = batchBody(typ, n%batchSize, eventSize)
+	}
+	batches := int64((n + batchSize - 1) / batchSize)
+	var next, acked atomic.Int64
+	t := newTally()
+	lats := make([][]time.Duration, posters)
+	deadline := time.Now().Add(max(2*time.Minute, time.Duration(n/2000)*time.Second))
+	var wg sync.WaitGroup
+	for w := 0; w < posters; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for k := 0; k < maxLoopIter && time.Now().Before(deadline); k++ {
+				j := next.Add(1) - 1
+				if j >= batches {
+					return
+				}
+				body, size := fullBatch, batchSize
+				if j == batches-1 && tailBatch != nil {
+					body, size = tailBatch, n%batchSize
+				}
+				t0 := time.Now()
+				st, ans, err := postJSON(client, url, body)
+				ok := err == nil && st == 202
+				t.add(st, ans, err, ok)
+				if ok {
+					acked.Add(int64(size))
+					lats[w] = append(lats[w], time.Since(t0))
+				} else {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	in := &batchIngest{acked: acked.Load(), tally: t}
+	for _, l := range lats {
+		in.lat = append(in.lat, l...)
+	}
+	slices.Sort(in.lat)
+	return in
+}
+
+// waitListening waits until addr, a site of child c, accepts
+// connections.
+func waitListening(t testing.TB, c *child, addr string) {
+	t.Helper()
+	if !waitUntil(10*time.Second, func() bool {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	}) {
+		t.Fatalf("site %s of the caddy child not listening; log:\n%s", addr, c.tail())
+	}
+}
+
+// machineCPU is the machine's CPU time so far, all cores, in ticks, from
+// the first line of /proc/stat; zero if it cannot be read.
+type machineCPU struct{ total, idle, iowait int64 }
+
+func readMachineCPU() machineCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineCPU{}
+	}
+	// user nice system idle iowait irq softirq steal; guest time is
+	// already counted in user and nice.
+	var m machineCPU
+	for i := 1; i <= 8; i++ {
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return machineCPU{}
+		}
+		m.total += v
+		switch i {
+		case 4:
+			m.idle = v
+		case 5:
+			m.iowait = v
+		}
+	}
+	return m
+}
+
+// idleSince returns the fractions of the machine's CPU time since o that
+// were idle (waiting on I/O included) and waiting on I/O; ok is false if
+// either reading failed.
+func (m machineCPU) idleSince(o machineCPU) (idle, iowait float64, ok bool) {
+	d := m.total - o.total
+	if o.total == 0 || d <= 0 {
+		return 0, 0, false
+	}
+	return float64(m.idle-o.idle+m.iowait-o.iowait) / float64(d), float64(m.iowait-o.iowait) / float64(d), true
+}
+
+// reportIdle adds the machine's idle CPU between two readings.
+func reportIdle(r *loadReport, p, key string, from, to machineCPU) {
+	idle, iowait, ok := to.idleSince(from)
+	if !ok {
+		r.note(p, "machine CPU idle over the window", "/proc/stat not readable")
+		return
+	}
+	r.add(p, "machine CPU idle over the window (fraction, all cores; ≈0: CPU-bound)", idle, "%.2f", key+"_machine_idle")
+	r.add(p, "  of which waiting on I/O", iowait, "%.2f", "")
+}
+
+// dirUsage returns the total length of the regular files under dir and
+// the space allocated to them on disk (what du counts; less than the
+// length for sparse files, such as Badger's memory-mapped ones).
+func dirUsage(dir string) (length, allocated int64) {
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		length += fi.Size()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			allocated += st.Blocks * 512
+		}
+		return nil
+	})
+	return length, allocated
 }
