@@ -692,6 +692,33 @@ func reportIdle(r *loadReport, p, key string, from, to machineCPU) {
 	r.add(p, "  of which waiting on I/O", iowait, "%.2f", "")
 }
 
+// badgerUsage breaks the space allocated under a Badger directory down
+// by kind of file: value log, tables, memtables' logs, the rest.
+func badgerUsage(dir string) string {
+	kinds := []string{".vlog", ".sst", ".mem"}
+	alloc := make([]int64, len(kinds)+1)
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		i := slices.Index(kinds, filepath.Ext(path))
+		if i < 0 {
+			i = len(kinds)
+		}
+		alloc[i] += st.Blocks * 512
+		return nil
+	})
+	return fmt.Sprintf("value log %.0f, tables %.0f, memtables %.0f, other %.0f", mib(alloc[0]), mib(alloc[1]), mib(alloc[2]), mib(alloc[3]))
+}
+
 // dirUsage returns the total length of the regular files under dir and
 // the space allocated to them on disk (what du counts; less than the
 // length for sparse files, such as Badger's memory-mapped ones).

@@ -314,6 +314,7 @@ func loadDisk(b *testing.B, r *loadReport, be *loadBackend, n int, gcInterval, s
 		r.add(p, "disk per event "+when+" (KiB allocated)", perEv(alloc), "%.2f", key)
 		r.add(p, "  files' length per event (KiB)", perEv(length), "%.2f", "")
 		r.note(p, "  outbox allocated / files' length (MiB)", fmt.Sprintf("%.0f / %.0f", mib(alloc), mib(length)))
+		r.note(p, "  allocated by kind (MiB)", badgerUsage(dir))
 	}
 	size("right after the drain", "disk_drained_KiB/ev")
 	time.Sleep(settle)

@@ -43,7 +43,7 @@ import (
 //     the route is held (see blackHole), then Caddy restarts with the
 //     route pointing at the sink, concurrency 64;
 //  5. end-to-end latency (ingest → sink) at a steady HOOKGATE_LOAD_RATE
-//     events/s (default 2,000);
+//     events/s (default 2,000; 0 skips);
 //  6. RSS and anonymous memory with HOOKGATE_LOAD_BACKLOG pending
 //     deliveries (default 1,000,000; 0 skips), the time from restart to
 //     the first delivery, and memory after the backlog is partly drained;
