@@ -15,9 +15,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// BenchmarkLoad is the load harness (DESIGN.md, testing layer 5): the real
-// Caddy with hookgate in a child process, load generators and sinks in
-// this process, all on 127.0.0.1. It measures, with 1 KB events:
+// BenchmarkLoad is the load harness: the real Caddy with hookgate in a
+// child process, load generators and sinks in this process, all on
+// 127.0.0.1. It measures, with 1 KB events:
 //
 //  1. the ceiling: the same Caddy answering `respond 202` on the ingest
 //     path, 64 keep-alive connections;
