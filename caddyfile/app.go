@@ -97,6 +97,12 @@ func parseAppOption(d *caddyfile.Dispenser, app *module.App) error {
 		}
 		app.MaxPending, err = positiveInt64(d)
 
+	case "gc_interval":
+		if err = once(d, app.GCInterval != 0); err != nil {
+			return err
+		}
+		app.GCInterval, err = duration(d)
+
 	case "min_free":
 		if err = once(d, app.MinFree != 0); err != nil {
 			return err

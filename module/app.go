@@ -59,6 +59,13 @@ type App struct {
 	// answers 503 with Retry-After above it. Default: 10,000,000.
 	MaxPending int64 `json:"max_pending,omitempty"`
 
+	// GCInterval is how often the Badger outbox runs value-log garbage
+	// collection, which gives back the disk space of expired and
+	// superseded records (a run rewrites the live part of a mostly-dead
+	// value-log file). It applies when the outbox opens, not on a reload.
+	// Default: 5m.
+	GCInterval caddy.Duration `json:"gc_interval,omitempty"`
+
 	// MinFree is the free space, in bytes, the outbox keeps on its file
 	// system. Below it ingest answers 503 storage_full with Retry-After
 	// (nothing of the request is stored) and resumes by itself once space
@@ -152,6 +159,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.MaxPending <= 0 {
 		a.MaxPending = defaultMaxPending
 	}
+	if a.GCInterval < 0 {
+		return fmt.Errorf("gc_interval %s: expected a positive duration", time.Duration(a.GCInterval))
+	}
 	if a.MinFree < 0 || a.MaxStorage < 0 {
 		return fmt.Errorf("min_free %d and max_storage %d: expected sizes in bytes, 0 or more", a.MinFree, a.MaxStorage)
 	}
@@ -218,6 +228,7 @@ func (a *App) Start() error {
 		DeadRetention: time.Duration(a.DeadRetention),
 		MinFree:       a.MinFree,
 		MaxStorage:    a.MaxStorage,
+		GCInterval:    time.Duration(a.GCInterval),
 	})
 	if err != nil {
 		return err
