@@ -223,10 +223,11 @@ func Open(opts Options) (*Badger, error) {
 		}
 	}
 	s.retention.Store(&Retention{Dedupe: opts.DedupeWindow, Delivered: opts.Retention, Dead: opts.DeadRetention})
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.commitLoop()
 	go s.syncLoop()
 	go s.gcLoop()
+	go s.trimLoop()
 	return s, nil
 }
 
