@@ -241,7 +241,10 @@ func (s *Badger) SetRetention(dedupe, delivered, dead time.Duration) {
 
 // Ingest implements Store.
 func (s *Badger) Ingest(ctx context.Context, batch []Ingest) ([]IngestResult, error) {
-	r := &ingestReq{batch: batch, done: make(chan struct{})}
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	r := &ingestReq{batch: batch, res: make([]IngestResult, len(batch)), left: len(batch), done: make(chan struct{})}
 	for i, in := range batch {
 		if in.Event == nil {
 			return nil, fmt.Errorf("ingest %d: no event", i)
@@ -271,7 +274,10 @@ func (s *Badger) Ingest(ctx context.Context, batch []Ingest) ([]IngestResult, er
 	// Once submitted, wait for the commit even if ctx ends: the committer
 	// owns r until it closes done.
 	<-r.done
-	return r.res, r.err
+	if r.err != nil {
+		return nil, r.err
+	}
+	return r.res, nil
 }
 
 // Record implements Store.

@@ -727,3 +727,26 @@ func TestIngestContextCancelled(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestLargestBatchFitsOneTransaction: the ingest handler's largest batch
+// (max_batch 1000) of events matching ten routes each is one Ingest, and
+// must fit in one transaction of the outbox's memtable size.
+func TestLargestBatchFitsOneTransaction(t *testing.T) {
+	s := openStore(t, Options{})
+	routes := make([]string, 10)
+	for i := range routes {
+		routes[i] = fmt.Sprintf("route-number-%02d", i)
+	}
+	batch := make([]Ingest, 1000)
+	for i := range batch {
+		batch[i] = oneIngest(fmt.Sprintf("evt_%026d", i), t0, routes...)
+		batch[i].Dedupe = batch[i].Event.ID
+		batch[i].Event.Data = []byte(`"` + strings.Repeat("x", 1000) + `"`)
+	}
+	res := ingest(t, s, batch...)
+	for i, r := range res {
+		if r.Duplicate {
+			t.Fatalf("element %d is a duplicate", i)
+		}
+	}
+}

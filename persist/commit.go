@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -14,17 +15,39 @@ import (
 // every group committed meanwhile, so concurrent requests share an fsync
 // and the committer never waits for one.
 
-// maxGroupBytes bounds the writes the committer puts into one transaction:
-// well under Badger's batch limit for memTableSize, so a group rarely has
-// to be split.
+// maxGroupBytes bounds the writes (payloads included) the committer
+// gathers into one group. Payloads go to the value log and count little
+// against Badger's transaction limit (15% of memTableSize), so a group
+// usually fits in one transaction; one that does not is split.
 const maxGroupBytes = 4 << 20
 
+// ingestReq is one Ingest call. Its elements are committed as units of
+// their own, so a big batch may span transactions (each element stays
+// atomic, and the call returns once all are durable); done is closed
+// when the last one is settled.
 type ingestReq struct {
 	batch []Ingest
 	res   []IngestResult
-	err   error
 	size  int
 	done  chan struct{}
+
+	mu   sync.Mutex
+	left int // elements not settled yet
+	err  error
+}
+
+// settle records how one element ended.
+func (r *ingestReq) settle(err error) {
+	r.mu.Lock()
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	r.left--
+	last := r.left == 0
+	r.mu.Unlock()
+	if last {
+		close(r.done)
+	}
 }
 
 // recordReq is an outcome to record or, with apply set, another write
@@ -109,48 +132,33 @@ type unit struct {
 }
 
 func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
-	// settled marks the units already told how they ended: a group split
-	// over several transactions may panic after some were, and closing a
-	// done channel twice would crash the process from the recover.
-	settled := make([]bool, len(ins)+len(recs))
-	defer func() {
-		if v := recover(); v != nil {
-			err := fmt.Errorf("outbox committer panic: %v\n%s", v, debug.Stack())
-			s.opts.Logger.Errorf("%v", err)
-			// Units committed and waiting for the hand-over to the
-			// syncer are not settled yet: they get err below instead.
-			clear(s.syncing)
-			s.syncing = s.syncing[:0]
-			for i, r := range ins {
-				if !settled[i] {
-					r.err = err
-					close(r.done)
-				}
-			}
-			for i, r := range recs {
-				if !settled[len(ins)+i] {
-					r.done(err)
-				}
-			}
-		}
-	}()
 	units := make([]unit, 0, len(ins)+len(recs))
-	for i, r := range ins {
-		units = append(units, unit{
-			durable: true,
-			apply: func(txn *badger.Txn) error {
-				res, err := s.applyIngest(txn, r.batch)
-				r.res = res
-				return err
-			},
-			finish: func(err error) {
-				settled[i] = true
-				r.err = err
-				close(r.done)
-			},
-		})
+	// settled marks the units already told how they ended: a group split
+	// over several transactions may panic after some were, and settling
+	// one twice would close a done channel twice and crash the process
+	// from the recover.
+	var settled []bool
+	for _, r := range ins {
+		for i := range r.batch {
+			u := len(units)
+			units = append(units, unit{
+				durable: true,
+				apply: func(txn *badger.Txn) error {
+					res, err := s.applyIngest(txn, r.batch[i:i+1])
+					if err == nil {
+						r.res[i] = res[0]
+					}
+					return err
+				},
+				finish: func(err error) {
+					settled[u] = true
+					r.settle(err)
+				},
+			})
+		}
 	}
-	for i, r := range recs {
+	for _, r := range recs {
+		u := len(units)
 		units = append(units, unit{
 			durable: r.durable,
 			apply: func(txn *badger.Txn) error {
@@ -160,7 +168,7 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 				return s.applyRecord(txn, r.o)
 			},
 			finish: func(err error) {
-				settled[len(ins)+i] = true
+				settled[u] = true
 				if err == nil && r.apply == nil {
 					// Whatever claim the move was made under has ended.
 					delete(s.moved, r.o.Delivery.ID)
@@ -169,6 +177,22 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 			},
 		})
 	}
+	settled = make([]bool, len(units))
+	defer func() {
+		if v := recover(); v != nil {
+			err := fmt.Errorf("outbox committer panic: %v\n%s", v, debug.Stack())
+			s.opts.Logger.Errorf("%v", err)
+			// Units committed and waiting for the hand-over to the
+			// syncer are not settled yet: they get err below instead.
+			clear(s.syncing)
+			s.syncing = s.syncing[:0]
+			for i, u := range units {
+				if !settled[i] {
+					u.finish(err)
+				}
+			}
+		}
+	}()
 	s.commitUnits(units)
 	s.afterSync(s.syncing...)
 	clear(s.syncing)

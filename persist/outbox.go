@@ -19,9 +19,10 @@ var (
 	// ErrNotFound is returned by look-ups of ids the store does not hold
 	// (never written, or expired by retention).
 	ErrNotFound = errors.New("not found")
-	// ErrTooLarge is returned by Ingest for a single request whose writes do
-	// not fit in one transaction.
-	ErrTooLarge = errors.New("request too large for one outbox transaction")
+	// ErrTooLarge is returned by Ingest when one element's writes (its
+	// event and its deliveries) do not fit in one transaction; the other
+	// elements of the call may have been stored.
+	ErrTooLarge = errors.New("event too large for one outbox transaction")
 )
 
 // Status is the state of a delivery.

@@ -395,7 +395,7 @@ func (h *Handler) acceptError(err error) *ingestError {
 		return unavailable("too many pending deliveries (max_pending)")
 	case errors.Is(err, persist.ErrTooLarge):
 		return &ingestError{status: http.StatusRequestEntityTooLarge, code: "too_large",
-			message: "the request's events and deliveries do not fit in one outbox transaction; send a smaller batch", index: -1}
+			message: "an event and its deliveries do not fit in one outbox transaction (too many matching routes); other events of the batch may have been stored", index: -1}
 	case errors.Is(err, persist.ErrStorageFull):
 		// Logged by the engine when it starts and stops (storage.go).
 		return &ingestError{status: http.StatusServiceUnavailable, code: "storage_full",
