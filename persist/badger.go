@@ -65,6 +65,10 @@ type Options struct {
 	beforeSync                 func()
 }
 
+// valueThreshold is the size from which Badger stores a value in the
+// value log rather than in the LSM tree (see Open).
+const valueThreshold = 256
+
 // Logger is the logging interface Badger uses.
 type Logger interface {
 	Errorf(string, ...any)
@@ -179,7 +183,7 @@ func Open(opts Options) (*Badger, error) {
 		// only small records: with them inline, compactions of a 1M backlog
 		// held over 1 GB of table-builder buffers and ingest ran at half
 		// the speed. Compression would cost CPU and buffers for little.
-		WithValueThreshold(256).
+		WithValueThreshold(valueThreshold).
 		WithNumMemtables(3).
 		WithCompression(options.None).
 		// Small enough that GC can reclaim a file on a small disk, and
@@ -455,11 +459,7 @@ func (s *Badger) dedupeLookup(txn *badger.Txn, key string, now time.Time) (strin
 }
 
 func (s *Badger) putDelivery(txn *badger.Txn, d *Delivery, ttl time.Duration) error {
-	val, err := encodeJSON(d)
-	if err != nil {
-		return err
-	}
-	e := badger.NewEntry(deliveryKey(d.ID), val)
+	e := badger.NewEntry(deliveryKey(d.ID), encodeDelivery(d))
 	if ttl > 0 {
 		e = e.WithTTL(ttl)
 	}
@@ -524,11 +524,7 @@ func (s *Badger) putAttempt(txn *badger.Txn, deliveryID string, a *Attempt, ttl 
 	if a == nil {
 		return nil
 	}
-	val, err := encodeJSON(a)
-	if err != nil {
-		return err
-	}
-	e := badger.NewEntry(attemptKey(deliveryID, a.N), val)
+	e := badger.NewEntry(attemptKey(deliveryID, a.N), encodeAttempt(a))
 	if ttl > 0 {
 		e = e.WithTTL(ttl)
 	}

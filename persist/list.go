@@ -437,7 +437,7 @@ func listRecords(txn *badger.Txn, f ListFilter, from []byte, limit int) ([]*Deli
 		item := it.Item()
 		last = append(last[:0], item.Key()...)
 		var d Delivery
-		if err := item.Value(func(v []byte) error { return decodeJSON(v, &d) }); err != nil {
+		if err := item.Value(func(v []byte) error { return decodeDelivery(v, &d) }); err != nil {
 			return nil, nil, fmt.Errorf("delivery %s: %w", item.Key()[2:], err)
 		}
 		if (route == "" || d.Route == route) && f.Match(&d) {

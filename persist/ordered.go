@@ -245,7 +245,7 @@ func txnDelivery(txn *badger.Txn, id string) (*Delivery, error) {
 		return nil, err
 	}
 	var d Delivery
-	if err := item.Value(func(v []byte) error { return decodeJSON(v, &d) }); err != nil {
+	if err := item.Value(func(v []byte) error { return decodeDelivery(v, &d) }); err != nil {
 		return nil, fmt.Errorf("delivery %s: %w", id, err)
 	}
 	return &d, nil

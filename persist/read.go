@@ -63,7 +63,7 @@ func (s *Badger) DueFrom(route string, from, now time.Time, limit int, skip func
 // Delivery implements Store.
 func (s *Badger) Delivery(id string) (*Delivery, error) {
 	var d Delivery
-	if err := s.get(deliveryKey(id), func(v []byte) error { return decodeJSON(v, &d) }); err != nil {
+	if err := s.get(deliveryKey(id), func(v []byte) error { return decodeDelivery(v, &d) }); err != nil {
 		return nil, err
 	}
 	return &d, nil
@@ -108,7 +108,7 @@ func (s *Badger) Attempts(deliveryID string) ([]Attempt, error) {
 		defer it.Close()
 		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
 			var a Attempt
-			if err := it.Item().Value(func(v []byte) error { return decodeJSON(v, &a) }); err != nil {
+			if err := it.Item().Value(func(v []byte) error { return decodeAttempt(v, &a) }); err != nil {
 				return err
 			}
 			out = append(out, a)
