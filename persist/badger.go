@@ -63,6 +63,9 @@ type Options struct {
 	// watch sync rounds: beforeSync runs at the start of each.
 	memTableSize, vlogFileSize int64
 	beforeSync                 func()
+	// sweepEvery replaces sweepInterval; tests set it negative to run
+	// no sweeper.
+	sweepEvery time.Duration
 }
 
 // valueThreshold is the size from which Badger stores a value in the
@@ -114,6 +117,9 @@ type Badger struct {
 	// ord is the order-index changes of the committer's current
 	// transaction (see ordered.go).
 	ord *orderTxn
+	// sweptTo is the wall-clock second (unix) every sweeper entry due
+	// before which is swept, and sweeps counts sweeps (see sweep).
+	sweptTo, sweeps atomic.Int64
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -227,11 +233,12 @@ func Open(opts Options) (*Badger, error) {
 		}
 	}
 	s.retention.Store(&Retention{Dedupe: opts.DedupeWindow, Delivered: opts.Retention, Dead: opts.DeadRetention})
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go s.commitLoop()
 	go s.syncLoop()
 	go s.gcLoop()
 	go s.trimLoop()
+	go s.sweepLoop()
 	return s, nil
 }
 
@@ -370,14 +377,24 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 				continue
 			}
 		}
+		st, hasState, err := txnState(txn, ev.ID)
+		if err != nil {
+			return nil, err
+		}
 		switch _, err := txn.Get(eventKey(ev.ID)); {
-		case err == nil:
+		case err == nil && !(hasState && st.gone(wallSeconds())):
 			// Still held (its deliveries unfinished, or retained):
 			// a duplicate whatever the dedupe window says.
 			res[i] = IngestResult{Duplicate: true, ID: ev.ID}
 			continue
-		case !errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil && !errors.Is(err, badger.ErrKeyNotFound):
 			return nil, err
+		}
+		if hasState {
+			// Expired, not yet swept: nothing of it may outlive this.
+			if err := forgetEvent(txn, ev.ID, &st); err != nil {
+				return nil, err
+			}
 		}
 		if in.Dedupe != "" {
 			window := s.retention.Load().Dedupe
@@ -414,6 +431,13 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 		}
 		if err := txn.SetEntry(index); err != nil {
 			return nil, err
+		}
+		if ev.Remaining > 0 {
+			// What outcomes change is kept apart from the event, which
+			// is never written again (see evstate.go).
+			if err := putState(txn, ev.ID, &eventState{remaining: ev.Remaining, received: ev.Received}); err != nil {
+				return nil, err
+			}
 		}
 		for _, d := range in.Deliveries {
 			if err := s.orderEnter(txn, d); err != nil {
@@ -584,45 +608,4 @@ func (s *Badger) expireAttempts(txn *badger.Txn, deliveryID string, current *Att
 		}
 	}
 	return nil
-}
-
-// finishEventDelivery counts one of the event's deliveries as final; the
-// event expires once all are, after the longest retention among them.
-func (s *Badger) finishEventDelivery(txn *badger.Txn, eventID string, ttl time.Duration) error {
-	item, err := txn.Get(eventKey(eventID))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	raw, err := item.ValueCopy(nil)
-	if err != nil {
-		return err
-	}
-	ev, err := decodeEvent(raw)
-	if err != nil {
-		return err
-	}
-	now := s.now()
-	if until := now.Add(ttl).UnixNano(); until > ev.KeepUntil {
-		ev.KeepUntil = until
-	}
-	if ev.Remaining > 0 {
-		ev.Remaining--
-	}
-	val, err := encodeEvent(ev)
-	if err != nil {
-		return err
-	}
-	e := badger.NewEntry(eventKey(eventID), val)
-	if ev.Remaining == 0 {
-		ttl := time.Duration(ev.KeepUntil - now.UnixNano())
-		e = e.WithTTL(ttl)
-		// The time index entry expires with its event.
-		if err := txn.SetEntry(badger.NewEntry(receivedKey(ev.Received, ev.ID), nil).WithTTL(ttl)); err != nil {
-			return err
-		}
-	}
-	return txn.SetEntry(e)
 }

@@ -33,7 +33,7 @@ func TestIngestWithoutDeliveries(t *testing.T) {
 	if want := now.Add(5 * time.Hour).UnixNano(); ev.KeepUntil != want {
 		t.Fatalf("kept event KeepUntil = %d, want %d", ev.KeepUntil, want)
 	}
-	if exp := expiresAt(t, s, eventKey("kept")); exp == 0 {
+	if exp := eventExpiresAt(t, s, "kept"); exp == 0 {
 		t.Fatalf("kept event has no TTL")
 	}
 	wantPending(t, s, nil)
@@ -259,7 +259,7 @@ func TestRecordFinalOutcomes(t *testing.T) {
 	wantTTL(t, s, deliveryKey("ev/ok"), opts.Retention)
 	wantTTL(t, s, attemptKey("ev/ok", 1), opts.Retention)
 	wantTTL(t, s, attemptKey("ev/ok", 2), opts.Retention)
-	if exp := expiresAt(t, s, eventKey("ev")); exp != 0 {
+	if exp := eventExpiresAt(t, s, "ev"); exp != 0 {
 		t.Fatalf("event expires (%d) with a delivery still pending", exp)
 	}
 
@@ -293,7 +293,7 @@ func TestRecordFinalOutcomes(t *testing.T) {
 	if want := now.Add(opts.DeadRetention).UnixNano(); ev.KeepUntil != want {
 		t.Fatalf("KeepUntil = %d, want %d", ev.KeepUntil, want)
 	}
-	wantTTL(t, s, eventKey("ev"), opts.DeadRetention)
+	wantEventTTL(t, s, "ev", opts.DeadRetention)
 	if ev := mustEvent(t, s, "other"); ev.Remaining != 1 {
 		t.Fatalf("other event Remaining = %d, want 1", ev.Remaining)
 	}

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"errors"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -62,4 +63,139 @@ func (s *Badger) runValueLogGC(ratio float64) error {
 	}
 	it.Close()
 	return err
+}
+
+// sweepInterval is how often the sweeper deletes the events whose
+// expiry has come (see evstate.go). Look-ups treat an expired event as
+// gone before that; the sweep gives its space back, at the cadence of
+// Badger's own one-second TTLs.
+const sweepInterval = time.Second
+
+// sweepBatch bounds the events one committer unit of the sweeper deletes.
+const sweepBatch = 1024
+
+// sweepLoop runs the sweeper every sweepInterval.
+func (s *Badger) sweepLoop() {
+	defer s.wg.Done()
+	every := sweepInterval
+	if s.opts.sweepEvery != 0 {
+		every = s.opts.sweepEvery
+	}
+	if every < 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		err := s.sweep()
+		if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrStorageFull) {
+			s.opts.Logger.Warningf("deleting expired events: %v", err)
+		}
+	}
+}
+
+// sweepFullEvery is how many sweeps seek from where the last one ended
+// before one looks at every sweeper entry again.
+const sweepFullEvery = 60
+
+// sweep deletes every event whose expiry has come, with its state, its
+// time index entry and its sweeper entry, in units of sweepBatch
+// ordered with outcomes. It writes nothing when none is due.
+//
+// An expiry is written in the future (retention is positive), so once
+// every entry due by a second is swept, later ones are due from that
+// second on: the next sweep seeks there, past the deletion markers of
+// those swept, which the iterator would otherwise step over until
+// compactions drop them. A full look every sweepFullEvery sweeps
+// catches any entry written behind that second (the wall clock stepped
+// back, or a commit took longer than a retention of a second); look-ups
+// treat its event as gone meanwhile.
+func (s *Badger) sweep() error {
+	from := s.sweptTo.Load()
+	if s.sweeps.Add(1)%sweepFullEvery == 0 {
+		from = 0
+	}
+	for {
+		now := wallSeconds()
+		keys, err := s.dueExpiries(from, now, sweepBatch)
+		if err != nil || len(keys) == 0 {
+			if err == nil {
+				s.sweptTo.Store(now)
+			}
+			return err
+		}
+		done := make(chan error, 1)
+		req := recordReq{
+			apply: func(txn *badger.Txn) error { return applySweep(txn, keys) },
+			done:  func(err error) { done <- err },
+			// Deletions free space: none is counted against the space
+			// guard, which so admits a sweep below the hard reserve
+			// when no outcome is committed with it.
+			size: 0,
+		}
+		if !s.submit(req) {
+			return ErrClosed
+		}
+		if err := <-done; err != nil {
+			return err
+		}
+		if len(keys) < sweepBatch {
+			s.sweptTo.Store(now)
+			return nil
+		}
+	}
+}
+
+// dueExpiries returns up to limit sweeper entries due from second from
+// to second now.
+func (s *Badger) dueExpiries(from, now int64, limit int) ([][]byte, error) {
+	var keys [][]byte
+	err := s.view(func(txn *badger.Txn) error {
+		prefix := []byte{pExpiry, '|'}
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(expiryKey(from, "")); it.ValidForPrefix(prefix) && len(keys) < limit; it.Next() {
+			k := it.Item().Key()
+			if exp, _, ok := parseExpiryKey(k); ok && exp > now {
+				break
+			}
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	return keys, err
+}
+
+// applySweep deletes the events of sweeper entries read from a snapshot.
+// An entry whose event has changed since (unfinished again, or its id
+// used again) no longer matches the event's state and goes alone.
+func applySweep(txn *badger.Txn, keys [][]byte) error {
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+		exp, id, ok := parseExpiryKey(k)
+		if !ok {
+			continue
+		}
+		st, has, err := txnState(txn, id)
+		if err != nil {
+			return err
+		}
+		if !has || st.expires != exp {
+			continue
+		}
+		if err := forgetEvent(txn, id, &st); err != nil {
+			return err
+		}
+	}
+	return nil
 }

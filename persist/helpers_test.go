@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -262,6 +263,43 @@ func wantTTL(t testing.TB, s *Badger, key []byte, ttl time.Duration) {
 	want := time.Now().Add(ttl).Unix()
 	if exp < want-30 || exp > want+1 {
 		t.Fatalf("key %q expires at %d, want about %d (now + %v)", key, exp, want, ttl)
+	}
+}
+
+// eventExpiresAt returns when an event expires (unix seconds, as Badger
+// keeps TTLs): the expiry in its state record, or, for an event without
+// one, its record's TTL. Zero: it does not.
+func eventExpiresAt(t testing.TB, s *Badger, id string) uint64 {
+	t.Helper()
+	var (
+		st  eventState
+		has bool
+	)
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		st, has, err = txnState(txn, id)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if has {
+		return uint64(st.expires)
+	}
+	return expiresAt(t, s, eventKey(id))
+}
+
+// wantEventTTL checks event id expires after about ttl from now, and
+// that the sweeper has an entry for it then.
+func wantEventTTL(t testing.TB, s *Badger, id string, ttl time.Duration) {
+	t.Helper()
+	exp := int64(eventExpiresAt(t, s, id))
+	want := time.Now().Add(ttl).Unix()
+	if exp < want-30 || exp > want+1 {
+		t.Fatalf("event %q expires at %d, want about %d (now + %v)", id, exp, want, ttl)
+	}
+	if keys := keysWithPrefix(t, s, []byte{pExpiry, '|'}); !slices.Contains(keys, string(expiryKey(exp, id))) {
+		t.Fatalf("sweeper entries %q, want one for %q at %d", keys, id, exp)
 	}
 }
 

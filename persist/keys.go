@@ -19,7 +19,9 @@ const (
 	pDedupe   = 'i' // i|key                          -> 1 expiry_ns eventID (TTL)
 	pOrder    = 'o' // o|len route len16 key deliveryID -> 'a' (in the ready index) or 'w' (waiting)
 	pRouteSt  = 'r' // r|route                        -> route state record
-	pReceived = 't' // t|received_ns eventID          -> empty, with the event's expiry
+	pReceived = 't' // t|received_ns eventID          -> empty, deleted or expired with the event
+	pEvState  = 'c' // c|eventID                      -> event state (evstate.go)
+	pExpiry   = 'k' // k|expires_s eventID            -> empty: the event is swept then
 )
 
 func simpleKey(p byte, id string) []byte {
@@ -30,6 +32,24 @@ func simpleKey(p byte, id string) []byte {
 func eventKey(id string) []byte    { return simpleKey(pEvent, id) }
 func deliveryKey(id string) []byte { return simpleKey(pDelivery, id) }
 func dedupeKey(k string) []byte    { return simpleKey(pDedupe, k) }
+func stateKey(id string) []byte    { return simpleKey(pEvState, id) }
+
+// expiryKey is the sweeper's entry for an event whose deliveries are all
+// final: k|expires eventID, expires in unix seconds by the wall clock.
+func expiryKey(expires int64, id string) []byte {
+	k := make([]byte, 0, 2+8+len(id))
+	k = append(k, pExpiry, '|')
+	k = binary.BigEndian.AppendUint64(k, uint64(max(expires, 0)))
+	return append(k, id...)
+}
+
+// parseExpiryKey splits a k| key into the expiry and the event id.
+func parseExpiryKey(k []byte) (int64, string, bool) {
+	if len(k) < 2+8 || k[0] != pExpiry || k[1] != '|' {
+		return 0, "", false
+	}
+	return int64(binary.BigEndian.Uint64(k[2:10])), string(k[10:]), true
+}
 
 // maxRouteLen is the longest route name the one-byte length prefix can
 // hold; Ingest, Record and Due refuse longer ones rather than let the

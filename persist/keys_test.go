@@ -98,9 +98,29 @@ func TestSimpleKeys(t *testing.T) {
 		{eventKey("e1"), []byte("e|e1")},
 		{deliveryKey("d1"), []byte("d|d1")},
 		{dedupeKey("k"), []byte("i|k")},
+		{stateKey("e1"), []byte("c|e1")},
 	} {
 		if !bytes.Equal(tc.got, tc.want) {
 			t.Errorf("key %q, want %q", tc.got, tc.want)
+		}
+	}
+}
+
+func TestExpiryKeys(t *testing.T) {
+	// In time order across the byte boundaries of the big-endian field,
+	// then by id; a seek to (t, "") comes before every entry at t.
+	if bytes.Compare(expiryKey(255, "z"), expiryKey(256, "a")) >= 0 ||
+		bytes.Compare(expiryKey(256, "a"), expiryKey(256, "b")) >= 0 ||
+		bytes.Compare(expiryKey(256, ""), expiryKey(256, "a")) >= 0 {
+		t.Fatal("expiry keys out of order")
+	}
+	exp, id, ok := parseExpiryKey(expiryKey(1893729845, "ev|1"))
+	if !ok || exp != 1893729845 || id != "ev|1" {
+		t.Fatalf("parsed %d %q %v", exp, id, ok)
+	}
+	for _, bad := range [][]byte{nil, []byte("k|1234567"), []byte("t|12345678id")} {
+		if _, _, ok := parseExpiryKey(bad); ok {
+			t.Errorf("parseExpiryKey(%q) accepted", bad)
 		}
 	}
 }

@@ -674,35 +674,17 @@ func (s *Badger) applyRequeue(txn *badger.Txn, ids []string, now time.Time) ([]R
 // reopenEvent counts one more of the event's deliveries as unfinished
 // and drops the event's expiry. It reports false if the event is gone.
 func (s *Badger) reopenEvent(txn *badger.Txn, eventID string) (bool, error) {
-	item, err := txn.Get(eventKey(eventID))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	if err != nil {
+	se, err := lookupEvent(txn, eventID)
+	if se == nil || err != nil {
 		return false, err
 	}
-	raw, err := item.ValueCopy(nil)
-	if err != nil {
-		return false, err
-	}
-	ev, err := decodeEvent(raw)
-	if err != nil {
-		return false, err
-	}
-	ev.Remaining++
-	val, err := encodeEvent(ev)
-	if err != nil {
-		return false, err
-	}
-	// Unfinished again: the event and its time index entry stop expiring.
-	if err := txn.Set(receivedKey(ev.Received, ev.ID), nil); err != nil {
-		return false, err
-	}
-	return true, txn.Set(eventKey(eventID), val)
+	se.st.remaining++
+	return true, se.reopen(txn)
 }
 
 // Compact makes expired and deleted records give their disk space back
-// now rather than as Badger compacts on its own: it flushes the
+// now rather than as Badger compacts on its own: it deletes the events
+// whose expiry has come (as the sweeper does every second), flushes the
 // memtables, compacts the whole LSM tree into its last level (which
 // drops them and tells the value log what is garbage) and then runs
 // value-log GC until it finds nothing to reclaim.
@@ -711,6 +693,10 @@ func (s *Badger) reopenEvent(txn *badger.Txn, eventID string) (bool, error) {
 // writes while it flushes (an ingest would fail), and the compaction
 // competes with everything else for the disk.
 func (s *Badger) Compact() error {
+	// Expired events go by the sweeper, not by a TTL: sweep them first.
+	if err := s.sweep(); err != nil {
+		return fmt.Errorf("deleting expired events: %w", err)
+	}
 	if !s.beginRead() {
 		return ErrClosed
 	}

@@ -336,7 +336,7 @@ func TestRequeueDead(t *testing.T) {
 	retryLater(t, s, "ev/r", t0, t0.Add(time.Minute))
 	dead := finish(t, s, "ev/r", StatusDead, t0.Add(2*time.Minute))
 	finish(t, s, "ev/ok", StatusDelivered, t0)
-	if ev := mustEvent(t, s, "ev"); ev.Remaining != 0 || expiresAt(t, s, eventKey("ev")) == 0 {
+	if ev := mustEvent(t, s, "ev"); ev.Remaining != 0 || eventExpiresAt(t, s, "ev") == 0 {
 		t.Fatalf("event before requeue: %+v", ev)
 	}
 	wantPending(t, s, map[string]int{})
@@ -367,8 +367,8 @@ func TestRequeueDead(t *testing.T) {
 		t.Fatalf("%d dead index entries left", n)
 	}
 	ev := mustEvent(t, s, "ev")
-	if ev.Remaining != 1 || expiresAt(t, s, eventKey("ev")) != 0 {
-		t.Fatalf("event after requeue: Remaining %d, expires %d", ev.Remaining, expiresAt(t, s, eventKey("ev")))
+	if ev.Remaining != 1 || eventExpiresAt(t, s, "ev") != 0 {
+		t.Fatalf("event after requeue: Remaining %d, expires %d", ev.Remaining, eventExpiresAt(t, s, "ev"))
 	}
 	if got, _ := mustList(t, s, ListFilter{Status: StatusDead}); len(got) != 0 {
 		t.Fatalf("still listed as dead: %v", got)
@@ -383,7 +383,7 @@ func TestRequeueDead(t *testing.T) {
 	if ev := mustEvent(t, s, "ev"); ev.Remaining != 0 {
 		t.Fatalf("Remaining = %d after the replayed delivery finished", ev.Remaining)
 	}
-	wantTTL(t, s, eventKey("ev"), opts.DeadRetention) // KeepUntil keeps the longest
+	wantEventTTL(t, s, "ev", opts.DeadRetention) // KeepUntil keeps the longest
 	wantTTL(t, s, deliveryKey("ev/r"), opts.Retention)
 	if got, _ := mustList(t, s, ListFilter{Status: StatusDelivered, Route: "r"}); !reflect.DeepEqual(got, []string{"ev/r"}) {
 		t.Fatalf("delivered listing %v", got)

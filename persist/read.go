@@ -72,12 +72,21 @@ func (s *Badger) Delivery(id string) (*Delivery, error) {
 // Event implements Store.
 func (s *Badger) Event(id string) (*Event, error) {
 	var ev *Event
-	err := s.get(eventKey(id), func(v []byte) error {
-		var err error
-		ev, err = decodeEvent(v)
+	err := s.view(func(txn *badger.Txn) error {
+		se, err := lookupEvent(txn, id)
+		if se == nil || err != nil {
+			if err == nil {
+				err = ErrNotFound
+			}
+			return err
+		}
+		ev, err = se.event()
 		return err
 	})
-	return ev, err
+	if err != nil {
+		return nil, err
+	}
+	return ev, nil
 }
 
 func (s *Badger) get(key []byte, fn func([]byte) error) error {

@@ -59,22 +59,18 @@ func (s *Badger) EventsReceived(since, until time.Time, cursor string, limit int
 				next = base64.RawURLEncoding.EncodeToString(last)
 				break
 			}
-			item, err := txn.Get(eventKey(id))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				// Its event went first (the two expire within a second
-				// of each other).
+			se, err := lookupEvent(txn, id)
+			if err != nil {
+				return err
+			}
+			if se == nil {
+				// Expired; its entry is deleted with it by the sweeper
+				// (or, for a record with a TTL, expires with it).
 				continue
 			}
+			ev, err := se.event()
 			if err != nil {
 				return err
-			}
-			raw, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			ev, err := decodeEvent(raw)
-			if err != nil {
-				return fmt.Errorf("event %s: %w", id, err)
 			}
 			out = append(out, ev)
 			last = append(last[:0], k...)
@@ -129,40 +125,30 @@ func (s *Badger) AddDeliveries(ds []*Delivery, skipRouted bool) ([]bool, error) 
 func (s *Badger) applyAddDeliveries(txn *badger.Txn, ds []*Delivery, skipRouted bool) ([]bool, error) {
 	added := make([]bool, len(ds))
 	for i, d := range ds {
-		item, err := txn.Get(eventKey(d.EventID))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		se, err := lookupEvent(txn, d.EventID)
+		if err != nil {
+			return nil, err
+		}
+		if se == nil {
 			continue
 		}
+		rec, err := se.record()
 		if err != nil {
 			return nil, err
 		}
-		raw, err := item.ValueCopy(nil)
-		if err != nil {
-			return nil, err
-		}
-		ev, err := decodeEvent(raw)
-		if err != nil {
-			return nil, fmt.Errorf("event %s: %w", d.EventID, err)
-		}
-		routed := slices.Contains(ev.Routes, d.Route)
+		routed := slices.Contains(rec.Routes, d.Route) || slices.Contains(se.st.routes, d.Route)
 		if skipRouted && routed {
 			continue
 		}
+		// The event record is not rewritten: its state lists what was
+		// added (see evstate.go).
 		if !routed {
-			ev.Routes = append(ev.Routes, d.Route)
+			se.st.routes = append(se.st.routes, d.Route)
 		}
-		ev.Deliveries = append(ev.Deliveries, d.ID)
-		ev.Remaining++
-		ev.KeepUntil = 0
-		val, err := encodeEvent(ev)
-		if err != nil {
-			return nil, err
-		}
-		// Unfinished again: the event and its index entry stop expiring.
-		if err := txn.Set(eventKey(ev.ID), val); err != nil {
-			return nil, err
-		}
-		if err := txn.Set(receivedKey(ev.Received, ev.ID), nil); err != nil {
+		se.st.deliveries = append(se.st.deliveries, d.ID)
+		se.st.remaining++
+		se.st.keepUntil = 0
+		if err := se.reopen(txn); err != nil {
 			return nil, err
 		}
 		d.Status, d.Waiting = StatusPending, false

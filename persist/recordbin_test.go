@@ -137,14 +137,35 @@ func TestAttemptCodecRoundTrip(t *testing.T) {
 	}
 }
 
+func TestStateCodecRoundTrip(t *testing.T) {
+	for name, st := range map[string]eventState{
+		"pending":  {remaining: 2, received: time.Date(2030, 1, 1, 0, 0, 0, 1, time.UTC)},
+		"expiring": {keepUntil: 1893729845000000000, expires: 1893729845, received: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
+		"added": {remaining: 1, received: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC),
+			routes: []string{"b", ""}, deliveries: []string{"ev/b", "ev/b2", "ev/c"}},
+		"zero": {},
+	} {
+		got, err := decodeState(encodeState(&st))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(got, st) {
+			t.Fatalf("%s: decoded\n got  %+v\n want %+v", name, got, st)
+		}
+	}
+}
+
 func TestBinaryRecordsRejectBadInput(t *testing.T) {
+	st := eventState{remaining: 1, received: time.Unix(5, 0).UTC(), routes: []string{"r"}, deliveries: []string{"d"}}
 	goods := map[string][]byte{
 		"delivery": encodeDelivery(fullDelivery()),
 		"attempt":  encodeAttempt(&Attempt{N: 1, Start: time.Unix(1, 0).UTC(), Class: "x", Response: []byte("r"), TraceID: "t"}),
+		"state":    encodeState(&st),
 	}
 	decode := map[string]func([]byte) error{
 		"delivery": func(b []byte) error { var d Delivery; return decodeDelivery(b, &d) },
 		"attempt":  func(b []byte) error { var a Attempt; return decodeAttempt(b, &a) },
+		"state":    func(b []byte) error { _, err := decodeState(b); return err },
 	}
 	for name, good := range goods {
 		dec := decode[name]
@@ -211,6 +232,20 @@ func FuzzDecodeAttempt(f *testing.F) {
 		var again Attempt
 		if err := decodeAttempt(encodeAttempt(&a), &again); err != nil || !reflect.DeepEqual(again, a) {
 			t.Fatalf("%+v does not survive a round trip: %+v, %v", a, again, err)
+		}
+	})
+}
+
+func FuzzDecodeState(f *testing.F) {
+	f.Add(encodeState(&eventState{remaining: 1, expires: 5, received: time.Unix(1, 0).Local(), routes: []string{"a"}, deliveries: []string{"x", "y"}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := decodeState(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeState(encodeState(&st))
+		if err != nil || !reflect.DeepEqual(again, st) {
+			t.Fatalf("%+v does not survive a round trip: %+v, %v", st, again, err)
 		}
 	})
 }

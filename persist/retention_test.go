@@ -108,6 +108,11 @@ func TestRetentionExpiresEverything(t *testing.T) {
 	if ids, _, err := s.ReplayIDs("bad", StatusDead, time.Time{}, time.Time{}, "", 10); err != nil || len(ids) != 0 {
 		t.Fatalf("replayable after expiry: %v %v", ids, err)
 	}
+	// Expired events are deleted by the sweeper, which runs every
+	// second: run it now rather than wait for it.
+	if err := s.sweep(); err != nil {
+		t.Fatal(err)
+	}
 	if n := liveKeys(t, s); n != 0 {
 		t.Fatalf("%d live keys after expiry: %q", n, keysWithPrefix(t, s, nil))
 	}
@@ -213,6 +218,11 @@ func TestDiskFootprintAfterRetention(t *testing.T) {
 		events, last.Sub(start).Round(time.Millisecond), full>>20, fullApparent>>20)
 
 	waitExpired(last, opts.Retention)
+	// Expired events are deleted by the sweeper, which runs every
+	// second: run it now rather than wait for it.
+	if err := s.sweep(); err != nil {
+		t.Fatal(err)
+	}
 	if n := liveKeys(t, s); n != 0 {
 		t.Fatalf("%d live keys after expiry", n)
 	}
