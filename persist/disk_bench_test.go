@@ -105,27 +105,11 @@ func fillDelivered(tb testing.TB, s *Badger, n int) {
 // it finds no file worth rewriting.
 func settleLikeGC(tb testing.TB, s *Badger) {
 	tb.Helper()
-	low, high, drop := []byte{0x00, '~'}, []byte{0xfe, '~'}, []byte{0xff, '~'}
-	err := s.db.Update(func(txn *badger.Txn) error {
-		if err := txn.Delete(low); err != nil {
-			return err
-		}
-		if err := txn.Delete(high); err != nil {
-			return err
-		}
-		return txn.Set(drop, nil)
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := s.db.DropPrefix(drop); err != nil {
-		tb.Fatal(err)
-	}
-	if err := s.db.Flatten(2); err != nil {
+	if err := s.flattenAll(); err != nil {
 		tb.Fatal(err)
 	}
 	for i := 0; i < 1000; i++ {
-		err := s.db.RunValueLogGC(0.5)
+		err := s.runValueLogGC(0.5)
 		if errors.Is(err, badger.ErrRejected) {
 			time.Sleep(100 * time.Millisecond)
 			continue
