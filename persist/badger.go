@@ -325,6 +325,9 @@ func (s *Badger) Close() error {
 	close(s.stop)
 	s.wg.Wait()
 	s.reads.Wait()
+	s.sync.logsMu.Lock()
+	s.sync.logs.close()
+	s.sync.logsMu.Unlock()
 	return s.db.Close()
 }
 

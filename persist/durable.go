@@ -140,10 +140,23 @@ func (s *Badger) syncLogs() error {
 	if s.opts.beforeSync != nil {
 		s.opts.beforeSync()
 	}
+	logs := &s.sync.logs
+	if err := logs.syncRetired(); err != nil {
+		return err
+	}
+	if logs.memOK && logs.vOK {
+		err := logs.syncCurrent()
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		// A drop (Compact) deletes the current write-ahead log before it
+		// creates the next one.
+	}
+	// Not following both logs, or between two files: Badger's own.
 	if err := s.db.Sync(); err != nil {
 		return fmt.Errorf("syncing the outbox logs: %w", err)
 	}
-	return s.sync.logs.syncRetired()
+	return nil
 }
 
 // logFiles follows the files of Badger's two logs: the write-ahead log
@@ -156,6 +169,9 @@ type logFiles struct {
 	dir        string
 	mem, vlog  uint64 // newest known file numbers
 	memOK, vOK bool   // whether one is known yet
+	// The newest files, kept open for syncCurrent.
+	memF, vlogF   *os.File
+	memFN, vlogFN uint64
 }
 
 func openLogFiles(dir string) (logFiles, error) {
@@ -190,6 +206,55 @@ func (l *logFiles) memPath(n uint64) string {
 
 func (l *logFiles) vlogPath(n uint64) string {
 	return filepath.Join(l.dir, fmt.Sprintf("%06d.vlog", n))
+}
+
+// syncCurrent syncs the newest file of each log (what DB.Sync syncs),
+// both at once: a round takes the longer of the two, not their sum.
+func (l *logFiles) syncCurrent() error {
+	var err error
+	if l.memF, err = l.reopen(l.memF, &l.memFN, l.mem, l.memPath); err != nil {
+		return err
+	}
+	if l.vlogF, err = l.reopen(l.vlogF, &l.vlogFN, l.vlog, l.vlogPath); err != nil {
+		return err
+	}
+	vlogDone := make(chan error, 1)
+	go func() { vlogDone <- l.vlogF.Sync() }()
+	memErr := l.memF.Sync()
+	vlogErr := <-vlogDone
+	if memErr != nil {
+		return fmt.Errorf("syncing the outbox's write-ahead log: %w", memErr)
+	}
+	if vlogErr != nil {
+		return fmt.Errorf("syncing the outbox's value log: %w", vlogErr)
+	}
+	return nil
+}
+
+// reopen returns an open handle of file n, reusing f if it is that file.
+func (l *logFiles) reopen(f *os.File, fn *uint64, n uint64, path func(uint64) string) (*os.File, error) {
+	if f != nil && *fn == n {
+		return f, nil
+	}
+	nf, err := os.Open(path(n))
+	if err != nil {
+		return f, fmt.Errorf("opening the outbox's current log file: %w", err)
+	}
+	if f != nil {
+		f.Close()
+	}
+	*fn = n
+	return nf, nil
+}
+
+// close closes the handles syncCurrent keeps.
+func (l *logFiles) close() {
+	for _, f := range []*os.File{l.memF, l.vlogF} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	l.memF, l.vlogF = nil, nil
 }
 
 // syncRetired syncs the files that were retired since the last call.

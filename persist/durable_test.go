@@ -126,7 +126,21 @@ func TestSyncFollowsRetiredLogFiles(t *testing.T) {
 	}
 	s.sync.logsMu.Lock()
 	mem, vlog := s.sync.logs.mem, s.sync.logs.vlog
+	memF, vlogF := s.sync.logs.memF, s.sync.logs.vlogF
 	s.sync.logsMu.Unlock()
+	// The rounds sync the newest files through handles kept open.
+	for _, c := range []struct {
+		f    *os.File
+		want string
+	}{{memF, fmt.Sprintf("%05d.mem", mem)}, {vlogF, fmt.Sprintf("%06d.vlog", vlog)}} {
+		if c.f == nil || filepath.Base(c.f.Name()) != c.want {
+			name := "none"
+			if c.f != nil {
+				name = c.f.Name()
+			}
+			t.Errorf("current file synced through %s, want %s", name, c.want)
+		}
+	}
 	if vlog < startVlog+2 {
 		t.Errorf("value log followed from file %d to %d after ~5 MB with 1 MiB files", startVlog, vlog)
 	}
