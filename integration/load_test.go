@@ -75,7 +75,9 @@ import (
 // the outbox's default, 5m), HOOKGATE_LOAD_OTLP (any value:
 // tracing on, exporting to a local OTLP receiver),
 // HOOKGATE_LOAD_CPUPROFILE (a directory: CPU profiles of the Caddy child
-// during phases 2b and 4's drain, taken through its admin endpoint).
+// during the windows of phases 2, 3 and 2b and 4's drain, taken through
+// its admin endpoint). Phases 2, 3, 2b and 4 report the Caddy child's CPU
+// time per event.
 //
 // HOOKGATE_LOAD_NATS=1 runs phases 2–5 again after the Badger phases, on
 // a 3-node NATS JetStream cluster of child processes (`replicas 3`, a
@@ -315,7 +317,7 @@ func loadIngest(b *testing.B, r *loadReport, be *loadBackend, warm, window time.
 	rt := heldRoute(bh)
 	rt.rules = rules
 	storage, _ := be.storage(b)
-	c, _ := be.start(b, loadConfig{storage: storage, ingest: ingestAddr, ceiling: ceilAddr, route: rt})
+	c, admin := be.start(b, loadConfig{storage: storage, ingest: ingestAddr, ceiling: ceilAddr, route: rt})
 	client := newLoadClient(loadConns)
 	defer client.CloseIdleConnections()
 
@@ -324,32 +326,53 @@ func loadIngest(b *testing.B, r *loadReport, be *loadBackend, warm, window time.
 		single[w] = eventBody("load.single", w, 0, 0, eventSize)
 	}
 	batch := batchBody("load.batch", 100, eventSize)
-	run := func(url string, body func(w, i int) []byte) *loadStats {
+	// run measures one closed-loop phase and the Caddy child's CPU time
+	// over its window, with a CPU profile named prof (if profiling).
+	run := func(url, prof string, body func(w, i int) []byte) (*loadStats, cpuSample) {
 		from := time.Now().Add(warm)
-		return closedLoop(client, url, loadConns, from, from.Add(window), body, is202)
+		to := from.Add(window)
+		var cpuFrom, cpuTo cpuSample
+		profiled := func() {}
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			time.Sleep(time.Until(from))
+			cpuFrom = be.cpu(c)
+			if prof != "" {
+				profiled = be.profile(b, admin, prof, max(int(window.Seconds()), 1))
+			}
+			time.Sleep(time.Until(to))
+			cpuTo = be.cpu(c)
+		}()
+		st := closedLoop(client, url, loadConns, from, to, body, is202)
+		<-sampled
+		profiled()
+		return st, cpuTo.sub(cpuFrom)
 	}
 	singleBody := func(w, _ int) []byte { return single[w] }
 
 	var ceil *loadStats
 	if ceilAddr != "" {
-		ceil = run("http://"+ceilAddr+"/events", singleBody)
+		ceil, _ = run("http://"+ceilAddr+"/events", "", singleBody)
 		p := "1 ceiling (respond 202)"
 		r.note(p, "setup", fmt.Sprintf("%d conns, %d B bodies, %s after %s warm-up", loadConns, len(single[0]), window, warm))
 		reportLoop(b, r, c, p, "ceiling", ceil, 1)
 	}
 
-	ing := run("http://"+ingestAddr+"/events", singleBody)
+	ing, cpu := run("http://"+ingestAddr+"/events", "2 ingest single", singleBody)
 	p := be.phase("2 ingest single events")
 	r.note(p, "setup", fmt.Sprintf("%d conns, %d B events, route held (ingest only), %d more routes with a rule", loadConns, len(single[0]), rules))
 	reportLoop(b, r, c, p, be.key("single"), ing, 1)
+	be.reportCPU(r, p, be.key("single"), "event ingested", cpu, ing.reqs, window)
 	if ceil != nil && ceil.rate() > 0 {
 		r.add(p, "fraction of ceiling", ing.rate()/ceil.rate(), "%.3f", "single_of_ceiling")
 	}
 
-	bat := run("http://"+ingestAddr+"/events", func(int, int) []byte { return batch })
+	bat, cpu := run("http://"+ingestAddr+"/events", "3 ingest batches", func(int, int) []byte { return batch })
 	p = be.phase("3 ingest batches of 100")
 	r.note(p, "setup", fmt.Sprintf("%d conns, %d B bodies, route held (ingest only)", loadConns, len(batch)))
 	reportLoop(b, r, c, p, be.key("batch100"), bat, 100)
+	be.reportCPU(r, p, be.key("batch100"), "event ingested", cpu, bat.reqs*100, window)
 
 	rss, hwm := procMem(c)
 	r.add(be.phase("1-3 child memory"), "RSS after phases 1-3 (MiB)", mib(rss), "%.0f", "")

@@ -380,17 +380,25 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 				continue
 			}
 		}
-		st, hasState, err := txnState(txn, ev.ID)
-		if err != nil {
-			return nil, err
-		}
+		// A state record exists only beside its event's record (they are
+		// written and swept together), so a new id, the usual case,
+		// costs one look-up.
+		var (
+			st       eventState
+			hasState bool
+		)
 		switch _, err := txn.Get(eventKey(ev.ID)); {
-		case err == nil && !(hasState && st.gone(wallSeconds())):
-			// Still held (its deliveries unfinished, or retained):
-			// a duplicate whatever the dedupe window says.
-			res[i] = IngestResult{Duplicate: true, ID: ev.ID}
-			continue
-		case err != nil && !errors.Is(err, badger.ErrKeyNotFound):
+		case err == nil:
+			if st, hasState, err = txnState(txn, ev.ID); err != nil {
+				return nil, err
+			}
+			if !(hasState && st.gone(wallSeconds())) {
+				// Still held (its deliveries unfinished, or retained):
+				// a duplicate whatever the dedupe window says.
+				res[i] = IngestResult{Duplicate: true, ID: ev.ID}
+				continue
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
 			return nil, err
 		}
 		if hasState {
