@@ -103,6 +103,21 @@ const sharedLoaders = 16
 // the other from a local store, several at once from a shared one.
 func (e *Engine) loadAll(refs []persist.Ref) []loaded {
 	out := make([]loaded, len(refs))
+	if e.jobs != nil {
+		ids := make([]string, len(refs))
+		for i, ref := range refs {
+			ids[i] = ref.ID
+		}
+		jobs, err := e.jobs.LoadJobs(ids)
+		for i := range out {
+			if err != nil {
+				out[i].err = err
+				continue
+			}
+			out[i].j, out[i].err = loadedJob(ids[i], jobs[i])
+		}
+		return out
+	}
 	if e.claimer == nil || len(refs) < 2 {
 		for i, ref := range refs {
 			out[i].j, out[i].err = e.load(ref.ID)

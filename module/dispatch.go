@@ -571,6 +571,19 @@ func (d *dispatcher) logOutcome(log *zap.Logger, nd *persist.Delivery, res resul
 var errEventGone = errors.New("the delivery's event is no longer stored")
 
 // load reads a delivery and its event.
+// loadedJob is load's answer from what a persist.JobLoader read.
+func loadedJob(id string, j persist.Job) (*job, error) {
+	switch {
+	case j.Delivery == nil:
+		return nil, j.Err
+	case errors.Is(j.Err, persist.ErrNotFound):
+		return &job{d: j.Delivery}, fmt.Errorf("delivery %s: event %s: %w", id, j.Delivery.EventID, errEventGone)
+	case j.Err != nil:
+		return nil, j.Err
+	}
+	return &job{d: j.Delivery, ev: j.Event}, nil
+}
+
 func (e *Engine) load(id string) (*job, error) {
 	dl, err := e.store.Delivery(id)
 	if err != nil {

@@ -98,6 +98,8 @@ type Engine struct {
 	// processes (nil for Badger): each attempt then claims its delivery
 	// there first (see dispatcher.claim).
 	claimer persist.Claimer
+	// jobs, when the store has it, loads what a scan found in one read.
+	jobs persist.JobLoader
 }
 
 // backend says which outbox an engine runs on: a Badger directory, or a
@@ -204,6 +206,9 @@ func newEngine(store persist.Store, where string, logger *zap.Logger, opts persi
 		now:         opts.Now,
 
 		deadRecountEvery: defaultDeadRecountEvery,
+	}
+	if l, ok := store.(persist.JobLoader); ok {
+		e.jobs = l
 	}
 	if c, ok := store.(persist.Claimer); ok {
 		e.claimer = c

@@ -387,6 +387,29 @@ type Claimer interface {
 	WatchRouteStates(changed func(route string, st RouteState))
 }
 
+// JobLoader is implemented by a Store that reads a batch of deliveries
+// with their events faster than a Delivery and an Event call for each.
+// The engine checks for it once, when it opens the store, and loads the
+// deliveries a scan of the ready index found with it.
+type JobLoader interface {
+	// LoadJobs reads, from one snapshot, each delivery of ids and, for
+	// those that are pending, the record of their event as ingested
+	// (Routes, Deliveries, Remaining and KeepUntil as they were then:
+	// what changed since is not applied). Jobs[i] answers ids[i]:
+	// Err is ErrNotFound for a delivery not stored, and for a pending
+	// one whose event is not stored (Delivery set, Event nil); Event is
+	// nil, with no error, for a delivery that is not pending. The error
+	// is for the read as a whole (ErrClosed).
+	LoadJobs(ids []string) ([]Job, error)
+}
+
+// Job is a delivery with its event, as LoadJobs reads them.
+type Job struct {
+	Delivery *Delivery
+	Event    *Event
+	Err      error
+}
+
 // Retention is how long a backend keeps what it writes: idempotency keys
 // (the dedupe window), delivered deliveries and dead ones, with their
 // events and attempt logs.

@@ -2,6 +2,7 @@ package persist
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -68,6 +69,50 @@ func (s *Badger) Delivery(id string) (*Delivery, error) {
 	}
 	return &d, nil
 }
+
+// LoadJobs implements JobLoader. A pending delivery's event is never
+// past its expiry (it expires once none of its deliveries is pending), so
+// its record is read without the state record Event consults.
+func (s *Badger) LoadJobs(ids []string) ([]Job, error) {
+	out := make([]Job, len(ids))
+	err := s.view(func(txn *badger.Txn) error {
+		for i, id := range ids {
+			d, err := txnDelivery(txn, id)
+			if err != nil {
+				out[i].Err = err
+				continue
+			}
+			out[i].Delivery = d
+			if d.Status != StatusPending {
+				continue
+			}
+			item, err := txn.Get(eventKey(d.EventID))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				out[i].Err = ErrNotFound
+				continue
+			}
+			if err != nil {
+				out[i].Err = err
+				continue
+			}
+			err = item.Value(func(v []byte) error {
+				ev, err := decodeEvent(v)
+				out[i].Event = ev
+				return err
+			})
+			if err != nil {
+				out[i].Event, out[i].Err = nil, fmt.Errorf("event %s: %w", d.EventID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+var _ JobLoader = (*Badger)(nil)
 
 // Event implements Store.
 func (s *Badger) Event(id string) (*Event, error) {
