@@ -15,12 +15,15 @@ var payload1K = append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 1024
 // committer: 32 goroutines per CPU, one 1 KB event with one delivery per
 // call, each call returning only once its write is synced.
 func BenchmarkIngestParallel(b *testing.B) {
-	s := openStore(b, Options{})
+	var rounds atomic.Int64
+	s := openStore(b, Options{beforeSync: func() { rounds.Add(1) }})
 	var seq atomic.Int64
 	b.SetParallelism(32)
 	b.SetBytes(int64(len(payload1K)))
 	b.ReportAllocs()
+	cpu0 := processCPU()
 	b.ResetTimer()
+	rounds.Store(0)
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
@@ -36,6 +39,8 @@ func BenchmarkIngestParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)/float64(max(rounds.Load(), 1)), "events/sync")
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/event")
 }
 
 // BenchmarkRecord measures final outcomes written by concurrent workers
