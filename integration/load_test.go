@@ -51,7 +51,7 @@ import (
 //     events (default 200,000; 0 skips) ingested in batches of 1000 to a
 //     route delivering to a live sink, every one delivered, then the
 //     outbox's size over the event count right after the drain, after
-//     HOOKGATE_LOAD_DISK_SETTLE of rest (default 30s, or twice
+//     HOOKGATE_LOAD_DISK_SETTLE of rest (default twice
 //     HOOKGATE_LOAD_GC_INTERVAL) and after Caddy stops. Sizes are the
 //     blocks allocated on disk (what du counts: Badger's memory-mapped
 //     files are sparse) and, beside them, the files' lengths.
@@ -69,10 +69,9 @@ import (
 // and 2b, default 5s, after 1s of warm-up), HOOKGATE_LOAD_DELIVER (events
 // of phase 4, default 100000), HOOKGATE_LOAD_RULE_ROUTES (routes with a
 // never-matching rule added to phases 1-3, default 0),
-// HOOKGATE_LOAD_GC_INTERVAL (a duration: phase 7's child is configured
-// with the webhooks app's option `gc_interval` set to it, so value-log GC
-// runs that often, which needs a build whose app has that option; unset:
-// the outbox's default, 5m), HOOKGATE_LOAD_OTLP (any value:
+// HOOKGATE_LOAD_GC_INTERVAL (phase 7's child runs with the webhooks app's
+// `gc_interval` set to it, default 20s, so value-log GC runs a few times
+// within the phase, as it would at steady state), HOOKGATE_LOAD_OTLP (any value:
 // tracing on, exporting to a local OTLP receiver),
 // HOOKGATE_LOAD_CPUPROFILE (a directory: CPU profiles of the Caddy child
 // during the windows of phases 2, 3 and 2b and 4's drain, taken through
@@ -95,7 +94,7 @@ func BenchmarkLoad(b *testing.B) {
 	deliverN := envInt(b, "HOOKGATE_LOAD_DELIVER", 100_000)
 	backlogN := envInt(b, "HOOKGATE_LOAD_BACKLOG", 1_000_000)
 	diskN := envInt(b, "HOOKGATE_LOAD_DISK", 200_000)
-	gcInterval := envDuration(b, "HOOKGATE_LOAD_GC_INTERVAL", 0)
+	gcInterval := envDuration(b, "HOOKGATE_LOAD_GC_INTERVAL", 20*time.Second)
 	settle := 30 * time.Second
 	if gcInterval > 0 {
 		settle = 2 * gcInterval
