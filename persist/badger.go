@@ -427,11 +427,7 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 			// Set before encoding, so the stored record says it too.
 			ev.KeepUntil = now.Add(s.retention.Load().Delivered).UnixNano()
 		}
-		val, err := encodeEvent(ev)
-		if err != nil {
-			return nil, err
-		}
-		entry := badger.NewEntry(eventKey(ev.ID), val)
+		entry := badger.NewEntry(eventKey(ev.ID), encodeEvent(ev))
 		index := badger.NewEntry(receivedKey(ev.Received, ev.ID), nil)
 		if ev.Remaining == 0 {
 			entry = entry.WithTTL(s.retention.Load().Delivered)

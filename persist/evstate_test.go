@@ -238,7 +238,7 @@ func TestOldFormatOutbox(t *testing.T) {
 		var err error
 		switch v := v.(type) {
 		case *Event:
-			val, err = encodeEvent(v)
+			val, err = encodeEventV1(v)
 		case nil:
 		default:
 			val, err = encodeJSON(v)

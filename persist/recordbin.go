@@ -15,7 +15,9 @@ import (
 // the LSM tree, where the compactions drop the versions its outcomes
 // overwrite (in the value log each version stayed until GC rewrote the
 // file), and costs a fraction of JSON's CPU to write and read. Records
-// written as JSON (recordV1) by earlier versions are still read.
+// written as JSON (recordV1) by earlier versions are still read. Events
+// have a binary form of their own, recordV3 (codec.go), built from the
+// same pieces.
 const recordV2 = 2
 
 var errTruncated = errors.New("truncated")
@@ -26,8 +28,10 @@ func appendString(b []byte, s string) []byte {
 }
 
 // Time tags: how a time's location comes back. UTC and Local times
-// decode as they were (as JSON decoded them); any other zone decodes as
-// a fixed zone with the same offset.
+// decode as they were; any other zone decodes as a fixed zone with the
+// same offset. (JSON chose by the offset instead: UTC at offset zero,
+// Local at Local's offset at that instant, else a fixed zone. The
+// instant, nanoseconds and offset are the same either way.)
 const (
 	timeZero  = 0
 	timeUTC   = 1
