@@ -455,7 +455,7 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 	}
 	ct := r.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
-	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && json.Valid(body) {
+	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && validJSON(body) {
 		ev.Data = body
 	} else {
 		if utf8.Valid(body) {
@@ -536,7 +536,7 @@ func (h *Handler) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 	// Valid JSON (the common case) is scanned once here and then walked
 	// without decoding again; anything else takes encoding/json's path for
 	// its precise error messages.
-	valid := json.Valid(body)
+	valid := validJSON(body)
 	var err error
 	switch trimmed[0] {
 	case '{':
