@@ -3,15 +3,18 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hookgate/hookgate/internal/testnet"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -36,38 +39,12 @@ func (g *gateway) postBatch(events []string) []string {
 // hangingSink accepts connections and never answers.
 func hangingSink(t *testing.T) (url string, accepted func() int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
+	var n atomic.Int64
+	addr := testnet.RawListener(t, func(c net.Conn) {
+		n.Add(1)
+		io.Copy(io.Discard, c) // until the test ends and closes it
 	})
-	return "http://" + ln.Addr().String(), func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(conns)
-	}
+	return "http://" + addr, func() int { return int(n.Load()) }
 }
 
 // pacedLoad posts n events in batches of 10 every 20 ms (500 events/s)

@@ -84,7 +84,7 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 	results, err := e.store.Ingest(ctx, batch)
 	if err != nil {
 		for _, in := range batch {
-			e.release(in.Deliveries)
+			e.release(in.Deliveries, true)
 		}
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 	for i, res := range results {
 		out[i] = Accepted{ID: res.ID, Duplicate: res.Duplicate}
 		if res.Duplicate {
-			e.release(batch[i].Deliveries)
+			e.release(batch[i].Deliveries, false)
 			continue
 		}
 		out[i].Routes = batch[i].Event.Routes
@@ -163,10 +163,11 @@ func (e *Engine) reserve(batch []persist.Ingest) {
 	}
 }
 
-// release ends the reservations of deliveries that will not be offered.
-func (e *Engine) release(ds []*persist.Delivery) {
+// release ends the reservations of deliveries that will not be offered;
+// stored is set when a failed store call may have written them anyway.
+func (e *Engine) release(ds []*persist.Delivery, stored bool) {
 	for _, dl := range ds {
-		e.dispatcherFor(dl.Route).release(dl.ID)
+		e.dispatcherFor(dl.Route).release(dl.ID, stored)
 	}
 }
 
@@ -179,7 +180,9 @@ func (e *Engine) enqueue(in persist.Ingest) {
 		if dl.Waiting {
 			// Behind an earlier delivery of its order key: the outbox
 			// puts it in the ready index when its turn comes.
-			d.release(dl.ID)
+			// Its predecessor may have finished while it was reserved,
+			// putting it in the ready index where a scan skipped it.
+			d.release(dl.ID, true)
 			continue
 		}
 		d.offer(&job{d: dl, ev: in.Event})

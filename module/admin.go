@@ -464,10 +464,10 @@ func (a *adminAPI) deliveries(eng *Engine, w http.ResponseWriter, r *http.Reques
 	f := persist.ListFilter{Route: q.Get("route"), Cursor: q.Get("cursor"), Type: q.Get("type")}
 	now := eng.Now()
 	var err error
-	if f.Since, err = parseSince(q.Get("since"), now); err != nil {
+	if f.Since, err = ParseSince(q.Get("since"), now); err != nil {
 		return apiErrorf(http.StatusBadRequest, "bad_request", "since: %v", err)
 	}
-	if f.Until, err = parseSince(q.Get("until"), now); err != nil {
+	if f.Until, err = ParseSince(q.Get("until"), now); err != nil {
 		return apiErrorf(http.StatusBadRequest, "bad_request", "until: %v", err)
 	}
 	if s := q.Get("status"); s != "" {
@@ -526,13 +526,13 @@ func (a *adminAPI) replay(eng *Engine, w http.ResponseWriter, r *http.Request, p
 			return apiErrorf(http.StatusBadRequest, "bad_request", "status %q: expected dead or delivered (pending deliveries are queued already)", s)
 		}
 	}
-	since, err := parseSince(q.Get("since"), now)
+	since, err := ParseSince(q.Get("since"), now)
 	if err != nil {
 		return apiErrorf(http.StatusBadRequest, "bad_request", "since: %v", err)
 	}
 	var until time.Time
 	if s := q.Get("until"); s != "" {
-		if until, err = parseSince(s, now); err != nil {
+		if until, err = ParseSince(s, now); err != nil {
 			return apiErrorf(http.StatusBadRequest, "bad_request", "until: %v", err)
 		}
 	}
@@ -558,9 +558,10 @@ func (a *adminAPI) replay(eng *Engine, w http.ResponseWriter, r *http.Request, p
 	return nil
 }
 
-// parseSince reads an RFC 3339 time, or a duration (Caddy's syntax, so
-// "36h" or "2d") meaning that long before now.
-func parseSince(s string, now time.Time) (time.Time, error) {
+// ParseSince reads a time as the admin API, the CLI and the console take
+// it: an RFC 3339 time, or a duration (Caddy's syntax, so "36h" or "2d")
+// meaning that long before now; "" means the beginning (zero time).
+func ParseSince(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}

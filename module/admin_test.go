@@ -69,14 +69,14 @@ func TestParseSince(t *testing.T) {
 		"2d":                        now.Add(-48 * time.Hour),
 	}
 	for in, want := range good {
-		got, err := parseSince(in, now)
+		got, err := ParseSince(in, now)
 		if err != nil || !got.Equal(want) {
-			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+			t.Errorf("ParseSince(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"yesterday", "-5m", "2026-11-22", "10"} {
-		if _, err := parseSince(in, now); err == nil {
-			t.Errorf("parseSince(%q) accepted", in)
+		if _, err := ParseSince(in, now); err == nil {
+			t.Errorf("ParseSince(%q) accepted", in)
 		}
 	}
 }

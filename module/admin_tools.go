@@ -70,10 +70,10 @@ func (a *adminAPI) backfill(eng *Engine, w http.ResponseWriter, r *http.Request,
 		return apiErrorf(http.StatusBadRequest, "bad_request", "since is required: an RFC 3339 time or a duration before now (2h, 2d)")
 	}
 	var err error
-	if opt.Since, err = parseSince(q.Get("since"), now); err != nil {
+	if opt.Since, err = ParseSince(q.Get("since"), now); err != nil {
 		return apiErrorf(http.StatusBadRequest, "bad_request", "since: %v", err)
 	}
-	if opt.Until, err = parseSince(q.Get("until"), now); err != nil {
+	if opt.Until, err = ParseSince(q.Get("until"), now); err != nil {
 		return apiErrorf(http.StatusBadRequest, "bad_request", "until: %v", err)
 	}
 	for name, p := range map[string]*bool{"dry_run": &opt.DryRun, "redeliver": &opt.Redeliver} {

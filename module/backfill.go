@@ -141,20 +141,20 @@ func (e *Engine) backfillPage(cfg *runtimeConfig, rt *route, evs []*persist.Even
 	}
 	added, err := e.store.AddDeliveries(ds, !opt.Redeliver)
 	if err != nil {
-		e.release(ds)
+		e.release(ds, true)
 		return err
 	}
 	for i, d := range ds {
 		if !added[i] {
 			// Gone, or routed by a backfill running at the same time.
 			res.Skipped++
-			disp.release(d.ID)
+			disp.release(d.ID, false)
 			continue
 		}
 		res.Queued++
 		disp.countNew(1)
 		if d.Waiting {
-			disp.release(d.ID)
+			disp.release(d.ID, true) // as in Engine.enqueue
 		} else {
 			disp.offer(&job{d: d, ev: byDlv[d.ID]})
 		}

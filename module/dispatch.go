@@ -129,14 +129,18 @@ func (d *dispatcher) reserve(id string) {
 }
 
 // release gives up a reservation without an offer: the delivery was not
-// stored, waits behind its order key, or its store call failed (in
-// which case it may still be on disk, so the scanner looks).
-func (d *dispatcher) release(id string) {
+// stored, waits behind its order key, or its store call failed. In that
+// last case (stored says it may be on disk) the scanner looks again.
+func (d *dispatcher) release(id string, stored bool) {
 	d.mu.Lock()
 	delete(d.reserved, id)
-	d.markDisk()
+	if stored {
+		d.markDisk()
+	}
 	d.mu.Unlock()
-	d.signal()
+	if stored {
+		d.signal()
+	}
 }
 
 // offer hands a freshly stored delivery to the queue if there is room;

@@ -271,17 +271,9 @@ func (l *logFiles) syncRetired() error {
 // value-log GC moved what it held to the current file.
 func (l *logFiles) follow(n *uint64, known *bool, path func(uint64) string) error {
 	if !*known {
-		// No file yet when the store opened (a new outbox): the first
-		// one Badger creates is number 0 or 1.
-		for _, first := range []uint64{0, 1} {
-			if _, err := os.Stat(path(first)); err == nil {
-				*n, *known = first, true
-				break
-			}
-		}
-		if !*known {
-			return nil
-		}
+		// No file of this log when the store opened (Badger creates both
+		// at open, so not seen): rounds fall back to DB.Sync.
+		return nil
 	}
 	for i := 0; i < 1<<20; i++ {
 		if _, err := os.Stat(path(*n + 1)); err != nil {

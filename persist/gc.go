@@ -84,7 +84,18 @@ func (s *Badger) sweepLoop() {
 	if every < 0 {
 		return
 	}
-	t := time.NewTicker(every)
+	s.every(every, func() bool {
+		err := s.sweep()
+		if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrStorageFull) {
+			s.opts.Logger.Warningf("deleting expired events: %v", err)
+		}
+		return true
+	})
+}
+
+// every runs fn every d until the store closes or fn returns false.
+func (s *Badger) every(d time.Duration, fn func() bool) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -92,9 +103,8 @@ func (s *Badger) sweepLoop() {
 			return
 		case <-t.C:
 		}
-		err := s.sweep()
-		if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrStorageFull) {
-			s.opts.Logger.Warningf("deleting expired events: %v", err)
+		if !fn() {
+			return
 		}
 	}
 }

@@ -1,9 +1,6 @@
 package persist
 
-import (
-	"path/filepath"
-	"time"
-)
+import "path/filepath"
 
 // trimLoop runs trimMappings every trimEvery until the store closes; it
 // gives up (once, with a log line) if the kernel refuses.
@@ -17,17 +14,11 @@ func (s *Badger) trimLoop() {
 		s.opts.Logger.Warningf("not trimming the outbox's memory maps: %v", err)
 		return
 	}
-	t := time.NewTicker(trimEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
+	s.every(trimEvery, func() bool {
 		if err := trimMappings(dir); err != nil {
 			s.opts.Logger.Warningf("not trimming the outbox's memory maps any more: %v", err)
-			return
+			return false
 		}
-	}
+		return true
+	})
 }

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/module"
@@ -194,7 +193,7 @@ func (h *Handler) replay(rq *request, parts []string) {
 			return
 		}
 	}
-	since, err := parseSince(rq.r.PostForm.Get("since"), eng.Now())
+	since, err := module.ParseSince(rq.r.PostForm.Get("since"), eng.Now())
 	if err != nil {
 		h.errorPage(rq, http.StatusBadRequest, "Bad replay", "Since: "+err.Error())
 		return
@@ -217,22 +216,6 @@ func (h *Handler) replay(rq *request, parts []string) {
 	h.logAction(rq, "console: deliveries replayed", zap.String("route", route),
 		zap.String("status", st.String()), zap.Time("since", since), zap.Int("replayed", n))
 	h.back(rq, url.Values{"notice": {"replayed"}, "subject": {route}, "n": {strconv.Itoa(n)}, "was": {st.String()}})
-}
-
-// parseSince reads an RFC 3339 time, or a duration (Caddy's syntax, so
-// "36h" or "2d") meaning that long before now; "" means the beginning.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	d, err := caddy.ParseDuration(s)
-	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("%q: expected an RFC 3339 time (2026-11-23T10:00:00Z) or a duration before now (90m, 36h, 2d)", s)
-	}
-	return now.Add(-d), nil
 }
 
 // storeError answers an outbox failure.

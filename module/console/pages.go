@@ -247,11 +247,11 @@ func (h *Handler) deliveries(rq *request, _ []string) {
 	}
 	f.Type = d.Type
 	var err error
-	if f.Since, err = parseSince(d.Since, now); err != nil {
+	if f.Since, err = module.ParseSince(d.Since, now); err != nil {
 		h.errorPage(rq, http.StatusBadRequest, "Bad filter", "Since "+err.Error()+".")
 		return
 	}
-	if f.Until, err = parseSince(d.Until, now); err != nil {
+	if f.Until, err = module.ParseSince(d.Until, now); err != nil {
 		h.errorPage(rq, http.StatusBadRequest, "Bad filter", "Until "+err.Error()+".")
 		return
 	}
