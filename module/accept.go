@@ -66,7 +66,7 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 			ev.Time = now
 		}
 		if ev.ID == "" {
-			ev.ID = newID("evt_", now)
+			ev.ID, in.Fresh = newID("evt_", now), true
 		} else {
 			in.Dedupe = ev.ID
 		}

@@ -381,13 +381,19 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 			}
 		}
 		// A state record exists only beside its event's record (they are
-		// written and swept together), so a new id, the usual case,
-		// costs one look-up.
+		// written and swept together), so a new id costs one look-up, and
+		// an id made for this ingest none.
 		var (
 			st       eventState
 			hasState bool
+			err      error
 		)
-		switch _, err := txn.Get(eventKey(ev.ID)); {
+		if !in.Fresh {
+			_, err = txn.Get(eventKey(ev.ID))
+		} else {
+			err = badger.ErrKeyNotFound
+		}
+		switch {
 		case err == nil:
 			if st, hasState, err = txnState(txn, ev.ID); err != nil {
 				return nil, err
@@ -439,14 +445,19 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 		if err := txn.SetEntry(index); err != nil {
 			return nil, err
 		}
-		if ev.Remaining > 0 {
-			// What outcomes change is kept apart from the event, which
-			// is never written again (see evstate.go).
+		// What outcomes change is kept apart from the event, which is
+		// never written again (see evstate.go). An event with one
+		// delivery gets its state when that delivery is final: until
+		// then its record says all, and the delivery knows it is the
+		// only one.
+		sole := ev.Remaining == 1 && in.Deliveries[0].Created.Equal(ev.Received)
+		if ev.Remaining > 0 && !sole {
 			if err := putState(txn, ev.ID, &eventState{remaining: ev.Remaining, received: ev.Received}); err != nil {
 				return nil, err
 			}
 		}
 		for _, d := range in.Deliveries {
+			d.sole = sole
 			if err := s.orderEnter(txn, d); err != nil {
 				return nil, err
 			}
@@ -548,7 +559,7 @@ func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
 			return err
 		}
 	}
-	return s.finishEventDelivery(txn, d.EventID, ttl)
+	return s.finishEventDelivery(txn, d, ttl)
 }
 
 func (s *Badger) putAttempt(txn *badger.Txn, deliveryID string, a *Attempt, ttl time.Duration) error {

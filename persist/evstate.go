@@ -31,7 +31,9 @@ import (
 // Events stored by earlier versions have no state record: their record
 // holds Remaining and KeepUntil and, once all their deliveries were
 // final, a TTL. So do events kept without deliveries, whose retention
-// is known at ingest. The first change to such an event writes its
+// is known at ingest, and events ingested with one delivery until it is
+// final: the delivery's record is marked (Delivery.sole) so that its
+// outcome need not read the event's to learn it was the last. The first change to such an event writes its
 // state; one whose record has a TTL is written once more, without it,
 // when it gets an unfinished delivery.
 
@@ -210,7 +212,8 @@ func (se *storedEvent) event() (*Event, error) {
 // finishEventDelivery counts one of the event's deliveries as final; the
 // event expires once all are, after the longest retention among them
 // (ttl is this delivery's), counted from the store's clock.
-func (s *Badger) finishEventDelivery(txn *badger.Txn, eventID string, ttl time.Duration) error {
+func (s *Badger) finishEventDelivery(txn *badger.Txn, d *Delivery, ttl time.Duration) error {
+	eventID := d.EventID
 	st, has, err := txnState(txn, eventID)
 	if err != nil {
 		return err
@@ -218,7 +221,16 @@ func (s *Badger) finishEventDelivery(txn *badger.Txn, eventID string, ttl time.D
 	if has && st.gone(wallSeconds()) {
 		return nil
 	}
-	if !has {
+	switch {
+	case has:
+	case d.sole:
+		// Stored with this delivery alone and changed by nothing since
+		// (a change would have written the state): its record says one
+		// delivery remaining, received when the delivery was created.
+		// Reading the record would say the same, at the price of its
+		// payload.
+		st = eventState{remaining: 1, received: d.Created}
+	default:
 		se, err := lookupEvent(txn, eventID)
 		if se == nil || err != nil {
 			return err

@@ -325,3 +325,69 @@ func TestOldFormatOutbox(t *testing.T) {
 	mustEvent(t, s, "done")
 	wantPending(t, s, map[string]int{"a": 1})
 }
+
+// TestSoleDeliveryStateAtOutcome: an event ingested with one delivery
+// gets no state record until that delivery is final; its delivery's
+// record says it was the only one (across a restart too), so the outcome
+// writes the state without reading the event's record, which here is
+// made unreadable to prove it. A delivery added later is counted with it.
+func TestSoleDeliveryStateAtOutcome(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Dir: dir, Retention: time.Hour, sweepEvery: -1}
+	s := openStore(t, opts)
+	ingest(t, s, oneIngest("one", t0, "r"), oneIngest("two", t0, "a", "b"), oneIngest("add", t0, "r"))
+	if n := countPrefix(t, s, stateKey("one")); n != 0 {
+		t.Fatalf("an event with one pending delivery has %d state records", n)
+	}
+	if n := countPrefix(t, s, stateKey("two")); n != 1 {
+		t.Fatalf("an event with two deliveries has %d state records, want 1", n)
+	}
+	if ev := mustEvent(t, s, "one"); ev.Remaining != 1 || ev.KeepUntil != 0 {
+		t.Fatalf("pending event: Remaining %d, KeepUntil %d", ev.Remaining, ev.KeepUntil)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, opts)
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(eventKey("one"), []byte{9, 9, 9})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	finish(t, s, "one/r", StatusDelivered, t0)
+	wantEventTTL(t, s, "one", time.Hour)
+	if n := countPrefix(t, s, []byte{pExpiry, '|'}); n != 1 {
+		t.Fatalf("%d sweeper entries after the sole delivery is final, want 1", n)
+	}
+
+	added, err := s.AddDeliveries([]*Delivery{newDelivery("add/x", "add", "x", t0)}, true)
+	if err != nil || !added[0] {
+		t.Fatalf("AddDeliveries = %v, %v", added, err)
+	}
+	finish(t, s, "add/r", StatusDelivered, t0)
+	if ev := mustEvent(t, s, "add"); ev.Remaining != 1 || eventExpiresAt(t, s, "add") != 0 {
+		t.Fatalf("event with an added delivery pending: Remaining %d, expires %d", ev.Remaining, eventExpiresAt(t, s, "add"))
+	}
+	finish(t, s, "add/x", StatusDelivered, t0)
+	wantEventTTL(t, s, "add", time.Hour)
+	if n := countPrefix(t, s, []byte{pExpiry, '|'}); n != 2 {
+		t.Fatalf("%d sweeper entries, want 2", n)
+	}
+}
+
+// TestFreshIngestSkipsLookUp: an id marked Fresh is taken as new without
+// a look-up (the caller made it unique), so even one already stored is
+// not reported a duplicate; an id from outside is still checked.
+func TestFreshIngestSkipsLookUp(t *testing.T) {
+	s := openStore(t, Options{})
+	ingest(t, s, oneIngest("ev", t0, "r"))
+	in := oneIngest("ev", t0, "r")
+	if res := ingest(t, s, in); !res[0].Duplicate {
+		t.Fatal("an id stored before is not a duplicate")
+	}
+	in = oneIngest("ev", t0, "r")
+	in.Fresh = true
+	if res := ingest(t, s, in); res[0].Duplicate {
+		t.Fatal("a Fresh ingest was looked up")
+	}
+}

@@ -130,6 +130,12 @@ type Delivery struct {
 	// Created.
 	ScheduleStart time.Time `json:"schedule_start,omitzero"`
 	ScheduleBase  int       `json:"schedule_base,omitempty"`
+
+	// sole is set by the Badger outbox on a delivery ingested as its
+	// event's only one, whose event it stored without a state record
+	// (see evstate.go); the record keeps it. Copies of the struct carry
+	// it; a delivery without it is simply looked up the long way.
+	sole bool
 }
 
 // Attempt is one try at a delivery, as kept in its history.
@@ -153,6 +159,11 @@ type Ingest struct {
 	Dedupe string
 	// Keep stores the event even when it has no deliveries.
 	Keep bool
+	// Fresh says the event's ID was made for this ingest, unique by
+	// construction (the gateway's own time-ordered random ids), so the
+	// store need not look for an earlier event with it. An id that came
+	// from outside must never be marked Fresh.
+	Fresh bool
 }
 
 // IngestResult answers one Ingest.

@@ -221,11 +221,7 @@ func encodeDelivery(d *Delivery) []byte {
 	b = appendString(b, d.LastError)
 	b = appendTime(b, d.Done)
 	b = appendString(b, d.OrderKey)
-	if d.Waiting {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
-	}
+	b = append(b, deliveryFlags(d))
 	b = appendTime(b, d.ScheduleStart)
 	return binary.AppendVarint(b, int64(d.ScheduleBase))
 }
@@ -241,25 +237,50 @@ func decodeDelivery(b []byte, d *Delivery) error {
 	}
 	r := decoder{b: b[1:]}
 	*d = Delivery{
-		ID:            r.string(),
-		EventID:       r.string(),
-		Route:         r.string(),
-		EventType:     r.string(),
-		Status:        Status(r.byte()),
-		Attempts:      r.int(),
-		Created:       r.time(),
-		Due:           r.time(),
-		LastAttempt:   r.time(),
-		LastStatus:    r.int(),
-		LastClass:     r.string(),
-		LastError:     r.string(),
-		Done:          r.time(),
-		OrderKey:      r.string(),
-		Waiting:       r.bool(),
-		ScheduleStart: r.time(),
-		ScheduleBase:  r.int(),
+		ID:          r.string(),
+		EventID:     r.string(),
+		Route:       r.string(),
+		EventType:   r.string(),
+		Status:      Status(r.byte()),
+		Attempts:    r.int(),
+		Created:     r.time(),
+		Due:         r.time(),
+		LastAttempt: r.time(),
+		LastStatus:  r.int(),
+		LastClass:   r.string(),
+		LastError:   r.string(),
+		Done:        r.time(),
+		OrderKey:    r.string(),
 	}
+	// The operands of a composite literal are read in order; the flags
+	// byte comes before the schedule fields.
+	flags := r.byte()
+	if flags&^flagsKnown != 0 {
+		r.fail(errors.New("unknown delivery flags"))
+	}
+	d.ScheduleStart, d.ScheduleBase = r.time(), r.int()
+	d.Waiting, d.sole = flags&flagWaiting != 0, flags&flagSole != 0
 	return r.done("delivery")
+}
+
+// The flags byte of a binary delivery record. It was a boolean (Waiting)
+// until flagSole was added; both values of that boolean keep their
+// meaning.
+const (
+	flagWaiting = 1 << iota
+	flagSole
+	flagsKnown = flagWaiting | flagSole
+)
+
+func deliveryFlags(d *Delivery) byte {
+	var f byte
+	if d.Waiting {
+		f |= flagWaiting
+	}
+	if d.sole {
+		f |= flagSole
+	}
+	return f
 }
 
 func encodeAttempt(a *Attempt) []byte {

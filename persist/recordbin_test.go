@@ -185,13 +185,13 @@ func TestBinaryRecordsRejectBadInput(t *testing.T) {
 			t.Errorf("%s with an unknown version decodes", name)
 		}
 	}
-	// A bad time tag, nanoseconds out of range, a bad boolean.
+	// A bad time tag, nanoseconds out of range, an unknown flag.
 	d := fullDelivery()
 	b := encodeDelivery(&Delivery{ID: "d", Waiting: true})
 	for i, bad := range [][]byte{
 		{recordV2, 1, 'd', 0, 0, 0, 0, 0, 9},                                        // Created: tag 9
 		{recordV2, 1, 'd', 0, 0, 0, 0, 0, timeUTC, 0, 0x80, 0x94, 0xeb, 0xdc, 0x03}, // 1e9 ns
-		append(b[:len(b)-3:len(b)-3], 2, 0, 0),                                      // Waiting = 2
+		append(b[:len(b)-3:len(b)-3], 4, 0, 0),                                      // flags 4
 	} {
 		if err := decodeDelivery(bad, d); err == nil {
 			t.Errorf("bad record %d (%x) decodes", i, bad)
@@ -248,4 +248,22 @@ func FuzzDecodeState(f *testing.F) {
 			t.Fatalf("%+v does not survive a round trip: %+v, %v", st, again, err)
 		}
 	})
+}
+
+// The flags byte was a boolean (Waiting) before it held sole: records of
+// either kind read as they were written, and sole survives a round trip.
+func TestDeliveryFlags(t *testing.T) {
+	for _, d := range []Delivery{{ID: "d"}, {ID: "d", Waiting: true}, {ID: "d", sole: true}, {ID: "d", Waiting: true, sole: true}} {
+		var got Delivery
+		if err := decodeDelivery(encodeDelivery(&d), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Waiting != d.Waiting || got.sole != d.sole {
+			t.Errorf("waiting %v sole %v read back as %v %v", d.Waiting, d.sole, got.Waiting, got.sole)
+		}
+	}
+	old := encodeDelivery(&Delivery{ID: "d", Waiting: true})
+	if flags := old[len(old)-3]; flags != 1 {
+		t.Fatalf("a waiting delivery's flags byte is %d, the boolean true of earlier records was 1", flags)
+	}
 }
