@@ -24,16 +24,28 @@ func skipSpace(b []byte, i int) int {
 }
 
 // skipString returns the index after the string whose quote is at i.
+// The string is valid JSON: its end is the first quote not escaped by an
+// odd run of backslashes, found with bytes.IndexByte (vectorised) rather
+// than byte by byte, which is where a batch's decoding spent its time.
 func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+	for i++; i < len(b); {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return len(b)
 		}
+		q := i + j
+		// The run of backslashes before the quote cannot reach back past
+		// i: b[i-1] is a quote.
+		k := q
+		for k > i && b[k-1] == '\\' {
+			k--
+		}
+		if (q-k)%2 == 0 {
+			return q + 1
+		}
+		i = q + 1
 	}
-	return i
+	return len(b)
 }
 
 // skipValue returns the index after the value that starts at i.

@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -122,4 +123,35 @@ func FuzzDecodeBody(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkDecodeBatch: what the handler does with a valid batch of 100
+// 1 KB events, as the load harness posts them: validate, split, decode.
+func BenchmarkDecodeBatch(b *testing.B) {
+	ev := `{"type":"load.batch","data":{"n":1,"sent_ns":0,"sched_ns":0,"pad":"` + strings.Repeat("x", 940) + `"}}`
+	body := []byte("[" + strings.TrimSuffix(strings.Repeat(ev+",", 100), ",") + "]")
+	h := &Handler{MaxBody: 1 << 20, MaxBatch: defaultMaxBatch}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, ierr := h.decode(body); ierr != nil {
+			b.Fatal(ierr)
+		}
+	}
+}
+
+// skipString ends a string at the first quote that an odd run of
+// backslashes does not escape.
+func TestSkipString(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int // the index after the string
+	}{
+		{`"" x`, 2}, {`"abc",`, 5}, {`"a\"b" x`, 6}, {`"a\\" x`, 5}, {`"a\\\"b" x`, 8},
+		{`"\\\\" x`, 6}, {`"\"" x`, 4}, {`"` + strings.Repeat(`\\`, 20) + `" x`, 42}, {`"open`, 5}, {`"esc\"`, 6},
+	} {
+		if got := skipString([]byte(c.in), 0); got != c.want {
+			t.Errorf("skipString(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
 }

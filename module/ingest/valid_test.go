@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -58,5 +59,43 @@ func BenchmarkValidJSON(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// specialInWord answers what a byte loop answers: for every byte value at
+// every position among plain bytes, and for random words.
+func TestSpecialInWord(t *testing.T) {
+	naive := func(x uint64) bool {
+		for i := 0; i < 8; i++ {
+			c := byte(x >> (8 * i))
+			if c == '"' || c == '\\' || c < 0x20 {
+				return true
+			}
+		}
+		return false
+	}
+	check := func(x uint64) {
+		if got, want := specialInWord(x), naive(x); got != want {
+			t.Fatalf("specialInWord(%#016x) = %v, want %v", x, got, want)
+		}
+	}
+	for _, fill := range []byte{'a', 0x20, 0x7f, 0x80, 0xff, '"' + 1, '\\' + 1, '\\' - 1} {
+		for pos := 0; pos < 8; pos++ {
+			for c := 0; c < 256; c++ {
+				var x uint64
+				for i := 0; i < 8; i++ {
+					b := fill
+					if i == pos {
+						b = byte(c)
+					}
+					x |= uint64(b) << (8 * i)
+				}
+				check(x)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 1_000_000; i++ {
+		check(r.Uint64())
 	}
 }
