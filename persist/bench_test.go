@@ -55,7 +55,7 @@ func BenchmarkRecord(b *testing.B) {
 		for j := i; j < min(i+500, b.N); j++ {
 			id := "ev" + strconv.Itoa(j)
 			ds[j] = newDelivery(id+"/r", id, "r", t0)
-			batch = append(batch, Ingest{Event: &Event{ID: id, Type: "bench", Time: t0, Data: payload1K}, Deliveries: []*Delivery{ds[j]}})
+			batch = append(batch, Ingest{Event: &Event{ID: id, Type: "bench", Time: t0, Received: t0, Data: payload1K}, Deliveries: []*Delivery{ds[j]}})
 		}
 		ingest(b, s, batch...)
 	}
