@@ -62,6 +62,7 @@ func BenchmarkRecord(b *testing.B) {
 	var next atomic.Int64
 	b.SetParallelism(8)
 	b.ReportAllocs()
+	cpu0 := processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		done := make(chan error, 1)
@@ -80,6 +81,7 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/record")
 	b.StopTimer()
 	if p := mustPending(b, s); p["r"] != 0 {
 		b.Fatalf("%d still pending after recording all", p["r"])
