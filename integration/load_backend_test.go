@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,17 +25,32 @@ type loadBackend struct {
 	nats    *natstest.ProcessCluster // nil: Badger
 	seq     int                      // prefixes handed out
 	profDir string                   // HOOKGATE_LOAD_CPUPROFILE
+	// contention: HOOKGATE_LOAD_CONTENTION is set; the children record
+	// blocking and mutex contention (which costs them CPU).
+	contention bool
 }
 
 // badgerBackend is the default outbox.
 func badgerBackend(b *testing.B) *loadBackend {
-	return &loadBackend{profDir: profileDir(b)}
+	return &loadBackend{profDir: profileDir(b), contention: contentionProfiles(b)}
 }
 
 // natsBackend starts a 3-node JetStream cluster as child processes; it
 // is killed when the benchmark ends.
 func natsBackend(b *testing.B) *loadBackend {
-	return &loadBackend{nats: natstest.RunClusterProcesses(b, 3), profDir: profileDir(b)}
+	return &loadBackend{nats: natstest.RunClusterProcesses(b, 3), profDir: profileDir(b), contention: contentionProfiles(b)}
+}
+
+// contentionProfiles turns on block and mutex profiling in the children
+// (through the variables the webhooks app reads) when
+// HOOKGATE_LOAD_CONTENTION and HOOKGATE_LOAD_CPUPROFILE are both set.
+func contentionProfiles(b *testing.B) bool {
+	if os.Getenv("HOOKGATE_LOAD_CONTENTION") == "" || os.Getenv("HOOKGATE_LOAD_CPUPROFILE") == "" {
+		return false
+	}
+	b.Setenv("HOOKGATE_BLOCK_PROFILE_RATE", "10000") // one per 10 µs blocked
+	b.Setenv("HOOKGATE_MUTEX_PROFILE_FRACTION", "10")
+	return true
 }
 
 func profileDir(b *testing.B) string {
@@ -108,36 +124,44 @@ func (be *loadBackend) start(b *testing.B, lc loadConfig) (*child, string) {
 	return c, admin
 }
 
-// profile fetches a CPU profile of secs seconds from a child's admin
-// endpoint into the profile directory, in the background; the returned
-// func waits for it. Without a profile directory it does nothing.
+// profile fetches profiles of the next secs seconds from a child's admin
+// endpoint into the profile directory, in the background: CPU, allocations
+// (what was allocated in the window) and, with HOOKGATE_LOAD_CONTENTION,
+// blocking and mutex contention. The returned func waits for them.
+// Without a profile directory it does nothing.
 func (be *loadBackend) profile(b *testing.B, admin, name string, secs int) func() {
 	if be.profDir == "" || admin == "" {
 		return func() {}
 	}
-	file := filepath.Join(be.profDir, strings.NewReplacer(" ", "_", "/", "_", "+", "_").Replace(be.phase(name))+".pprof")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
-		resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
-		if err != nil {
-			b.Logf("cpu profile %s: %v", name, err)
-			return
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			b.Logf("cpu profile %s: %d %s", name, resp.StatusCode, body)
-			return
-		}
-		if err := os.WriteFile(file, body, 0o644); err != nil {
-			b.Logf("cpu profile %s: %v", name, err)
-			return
-		}
-		b.Logf("cpu profile of the Caddy child: %s", file)
-	}()
-	return func() { <-done }
+	base := filepath.Join(be.profDir, strings.NewReplacer(" ", "_", "/", "_", "+", "_").Replace(be.phase(name)))
+	kinds := map[string]string{"profile": ".pprof", "allocs": ".allocs.pprof"} // endpoint → file suffix
+	if be.contention {
+		kinds["block"], kinds["mutex"] = ".block.pprof", ".mutex.pprof"
+	}
+	var wg sync.WaitGroup
+	for kind, suffix := range kinds {
+		wg.Go(func() {
+			file := base + suffix
+			c := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
+			resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind, secs))
+			if err != nil {
+				b.Logf("%s profile %s: %v", kind, name, err)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				b.Logf("%s profile %s: %d %s", kind, name, resp.StatusCode, body)
+				return
+			}
+			if err := os.WriteFile(file, body, 0o644); err != nil {
+				b.Logf("%s profile %s: %v", kind, name, err)
+				return
+			}
+			b.Logf("%s profile of the Caddy child: %s", kind, file)
+		})
+	}
+	return wg.Wait
 }
 
 // cpuSample is CPU time (user + system) used so far by the Caddy child

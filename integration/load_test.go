@@ -73,10 +73,11 @@ import (
 // `gc_interval` set to it, default 20s, so value-log GC runs a few times
 // within the phase, as it would at steady state), HOOKGATE_LOAD_OTLP (any value:
 // tracing on, exporting to a local OTLP receiver),
-// HOOKGATE_LOAD_CPUPROFILE (a directory: CPU profiles of the Caddy child
-// during the windows of phases 2, 3 and 2b and 4's drain, taken through
-// its admin endpoint). Phases 2, 3, 2b and 4 report the Caddy child's CPU
-// time per event.
+// HOOKGATE_LOAD_CPUPROFILE (a directory: CPU and allocation profiles of
+// the Caddy child during the windows of phases 2, 3 and 2b and 4's drain,
+// taken through its admin endpoint; with HOOKGATE_LOAD_CONTENTION also
+// blocking and mutex profiles, which cost the child some CPU). Phases 2,
+// 3, 2b and 4 report the Caddy child's CPU time per event.
 //
 // HOOKGATE_LOAD_NATS=1 runs phases 2–5 again after the Badger phases, on
 // a 3-node NATS JetStream cluster of child processes (`replicas 3`, a

@@ -139,6 +139,7 @@ const (
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
+	setProfileRates(a.logger)
 	a.engine = new(atomic.Pointer[Engine])
 	a.startedCh = make(chan struct{})
 	// Collectors are made once per process and registered with each
