@@ -63,6 +63,10 @@ type dispatcher struct {
 	// diskGen counts the times something said the disk may hold more
 	// (markDisk), so a scan that started before does not clear diskMore.
 	diskGen uint64
+	// idle are the workers waiting for an attempt (workers.go), the
+	// most recently used last; stop is the channel run was given.
+	idle []chan attemptTask
+	stop <-chan struct{}
 
 	br         breaker       // the circuit (breaker.go)
 	lim        *rate.Limiter // the rate limit (ratelimit.go); nil: none
@@ -178,6 +182,7 @@ func (d *dispatcher) isKnown(id string) bool {
 }
 
 func (d *dispatcher) run(stop <-chan struct{}) {
+	d.stop = stop
 	log := d.e.logger().With(zap.String("route", d.name))
 	timer := time.NewTimer(maxIdle)
 	defer timer.Stop()
@@ -392,7 +397,7 @@ func (d *dispatcher) launch(r *route, now time.Time) (wake time.Time) {
 		d.queue = d.queue[1:]
 		d.inflight++
 		d.e.wg.Add(1)
-		go d.attempt(r, j, probe)
+		d.startAttempt(attemptTask{r: r, j: j, probe: probe})
 	}
 	if len(d.queue) == 0 {
 		d.queue = d.queue[:0:0]
