@@ -391,3 +391,35 @@ func TestTracingReloadsLeakNoGoroutines(t *testing.T) {
 	}
 	t.Logf("goroutines with tracing: %d after 2 reloads, %d after 22", base, after)
 }
+
+// TestTraceContextPassesThroughWithoutTracing checks the path with no
+// exporter configured, where hookgate records no spans: the trace
+// context an event came with (traceparent and tracestate) reaches the
+// endpoint unchanged, and an event that came without sends none.
+func TestTraceContextPassesThroughWithoutTracing(t *testing.T) {
+	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		t.Setenv(k, "")
+	}
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	const state = "vendor=opaque,other=1"
+	s := newSink(t, nil)
+	g := startGateway(t, routesConfig(`
+		route erp {
+			topics task.*
+			url `+s.URL+`/erp
+		}`, ""))
+	if code, ans := g.post("/events", `{"type":"task.created","data":{}}`, "traceparent", parent, "tracestate", state); code != 202 {
+		t.Fatalf("%d %v", code, ans)
+	}
+	s.waitFor(t, 1, 10*time.Second)
+	if code, ans := g.post("/events", `{"type":"task.created","data":{}}`); code != 202 {
+		t.Fatalf("%d %v", code, ans)
+	}
+	got := s.waitFor(t, 2, 10*time.Second)
+	if tp, ts := got[0].Header.Get("Traceparent"), got[0].Header.Get("Tracestate"); tp != parent || ts != state {
+		t.Errorf("endpoint got traceparent %q tracestate %q, want %q %q", tp, ts, parent, state)
+	}
+	if tp, ok := got[1].Header["Traceparent"]; ok {
+		t.Errorf("an event without trace context was sent with traceparent %q", tp)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/module/rules"
@@ -52,9 +51,9 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 		return nil, ErrNotRunning
 	}
 	now := e.now()
-	tc := propagation.MapCarrier{}
-	propagator.Inject(ctx, tc)
-	tp, ts := tc["traceparent"], tc["tracestate"]
+	var tc traceCarrier
+	propagator.Inject(ctx, &tc)
+	tp, ts := tc.parent, tc.state
 
 	batch := make([]persist.Ingest, len(events))
 	var newDeliveries int64

@@ -27,14 +27,25 @@ var tracing = struct {
 	provider *sdktrace.TracerProvider // nil: no exporter configured
 	// tracer is read by every ingest and attempt, so without the lock;
 	// it is written under mu.
-	tracer atomic.Pointer[trace.Tracer]
+	tracer atomic.Pointer[tracerRef]
 	// override is set by tests (an in-memory provider).
 	override trace.TracerProvider
 }{}
 
 func init() { setTracer(noop.NewTracerProvider().Tracer("hookgate")) }
 
-func setTracer(t trace.Tracer) { tracing.tracer.Store(&t) }
+// tracerRef is the current tracer and whether it records anything.
+type tracerRef struct {
+	t trace.Tracer
+	// live is false for the no-op tracer: its spans only carry the
+	// parent's span context, so the span work can be skipped.
+	live bool
+}
+
+func setTracer(t trace.Tracer) {
+	_, isNoop := t.(noop.Tracer)
+	tracing.tracer.Store(&tracerRef{t: t, live: !isNoop})
+}
 
 // propagator reads and writes W3C traceparent/tracestate.
 var propagator = propagation.TraceContext{}
@@ -98,7 +109,38 @@ func releaseTracing() error {
 // Tracer is hookgate's tracer: a no-op unless the standard OTEL_*
 // variables configure an exporter. The ingest handler starts its span
 // with it, so attempts made later are children of that span.
-func Tracer() trace.Tracer { return *tracing.tracer.Load() }
+func Tracer() trace.Tracer { return tracing.tracer.Load().t }
+
+// TracerLive reports whether Tracer records spans. When it does not (no
+// exporter configured), a span started with it carries only its
+// parent's span context: callers may skip starting one, and pass the
+// parent's context on instead.
+func TracerLive() bool { return tracing.tracer.Load().live }
+
+// traceCarrier carries the W3C trace context as stored with an event,
+// without the map of a propagation.MapCarrier.
+type traceCarrier struct{ parent, state string }
+
+func (c *traceCarrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return c.parent
+	case "tracestate":
+		return c.state
+	}
+	return ""
+}
+
+func (c *traceCarrier) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		c.parent = value
+	case "tracestate":
+		c.state = value
+	}
+}
+
+func (c *traceCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }
 
 // startAttemptSpan starts the span of one delivery attempt as a child of
 // the ingest span stored with the event, so retries hours later, and after
@@ -106,11 +148,14 @@ func Tracer() trace.Tracer { return *tracing.tracer.Load() }
 func startAttemptSpan(r *route, j *job, attempt int) (context.Context, trace.Span) {
 	parent := context.Background()
 	if j.ev.TraceParent != "" {
-		parent = propagator.Extract(parent, propagation.MapCarrier{
-			"traceparent": j.ev.TraceParent, "tracestate": j.ev.TraceState,
-		})
+		parent = propagator.Extract(parent, &traceCarrier{parent: j.ev.TraceParent, state: j.ev.TraceState})
 	}
-	return Tracer().Start(parent, "webhook delivery "+r.name,
+	tr := tracing.tracer.Load()
+	if !tr.live {
+		// What the no-op tracer's Start returns, without the options.
+		return parent, trace.SpanFromContext(parent)
+	}
+	return tr.t.Start(parent, "webhook delivery "+r.name,
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
 			attribute.String("hookgate.route", r.name),
@@ -124,6 +169,10 @@ func startAttemptSpan(r *route, j *job, attempt int) (context.Context, trace.Spa
 
 // endAttemptSpan records an attempt's result on its span.
 func endAttemptSpan(span trace.Span, res result) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
 	if res.status != 0 {
 		span.SetAttributes(attribute.Int("http.response.status_code", res.status))
 	}

@@ -1,14 +1,19 @@
 package module
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/persist"
 )
 
 // withMemoryTracing installs an in-memory exporter for the test.
@@ -113,4 +118,94 @@ func TestNoExporterMeansNoProvider(t *testing.T) {
 		t.Errorf("span records with tracing off")
 	}
 	span.End()
+}
+
+// TestAttemptWithoutTracingKeepsStoredTrace checks the attempt path with
+// no exporter configured, which skips starting spans: the request carries
+// the stored traceparent and tracestate exactly, the attempt knows the
+// trace id, and both match what a span of the no-op tracer would give.
+// An event stored without trace context sends none.
+func TestAttemptWithoutTracingKeepsStoredTrace(t *testing.T) {
+	if TracerLive() {
+		t.Fatal("a recording tracer is installed; this test needs the no-op one")
+	}
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	const parent, state = "00-" + tid + "-00f067aa0ba902b7-01", "vendor=opaque,other=1"
+	var got []http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Clone())
+	}))
+	defer srv.Close()
+	s := newSender()
+	now := time.Now()
+	r := testRoute(t, &Route{URL: srv.URL})
+	for i, stored := range []string{parent, ""} {
+		j := testJob(now)
+		j.ev.TraceParent = stored
+		if stored != "" {
+			j.ev.TraceState = state
+		}
+		ctx, span := startAttemptSpan(r, j, 1)
+		if span.IsRecording() {
+			t.Errorf("case %d: the span records with tracing off", i)
+		}
+		// What the no-op tracer's Start makes of the same parent.
+		pctx := context.Background()
+		if stored != "" {
+			pctx = propagator.Extract(pctx, propagation.MapCarrier{"traceparent": stored, "tracestate": state})
+		}
+		_, nspan := noop.NewTracerProvider().Tracer("hookgate").Start(pctx, "x")
+		if !span.SpanContext().Equal(nspan.SpanContext()) {
+			t.Errorf("case %d: span context %+v, the no-op tracer's is %+v", i, span.SpanContext(), nspan.SpanContext())
+		}
+		res := s.attempt(ctx, r, j, now)
+		endAttemptSpan(span, res)
+		if !res.ok() {
+			t.Fatalf("attempt: %+v", res)
+		}
+		wantID := ""
+		if stored != "" {
+			wantID = tid
+		}
+		if traceID(ctx) != wantID {
+			t.Errorf("case %d: trace id %q, want %q", i, traceID(ctx), wantID)
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d requests, want 2", len(got))
+	}
+	if tp, ts := got[0].Get("Traceparent"), got[0].Get("Tracestate"); tp != parent || ts != state {
+		t.Errorf("sent traceparent %q tracestate %q, want %q %q", tp, ts, parent, state)
+	}
+	if _, ok := got[1]["Traceparent"]; ok {
+		t.Errorf("an event without trace context sent traceparent %q", got[1].Get("Traceparent"))
+	}
+	if _, ok := got[1]["Tracestate"]; ok {
+		t.Errorf("an event without trace context sent tracestate %q", got[1].Get("Tracestate"))
+	}
+}
+
+// TestAcceptKeepsTraceContext checks that Accept stores the trace context
+// of its ctx (traceparent and tracestate) with each event, and none when
+// ctx has none.
+func TestAcceptKeepsTraceContext(t *testing.T) {
+	te := startTestEngine(t, "", map[string]*Route{"a": {URL: "http://127.0.0.1:1/"}}, nil)
+	const parent, state = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=opaque"
+	ctx := propagator.Extract(context.Background(), propagation.MapCarrier{"traceparent": parent, "tracestate": state})
+	for _, tc := range []struct {
+		ctx           context.Context
+		parent, state string
+	}{{ctx, parent, state}, {context.Background(), "", ""}} {
+		res, err := te.Accept(tc.ctx, []*persist.Event{{Type: "test.event", Data: []byte(`1`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := te.store.Event(res[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.TraceParent != tc.parent || ev.TraceState != tc.state {
+			t.Errorf("stored traceparent %q tracestate %q, want %q %q", ev.TraceParent, ev.TraceState, tc.parent, tc.state)
+		}
+	}
 }

@@ -231,6 +231,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
+	if !module.TracerLive() {
+		// No span is recorded: the request's trace context, if any, is
+		// what the event keeps, as it would be through a no-op span.
+		if ctx != r.Context() {
+			r = r.WithContext(ctx)
+		}
+		if ierr := h.serve(w, r); ierr != nil {
+			writeError(w, ierr)
+		}
+		return nil
+	}
 	ctx, span := module.Tracer().Start(ctx, "webhook ingest", trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
 	defer span.End()
