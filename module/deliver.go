@@ -1,6 +1,7 @@
 package module
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -74,7 +75,8 @@ type sender struct {
 	client *retryablehttp.Client
 }
 
-// newClient wraps an http.Client for single-try use.
+// newClient wraps an http.Client for single-try use. Attempts send
+// through doOnce, which does what Do does with exactly these settings.
 func newClient(hc *http.Client) *retryablehttp.Client {
 	return &retryablehttp.Client{
 		HTTPClient:   hc,
@@ -128,15 +130,23 @@ var globals = caddy.NewReplacer()
 // attempt makes one delivery attempt of j on route r.
 func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) result {
 	res := result{start: now}
-	c := rules.NewEvent(j.ev)
-	u, err := r.endpointURL(c)
-	if err != nil {
-		res.class, res.err = classBadURL, err.Error()
-		return res
+	var c *rules.Event
+	if r.staticURL == "" || r.transform != nil || len(r.headers) > 0 {
+		c = rules.NewEvent(j.ev)
+	}
+	target := r.staticURL
+	if target == "" {
+		u, err := r.endpointURL(c)
+		if err != nil {
+			res.class, res.err = classBadURL, err.Error()
+			return res
+		}
+		target = u.String()
 	}
 
 	body, ctype := envelope(j.ev), "application/json"
 	if r.transform != nil {
+		var err error
 		body, ctype, err = r.transform.Body(c)
 		if err != nil {
 			res.class, res.err = classBadURL, "transform failed: "+err.Error()
@@ -147,19 +157,23 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	ctx, connAttempted := traceConnAttempt(ctx)
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u.String(), body)
+	req, err := newPost(ctx, target, body)
 	if err != nil {
 		res.class, res.err = classBadURL, "cannot build the request"
 		return res
 	}
 	h := req.Header
 	ts := now.Unix()
-	h["Content-Type"] = []string{ctype}
-	h["User-Agent"] = []string{userAgent}
-	h["Webhook-Id"] = []string{j.ev.ID}
-	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
+	// One backing array for the fixed headers' values; each value is
+	// capped at its length, so adding to one never writes into another.
+	vals := [...]string{ctype, userAgent, j.ev.ID, strconv.FormatInt(ts, 10), "true"}
+	fixed := vals[:]
+	h["Content-Type"] = fixed[0:1:1]
+	h["User-Agent"] = fixed[1:2:2]
+	h["Webhook-Id"] = fixed[2:3:3]
+	h["Webhook-Timestamp"] = fixed[3:4:4]
 	if j.test {
-		h[testHeader] = []string{"true"}
+		h[testHeader] = fixed[4:5:5]
 	}
 	if r.signer != nil {
 		r.signer.Sign(h, j.ev.ID, ts, body)
@@ -193,7 +207,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	}
 	// Durations come from the monotonic wall clock; now may be injected.
 	sent := time.Now()
-	resp, err := client.Do(req)
+	resp, err := doOnce(client, req)
 	res.dur = time.Since(sent)
 	if err != nil {
 		res.class, res.retry = classifyError(err, connAttempted.Load())
@@ -206,11 +220,48 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	defer resp.Body.Close()
 	res.status = resp.StatusCode
 	res.header = resp.Header
-	res.body, _ = io.ReadAll(io.LimitReader(resp.Body, responseKeep))
-	// Drain a little more so the connection can be reused.
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	if resp.ContentLength == 0 {
+		// Nothing to read or drain (the body is http.NoBody).
+		res.body = noBody
+	} else {
+		res.body, _ = io.ReadAll(io.LimitReader(resp.Body, responseKeep))
+		// Drain a little more so the connection can be reused.
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	}
 	classifyStatus(&res, resp.Header.Get("Retry-After"), now)
 	return res
+}
+
+// noBody is the kept response of an answer without a body: empty, as
+// io.ReadAll returns it.
+var noBody = []byte{}
+
+// newPost makes an attempt's request as go-retryablehttp's
+// NewRequestWithContext does for a []byte body: the body is rewindable
+// (GetBody), so the transport can retry it on a reused connection that
+// turned out closed, and a redirect policy can follow 307 and 308.
+func newPost(ctx context.Context, target string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	return req, nil
+}
+
+// doOnce sends req once with c's HTTP client: what c.Do does with
+// newClient's settings (one try, no retry check, no logger or hooks,
+// errors passed through, and CloseIdleConnections after a failure),
+// without its request wrapper and body closures. TestNewClientIsSingleTry
+// holds newClient to those settings.
+func doOnce(c *retryablehttp.Client, req *http.Request) (*http.Response, error) {
+	resp, err := c.HTTPClient.Do(req)
+	if err != nil {
+		c.HTTPClient.CloseIdleConnections()
+	}
+	return resp, err
 }
 
 // classifyStatus sets the class and retry decision for an HTTP status.
@@ -260,11 +311,18 @@ func invalidHeader(h http.Header) string {
 // whether the client asked for a connection: errors before that are the
 // client refusing the request, not a network failure.
 func traceConnAttempt(ctx context.Context) (context.Context, *atomic.Bool) {
-	var attempted atomic.Bool
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GetConn: func(string) { attempted.Store(true) },
-	}), &attempted
+	ct := new(connTrace)
+	ct.trace.GetConn = ct.getConn
+	return httptrace.WithClientTrace(ctx, &ct.trace), &ct.attempted
 }
+
+// connTrace is traceConnAttempt's flag and trace, in one allocation.
+type connTrace struct {
+	attempted atomic.Bool
+	trace     httptrace.ClientTrace
+}
+
+func (ct *connTrace) getConn(string) { ct.attempted.Store(true) }
 
 // classifyError maps a transport error to its failure class.
 // connAttempted says whether the client got as far as asking for a

@@ -38,9 +38,13 @@ var defaultSchedule = []time.Duration{
 // route is a Route compiled for the delivery path: everything a worker
 // needs is parsed once, at config load.
 type route struct {
-	name      string
-	topics    []rules.Topic
-	url       *rules.Template
+	name   string
+	topics []rules.Topic
+	url    *rules.Template
+	// staticURL is the endpoint URL as requests carry it, when the
+	// template has no placeholders and makes an absolute http(s) URL:
+	// worked out once instead of for every attempt. Empty otherwise.
+	staticURL string
 	headers   []headerTmpl
 	when      *rules.Rule      // nil: every event of the topics
 	transform *rules.Transform // nil: the standard envelope
@@ -145,6 +149,11 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		return nil, fmt.Errorf("route %s: url: %v", name, err)
 	}
 	r.url = ut
+	if lit, ok := ut.Literal(); ok {
+		if u, err := url.Parse(lit); err == nil && isAbsoluteHTTP(u) {
+			r.staticURL = u.String()
+		}
+	}
 	if !strings.HasPrefix(rc.URL, "{") {
 		// A URL that starts with a literal must name its scheme and host
 		// there (one that is all placeholder, like {env.SLACK_URL}, is

@@ -122,6 +122,10 @@ func (t *Template) Prefix() string {
 	return t.segs[0].lit
 }
 
+// Literal returns the template's text and true when it holds no
+// placeholders, so that every expansion is that text.
+func (t *Template) Literal() (string, bool) { return t.lit, t.static }
+
 // UsesEvent reports whether the template needs an event to expand (holds
 // an {event.*} placeholder).
 func (t *Template) UsesEvent() bool {
