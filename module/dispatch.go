@@ -91,6 +91,8 @@ type dispatcher struct {
 	lastFailure atomic.Int64 // unix ns of the end of the last failed attempt
 	// hist is the last hour of attempts, per minute (history.go).
 	hist history
+	// series are the route's metrics series (metrics.go).
+	series routeSeries
 }
 
 func newDispatcher(e *Engine, name string) *dispatcher {
@@ -473,7 +475,7 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 		nd.Status, nd.Done = persist.StatusDead, start.Add(res.dur)
 	}
 	d.logOutcome(log, &nd, res)
-	countAttempt(d.name, nd.Status, res)
+	d.countAttempt(nd.Status, res)
 	d.hist.add(start.Add(res.dur), nd.Status, res.dur)
 
 	o := persist.Outcome{Delivery: &nd, ClaimedDue: claimed, Attempt: att}

@@ -3,6 +3,7 @@ package module
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -150,24 +151,67 @@ func (e *Engine) oldestPendingAge(route string) time.Duration {
 	return max(now.Sub(d.Created), 0)
 }
 
-// countAttempt counts one attempt's outcome and duration.
-func countAttempt(route string, st persist.Status, res result) {
-	initMetrics()
-	outcome := "retry"
+func outcomeLabel(st persist.Status) string {
 	switch st {
 	case persist.StatusDelivered:
-		outcome = "delivered"
+		return "delivered"
 	case persist.StatusDead:
-		outcome = "dead"
+		return "dead"
 	}
-	metrics.deliveries.WithLabelValues(route, outcome, res.class).Inc()
-	metrics.duration.WithLabelValues(route).Observe(res.dur.Seconds())
+	return "retry"
+}
+
+// routeSeries are the series a route's attempts update most, looked up
+// once instead of by label values for every attempt. Each is made when
+// first counted, as WithLabelValues would make it: no series shows up
+// before its first count.
+type routeSeries struct {
+	delivered atomic.Pointer[prometheus.Counter]
+	duration  atomic.Pointer[prometheus.Observer]
+}
+
+// countAttempt counts one attempt's outcome and duration, with the
+// delivered counter and the duration histogram looked up once.
+func (d *dispatcher) countAttempt(st persist.Status, res result) {
+	initMetrics()
+	if st == persist.StatusDelivered && res.class == "" {
+		c := d.series.delivered.Load()
+		if c == nil {
+			v := metrics.deliveries.WithLabelValues(d.name, "delivered", "")
+			c = &v
+			d.series.delivered.Store(c)
+		}
+		(*c).Inc()
+	} else {
+		metrics.deliveries.WithLabelValues(d.name, outcomeLabel(st), res.class).Inc()
+	}
+	o := d.series.duration.Load()
+	if o == nil {
+		v := metrics.duration.WithLabelValues(d.name)
+		o = &v
+		d.series.duration.Store(o)
+	}
+	(*o).Observe(res.dur.Seconds())
 }
 
 // countIngested counts stored events by source.
 func countIngested(source string, n int) {
 	initMetrics()
-	metrics.ingested.WithLabelValues(source).Add(float64(n))
+	c := lastSource.Load()
+	if c == nil || c.source != source {
+		c = &sourceCounter{source: source, c: metrics.ingested.WithLabelValues(source)}
+		lastSource.Store(c)
+	}
+	c.c.Add(float64(n))
+}
+
+// lastSource is the ingested counter of the source counted last: most
+// gateways ingest from one source, or a few.
+var lastSource atomic.Pointer[sourceCounter]
+
+type sourceCounter struct {
+	source string
+	c      prometheus.Counter
 }
 
 // countRuleError counts a rule that could not be evaluated.

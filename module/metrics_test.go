@@ -1,0 +1,100 @@
+package module
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookgate/hookgate/persist"
+)
+
+// gatherSeries returns the value of each series of the named metric whose
+// labels include match, keyed by its label values; histograms give their
+// sample count.
+func gatherSeries(t *testing.T, reg *prometheus.Registry, name string, match map[string]string) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			key := ""
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+				key += lp.GetName() + "=" + lp.GetValue() + ","
+			}
+			for k, v := range match {
+				if labels[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				out[key] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// Attempt and ingest metrics count what happened, and a series appears
+// only once it has counted something.
+func TestAttemptAndIngestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if err := registerMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	sink := newCountingSink(t, func(n int64) int {
+		if n == 0 {
+			return 400 // final: dead
+		}
+		return 200
+	})
+	te := startTestEngine(t, "", map[string]*Route{"metrics_route": {URL: sink.URL}}, nil)
+	route := map[string]string{"route": "metrics_route"}
+	post := func(source string) {
+		t.Helper()
+		if _, err := te.Accept(context.Background(), []*persist.Event{{Type: "test.event", Data: []byte(`1`), Source: source}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	post("metrics-src-a")
+	waitUntil(t, "the dead delivery", func() bool { return te.stats("metrics_route").Dead == 1 })
+	want := map[string]float64{"class=http_4xx,outcome=dead,route=metrics_route,": 1}
+	check := func(when string, got, want map[string]float64) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Errorf("%s: series %v, want %v", when, got, want)
+			return
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: series %v, want %v", when, got, want)
+				return
+			}
+		}
+	}
+	check("after a dead attempt", gatherSeries(t, reg, "hookgate_deliveries_total", route), want)
+	check("after a dead attempt", gatherSeries(t, reg, "hookgate_delivery_duration_seconds", route), map[string]float64{"route=metrics_route,": 1})
+
+	post("metrics-src-b")
+	post("metrics-src-a")
+	post("metrics-src-a")
+	waitUntil(t, "three deliveries", func() bool { return te.stats("metrics_route").Delivered == 3 })
+	want["class=,outcome=delivered,route=metrics_route,"] = 3
+	check("after three deliveries", gatherSeries(t, reg, "hookgate_deliveries_total", route), want)
+	check("after three deliveries", gatherSeries(t, reg, "hookgate_delivery_duration_seconds", route), map[string]float64{"route=metrics_route,": 4})
+	check("ingested a", gatherSeries(t, reg, "hookgate_events_ingested_total", map[string]string{"source": "metrics-src-a"}), map[string]float64{"source=metrics-src-a,": 3})
+	check("ingested b", gatherSeries(t, reg, "hookgate_events_ingested_total", map[string]string{"source": "metrics-src-b"}), map[string]float64{"source=metrics-src-b,": 1})
+}
