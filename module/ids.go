@@ -50,7 +50,14 @@ func newID(prefix string, now time.Time) string {
 	var raw [16]byte
 	binary.BigEndian.PutUint64(raw[:8], ns)
 	binary.BigEndian.PutUint64(raw[8:], rand.Uint64())
-	buf := make([]byte, len(prefix)+idEncoding.EncodedLen(16))
+	var arr [48]byte // on the stack for the usual short prefixes
+	n := len(prefix) + idEncoding.EncodedLen(16)
+	var buf []byte
+	if n <= len(arr) {
+		buf = arr[:n]
+	} else {
+		buf = make([]byte, n)
+	}
 	copy(buf, prefix)
 	idEncoding.Encode(buf[len(prefix):], raw[:])
 	return string(buf)

@@ -60,3 +60,15 @@ func TestNewID(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// newID allocates only the id it returns.
+func TestNewIDAllocatesOnce(t *testing.T) {
+	now := time.Now()
+	if n := testing.AllocsPerRun(50, func() { newID("evt_", now) }); n > 1 {
+		t.Errorf("%v allocations per id, want 1", n)
+	}
+	long := strings.Repeat("p", 40) // past the stack buffer
+	if id := newID(long, now); !strings.HasPrefix(id, long) || len(id) != len(long)+26 {
+		t.Errorf("id %q with a long prefix", id)
+	}
+}

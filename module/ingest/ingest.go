@@ -351,49 +351,64 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 }
 
 func answer(results []module.Accepted, isBatch bool) []byte {
-	var b bytes.Buffer
 	if !isBatch {
+		// The single event's answer in one allocation.
 		res := results[0]
-		b.WriteString(`{"id":`)
-		b.WriteString(strconv.Quote(res.ID))
-		if res.Duplicate {
-			b.WriteString(`,"duplicate":true}`)
-			return b.Bytes()
+		n := len(`{"id":,"routes":[]}`) + len(res.ID) + 2
+		for _, name := range res.Routes {
+			n += len(name) + 3
 		}
-		b.WriteString(`,"routes":[`)
+		b := make([]byte, 0, n)
+		b = append(b, `{"id":`...)
+		b = strconv.AppendQuote(b, res.ID)
+		if res.Duplicate {
+			return append(b, `,"duplicate":true}`...)
+		}
+		b = append(b, `,"routes":[`...)
 		for i, name := range res.Routes {
 			if i > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			b.WriteString(strconv.Quote(name))
+			b = strconv.AppendQuote(b, name)
 		}
-		b.WriteString("]}")
-		return b.Bytes()
+		return append(b, "]}"...)
 	}
-	b.WriteString(`{"ids":[`)
-	var dups []int
+	n := len(`{"ids":[],"duplicates":[]}`)
+	for _, res := range results {
+		n += len(res.ID) + 3
+		if res.Duplicate {
+			n += 8
+		}
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"ids":[`...)
+	dups := 0
 	for i, res := range results {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.WriteString(strconv.Quote(res.ID))
+		b = strconv.AppendQuote(b, res.ID)
 		if res.Duplicate {
-			dups = append(dups, i)
+			dups++
 		}
 	}
-	b.WriteByte(']')
-	if len(dups) > 0 {
-		b.WriteString(`,"duplicates":[`)
-		for i, n := range dups {
-			if i > 0 {
-				b.WriteByte(',')
+	b = append(b, ']')
+	if dups > 0 {
+		b = append(b, `,"duplicates":[`...)
+		first := true
+		for i, res := range results {
+			if !res.Duplicate {
+				continue
 			}
-			b.WriteString(strconv.Itoa(n))
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = strconv.AppendInt(b, int64(i), 10)
 		}
-		b.WriteByte(']')
+		b = append(b, ']')
 	}
-	b.WriteByte('}')
-	return b.Bytes()
+	return append(b, '}')
 }
 
 // acceptError turns an error of Accept into an answer; nothing was

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -427,5 +428,22 @@ func TestInboundID(t *testing.T) {
 	}
 	if got := inboundID(long, "m"); len(got) > 128 || !module.ValidID(got) {
 		t.Errorf("long source: %q is not a valid id", got)
+	}
+}
+
+// An answer is built in one allocation, sized up front.
+func TestAnswerAllocatesOnce(t *testing.T) {
+	single := []module.Accepted{{ID: "evt_01jdq7y7m2x9", Routes: []string{"erp", "slack", "audit"}}}
+	batch := make([]module.Accepted, 100)
+	for i := range batch {
+		batch[i] = module.Accepted{ID: fmt.Sprintf("evt_%026d", i), Duplicate: i%7 == 0}
+	}
+	for name, tc := range map[string]struct {
+		results []module.Accepted
+		isBatch bool
+	}{"single": {single, false}, "batch": {batch, true}} {
+		if n := testing.AllocsPerRun(20, func() { answer(tc.results, tc.isBatch) }); n > 1 {
+			t.Errorf("%s: %v allocations per answer, want 1", name, n)
+		}
 	}
 }
