@@ -63,9 +63,9 @@ type dispatcher struct {
 	// diskGen counts the times something said the disk may hold more
 	// (markDisk), so a scan that started before does not clear diskMore.
 	diskGen uint64
-	// idle are the workers waiting for an attempt (workers.go), the
-	// most recently used last; stop is the channel run was given.
-	idle []chan attemptTask
+	// idle are the workers waiting for an attempt (workers.go), in the
+	// order they went idle; stop is the channel run was given.
+	idle []idleWorker
 	stop <-chan struct{}
 
 	br         breaker       // the circuit (breaker.go)
@@ -194,6 +194,10 @@ func (d *dispatcher) run(stop <-chan struct{}) {
 		wait := maxIdle
 		if !wake.IsZero() {
 			wait = min(wait, max(wake.Sub(d.e.now()), time.Millisecond))
+		}
+		if r := d.retireIdle(); r > 0 {
+			// Look again when the next idle worker is due to end.
+			wait = min(wait, max(r, time.Millisecond))
 		}
 		timer.Reset(wait)
 		select {

@@ -1,66 +1,94 @@
 package module
 
 import (
-	"slices"
 	"time"
 )
 
 // attemptIdle is how long an attempt goroutine waits for the next attempt
-// of its route before it ends. Under load a route's attempts follow each
-// other much faster, so the goroutines, and the stacks they have grown
-// through the HTTP client, are reused instead of grown again for every
-// delivery; a quiet route keeps none for long.
+// of its route before it is let go. Under load a route's attempts follow
+// each other much faster, so the goroutines, and the stacks they have
+// grown through the HTTP client, are reused instead of grown again for
+// every delivery; a quiet route keeps none for long.
 const attemptIdle = 500 * time.Millisecond
 
-// attemptTask is one attempt handed to a worker (see dispatcher.attempt).
+// attemptTask is one attempt handed to a worker (see dispatcher.attempt);
+// one without a job tells the worker to end.
 type attemptTask struct {
 	r     *route
 	j     *job
 	probe bool
 }
 
-// startAttempt runs t on an idle worker of the route, or on a new one.
-// The caller has counted the attempt in d.e.wg. Must hold d.mu.
+// idleWorker is a worker waiting for a task on next since since (wall
+// clock, whatever the engine's clock says).
+type idleWorker struct {
+	next  chan attemptTask
+	since time.Time
+}
+
+// startAttempt runs t on the idle worker of the route that waited least,
+// or on a new one. The caller has counted the attempt in d.e.wg. Must
+// hold d.mu.
 func (d *dispatcher) startAttempt(t attemptTask) {
 	if n := len(d.idle); n > 0 {
 		w := d.idle[n-1]
-		d.idle[n-1] = nil
+		d.idle[n-1] = idleWorker{}
 		d.idle = d.idle[:n-1]
-		w <- t // buffered, and only one task is ever handed to an idle worker
+		w.next <- t // buffered, and an idle worker is handed one task
 		return
 	}
 	go d.worker(t, d.stop)
 }
 
+// retireIdle ends the workers idle for attemptIdle or more, and returns
+// how long until the next one is due to end (0: none is idle). The run
+// loop calls it, so that a route that goes quiet lets its workers go.
+func (d *dispatcher) retireIdle() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	n := 0
+	// Oldest first: the list is in the order the workers went idle.
+	for n < len(d.idle) && now.Sub(d.idle[n].since) >= attemptIdle {
+		d.idle[n].next <- attemptTask{}
+		n++
+	}
+	if n > 0 {
+		rest := copy(d.idle, d.idle[n:])
+		clear(d.idle[rest:])
+		d.idle = d.idle[:rest]
+	}
+	if len(d.idle) == 0 {
+		return 0
+	}
+	return attemptIdle - now.Sub(d.idle[0].since)
+}
+
 // worker runs attempts: t, then those startAttempt hands it while it is
-// idle. It ends after attemptIdle without one, or once the dispatcher
-// stops.
+// idle, until retireIdle lets it go or the dispatcher stops.
 func (d *dispatcher) worker(t attemptTask, stop <-chan struct{}) {
 	next := make(chan attemptTask, 1)
-	timer := time.NewTimer(attemptIdle)
-	defer timer.Stop()
-	for {
+	for t.j != nil {
 		d.attempt(t.r, t.j, t.probe)
-		t = attemptTask{}
 		d.mu.Lock()
-		d.idle = append(d.idle, next)
+		d.idle = append(d.idle, idleWorker{next: next, since: time.Now()})
 		d.mu.Unlock()
-		timer.Reset(attemptIdle)
 		select {
 		case t = <-next:
 			continue
-		case <-timer.C:
 		case <-stop:
 		}
 		d.mu.Lock()
-		if i := slices.Index(d.idle, next); i >= 0 {
-			d.idle = slices.Delete(d.idle, i, i+1)
-			d.mu.Unlock()
-			return
+		for i, w := range d.idle {
+			if w.next == next {
+				d.idle = append(d.idle[:i], d.idle[i+1:]...)
+				d.mu.Unlock()
+				return
+			}
 		}
 		d.mu.Unlock()
-		// startAttempt took this worker off the idle list, so a task is
-		// in next (it sends while holding d.mu).
+		// Taken off the idle list (by startAttempt or retireIdle), so a
+		// task is in next: both send while holding d.mu.
 		t = <-next
 	}
 }
