@@ -108,9 +108,9 @@ func envelope(ev *persist.Event) []byte {
 	}
 	b := make([]byte, 0, n+len(ev.ID)+len(ev.Type)+80)
 	b = append(b, `{"id":`...)
-	b = strconv.AppendQuote(b, ev.ID)
+	b = appendQuoted(b, ev.ID)
 	b = append(b, `,"type":`...)
-	b = strconv.AppendQuote(b, ev.Type)
+	b = appendQuoted(b, ev.Type)
 	b = append(b, `,"timestamp":"`...)
 	b = ev.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	if ev.DataBase64 {
@@ -121,6 +121,20 @@ func envelope(ev *persist.Event) []byte {
 	b = append(b, `","data":`...)
 	b = append(b, ev.Data...)
 	return append(b, '}')
+}
+
+// appendQuoted is strconv.AppendQuote, quicker for what ids and types
+// are made of: printable ASCII without quote or backslash, which it
+// copies as it is.
+func appendQuoted(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return strconv.AppendQuote(b, s)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // globals resolves Caddy's global placeholders ({env.*}, {file.*}, …) in

@@ -55,3 +55,13 @@ func BenchmarkMatchAndSign(b *testing.B) {
 		r.signer.Sign(h, ev.ID, 1795400000, body)
 	}
 }
+
+// BenchmarkEnvelope is the standard body of a 1 KB event.
+func BenchmarkEnvelope(b *testing.B) {
+	ev := benchEvent()
+	ev.ID = "evt_01jdq7y7m2x9k3v5w8z0a1b2c3"
+	b.ReportAllocs()
+	for b.Loop() {
+		envelope(ev)
+	}
+}

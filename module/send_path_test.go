@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -121,6 +122,16 @@ func TestAttemptKeepsEmptyAndShortResponses(t *testing.T) {
 		res := s.attempt(context.Background(), testRoute(t, &Route{URL: srv.URL + path}), testJob(now), now)
 		if !res.ok() || res.body == nil || string(res.body) != want {
 			t.Errorf("%s: result %+v, want body %q (not nil)", path, res, want)
+		}
+	}
+}
+
+// appendQuoted quotes as strconv.AppendQuote does.
+func TestAppendQuoted(t *testing.T) {
+	for _, s := range []string{"", "evt_01jdq7y7m2x9", "task.finished/v1:x-y", "a b~", `q"uote`, `back\slash`,
+		"tab\there", "nl\n", "caf\u00e9", "\x7f", "\xff\xfe", "emoji \U0001F600", "\u2028"} {
+		if got, want := string(appendQuoted([]byte("x"), s)), string(strconv.AppendQuote([]byte("x"), s)); got != want {
+			t.Errorf("appendQuoted(%q) = %s, want %s", s, got, want)
 		}
 	}
 }
