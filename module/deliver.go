@@ -215,13 +215,14 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 		return res
 	}
 
-	client := s.client
+	// The engine's default client never follows redirects.
+	client, direct := s.client, true
 	if r.client != nil {
-		client = r.client
+		client, direct = r.client, r.direct
 	}
 	// Durations come from the monotonic wall clock; now may be injected.
 	sent := time.Now()
-	resp, err := doOnce(client, req)
+	resp, err := doOnce(client, req, direct)
 	res.dur = time.Since(sent)
 	if err != nil {
 		res.class, res.retry = classifyError(err, connAttempted.Load())
@@ -269,11 +270,21 @@ func newPost(ctx context.Context, target string, body []byte) (*http.Request, er
 // newClient's settings (one try, no retry check, no logger or hooks,
 // errors passed through, and CloseIdleConnections after a failure),
 // without its request wrapper and body closures. TestNewClientIsSingleTry
-// holds newClient to those settings.
-func doOnce(c *retryablehttp.Client, req *http.Request) (*http.Response, error) {
-	resp, err := c.HTTPClient.Do(req)
+// holds newClient to those settings. direct says that the client never
+// follows redirects: the request then goes through sendDirect.
+func doOnce(c *retryablehttp.Client, req *http.Request, direct bool) (*http.Response, error) {
+	hc := c.HTTPClient
+	var (
+		resp *http.Response
+		err  error
+	)
+	if direct && hc.Transport != nil && hc.Jar == nil && hc.Timeout == 0 {
+		resp, err = sendDirect(hc.Transport, req)
+	} else {
+		resp, err = hc.Do(req)
+	}
 	if err != nil {
-		c.HTTPClient.CloseIdleConnections()
+		hc.CloseIdleConnections()
 	}
 	return resp, err
 }

@@ -59,6 +59,9 @@ type route struct {
 	client *retryablehttp.Client
 	// egress is the policy client sends under; nil with client.
 	egress *egress.Client
+	// direct is set when client never follows redirects: attempts then
+	// go to its transport as its http.Client would send them (sendDirect).
+	direct bool
 
 	// Operating settings: breaker.go, ratelimit.go, ordered.go,
 	// verifyendpoint.go.

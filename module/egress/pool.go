@@ -29,6 +29,12 @@ type Client struct {
 // connections.
 func (c *Client) HTTP() *http.Client { return c.hc }
 
+// FollowsRedirects reports whether the policy's client follows redirects
+// (follow_redirects above 0). One that does not answers every redirect
+// with the 3xx itself: its CheckRedirect returns http.ErrUseLastResponse
+// whatever the request.
+func (c *Client) FollowsRedirects() bool { return c.policy.redirects > 0 }
+
 // Label names the policy as errors do: `egress policy "partner"`,
 // `inline egress policy of route "erp"` or `built-in default egress
 // policy`.
