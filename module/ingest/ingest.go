@@ -267,7 +267,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 			message: "missing or invalid credentials", index: -1}
 	}
 	if h.Topic == "" {
-		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		if ct := r.Header.Get("Content-Type"); ct != "application/json" && !isJSONMediaType(ct) {
 			return &ingestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
 				message: "Content-Type must be application/json", index: -1}
 		}
@@ -348,6 +348,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 	w.WriteHeader(status)
 	w.Write(answer(results, isBatch))
 	return nil
+}
+
+// isJSONMediaType reports whether a Content-Type names application/json
+// (any case, with parameters). The exact "application/json" is checked
+// before, without parsing.
+func isJSONMediaType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
 
 func answer(results []module.Accepted, isBatch bool) []byte {

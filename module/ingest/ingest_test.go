@@ -447,3 +447,29 @@ func TestAnswerAllocatesOnce(t *testing.T) {
 		}
 	}
 }
+
+// Only application/json bodies are taken (any case, with parameters),
+// with or without the exact-match shortcut.
+func TestServeMediaType(t *testing.T) {
+	h := &Handler{MaxBody: 1 << 20, MaxBatch: 10}
+	for ct, want := range map[string]int{
+		"application/json":                 400, // taken: the body is malformed
+		"Application/JSON":                 400,
+		"application/json; charset=utf-8":  400,
+		" application/json ":               400,
+		"application/json;":                400,
+		"application/jsonx":                415,
+		"text/plain":                       415,
+		"":                                 415,
+		"application/json; charset=\"utf8": 415,
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(`{"type":`))
+		if ct != "" {
+			r.Header.Set("Content-Type", ct)
+		}
+		ierr := h.serve(httptest.NewRecorder(), r)
+		if ierr == nil || ierr.status != want {
+			t.Errorf("Content-Type %q: %+v, want status %d", ct, ierr, want)
+		}
+	}
+}
