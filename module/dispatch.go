@@ -202,6 +202,7 @@ func (d *dispatcher) run(stop <-chan struct{}) {
 		timer.Reset(wait)
 		select {
 		case <-stop:
+			d.retireAll()
 			return
 		case <-d.wake:
 		case <-timer.C:

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,4 +101,70 @@ func benchDispatch(b *testing.B, nroutes, total int) {
 		e.Destruct()
 	}
 	b.ReportMetric(float64(total*b.N)/elapsed.Seconds(), "deliveries/s")
+}
+
+// BenchmarkAcceptAndDeliver is phase 2b of the load harness in process,
+// without the ingest handler: 64 goroutines each Accept one ~1 KB event
+// at a time while the route (concurrency 64) delivers to a loopback sink
+// answering 200. One op is one event accepted and delivered; allocations
+// and cpu-µs/op (the process's CPU time) include the outbox's, the
+// sink's and the load's.
+//
+//	go test ./module -run '^$' -bench AcceptAndDeliver -benchmem
+func BenchmarkAcceptAndDeliver(b *testing.B) {
+	var got atomic.Int64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		got.Add(1)
+	}))
+	defer sink.Close()
+	e, err := openEngine(b.TempDir(), zap.NewNop(), persist.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Destruct()
+	r, err := compileRoute("load", &Route{Topics: []string{"load.*"}, URL: sink.URL + "/in", Concurrency: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.start(&runtimeConfig{routes: map[string]*route{"load": r}, order: []string{"load"}, maxPending: 1 << 40, logger: zap.NewNop()}); err != nil {
+		b.Fatal(err)
+	}
+	data := []byte(fmt.Sprintf(`{"pad":"%0900d"}`, 0))
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := processCPU()
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if _, err := e.Accept(context.Background(), []*persist.Event{{Type: "load.single", Data: data}}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(time.Minute)
+	for got.Load() < int64(b.N) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	if n := got.Load(); n < int64(b.N) {
+		b.Fatalf("sink got %d of %d deliveries", n, b.N)
+	}
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

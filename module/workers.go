@@ -64,31 +64,35 @@ func (d *dispatcher) retireIdle() time.Duration {
 	return attemptIdle - now.Sub(d.idle[0].since)
 }
 
+// retireAll ends every idle worker; run calls it when the dispatcher
+// stops. Workers busy then end after their attempt (see worker).
+func (d *dispatcher) retireAll() {
+	d.mu.Lock()
+	for _, w := range d.idle {
+		w.next <- attemptTask{}
+	}
+	clear(d.idle)
+	d.idle = d.idle[:0]
+	d.mu.Unlock()
+}
+
 // worker runs attempts: t, then those startAttempt hands it while it is
-// idle, until retireIdle lets it go or the dispatcher stops.
+// idle, until retireIdle or retireAll lets it go. It goes idle only while
+// the dispatcher runs: stop is checked under d.mu, which retireAll takes
+// after stop is closed, so no worker waits on after that.
 func (d *dispatcher) worker(t attemptTask, stop <-chan struct{}) {
 	next := make(chan attemptTask, 1)
 	for t.j != nil {
 		d.attempt(t.r, t.j, t.probe)
 		d.mu.Lock()
+		select {
+		case <-stop:
+			d.mu.Unlock()
+			return
+		default:
+		}
 		d.idle = append(d.idle, idleWorker{next: next, since: time.Now()})
 		d.mu.Unlock()
-		select {
-		case t = <-next:
-			continue
-		case <-stop:
-		}
-		d.mu.Lock()
-		for i, w := range d.idle {
-			if w.next == next {
-				d.idle = append(d.idle[:i], d.idle[i+1:]...)
-				d.mu.Unlock()
-				return
-			}
-		}
-		d.mu.Unlock()
-		// Taken off the idle list (by startAttempt or retireIdle), so a
-		// task is in next: both send while holding d.mu.
 		t = <-next
 	}
 }
