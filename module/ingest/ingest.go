@@ -368,7 +368,7 @@ func answer(results []module.Accepted, isBatch bool) []byte {
 		}
 		b := make([]byte, 0, n)
 		b = append(b, `{"id":`...)
-		b = strconv.AppendQuote(b, res.ID)
+		b = appendQuoted(b, res.ID)
 		if res.Duplicate {
 			return append(b, `,"duplicate":true}`...)
 		}
@@ -377,7 +377,7 @@ func answer(results []module.Accepted, isBatch bool) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = strconv.AppendQuote(b, name)
+			b = appendQuoted(b, name)
 		}
 		return append(b, "]}"...)
 	}
@@ -395,7 +395,7 @@ func answer(results []module.Accepted, isBatch bool) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendQuote(b, res.ID)
+		b = appendQuoted(b, res.ID)
 		if res.Duplicate {
 			dups++
 		}
@@ -417,6 +417,20 @@ func answer(results []module.Accepted, isBatch bool) []byte {
 		b = append(b, ']')
 	}
 	return append(b, '}')
+}
+
+// appendQuoted is strconv.AppendQuote, quicker for what ids and route
+// names are made of: printable ASCII without quote or backslash, which it
+// copies as it is.
+func appendQuoted(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return strconv.AppendQuote(b, s)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // acceptError turns an error of Accept into an answer; nothing was
@@ -714,15 +728,31 @@ func finishEvent(m incoming, index int) (persist.Ingest, *ingestError) {
 	return persist.Ingest{Event: ev}, nil
 }
 
-// readBody reads at most limit bytes of the request body into one
-// buffer sized from Content-Length when the client sent one, instead of
-// growing it by doubling.
+// readBody reads at most limit bytes of the request body. With a
+// Content-Length it reads into a buffer of exactly that size; without
+// one, into a buffer grown as needed.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
+	body := http.MaxBytesReader(w, r.Body, limit)
 	if n := r.ContentLength; n > 0 && n <= limit {
-		buf.Grow(int(n) + bytes.MinRead)
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		// The server's body ends at Content-Length: this sees its end.
+		var probe [1]byte
+		if m, err := body.Read(probe[:]); m > 0 || err != io.EOF {
+			if err == nil || err == io.EOF {
+				err = errors.New("body longer than its Content-Length")
+			}
+			return nil, err
+		}
+		return buf, nil
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(body)
 	return buf.Bytes(), err
 }
 

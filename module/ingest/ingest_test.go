@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -470,6 +471,38 @@ func TestServeMediaType(t *testing.T) {
 		ierr := h.serve(httptest.NewRecorder(), r)
 		if ierr == nil || ierr.status != want {
 			t.Errorf("Content-Type %q: %+v, want status %d", ct, ierr, want)
+		}
+	}
+}
+
+// readBody returns the body whole, with or without a Content-Length, and
+// fails on a body shorter than its Content-Length or over the limit.
+func TestReadBody(t *testing.T) {
+	body := strings.Repeat("x", 1000)
+	for _, tc := range []struct {
+		name    string
+		cl      int64 // -1: unknown
+		limit   int64
+		want    string
+		errLike string
+	}{
+		{"exact length", 1000, 4096, body, ""},
+		{"length at the limit", 1000, 1000, body, ""},
+		{"no length", -1, 4096, body, ""},
+		{"no length, over the limit", -1, 999, "", "request body too large"},
+		{"shorter than its length", 1200, 4096, "", "unexpected EOF"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/events", io.NopCloser(strings.NewReader(body)))
+		r.ContentLength = tc.cl
+		got, err := readBody(httptest.NewRecorder(), r, tc.limit)
+		if tc.errLike != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.errLike) {
+				t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.errLike)
+			}
+			continue
+		}
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: %d bytes, %v; want %d bytes", tc.name, len(got), err, len(tc.want))
 		}
 	}
 }
