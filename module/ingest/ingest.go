@@ -11,7 +11,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -356,81 +355,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 func isJSONMediaType(ct string) bool {
 	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && mt == "application/json"
-}
-
-func answer(results []module.Accepted, isBatch bool) []byte {
-	if !isBatch {
-		// The single event's answer in one allocation.
-		res := results[0]
-		n := len(`{"id":,"routes":[]}`) + len(res.ID) + 2
-		for _, name := range res.Routes {
-			n += len(name) + 3
-		}
-		b := make([]byte, 0, n)
-		b = append(b, `{"id":`...)
-		b = appendQuoted(b, res.ID)
-		if res.Duplicate {
-			return append(b, `,"duplicate":true}`...)
-		}
-		b = append(b, `,"routes":[`...)
-		for i, name := range res.Routes {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendQuoted(b, name)
-		}
-		return append(b, "]}"...)
-	}
-	n := len(`{"ids":[],"duplicates":[]}`)
-	for _, res := range results {
-		n += len(res.ID) + 3
-		if res.Duplicate {
-			n += 8
-		}
-	}
-	b := make([]byte, 0, n)
-	b = append(b, `{"ids":[`...)
-	dups := 0
-	for i, res := range results {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendQuoted(b, res.ID)
-		if res.Duplicate {
-			dups++
-		}
-	}
-	b = append(b, ']')
-	if dups > 0 {
-		b = append(b, `,"duplicates":[`...)
-		first := true
-		for i, res := range results {
-			if !res.Duplicate {
-				continue
-			}
-			if !first {
-				b = append(b, ',')
-			}
-			first = false
-			b = strconv.AppendInt(b, int64(i), 10)
-		}
-		b = append(b, ']')
-	}
-	return append(b, '}')
-}
-
-// appendQuoted is strconv.AppendQuote, quicker for what ids and route
-// names are made of: printable ASCII without quote or backslash, which it
-// copies as it is.
-func appendQuoted(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return strconv.AppendQuote(b, s)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // acceptError turns an error of Accept into an answer; nothing was
