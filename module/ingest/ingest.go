@@ -658,7 +658,8 @@ func finishEvent(m incoming, index int) (persist.Ingest, *ingestError) {
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	body := http.MaxBytesReader(w, r.Body, limit)
 	if n := r.ContentLength; n > 0 && n <= limit {
-		buf := make([]byte, n)
+		// One byte more than the length, to see the body's end in.
+		buf := make([]byte, n, n+1)
 		if _, err := io.ReadFull(body, buf); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -666,8 +667,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 			return nil, err
 		}
 		// The server's body ends at Content-Length: this sees its end.
-		var probe [1]byte
-		if m, err := body.Read(probe[:]); m > 0 || err != io.EOF {
+		if m, err := body.Read(buf[n : n+1]); m > 0 || err != io.EOF {
 			if err == nil || err == io.EOF {
 				err = errors.New("body longer than its Content-Length")
 			}

@@ -506,3 +506,27 @@ func TestReadBody(t *testing.T) {
 		}
 	}
 }
+
+// A body of known length costs readBody its buffer and the size limit's
+// reader, nothing more.
+func TestReadBodyAllocations(t *testing.T) {
+	body := strings.Repeat("x", 1000)
+	r := httptest.NewRequest(http.MethodPost, "/events", nil)
+	r.ContentLength = int64(len(body))
+	bodies := make([]io.ReadCloser, 30)
+	for i := range bodies {
+		bodies[i] = io.NopCloser(strings.NewReader(body))
+	}
+	w := httptest.NewRecorder()
+	i := 0
+	n := testing.AllocsPerRun(20, func() {
+		r.Body = bodies[i]
+		i++
+		if got, err := readBody(w, r, 4096); err != nil || len(got) != len(body) {
+			t.Fatalf("%d bytes, %v", len(got), err)
+		}
+	})
+	if n > 2 {
+		t.Errorf("%v allocations per body, want 2 (the buffer and the limit's reader)", n)
+	}
+}
