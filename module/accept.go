@@ -109,9 +109,12 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 // event (see takes).
 func (e *Engine) match(cfg *runtimeConfig, in *persist.Ingest, now time.Time) {
 	ev := in.Event
-	c := rules.NewEvent(ev)
+	var c *rules.Event // made for the first route with a rule or an order key
 	for _, name := range cfg.order {
 		rt := cfg.routes[name]
+		if c == nil && (rt.when != nil || rt.order != nil) {
+			c = rules.NewEvent(ev)
+		}
 		if !takes(cfg, rt, ev, c, now) {
 			continue
 		}
@@ -131,7 +134,7 @@ func (e *Engine) match(cfg *runtimeConfig, in *persist.Ingest, now time.Time) {
 }
 
 // takes reports whether route rt takes the event ev (c wraps it for
-// rules): its topics, then its rule. A rule that cannot be evaluated
+// rules; nil when rt has none): its topics, then its rule. A rule that cannot be evaluated
 // counts as no match; it is counted, and logged at most once a minute
 // per route.
 func takes(cfg *runtimeConfig, rt *route, ev *persist.Event, c *rules.Event, now time.Time) bool {
