@@ -20,9 +20,18 @@ func attemptWorkers() int {
 func TestAttemptWorkersReusedAndEnd(t *testing.T) {
 	sink := newCountingSink(t, nil)
 	te := startTestEngine(t, "", map[string]*Route{"a": {URL: sink.URL}}, nil)
+	d := te.dispatcherFor("a")
+	idle := func() int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.idle)
+	}
 	for i := int64(1); i <= 5; i++ {
 		te.post(`{"n":1}`)
 		waitUntil(t, "the delivery", func() bool { return te.stats("a").Delivered == i })
+		// The worker goes idle after the attempt, which may be just after
+		// the outcome is recorded.
+		waitUntil(t, "an idle worker", func() bool { return idle() == 1 })
 		if n := attemptWorkers(); n != 1 {
 			t.Fatalf("after delivery %d: %d attempt workers, want 1 (reused)", i, n)
 		}
