@@ -68,9 +68,10 @@ type result struct {
 
 func (r result) ok() bool { return r.class == "" }
 
-// sender sends attempts. go-retryablehttp supplies the client; it makes
-// exactly one try per call, because retries across minutes and hours
-// live in the outbox, never in a sleeping goroutine.
+// sender sends attempts. Clients are go-retryablehttp's, set up for
+// exactly one try per call (retries across minutes and hours live in the
+// outbox, never in a sleeping goroutine); attempts send through doOnce,
+// which does what their Do does with that setup, without its wrappers.
 type sender struct {
 	client *retryablehttp.Client
 }
