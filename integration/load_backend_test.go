@@ -164,6 +164,33 @@ func (be *loadBackend) profile(b *testing.B, admin, name string, secs int) func(
 	return wg.Wait
 }
 
+// heapProfile saves a heap profile of the child (as of its last GC: none
+// is forced) from its admin endpoint into the profile directory. Without
+// a profile directory it does nothing.
+func (be *loadBackend) heapProfile(b *testing.B, admin, name string) {
+	if be.profDir == "" || admin == "" {
+		return
+	}
+	file := filepath.Join(be.profDir, strings.NewReplacer(" ", "_", "/", "_", "+", "_").Replace(be.phase(name))+".pprof")
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/heap", admin))
+	if err != nil {
+		b.Logf("heap profile %s: %v", name, err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		b.Logf("heap profile %s: %d %s", name, resp.StatusCode, body)
+		return
+	}
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		b.Logf("heap profile %s: %v", name, err)
+		return
+	}
+	b.Logf("heap profile of the Caddy child: %s", file)
+}
+
 // cpuSample is CPU time (user + system) used so far by the Caddy child
 // and by the NATS servers together.
 type cpuSample struct{ caddy, nats time.Duration }

@@ -75,9 +75,12 @@ import (
 // tracing on, exporting to a local OTLP receiver),
 // HOOKGATE_LOAD_CPUPROFILE (a directory: CPU and allocation profiles of
 // the Caddy child during the windows of phases 2, 3 and 2b and 4's drain,
-// taken through its admin endpoint; with HOOKGATE_LOAD_CONTENTION also
-// blocking and mutex profiles, which cost the child some CPU). Phases 2,
-// 3, 2b and 4 report the Caddy child's CPU time per event.
+// and a heap profile with phase 6's backlog pending, taken through its
+// admin endpoint; with HOOKGATE_LOAD_CONTENTION also blocking and mutex
+// profiles, which cost the child some CPU), HOOKGATE_LOAD_PHASES (a
+// comma-separated list of the phases to run, e.g. "6" or "3,6": "1", "2"
+// and "3" each run phases 1–3, "2b" runs 2a and 2b; default: all).
+// Phases 2, 3, 2b and 4 report the Caddy child's CPU time per event.
 //
 // HOOKGATE_LOAD_NATS=1 runs phases 2–5 again after the Badger phases, on
 // a 3-node NATS JetStream cluster of child processes (`replicas 3`, a
@@ -112,36 +115,65 @@ func BenchmarkLoad(b *testing.B) {
 	rules := envInt(b, "HOOKGATE_LOAD_RULE_ROUTES", 0)
 	onNATS := os.Getenv("HOOKGATE_LOAD_NATS")
 	var pass passThrough // phase 2a, run once
+	phase := loadPhases(b)
 	if onNATS != "only" {
 		be := badgerBackend(b)
-		loadIngest(b, r, be, time.Second, window, rules)
-		loadMixed(b, r, be, time.Second, window, &pass)
-		if tg.rate > 0 {
+		if phase("1") || phase("2") || phase("3") {
+			loadIngest(b, r, be, time.Second, window, rules)
+		}
+		if phase("2b") {
+			loadMixed(b, r, be, time.Second, window, &pass)
+		}
+		if tg.rate > 0 && phase("5") {
 			loadLatency(b, r, be, tg.rate, time.Second, 10*time.Second)
 		}
-		if deliverN > 0 {
+		if deliverN > 0 && phase("4") {
 			loadBacklog(b, r, be, "4 deliver backlog", "deliver", deliverN, true)
 		}
-		if backlogN > 0 {
+		if backlogN > 0 && phase("6") {
 			loadBacklog(b, r, be, "6 backlog+restart", "backlog", backlogN, false)
 		}
-		if diskN > 0 {
+		if diskN > 0 && phase("7") {
 			loadDisk(b, r, be, diskN, gcInterval, settle)
 		}
 	}
 	if onNATS != "" {
 		be := natsBackend(b)
-		loadIngest(b, r, be, time.Second, window, rules)
-		loadMixed(b, r, be, time.Second, window, &pass)
+		if phase("1") || phase("2") || phase("3") {
+			loadIngest(b, r, be, time.Second, window, rules)
+		}
+		if phase("2b") {
+			loadMixed(b, r, be, time.Second, window, &pass)
+		}
 		tg.natsRate = envInt(b, "HOOKGATE_LOAD_NATS_RATE", 1000)
-		if tg.natsRate > 0 {
+		if tg.natsRate > 0 && phase("5") {
 			loadLatency(b, r, be, tg.natsRate, time.Second, 10*time.Second)
 		}
-		if n := envInt(b, "HOOKGATE_LOAD_NATS_DELIVER", deliverN); n > 0 {
+		if n := envInt(b, "HOOKGATE_LOAD_NATS_DELIVER", deliverN); n > 0 && phase("4") {
 			loadBacklog(b, r, be, "4 deliver backlog", "deliver", n, true)
 		}
 	}
 	tg.report(r, onNATS != "only", onNATS != "")
+}
+
+// loadPhases reads HOOKGATE_LOAD_PHASES: the returned func says whether
+// a phase is to run.
+func loadPhases(b *testing.B) func(string) bool {
+	v := strings.TrimSpace(os.Getenv("HOOKGATE_LOAD_PHASES"))
+	if v == "" {
+		return func(string) bool { return true }
+	}
+	on := map[string]bool{}
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		switch p {
+		case "1", "2", "2b", "3", "4", "5", "6", "7":
+			on[p] = true
+		default:
+			b.Fatalf("HOOKGATE_LOAD_PHASES: %q is not a phase (want a comma-separated list of 1, 2, 2b, 3, 4, 5, 6, 7)", p)
+		}
+	}
+	return func(p string) bool { return on[p] }
 }
 
 // otlpSink starts an OTLP/HTTP trace receiver on loopback that counts the
@@ -395,7 +427,7 @@ func loadBacklog(b *testing.B, r *loadReport, be *loadBackend, p, key string, n 
 	bh := newBlackHole(b)
 	storage, dir := be.storage(b)
 	addr := loopbackAddr(b)
-	c1, _ := be.start(b, loadConfig{storage: storage, ingest: addr, route: heldRoute(bh)})
+	c1, admin1 := be.start(b, loadConfig{storage: storage, ingest: addr, route: heldRoute(bh)})
 	client := newLoadClient(posters)
 	defer client.CloseIdleConnections()
 	start := time.Now()
@@ -423,6 +455,7 @@ func loadBacklog(b *testing.B, r *loadReport, be *loadBackend, p, key string, n 
 	r.add(p, "peak RSS during ingest (MiB)", mib(hwm), "%.0f", key+"_ingest_peak_MiB")
 	r.add(p, "outbox on disk (MiB)", mib(be.diskSize(dir)), "%.0f", "")
 	if !full {
+		be.heapProfile(b, admin1, "6 backlog pending heap")
 		// Badger pools the buffers of the tables it built during the
 		// ingest and lets one go every 2 s once idle; the runtime then
 		// gives the memory back. Held at rest, the backlog costs this:
