@@ -63,6 +63,9 @@ type Options struct {
 	// watch sync rounds: beforeSync runs at the start of each.
 	memTableSize, vlogFileSize int64
 	beforeSync                 func()
+	// tune, if set, changes Badger's options last (benchmarks try
+	// settings with it).
+	tune func(badger.Options) badger.Options
 	// sweepEvery replaces sweepInterval; tests set it negative to run
 	// no sweeper.
 	sweepEvery time.Duration
@@ -195,6 +198,9 @@ func Open(opts Options) (*Badger, error) {
 		// Small enough that GC can reclaim a file on a small disk, and
 		// that its rewrite fits in the free space kept (space.go).
 		WithValueLogFileSize(cmp.Or(opts.vlogFileSize, valueLogFileSize))
+	if opts.tune != nil {
+		bo = opts.tune(bo)
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
