@@ -66,6 +66,8 @@ type Options struct {
 	// tune, if set, changes Badger's options last (benchmarks try
 	// settings with it).
 	tune func(badger.Options) badger.Options
+	// memReturn replaces how returnLoop measures and returns memory.
+	memReturn memReturn
 	// sweepEvery replaces sweepInterval; tests set it negative to run
 	// no sweeper.
 	sweepEvery time.Duration
@@ -239,12 +241,13 @@ func Open(opts Options) (*Badger, error) {
 		}
 	}
 	s.retention.Store(&Retention{Dedupe: opts.DedupeWindow, Delivered: opts.Retention, Dead: opts.DeadRetention})
-	s.wg.Add(5)
+	s.wg.Add(6)
 	go s.commitLoop()
 	go s.syncLoop()
 	go s.gcLoop()
 	go s.trimLoop()
 	go s.sweepLoop()
+	go s.returnLoop()
 	return s, nil
 }
 
