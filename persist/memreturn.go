@@ -38,8 +38,8 @@ type memReturn struct {
 	// the OS); free returns what it can.
 	heap func() uint64
 	free func()
-	// again replaces returnAgain.
-	again time.Duration
+	// after and again replace returnAfter and returnAgain.
+	after, again time.Duration
 }
 
 // returnLoop returns memory to the OS after bursts of writes (see above).
@@ -52,7 +52,10 @@ func (s *Badger) returnLoop() {
 	if mr.free == nil {
 		mr.free = debug.FreeOSMemory
 	}
-	again := returnAgain
+	after, again := returnAfter, returnAgain
+	if mr.after > 0 {
+		after = mr.after
+	}
 	if mr.again > 0 {
 		again = mr.again
 	}
@@ -71,7 +74,7 @@ func (s *Badger) returnLoop() {
 		}
 		quiet := now.Sub(quietFrom)
 		switch {
-		case returned == 0 && quiet >= returnAfter && mr.heap() >= base+returnGrowth,
+		case returned == 0 && quiet >= after && mr.heap() >= base+returnGrowth,
 			returned == 1 && quiet >= again:
 			mr.free()
 			base = mr.heap()
