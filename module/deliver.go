@@ -109,9 +109,9 @@ func envelope(ev *persist.Event) []byte {
 	}
 	b := make([]byte, 0, n+len(ev.ID)+len(ev.Type)+80)
 	b = append(b, `{"id":`...)
-	b = appendQuoted(b, ev.ID)
+	b = AppendQuoted(b, ev.ID)
 	b = append(b, `,"type":`...)
-	b = appendQuoted(b, ev.Type)
+	b = AppendQuoted(b, ev.Type)
 	b = append(b, `,"timestamp":"`...)
 	b = ev.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	if ev.DataBase64 {
@@ -124,10 +124,11 @@ func envelope(ev *persist.Event) []byte {
 	return append(b, '}')
 }
 
-// appendQuoted is strconv.AppendQuote, quicker for what ids and types
-// are made of: printable ASCII without quote or backslash, which it
-// copies as it is.
-func appendQuoted(b []byte, s string) []byte {
+// AppendQuoted is strconv.AppendQuote, quicker for what event ids, types
+// and route names are made of: printable ASCII without quote or
+// backslash, which it copies as it is. The envelope and the ingest
+// handler's answers are built with it.
+func AppendQuoted(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
 			return strconv.AppendQuote(b, s)

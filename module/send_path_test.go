@@ -126,12 +126,12 @@ func TestAttemptKeepsEmptyAndShortResponses(t *testing.T) {
 	}
 }
 
-// appendQuoted quotes as strconv.AppendQuote does.
+// AppendQuoted quotes as strconv.AppendQuote does.
 func TestAppendQuoted(t *testing.T) {
 	for _, s := range []string{"", "evt_01jdq7y7m2x9", "task.finished/v1:x-y", "a b~", `q"uote`, `back\slash`,
 		"tab\there", "nl\n", "caf\u00e9", "\x7f", "\xff\xfe", "emoji \U0001F600", "\u2028"} {
-		if got, want := string(appendQuoted([]byte("x"), s)), string(strconv.AppendQuote([]byte("x"), s)); got != want {
-			t.Errorf("appendQuoted(%q) = %s, want %s", s, got, want)
+		if got, want := string(AppendQuoted([]byte("x"), s)), string(strconv.AppendQuote([]byte("x"), s)); got != want {
+			t.Errorf("AppendQuoted(%q) = %s, want %s", s, got, want)
 		}
 	}
 }

@@ -19,7 +19,7 @@ func answer(results []module.Accepted, isBatch bool) []byte {
 		}
 		b := make([]byte, 0, n)
 		b = append(b, `{"id":`...)
-		b = appendQuoted(b, res.ID)
+		b = module.AppendQuoted(b, res.ID)
 		if res.Duplicate {
 			return append(b, `,"duplicate":true}`...)
 		}
@@ -28,7 +28,7 @@ func answer(results []module.Accepted, isBatch bool) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendQuoted(b, name)
+			b = module.AppendQuoted(b, name)
 		}
 		return append(b, "]}"...)
 	}
@@ -46,7 +46,7 @@ func answer(results []module.Accepted, isBatch bool) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendQuoted(b, res.ID)
+		b = module.AppendQuoted(b, res.ID)
 		if res.Duplicate {
 			dups++
 		}
@@ -68,18 +68,4 @@ func answer(results []module.Accepted, isBatch bool) []byte {
 		b = append(b, ']')
 	}
 	return append(b, '}')
-}
-
-// appendQuoted is strconv.AppendQuote, quicker for what ids and route
-// names are made of: printable ASCII without quote or backslash, which it
-// copies as it is.
-func appendQuoted(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return strconv.AppendQuote(b, s)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
