@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hookgate/hookgate/internal/procstat"
 	"github.com/hookgate/hookgate/persist/nats/natstest"
 )
 
@@ -133,7 +133,6 @@ func (be *loadBackend) profile(b *testing.B, admin, name string, secs int) func(
 	if be.profDir == "" || admin == "" {
 		return func() {}
 	}
-	base := filepath.Join(be.profDir, strings.NewReplacer(" ", "_", "/", "_", "+", "_").Replace(be.phase(name)))
 	kinds := map[string]string{"profile": ".pprof", "allocs": ".allocs.pprof"} // endpoint → file suffix
 	if be.contention {
 		kinds["block"], kinds["mutex"] = ".block.pprof", ".mutex.pprof"
@@ -141,24 +140,8 @@ func (be *loadBackend) profile(b *testing.B, admin, name string, secs int) func(
 	var wg sync.WaitGroup
 	for kind, suffix := range kinds {
 		wg.Go(func() {
-			file := base + suffix
-			c := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
-			resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind, secs))
-			if err != nil {
-				b.Logf("%s profile %s: %v", kind, name, err)
-				return
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != http.StatusOK {
-				b.Logf("%s profile %s: %d %s", kind, name, resp.StatusCode, body)
-				return
-			}
-			if err := os.WriteFile(file, body, 0o644); err != nil {
-				b.Logf("%s profile %s: %v", kind, name, err)
-				return
-			}
-			b.Logf("%s profile of the Caddy child: %s", kind, file)
+			url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind, secs)
+			be.fetchProfile(b, url, name, suffix, kind, time.Duration(secs+30)*time.Second)
 		})
 	}
 	return wg.Wait
@@ -171,24 +154,30 @@ func (be *loadBackend) heapProfile(b *testing.B, admin, name string) {
 	if be.profDir == "" || admin == "" {
 		return
 	}
-	file := filepath.Join(be.profDir, strings.NewReplacer(" ", "_", "/", "_", "+", "_").Replace(be.phase(name))+".pprof")
-	c := &http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/heap", admin))
+	be.fetchProfile(b, fmt.Sprintf("http://%s/debug/pprof/heap", admin), name, ".pprof", "heap", 30*time.Second)
+}
+
+// fetchProfile saves the profile at url as the profile directory's file
+// for phase name with suffix; what goes wrong is logged, not fatal.
+func (be *loadBackend) fetchProfile(b *testing.B, url, name, suffix, kind string, timeout time.Duration) {
+	file := filepath.Join(be.profDir, strings.NewReplacer(" ", "_", "/", "_", "+", "_").Replace(be.phase(name))+suffix)
+	c := &http.Client{Timeout: timeout}
+	resp, err := c.Get(url)
 	if err != nil {
-		b.Logf("heap profile %s: %v", name, err)
+		b.Logf("%s profile %s: %v", kind, name, err)
 		return
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		b.Logf("heap profile %s: %d %s", name, resp.StatusCode, body)
+		b.Logf("%s profile %s: %d %s", kind, name, resp.StatusCode, body)
 		return
 	}
 	if err := os.WriteFile(file, body, 0o644); err != nil {
-		b.Logf("heap profile %s: %v", name, err)
+		b.Logf("%s profile %s: %v", kind, name, err)
 		return
 	}
-	b.Logf("heap profile of the Caddy child: %s", file)
+	b.Logf("%s profile of the Caddy child: %s", kind, file)
 }
 
 // cpuSample is CPU time (user + system) used so far by the Caddy child
@@ -196,10 +185,10 @@ func (be *loadBackend) heapProfile(b *testing.B, admin, name string) {
 type cpuSample struct{ caddy, nats time.Duration }
 
 func (be *loadBackend) cpu(c *child) cpuSample {
-	s := cpuSample{caddy: procCPU(c.cmd.Process.Pid)}
+	s := cpuSample{caddy: procstat.CPU(c.cmd.Process.Pid)}
 	if be.nats != nil {
 		for _, p := range be.nats.Servers {
-			s.nats += procCPU(p.Pid())
+			s.nats += procstat.CPU(p.Pid())
 		}
 	}
 	return s
@@ -224,30 +213,4 @@ func (be *loadBackend) reportCPU(r *loadReport, p, key, what string, d cpuSample
 		r.add(p, "NATS servers CPU per "+what+" (ms, 3 servers)", perEv(d.nats), "%.3f", key+"_nats_cpu_ms")
 		r.add(p, "NATS servers CPU cores busy (3 servers)", d.nats.Seconds()/wall.Seconds(), "%.2f", "")
 	}
-}
-
-// procCPU returns the user + system CPU time of a process from
-// /proc/PID/stat (utime and stime, in USER_HZ = 100 ticks per second),
-// zero if it cannot be read.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name (field 2) is in parentheses and may hold spaces:
-	// the fields after it start at field 3 (state).
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err1 != nil || err2 != nil {
-		return 0
-	}
-	return time.Duration(ut+st) * (time.Second / 100)
 }

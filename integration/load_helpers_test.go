@@ -20,6 +20,8 @@ import (
 	"testing"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/procstat"
 )
 
 // Helpers of the load harness (load_test.go). Everything listens on and
@@ -403,44 +405,12 @@ func stopHeld(t testing.TB, c *child, h *blackHole) time.Duration {
 	return time.Since(start)
 }
 
-// procMem returns the child's resident set size and its peak (VmHWM), in
-// bytes.
-func procMem(c *child) (rss, hwm int64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		for _, f := range []struct {
-			key string
-			dst *int64
-		}{{"VmRSS:", &rss}, {"VmHWM:", &hwm}} {
-			if strings.HasPrefix(line, f.key) {
-				var kb int64
-				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(line, f.key), "kB")), &kb)
-				*f.dst = kb << 10
-			}
-		}
-	}
-	return rss, hwm
-}
-
-// procAnon returns the child's anonymous resident memory (RssAnon): RSS
-// less the file pages it maps. Badger memory-maps its value log, so pages
-// it wrote count in VmRSS but are page cache the kernel can reclaim.
-func procAnon(c *child) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(v, "kB")), &kb)
-			return kb << 10
-		}
-	}
-	return 0
+// childMem returns the child's resident memory (zeros if it cannot be
+// read). Its anonymous part matters: Badger memory-maps its value log, so
+// pages it wrote count in VmRSS but are page cache the kernel can reclaim.
+func childMem(c *child) procstat.Memory {
+	m, _ := procstat.Mem(c.cmd.Process.Pid)
+	return m
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }

@@ -99,11 +99,7 @@ func BenchmarkLoad(b *testing.B) {
 	backlogN := envInt(b, "HOOKGATE_LOAD_BACKLOG", 1_000_000)
 	diskN := envInt(b, "HOOKGATE_LOAD_DISK", 200_000)
 	gcInterval := envDuration(b, "HOOKGATE_LOAD_GC_INTERVAL", 20*time.Second)
-	settle := 30 * time.Second
-	if gcInterval > 0 {
-		settle = 2 * gcInterval
-	}
-	settle = envDuration(b, "HOOKGATE_LOAD_DISK_SETTLE", settle)
+	settle := envDuration(b, "HOOKGATE_LOAD_DISK_SETTLE", 2*gcInterval)
 	tg := loadTargets{rate: envInt(b, "HOOKGATE_LOAD_RATE", 2000), backlog: backlogN, disk: diskN}
 
 	if os.Getenv("HOOKGATE_LOAD_OTLP") != "" {
@@ -363,23 +359,16 @@ func loadIngest(b *testing.B, r *loadReport, be *loadBackend, warm, window time.
 	run := func(url, prof string, body func(w, i int) []byte) (*loadStats, cpuSample) {
 		from := time.Now().Add(warm)
 		to := from.Add(window)
-		var cpuFrom, cpuTo cpuSample
 		profiled := func() {}
-		sampled := make(chan struct{})
-		go func() {
-			defer close(sampled)
-			time.Sleep(time.Until(from))
-			cpuFrom = be.cpu(c)
+		sampled := sampleWindow(be, c, nil, from, to, func() {
 			if prof != "" {
 				profiled = be.profile(b, admin, prof, max(int(window.Seconds()), 1))
 			}
-			time.Sleep(time.Until(to))
-			cpuTo = be.cpu(c)
-		}()
+		})
 		st := closedLoop(client, url, loadConns, from, to, body, is202)
-		<-sampled
+		w0, w1 := sampled()
 		profiled()
-		return st, cpuTo.sub(cpuFrom)
+		return st, w1.cpu.sub(w0.cpu)
 	}
 	singleBody := func(w, _ int) []byte { return single[w] }
 
@@ -406,9 +395,9 @@ func loadIngest(b *testing.B, r *loadReport, be *loadBackend, warm, window time.
 	reportLoop(b, r, c, p, be.key("batch100"), bat, 100)
 	be.reportCPU(r, p, be.key("batch100"), "event ingested", cpu, bat.reqs*100, window)
 
-	rss, hwm := procMem(c)
-	r.add(be.phase("1-3 child memory"), "RSS after phases 1-3 (MiB)", mib(rss), "%.0f", "")
-	r.add(be.phase("1-3 child memory"), "peak RSS (MiB)", mib(hwm), "%.0f", "")
+	mem := childMem(c)
+	r.add(be.phase("1-3 child memory"), "RSS after phases 1-3 (MiB)", mib(mem.RSS), "%.0f", "")
+	r.add(be.phase("1-3 child memory"), "peak RSS (MiB)", mib(mem.Peak), "%.0f", "")
 	stopHeld(b, c, bh)
 }
 
@@ -449,10 +438,10 @@ func loadBacklog(b *testing.B, r *loadReport, be *loadBackend, p, key string, n 
 	r.add(p, "pending deliveries", float64(want), "%.0f", "")
 
 	time.Sleep(time.Second)
-	rss, hwm := procMem(c1)
-	r.add(p, "RSS with backlog pending (MiB)", mib(rss), "%.0f", key+"_pending_rss_MiB")
-	r.add(p, "  of which anonymous (MiB)", mib(procAnon(c1)), "%.0f", key+"_pending_anon_MiB")
-	r.add(p, "peak RSS during ingest (MiB)", mib(hwm), "%.0f", key+"_ingest_peak_MiB")
+	mem := childMem(c1)
+	r.add(p, "RSS with backlog pending (MiB)", mib(mem.RSS), "%.0f", key+"_pending_rss_MiB")
+	r.add(p, "  of which anonymous (MiB)", mib(mem.Anon), "%.0f", key+"_pending_anon_MiB")
+	r.add(p, "peak RSS during ingest (MiB)", mib(mem.Peak), "%.0f", key+"_ingest_peak_MiB")
 	r.add(p, "outbox on disk (MiB)", mib(be.diskSize(dir)), "%.0f", "")
 	if !full {
 		be.heapProfile(b, admin1, "6 backlog pending heap")
@@ -460,9 +449,9 @@ func loadBacklog(b *testing.B, r *loadReport, be *loadBackend, p, key string, n 
 		// ingest and lets one go every 2 s once idle; the runtime then
 		// gives the memory back. Held at rest, the backlog costs this:
 		time.Sleep(30 * time.Second)
-		rss, _ = procMem(c1)
-		r.add(p, "RSS after 30 s more at rest (MiB)", mib(rss), "%.0f", key+"_rest_rss_MiB")
-		r.add(p, "  of which anonymous (MiB)", mib(procAnon(c1)), "%.0f", key+"_rest_anon_MiB")
+		mem = childMem(c1)
+		r.add(p, "RSS after 30 s more at rest (MiB)", mib(mem.RSS), "%.0f", key+"_rest_rss_MiB")
+		r.add(p, "  of which anonymous (MiB)", mib(mem.Anon), "%.0f", key+"_rest_anon_MiB")
 	}
 	r.add(p, "stop, SIGINT → exit (s)", stopHeld(b, c1, bh).Seconds(), "%.2f", "")
 
@@ -483,8 +472,7 @@ func loadBacklog(b *testing.B, r *loadReport, be *loadBackend, p, key string, n 
 		profiled = be.profile(b, admin, "4 drain", 10)
 	}
 	r.add(p, "restart: first delivery after (s)", first.Sub(t0).Seconds(), "%.2f", key+"_first_delivery_s")
-	rss, _ = procMem(c2)
-	r.add(p, "RSS at first delivery (MiB)", mib(rss), "%.0f", "")
+	r.add(p, "RSS at first delivery (MiB)", mib(childMem(c2).RSS), "%.0f", "")
 
 	// Wait for the drain, bounded overall and by progress.
 	goal := want
@@ -512,7 +500,7 @@ func loadBacklog(b *testing.B, r *loadReport, be *loadBackend, p, key string, n 
 	if cnt > 1 && span > 0 {
 		r.add(p, "requests to sink/s (first → last receipt)", float64(cnt-1)/span.Seconds(), "%.0f", key+"_deliv/s")
 	}
-	rss, hwm = procMem(c2)
+	mem = childMem(c2)
 	distinct, dups := sink.unique()
 	if span > 0 {
 		r.add(p, "distinct events delivered/s", float64(distinct)/span.Seconds(), "%.0f", key+"_distinct/s")
@@ -520,7 +508,7 @@ func loadBacklog(b *testing.B, r *loadReport, be *loadBackend, p, key string, n 
 	if full {
 		r.add(p, "drain time, first → last receipt (s)", span.Seconds(), "%.1f", "")
 		r.note(p, "acked / delivered (distinct) / dups", fmt.Sprintf("%d / %d / %d", want, distinct, dups))
-		r.add(p, "RSS after drain (MiB)", mib(rss), "%.0f", "")
+		r.add(p, "RSS after drain (MiB)", mib(mem.RSS), "%.0f", "")
 		// From the first delivery to the end of the wait: CPU while
 		// draining, delivery alone.
 		be.reportCPU(r, p, key+"_drain", "delivered event", drainCPU, cnt, span)
@@ -531,9 +519,9 @@ func loadBacklog(b *testing.B, r *loadReport, be *loadBackend, p, key string, n 
 	} else {
 		r.note(p, "partly drained: requests (distinct / dups)",
 			fmt.Sprintf("%d (%d / %d) of %d in %.1fs", cnt, distinct, dups, want, span.Seconds()))
-		r.add(p, "RSS after partial drain (MiB)", mib(rss), "%.0f", key+"_drain_rss_MiB")
-		r.add(p, "  of which anonymous (MiB)", mib(procAnon(c2)), "%.0f", key+"_drain_anon_MiB")
-		r.add(p, "peak RSS since restart (MiB)", mib(hwm), "%.0f", "")
+		r.add(p, "RSS after partial drain (MiB)", mib(mem.RSS), "%.0f", key+"_drain_rss_MiB")
+		r.add(p, "  of which anonymous (MiB)", mib(mem.Anon), "%.0f", key+"_drain_anon_MiB")
+		r.add(p, "peak RSS since restart (MiB)", mib(mem.Peak), "%.0f", "")
 	}
 	stopStart := time.Now()
 	c2.stop(b)

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -95,20 +94,4 @@ func (c *child) tail() string {
 		b = b[len(b)-8000:]
 	}
 	return string(b)
-}
-
-// rss returns the child's resident set size in bytes.
-func (c *child) rss() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(line, "VmRSS:"), "kB")), &kb)
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc status")
 }

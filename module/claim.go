@@ -110,11 +110,10 @@ func (e *Engine) loadAll(refs []persist.Ref) []loaded {
 		}
 		jobs, err := e.jobs.LoadJobs(ids)
 		for i := range out {
-			if err != nil {
-				out[i].err = err
-				continue
+			out[i].err = err
+			if err == nil {
+				out[i].j, out[i].err = loadedJob(ids[i], jobs[i])
 			}
-			out[i].j, out[i].err = loadedJob(ids[i], jobs[i])
 		}
 		return out
 	}

@@ -586,8 +586,8 @@ func (d *dispatcher) logOutcome(log *zap.Logger, nd *persist.Delivery, res resul
 // stored; the job it returns then holds the delivery alone.
 var errEventGone = errors.New("the delivery's event is no longer stored")
 
-// load reads a delivery and its event.
-// loadedJob is load's answer from what a persist.JobLoader read.
+// loadedJob is load's answer from a delivery and its event as read
+// (by a persist.JobLoader, or one at a time).
 func loadedJob(id string, j persist.Job) (*job, error) {
 	switch {
 	case j.Delivery == nil:
@@ -600,19 +600,14 @@ func loadedJob(id string, j persist.Job) (*job, error) {
 	return &job{d: j.Delivery, ev: j.Event}, nil
 }
 
+// load reads a delivery and its event.
 func (e *Engine) load(id string) (*job, error) {
 	dl, err := e.store.Delivery(id)
 	if err != nil {
 		return nil, err
 	}
 	ev, err := e.store.Event(dl.EventID)
-	if errors.Is(err, persist.ErrNotFound) {
-		return &job{d: dl}, fmt.Errorf("delivery %s: event %s: %w", id, dl.EventID, errEventGone)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &job{d: dl, ev: ev}, nil
+	return loadedJob(id, persist.Job{Delivery: dl, Event: ev, Err: err})
 }
 
 // orphan makes dead a pending delivery whose event is gone (an outbox

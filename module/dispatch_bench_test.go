@@ -8,12 +8,12 @@ import (
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/hookgate/hookgate/internal/procstat"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -134,7 +134,7 @@ func BenchmarkAcceptAndDeliver(b *testing.B) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := procstat.SelfCPU()
 	var wg sync.WaitGroup
 	for range 64 {
 		wg.Add(1)
@@ -154,17 +154,8 @@ func BenchmarkAcceptAndDeliver(b *testing.B) {
 		time.Sleep(time.Millisecond)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64((procstat.SelfCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 	if n := got.Load(); n < int64(b.N) {
 		b.Fatalf("sink got %d of %d deliveries", n, b.N)
 	}
-}
-
-// processCPU is the CPU time (user and system) the process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

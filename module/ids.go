@@ -50,14 +50,8 @@ func newID(prefix string, now time.Time) string {
 	var raw [16]byte
 	binary.BigEndian.PutUint64(raw[:8], ns)
 	binary.BigEndian.PutUint64(raw[8:], rand.Uint64())
-	var arr [48]byte // on the stack for the usual short prefixes
-	n := len(prefix) + idEncoding.EncodedLen(16)
-	var buf []byte
-	if n <= len(arr) {
-		buf = arr[:n]
-	} else {
-		buf = make([]byte, n)
-	}
+	// Short enough to stay on the stack: the string is the one allocation.
+	buf := make([]byte, len(prefix)+idEncoding.EncodedLen(16))
 	copy(buf, prefix)
 	idEncoding.Encode(buf[len(prefix):], raw[:])
 	return string(buf)

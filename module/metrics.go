@@ -197,21 +197,7 @@ func (d *dispatcher) countAttempt(st persist.Status, res result) {
 // countIngested counts stored events by source.
 func countIngested(source string, n int) {
 	initMetrics()
-	c := lastSource.Load()
-	if c == nil || c.source != source {
-		c = &sourceCounter{source: source, c: metrics.ingested.WithLabelValues(source)}
-		lastSource.Store(c)
-	}
-	c.c.Add(float64(n))
-}
-
-// lastSource is the ingested counter of the source counted last: most
-// gateways ingest from one source, or a few.
-var lastSource atomic.Pointer[sourceCounter]
-
-type sourceCounter struct {
-	source string
-	c      prometheus.Counter
+	metrics.ingested.WithLabelValues(source).Add(float64(n))
 }
 
 // countRuleError counts a rule that could not be evaluated.

@@ -395,26 +395,22 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 		var (
 			st       eventState
 			hasState bool
-			err      error
 		)
 		if !in.Fresh {
-			_, err = txn.Get(eventKey(ev.ID))
-		} else {
-			err = badger.ErrKeyNotFound
-		}
-		switch {
-		case err == nil:
-			if st, hasState, err = txnState(txn, ev.ID); err != nil {
+			switch _, err := txn.Get(eventKey(ev.ID)); {
+			case err == nil:
+				if st, hasState, err = txnState(txn, ev.ID); err != nil {
+					return nil, err
+				}
+				if !(hasState && st.gone(wallSeconds())) {
+					// Still held (its deliveries unfinished, or retained):
+					// a duplicate whatever the dedupe window says.
+					res[i] = IngestResult{Duplicate: true, ID: ev.ID}
+					continue
+				}
+			case !errors.Is(err, badger.ErrKeyNotFound):
 				return nil, err
 			}
-			if !(hasState && st.gone(wallSeconds())) {
-				// Still held (its deliveries unfinished, or retained):
-				// a duplicate whatever the dedupe window says.
-				res[i] = IngestResult{Duplicate: true, ID: ev.ID}
-				continue
-			}
-		case !errors.Is(err, badger.ErrKeyNotFound):
-			return nil, err
 		}
 		if hasState {
 			// Expired, not yet swept: nothing of it may outlive this.

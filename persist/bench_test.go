@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/procstat"
 )
 
 var payload1K = append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 1024-11)...), `"}`...)
@@ -21,7 +23,7 @@ func BenchmarkIngestParallel(b *testing.B) {
 	b.SetParallelism(32)
 	b.SetBytes(int64(len(payload1K)))
 	b.ReportAllocs()
-	cpu0 := processCPU()
+	cpu0 := procstat.SelfCPU()
 	b.ResetTimer()
 	rounds.Store(0)
 	b.RunParallel(func(pb *testing.PB) {
@@ -41,7 +43,7 @@ func BenchmarkIngestParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(b.N)/float64(max(rounds.Load(), 1)), "events/sync")
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/event")
+	b.ReportMetric(float64(procstat.SelfCPU()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/event")
 }
 
 // BenchmarkRecord measures final outcomes written by concurrent workers
@@ -62,7 +64,7 @@ func BenchmarkRecord(b *testing.B) {
 	var next atomic.Int64
 	b.SetParallelism(8)
 	b.ReportAllocs()
-	cpu0 := processCPU()
+	cpu0 := procstat.SelfCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		done := make(chan error, 1)
@@ -81,7 +83,7 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/record")
+	b.ReportMetric(float64(procstat.SelfCPU()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/record")
 	b.StopTimer()
 	if p := mustPending(b, s); p["r"] != 0 {
 		b.Fatalf("%d still pending after recording all", p["r"])

@@ -33,9 +33,9 @@ import (
 // final, a TTL. So do events kept without deliveries, whose retention
 // is known at ingest, and events ingested with one delivery until it is
 // final: the delivery's record is marked (Delivery.sole) so that its
-// outcome need not read the event's to learn it was the last. The first change to such an event writes its
-// state; one whose record has a TTL is written once more, without it,
-// when it gets an unfinished delivery.
+// outcome need not read the event's to learn it was the last. The first
+// change to such an event writes its state; one whose record has a TTL
+// is written once more, without it, when it gets an unfinished delivery.
 
 // eventState is what the state record holds.
 type eventState struct {

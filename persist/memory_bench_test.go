@@ -1,11 +1,7 @@
 package persist
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
 	"os"
-	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
@@ -16,6 +12,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/hookgate/hookgate/internal/procstat"
 )
 
 // BenchmarkBacklogMemory measures the process's memory with a large
@@ -49,10 +47,10 @@ func BenchmarkBacklogMemory(b *testing.B) {
 	s := openStore(b, Options{tune: tuneFromEnv(b)})
 	b.ResetTimer()
 	start := time.Now()
-	cpu0 := processCPU()
+	cpu0 := procstat.SelfCPU()
 	ingestBacklog(b, s, n, 4, 1000)
 	took := time.Since(start)
-	cpu := processCPU() - cpu0
+	cpu := procstat.SelfCPU() - cpu0
 	b.StopTimer()
 	b.ReportMetric(float64(n)/took.Seconds(), "events/s")
 	b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(n), "cpu-µs/event")
@@ -60,10 +58,13 @@ func BenchmarkBacklogMemory(b *testing.B) {
 	time.Sleep(time.Second)
 	report := func(when string) {
 		// CPU including the compactions the ingest left to do.
-		b.ReportMetric(float64(processCPU()-cpu0)/float64(time.Microsecond)/float64(n), "cpu-µs/event-"+when)
-		anon, rss := procSelfMem(b)
-		b.ReportMetric(anon/(1<<20), "anon-MiB-"+when)
-		b.ReportMetric(rss/(1<<20), "rss-MiB-"+when)
+		b.ReportMetric(float64(procstat.SelfCPU()-cpu0)/float64(time.Microsecond)/float64(n), "cpu-µs/event-"+when)
+		m, err := procstat.Mem(0)
+		if err != nil {
+			b.Skipf("no memory figures here: %v", err)
+		}
+		b.ReportMetric(float64(m.Anon)/(1<<20), "anon-MiB-"+when)
+		b.ReportMetric(float64(m.RSS)/(1<<20), "rss-MiB-"+when)
 		h := heapFigures()
 		b.ReportMetric(h.live/(1<<20), "heap-live-MiB-"+when)
 		b.ReportMetric(h.mapped/(1<<20), "heap-mapped-MiB-"+when)
@@ -131,47 +132,14 @@ func ingestBacklog(tb testing.TB, s *Badger, n, posters, batchSize int) {
 	}
 }
 
-// procSelfMem returns this process's anonymous and total resident memory
-// in bytes, from /proc/self/status (Linux).
-func procSelfMem(tb testing.TB) (anon, rss float64) {
-	raw, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		tb.Skipf("no /proc/self/status: %v", err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	for sc.Scan() {
-		var kb float64
-		if _, err := fmt.Sscanf(sc.Text(), "RssAnon: %f kB", &kb); err == nil {
-			anon = kb * 1024
-		}
-		if _, err := fmt.Sscanf(sc.Text(), "VmRSS: %f kB", &kb); err == nil {
-			rss = kb * 1024
-		}
-	}
-	return anon, rss
-}
-
 // heapStats are the Go heap's figures, in bytes: live as of the last GC,
 // mapped (spans in use or free but not returned) and released to the OS.
 type heapStats struct{ live, mapped, released float64 }
 
 func heapFigures() heapStats {
-	ms := []metrics.Sample{
-		{Name: "/gc/heap/live:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/memory/classes/heap/unused:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
-		{Name: "/memory/classes/heap/released:bytes"},
-	}
+	ms := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	metrics.Read(ms)
-	v := func(i int) float64 {
-		if ms[i].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return float64(ms[i].Value.Uint64())
-	}
-	runtime.KeepAlive(ms)
-	return heapStats{live: v(0), mapped: v(1) + v(2) + v(3), released: v(4)}
+	return heapStats{live: float64(ms[0].Value.Uint64()), mapped: float64(heapHeld()), released: float64(ms[1].Value.Uint64())}
 }
 
 // tuneFromEnv changes Badger's options from HOOKGATE_BACKLOG_TUNE, a

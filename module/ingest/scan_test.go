@@ -129,7 +129,7 @@ func FuzzDecodeBody(f *testing.F) {
 // 1 KB events, as the load harness posts them: validate, split, decode.
 func BenchmarkDecodeBatch(b *testing.B) {
 	ev := `{"type":"load.batch","data":{"n":1,"sent_ns":0,"sched_ns":0,"pad":"` + strings.Repeat("x", 940) + `"}}`
-	body := []byte("[" + strings.TrimSuffix(strings.Repeat(ev+",", 100), ",") + "]")
+	body := batchOf(ev, 100)
 	h := &Handler{MaxBody: 1 << 20, MaxBatch: defaultMaxBatch}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()

@@ -46,7 +46,7 @@ func FuzzValidJSONMatchesEncodingJSON(f *testing.F) {
 // posts them.
 func BenchmarkValidJSON(b *testing.B) {
 	ev := `{"type":"load.batch","id":"evt_0000000000","data":{"pad":"` + strings.Repeat("x", 960) + `","n":1}}`
-	body := []byte("[" + strings.TrimSuffix(strings.Repeat(ev+",", 100), ",") + "]")
+	body := batchOf(ev, 100)
 	for _, v := range []struct {
 		name string
 		fn   func([]byte) bool
@@ -98,4 +98,9 @@ func TestSpecialInWord(t *testing.T) {
 	for i := 0; i < 1_000_000; i++ {
 		check(r.Uint64())
 	}
+}
+
+// batchOf is a JSON array of n copies of the event ev.
+func batchOf(ev string, n int) []byte {
+	return []byte("[" + strings.TrimSuffix(strings.Repeat(ev+",", n), ",") + "]")
 }
