@@ -105,16 +105,12 @@ func (be *loadBackend) diskSize(dir string) int64 {
 }
 
 // start runs a Caddy child on this backend and waits until each of its
-// sites listens. With a profile directory the child's admin endpoint
-// listens on loopback (for /debug/pprof); the returned address is then
-// non-empty.
+// sites listens. It returns the child and its admin endpoint, on
+// loopback: phases read the outbox's timings from its /metrics and, with
+// a profile directory, profiles from its /debug/pprof.
 func (be *loadBackend) start(b *testing.B, lc loadConfig) (*child, string) {
-	cfg := loadCaddyfile(lc)
-	admin := ""
-	if be.profDir != "" {
-		admin = loopbackAddr(b)
-		cfg = strings.Replace(cfg, "admin off", "admin "+admin, 1)
-	}
+	admin := loopbackAddr(b)
+	cfg := strings.Replace(loadCaddyfile(lc), "admin off", "admin "+admin, 1)
 	c := startChild(b, cfg, lc.ingest)
 	for _, addr := range []string{lc.ceiling, lc.passThrough} {
 		if addr != "" {

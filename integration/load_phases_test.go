@@ -21,20 +21,25 @@ type passThrough struct {
 // window: the sink's receipts, the CPU time of the child (and NATS
 // servers), the machine's CPU time.
 type windowEnd struct {
-	sink int64
-	cpu  cpuSample
-	mach machineCPU
+	sink   int64
+	cpu    cpuSample
+	mach   machineCPU
+	outbox outboxTimes
 }
 
 // sampleWindow samples at from and at to in the background; atFrom runs
 // right after the first sample. The returned func waits for the second
-// and returns both. Without a sink, the sink's count is left zero.
-func sampleWindow(be *loadBackend, c *child, sink *fastSink, from, to time.Time, atFrom func()) func() (windowEnd, windowEnd) {
+// and returns both. Without a sink, the sink's count is left zero;
+// without an admin address, the outbox's timings.
+func sampleWindow(be *loadBackend, c *child, sink *fastSink, admin string, from, to time.Time, atFrom func()) func() (windowEnd, windowEnd) {
 	var w0, w1 windowEnd
 	take := func() windowEnd {
 		w := windowEnd{cpu: be.cpu(c), mach: readMachineCPU()}
 		if sink != nil {
 			w.sink = sink.count.Load()
+		}
+		if admin != "" {
+			w.outbox = scrapeOutboxTimes(admin)
 		}
 		return w
 	}
@@ -86,7 +91,7 @@ func loadMixed(b *testing.B, r *loadReport, be *loadBackend, warm, window time.D
 	from := time.Now().Add(warm)
 	to := from.Add(window)
 	profiled := func() {}
-	sampled := sampleWindow(be, c, sink, from, to, func() {
+	sampled := sampleWindow(be, c, sink, admin, from, to, func() {
 		profiled = be.profile(b, admin, "2b ingest+deliver", max(int(window.Seconds()), 1))
 	})
 	s := closedLoop(client, "http://"+addr+"/events", loadConns, from, to, body, is202)
@@ -108,6 +113,7 @@ func loadMixed(b *testing.B, r *loadReport, be *loadBackend, warm, window time.D
 	// delivered is the window's CPU over the larger of the two counts.
 	be.reportCPU(r, p, be.key("mixed"), "event ingested+delivered", w1.cpu.sub(w0.cpu), max(s.reqs, delivered), window)
 	reportIdle(r, p, be.key("mixed"), w0.mach, w1.mach)
+	reportOutbox(r, p, be.key("mixed"), w0.outbox, w1.outbox)
 	profiled()
 
 	acked := s.tally.ok.Load()
@@ -135,7 +141,7 @@ func loadPassThrough(b *testing.B, r *loadReport, be *loadBackend, c *child, url
 	defer client.CloseIdleConnections()
 	from := time.Now().Add(warm)
 	to := from.Add(window)
-	sampled := sampleWindow(be, c, sink, from, to, func() {})
+	sampled := sampleWindow(be, c, sink, "", from, to, func() {})
 	s := closedLoop(client, url, loadConns, from, to, body, func(st int) bool { return st == http.StatusOK })
 	w0, w1 := sampled()
 	r.note(p, "setup", fmt.Sprintf("%d conns, %d B single events → reverse_proxy (path rewritten, up to 64 idle conns) → sink; nothing stored; in the child of %s",

@@ -360,7 +360,7 @@ func loadIngest(b *testing.B, r *loadReport, be *loadBackend, warm, window time.
 		from := time.Now().Add(warm)
 		to := from.Add(window)
 		profiled := func() {}
-		sampled := sampleWindow(be, c, nil, from, to, func() {
+		sampled := sampleWindow(be, c, nil, "", from, to, func() {
 			if prof != "" {
 				profiled = be.profile(b, admin, prof, max(int(window.Seconds()), 1))
 			}

@@ -154,6 +154,9 @@ func openEngine(dir string, logger *zap.Logger, opts persist.Options) (*Engine, 
 			e.spaceChanged(sp)
 		}
 	}
+	if opts.Observe == nil {
+		opts.Observe = newOutboxObserver()
+	}
 	store, err := persist.Open(opts)
 	if err != nil {
 		return nil, err

@@ -20,6 +20,8 @@ var metrics = struct {
 	deliveries *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	ruleErrors *prometheus.CounterVec
+	syncRound  prometheus.Histogram
+	ingestWait *prometheus.HistogramVec
 	state      *stateCollector
 }{}
 
@@ -43,8 +45,43 @@ func initMetrics() {
 			Namespace: ns, Name: "rule_errors_total",
 			Help: "Rule evaluations that failed (counted as no match), by route.",
 		}, []string{"route"})
+		// The outbox's durability path, in the range a disk's fsync
+		// spans: a tenth of a millisecond to a second.
+		outboxBuckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}
+		metrics.syncRound = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "outbox_sync_seconds",
+			Help:    "Duration of the outbox's sync rounds (fsync of its logs), each making every write committed before it durable. Badger outbox only.",
+			Buckets: outboxBuckets,
+		})
+		metrics.ingestWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "outbox_ingest_wait_seconds",
+			Help:    "Time an ingest spent in the outbox before its answer, by stage: commit (queued for and written by the committer), sync (waiting for a sync round). Badger outbox only.",
+			Buckets: outboxBuckets,
+		}, []string{"stage"})
 		metrics.state = newStateCollector()
 	})
+}
+
+// outboxObserver feeds the outbox's durability timings to the metrics.
+type outboxObserver struct {
+	commit, sync prometheus.Observer
+}
+
+func newOutboxObserver() outboxObserver {
+	initMetrics()
+	return outboxObserver{
+		commit: metrics.ingestWait.WithLabelValues("commit"),
+		sync:   metrics.ingestWait.WithLabelValues("sync"),
+	}
+}
+
+func (o outboxObserver) SyncRound(d time.Duration) {
+	metrics.syncRound.Observe(d.Seconds())
+}
+
+func (o outboxObserver) IngestWait(commit, sync time.Duration) {
+	o.commit.Observe(commit.Seconds())
+	o.sync.Observe(sync.Seconds())
 }
 
 // registerMetrics registers the collectors with a config's registry.
@@ -53,7 +90,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{metrics.ingested, metrics.deliveries, metrics.duration, metrics.ruleErrors, metrics.state} {
+	for _, c := range []prometheus.Collector{metrics.ingested, metrics.deliveries, metrics.duration, metrics.ruleErrors, metrics.syncRound, metrics.ingestWait, metrics.state} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -69,6 +69,15 @@ func TestAttemptAndIngestMetrics(t *testing.T) {
 		}
 	}
 
+	// The outbox timings are process-wide (other tests ingest too):
+	// compare counts before and after this test's four ingests.
+	outbox := func() (commit, sync, rounds float64) {
+		w := gatherSeries(t, reg, "hookgate_outbox_ingest_wait_seconds", nil)
+		r := gatherSeries(t, reg, "hookgate_outbox_sync_seconds", nil)
+		return w["stage=commit,"], w["stage=sync,"], r[""]
+	}
+	commit0, sync0, rounds0 := outbox()
+
 	post("metrics-src-a")
 	waitUntil(t, "the dead delivery", func() bool { return te.stats("metrics_route").Dead == 1 })
 	want := map[string]float64{"class=http_4xx,outcome=dead,route=metrics_route,": 1}
@@ -97,4 +106,14 @@ func TestAttemptAndIngestMetrics(t *testing.T) {
 	check("after three deliveries", gatherSeries(t, reg, "hookgate_delivery_duration_seconds", route), map[string]float64{"route=metrics_route,": 4})
 	check("ingested a", gatherSeries(t, reg, "hookgate_events_ingested_total", map[string]string{"source": "metrics-src-a"}), map[string]float64{"source=metrics-src-a,": 3})
 	check("ingested b", gatherSeries(t, reg, "hookgate_events_ingested_total", map[string]string{"source": "metrics-src-b"}), map[string]float64{"source=metrics-src-b,": 1})
+
+	commit1, sync1, rounds1 := outbox()
+	if commit1-commit0 != 4 || sync1-sync0 != 4 {
+		t.Errorf("outbox ingest waits counted: commit +%v, sync +%v; want +4 each", commit1-commit0, sync1-sync0)
+	}
+	// Each of the four ingests, made one after another, waited for a
+	// round of its own.
+	if rounds1-rounds0 < 4 {
+		t.Errorf("outbox sync rounds counted: +%v, want at least +4", rounds1-rounds0)
+	}
 }

@@ -56,6 +56,9 @@ type Options struct {
 	// space, or outcomes are, with the new state. It runs on the writing
 	// goroutine and must not call into the store.
 	OnSpace func(Space)
+	// Observe, if set, is told how long making writes durable takes
+	// (see Observer). The Badger outbox reports to it; NATS does not.
+	Observe Observer
 
 	// probe measures free space; tests replace it.
 	probe spaceProbe
@@ -284,6 +287,9 @@ func (s *Badger) Ingest(ctx context.Context, batch []Ingest) ([]IngestResult, er
 		s.closeMu.RUnlock()
 		return nil, ErrClosed
 	}
+	if s.opts.Observe != nil {
+		r.submitted = time.Now()
+	}
 	select {
 	case s.ingestCh <- r:
 	case <-ctx.Done():
@@ -294,6 +300,9 @@ func (s *Badger) Ingest(ctx context.Context, batch []Ingest) ([]IngestResult, er
 	// Once submitted, wait for the commit even if ctx ends: the committer
 	// owns r until it closes done.
 	<-r.done
+	if o := s.opts.Observe; o != nil && r.err == nil && !r.committed.IsZero() {
+		o.IngestWait(r.committed.Sub(r.submitted), time.Since(r.committed))
+	}
 	if r.err != nil {
 		return nil, r.err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -30,6 +31,9 @@ type ingestReq struct {
 	res   []IngestResult
 	size  int
 	done  chan struct{}
+	// submitted and committed time the two waits Options.Observe is
+	// told of: set only when it is.
+	submitted, committed time.Time
 
 	mu   sync.Mutex
 	left int // elements not settled yet
@@ -194,6 +198,12 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 		}
 	}()
 	s.commitUnits(units)
+	if s.opts.Observe != nil {
+		now := time.Now()
+		for _, r := range ins {
+			r.committed = now
+		}
+	}
 	s.afterSync(s.syncing...)
 	clear(s.syncing)
 	s.syncing = s.syncing[:0]

@@ -30,6 +30,19 @@ import (
 // and, with SyncWrites off, does not sync the old one, whose tail may
 // hold writes committed before the round began.
 
+// Observer is told how long the Badger outbox takes to make writes
+// durable; Options.Observe. Its methods run on the store's goroutines
+// and must return quickly.
+type Observer interface {
+	// SyncRound: one sync round (fsync of both logs) took d.
+	SyncRound(d time.Duration)
+	// IngestWait: an Ingest call waited commit for its transaction (the
+	// queue for the committer included) and then sync for a round to put
+	// it on disk. The two are the part of an ingest's answer time spent
+	// in the outbox.
+	IngestWait(commit, sync time.Duration)
+}
+
 // syncIdle is how often the syncer syncs commits that nothing waits for
 // (outcomes), so a power failure loses at most about that much of them.
 const syncIdle = time.Second
@@ -117,7 +130,11 @@ func (s *Badger) syncLoop() {
 		sy.mu.Unlock()
 		commits := sy.commits.Load()
 		if len(waiting) > 0 || commits != sy.synced {
+			start := time.Now()
 			err := s.syncLogs()
+			if o := s.opts.Observe; o != nil && err == nil {
+				o.SyncRound(time.Since(start))
+			}
 			if err == nil {
 				sy.synced = commits
 			} else {

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +248,67 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// observed records what Options.Observe is told.
+type observed struct {
+	mu           sync.Mutex
+	rounds       []time.Duration
+	commit, sync []time.Duration
+}
+
+func (o *observed) SyncRound(d time.Duration) {
+	o.mu.Lock()
+	o.rounds = append(o.rounds, d)
+	o.mu.Unlock()
+}
+
+func (o *observed) IngestWait(commit, sync time.Duration) {
+	o.mu.Lock()
+	o.commit = append(o.commit, commit)
+	o.sync = append(o.sync, sync)
+	o.mu.Unlock()
+}
+
+// The observer is told of every successful ingest's two waits and of
+// sync rounds, and a round that takes long shows in both the round's
+// duration and the ingest's sync wait.
+func TestObserverTimesSyncRounds(t *testing.T) {
+	const hold = 50 * time.Millisecond
+	var slow atomic.Bool
+	obs := &observed{}
+	s := openStore(t, Options{Observe: obs, beforeSync: func() {
+		if slow.Load() {
+			time.Sleep(hold)
+		}
+	}})
+	ingest(t, s, oneIngest("fast", t0, "r"))
+	slow.Store(true)
+	ingest(t, s, oneIngest("slow", t0, "r"))
+	slow.Store(false)
+	// An Ingest that fails is not timed.
+	if _, err := s.Ingest(context.Background(), []Ingest{{}}); err == nil {
+		t.Fatal("Ingest of an empty element: no error")
+	}
+
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.commit) != 2 || len(obs.sync) != 2 {
+		t.Fatalf("IngestWait called %d times, want 2 (one per committed Ingest call)", len(obs.commit))
+	}
+	for i := range obs.commit {
+		if obs.commit[i] < 0 || obs.sync[i] < 0 {
+			t.Errorf("ingest %d: negative wait: commit %v, sync %v", i, obs.commit[i], obs.sync[i])
+		}
+	}
+	if obs.sync[1] < hold {
+		t.Errorf("the ingest whose round was held %v waited %v for it", hold, obs.sync[1])
+	}
+	if len(obs.rounds) < 2 {
+		t.Fatalf("%d sync rounds observed, want at least 2", len(obs.rounds))
+	}
+	longest := slices.Max(obs.rounds)
+	if longest < hold {
+		t.Errorf("longest round observed %v, want at least the %v it was held", longest, hold)
+	}
 }
