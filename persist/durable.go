@@ -225,8 +225,12 @@ func (l *logFiles) vlogPath(n uint64) string {
 	return filepath.Join(l.dir, fmt.Sprintf("%06d.vlog", n))
 }
 
-// syncCurrent syncs the newest file of each log (what DB.Sync syncs),
-// both at once: a round takes the longer of the two, not their sum.
+// syncCurrent syncs the newest file of each log (what DB.Sync syncs).
+// It starts both files' write-back before waiting for either, so their
+// writes reach the disk together, then fsyncs them one after the other
+// on this goroutine. Under load that made rounds about 15% shorter than
+// two fsyncs in parallel, whose second goroutine waited a quarter of a
+// millisecond (p50) to be scheduled before its fsync could start.
 func (l *logFiles) syncCurrent() error {
 	var err error
 	if l.memF, err = l.reopen(l.memF, &l.memFN, l.mem, l.memPath); err != nil {
@@ -235,15 +239,13 @@ func (l *logFiles) syncCurrent() error {
 	if l.vlogF, err = l.reopen(l.vlogF, &l.vlogFN, l.vlog, l.vlogPath); err != nil {
 		return err
 	}
-	vlogDone := make(chan error, 1)
-	go func() { vlogDone <- l.vlogF.Sync() }()
-	memErr := l.memF.Sync()
-	vlogErr := <-vlogDone
-	if memErr != nil {
-		return fmt.Errorf("syncing the outbox's write-ahead log: %w", memErr)
+	startWriteback(l.vlogF)
+	startWriteback(l.memF)
+	if err := l.vlogF.Sync(); err != nil {
+		return fmt.Errorf("syncing the outbox's value log: %w", err)
 	}
-	if vlogErr != nil {
-		return fmt.Errorf("syncing the outbox's value log: %w", vlogErr)
+	if err := l.memF.Sync(); err != nil {
+		return fmt.Errorf("syncing the outbox's write-ahead log: %w", err)
 	}
 	return nil
 }
