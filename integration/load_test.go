@@ -37,7 +37,10 @@ import (
 //     that as a fraction of 2a's rate (the lower of its answers/s and the
 //     sink's receipts/s). 2a and 2b also report the machine's idle CPU
 //     over the window (/proc/stat, all cores), which tells a CPU-bound
-//     run (near 0) from one bound by latency or fsync;
+//     run (near 0) from one bound by latency or fsync; 2b also reports,
+//     from the child's hookgate_outbox_* metrics, how long an ingest
+//     waited for its commit and for a sync round, how long a round took
+//     and how many ingests it made durable (Badger only);
 //  3. ingest of batches of 100, 64 connections;
 //  4. deliveries/s to a sink answering 200: a backlog is ingested while
 //     the route is held (see blackHole), then Caddy restarts with the
