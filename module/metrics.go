@@ -84,13 +84,19 @@ func (o outboxObserver) IngestWait(commit, sync time.Duration) {
 	o.sync.Observe(sync.Seconds())
 }
 
+// collectors are hookgate's collectors, all of them.
+func collectors() []prometheus.Collector {
+	return []prometheus.Collector{metrics.ingested, metrics.deliveries, metrics.duration,
+		metrics.ruleErrors, metrics.syncRound, metrics.ingestWait, metrics.state}
+}
+
 // registerMetrics registers the collectors with a config's registry.
 func registerMetrics(reg *prometheus.Registry) error {
 	initMetrics()
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{metrics.ingested, metrics.deliveries, metrics.duration, metrics.ruleErrors, metrics.syncRound, metrics.ingestWait, metrics.state} {
+	for _, c := range collectors() {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

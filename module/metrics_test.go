@@ -2,6 +2,10 @@ package module
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,5 +119,62 @@ func TestAttemptAndIngestMetrics(t *testing.T) {
 	// round of its own.
 	if rounds1-rounds0 < 4 {
 		t.Errorf("outbox sync rounds counted: +%v, want at least +4", rounds1-rounds0)
+	}
+}
+
+// The example Grafana dashboard queries only metrics hookgate exports, so
+// a renamed or dropped metric cannot leave a panel silently empty.
+func TestDashboardQueriesExportedMetrics(t *testing.T) {
+	initMetrics()
+	ch := make(chan *prometheus.Desc, 64)
+	for _, c := range collectors() {
+		c.Describe(ch)
+	}
+	close(ch)
+	exported := map[string]bool{}
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for d := range ch {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			exported[m[1]] = true
+		}
+	}
+	b, err := os.ReadFile("../examples/observability/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	queried := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, name := range regexp.MustCompile(`hookgate_[a-z_]+`).FindAllString(tg.Expr, -1) {
+				queried++
+				base := name
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					if b, ok := strings.CutSuffix(name, suffix); ok && exported[b] {
+						base = b
+					}
+				}
+				if !exported[base] {
+					t.Errorf("panel %q queries %s, which hookgate does not export", p.Title, name)
+				}
+			}
+		}
+	}
+	if queried == 0 {
+		t.Fatal("the dashboard queries no hookgate metric: wrong file?")
+	}
+	// And every metric has a panel.
+	for name := range exported {
+		if !strings.Contains(string(b), name) {
+			t.Errorf("no panel of the dashboard shows %s", name)
+		}
 	}
 }
