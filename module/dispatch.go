@@ -195,10 +195,6 @@ func (d *dispatcher) run(stop <-chan struct{}) {
 		if !wake.IsZero() {
 			wait = min(wait, max(wake.Sub(d.e.now()), time.Millisecond))
 		}
-		if r := d.retireIdle(); r > 0 {
-			// Look again when the next idle worker is due to end.
-			wait = min(wait, max(r, time.Millisecond))
-		}
 		timer.Reset(wait)
 		select {
 		case <-stop:

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"slices"
 	"time"
 )
 
@@ -19,11 +20,9 @@ type attemptTask struct {
 	probe bool
 }
 
-// idleWorker is a worker waiting for a task on next since since (wall
-// clock, whatever the engine's clock says).
+// idleWorker is a worker waiting for a task on next.
 type idleWorker struct {
-	next  chan attemptTask
-	since time.Time
+	next chan attemptTask
 }
 
 // startAttempt runs t on the idle worker of the route that waited least,
@@ -40,30 +39,6 @@ func (d *dispatcher) startAttempt(t attemptTask) {
 	go d.worker(t, d.stop)
 }
 
-// retireIdle ends the workers idle for attemptIdle or more, and returns
-// how long until the next one is due to end (0: none is idle). The run
-// loop calls it, so that a route that goes quiet lets its workers go.
-func (d *dispatcher) retireIdle() time.Duration {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := time.Now()
-	n := 0
-	// Oldest first: the list is in the order the workers went idle.
-	for n < len(d.idle) && now.Sub(d.idle[n].since) >= attemptIdle {
-		d.idle[n].next <- attemptTask{}
-		n++
-	}
-	if n > 0 {
-		rest := copy(d.idle, d.idle[n:])
-		clear(d.idle[rest:])
-		d.idle = d.idle[:rest]
-	}
-	if len(d.idle) == 0 {
-		return 0
-	}
-	return attemptIdle - now.Sub(d.idle[0].since)
-}
-
 // retireAll ends every idle worker; run calls it when the dispatcher
 // stops. Workers busy then end after their attempt (see worker).
 func (d *dispatcher) retireAll() {
@@ -77,11 +52,13 @@ func (d *dispatcher) retireAll() {
 }
 
 // worker runs attempts: t, then those startAttempt hands it while it is
-// idle, until retireIdle or retireAll lets it go. It goes idle only while
-// the dispatcher runs: stop is checked under d.mu, which retireAll takes
-// after stop is closed, so no worker waits on after that.
+// idle, until it has waited attemptIdle for one or retireAll lets it go.
+// It goes idle only while the dispatcher runs: stop is checked under
+// d.mu, which retireAll takes after stop is closed, so no worker waits on
+// after that.
 func (d *dispatcher) worker(t attemptTask, stop <-chan struct{}) {
 	next := make(chan attemptTask, 1)
+	var timer *time.Timer
 	for t.j != nil {
 		d.attempt(t.r, t.j, t.probe)
 		d.mu.Lock()
@@ -91,8 +68,37 @@ func (d *dispatcher) worker(t attemptTask, stop <-chan struct{}) {
 			return
 		default:
 		}
-		d.idle = append(d.idle, idleWorker{next: next, since: time.Now()})
+		d.idle = append(d.idle, idleWorker{next: next})
 		d.mu.Unlock()
-		t = <-next
+		if timer == nil {
+			timer = time.NewTimer(attemptIdle)
+		} else {
+			timer.Reset(attemptIdle)
+		}
+		select {
+		case t = <-next:
+			timer.Stop()
+		case <-timer.C:
+			if d.leaveIdle(next) {
+				return
+			}
+			// Handed a task (or told to end) just as the wait ran out:
+			// startAttempt and retireAll send under d.mu, after taking
+			// the worker off the idle list.
+			t = <-next
+		}
 	}
+}
+
+// leaveIdle takes the worker waiting on next off the idle list, and says
+// whether it was there; if not, a task is already on its way to next.
+func (d *dispatcher) leaveIdle(next chan attemptTask) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i := slices.IndexFunc(d.idle, func(w idleWorker) bool { return w.next == next })
+	if i < 0 {
+		return false
+	}
+	d.idle = slices.Delete(d.idle, i, i+1)
+	return true
 }
