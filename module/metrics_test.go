@@ -73,8 +73,28 @@ func TestAttemptAndIngestMetrics(t *testing.T) {
 		}
 	}
 
-	// The outbox timings are process-wide (other tests ingest too):
-	// compare counts before and after this test's four ingests.
+	// The collectors are process-wide: a series counts from what it
+	// held when the test began (an earlier run of it, with -count, or
+	// other tests' ingests), and one that counted nothing since is left
+	// out.
+	type seriesKey struct{ name, labels string }
+	before := map[seriesKey]float64{}
+	for _, name := range []string{"hookgate_deliveries_total", "hookgate_delivery_duration_seconds", "hookgate_events_ingested_total"} {
+		for k, v := range gatherSeries(t, reg, name, nil) {
+			before[seriesKey{name, k}] = v
+		}
+	}
+	counted := func(name string, match map[string]string) map[string]float64 {
+		out := map[string]float64{}
+		for k, v := range gatherSeries(t, reg, name, match) {
+			if d := v - before[seriesKey{name, k}]; d != 0 {
+				out[k] = d
+			}
+		}
+		return out
+	}
+	// The outbox timings: the counts before and after this test's four
+	// ingests.
 	outbox := func() (commit, sync, rounds float64) {
 		w := gatherSeries(t, reg, "hookgate_outbox_ingest_wait_seconds", nil)
 		r := gatherSeries(t, reg, "hookgate_outbox_sync_seconds", nil)
@@ -98,18 +118,18 @@ func TestAttemptAndIngestMetrics(t *testing.T) {
 			}
 		}
 	}
-	check("after a dead attempt", gatherSeries(t, reg, "hookgate_deliveries_total", route), want)
-	check("after a dead attempt", gatherSeries(t, reg, "hookgate_delivery_duration_seconds", route), map[string]float64{"route=metrics_route,": 1})
+	check("after a dead attempt", counted("hookgate_deliveries_total", route), want)
+	check("after a dead attempt", counted("hookgate_delivery_duration_seconds", route), map[string]float64{"route=metrics_route,": 1})
 
 	post("metrics-src-b")
 	post("metrics-src-a")
 	post("metrics-src-a")
 	waitUntil(t, "three deliveries", func() bool { return te.stats("metrics_route").Delivered == 3 })
 	want["class=,outcome=delivered,route=metrics_route,"] = 3
-	check("after three deliveries", gatherSeries(t, reg, "hookgate_deliveries_total", route), want)
-	check("after three deliveries", gatherSeries(t, reg, "hookgate_delivery_duration_seconds", route), map[string]float64{"route=metrics_route,": 4})
-	check("ingested a", gatherSeries(t, reg, "hookgate_events_ingested_total", map[string]string{"source": "metrics-src-a"}), map[string]float64{"source=metrics-src-a,": 3})
-	check("ingested b", gatherSeries(t, reg, "hookgate_events_ingested_total", map[string]string{"source": "metrics-src-b"}), map[string]float64{"source=metrics-src-b,": 1})
+	check("after three deliveries", counted("hookgate_deliveries_total", route), want)
+	check("after three deliveries", counted("hookgate_delivery_duration_seconds", route), map[string]float64{"route=metrics_route,": 4})
+	check("ingested a", counted("hookgate_events_ingested_total", map[string]string{"source": "metrics-src-a"}), map[string]float64{"source=metrics-src-a,": 3})
+	check("ingested b", counted("hookgate_events_ingested_total", map[string]string{"source": "metrics-src-b"}), map[string]float64{"source=metrics-src-b,": 1})
 
 	commit1, sync1, rounds1 := outbox()
 	if commit1-commit0 != 4 || sync1-sync0 != 4 {
