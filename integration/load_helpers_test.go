@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -665,52 +664,42 @@ func reportIdle(r *loadReport, p, key string, from, to machineCPU) {
 
 // outboxTimes are the sums and counts of the outbox's timing histograms
 // (hookgate_outbox_*) as the child's /metrics last gave them: the Badger
-// outbox's, absent (zero) on NATS.
+// outbox's, absent (zero) on NATS. Each ingest is counted once in both
+// stages, so one count serves both.
 type outboxTimes struct {
-	commitSum, commitN float64 // ingest waiting for its commit
-	syncSum, syncN     float64 // ingest waiting for a sync round
-	roundSum, roundN   float64 // sync rounds
+	ingests, commitSum, syncSum float64 // ingests, and their waits for a commit and a sync round
+	rounds, roundSum            float64 // sync rounds
 }
-
-var outboxLine = regexp.MustCompile(`(?m)^hookgate_outbox_(ingest_wait|sync)_seconds_(sum|count)(\{stage="(commit|sync)"\})? ([0-9.e+-]+)$`)
 
 // scrapeOutboxTimes reads outboxTimes from the child's admin endpoint; a
 // failed scrape leaves them zero, and the report says nothing of them.
 func scrapeOutboxTimes(admin string) outboxTimes {
-	var o outboxTimes
-	client := http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get("http://" + admin + "/metrics")
+	m, err := fetchMetrics(admin)
 	if err != nil {
-		return o
+		return outboxTimes{}
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	fields := map[string]*float64{
-		"ingest_wait/commit/sum": &o.commitSum, "ingest_wait/commit/count": &o.commitN,
-		"ingest_wait/sync/sum": &o.syncSum, "ingest_wait/sync/count": &o.syncN,
-		"sync//sum": &o.roundSum, "sync//count": &o.roundN,
+	return outboxTimes{
+		ingests:   m[`hookgate_outbox_ingest_wait_seconds_count{stage="commit"}`],
+		commitSum: m[`hookgate_outbox_ingest_wait_seconds_sum{stage="commit"}`],
+		syncSum:   m[`hookgate_outbox_ingest_wait_seconds_sum{stage="sync"}`],
+		rounds:    m["hookgate_outbox_sync_seconds_count"],
+		roundSum:  m["hookgate_outbox_sync_seconds_sum"],
 	}
-	for _, m := range outboxLine.FindAllStringSubmatch(string(body), -1) {
-		if f := fields[m[1]+"/"+m[4]+"/"+m[2]]; f != nil {
-			*f, _ = strconv.ParseFloat(m[5], 64)
-		}
-	}
-	return o
 }
 
 // reportOutbox reports where an ingest's time in the outbox went over a
 // window: its wait for the committer and for a sync round, the rounds'
 // length, and the ingests each round made durable.
 func reportOutbox(r *loadReport, p, key string, from, to outboxTimes) {
-	commitN, syncN, roundN := to.commitN-from.commitN, to.syncN-from.syncN, to.roundN-from.roundN
-	if commitN <= 0 || syncN <= 0 || roundN <= 0 {
+	ingests, rounds := to.ingests-from.ingests, to.rounds-from.rounds
+	if ingests <= 0 || rounds <= 0 {
 		return
 	}
 	ms := func(sum, n float64) float64 { return sum / n * 1000 }
-	r.add(p, "outbox: ingest wait for its commit, mean (ms)", ms(to.commitSum-from.commitSum, commitN), "%.2f", key+"_commit_wait_ms")
-	r.add(p, "outbox: ingest wait for a sync round, mean (ms)", ms(to.syncSum-from.syncSum, syncN), "%.2f", key+"_sync_wait_ms")
-	r.add(p, "outbox: sync round (fsync of both logs), mean (ms)", ms(to.roundSum-from.roundSum, roundN), "%.2f", key+"_sync_round_ms")
-	r.add(p, "outbox: ingests per sync round", syncN/roundN, "%.1f", "")
+	r.add(p, "outbox: ingest wait for its commit, mean (ms)", ms(to.commitSum-from.commitSum, ingests), "%.2f", key+"_commit_wait_ms")
+	r.add(p, "outbox: ingest wait for a sync round, mean (ms)", ms(to.syncSum-from.syncSum, ingests), "%.2f", key+"_sync_wait_ms")
+	r.add(p, "outbox: sync round (fsync of both logs), mean (ms)", ms(to.roundSum-from.roundSum, rounds), "%.2f", key+"_sync_round_ms")
+	r.add(p, "outbox: ingests per sync round", ingests/rounds, "%.1f", "")
 }
 
 // badgerUsage breaks the space allocated under a Badger directory down

@@ -172,18 +172,32 @@ var metricLine = regexp.MustCompile(`(?m)^(hookgate_[a-z_]+)(\{[^}]*\})? ([0-9.e
 
 func scrape(t *testing.T, g *gateway) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + g.admin + "/metrics")
+	m, err := fetchMetrics(g.admin)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// fetchMetrics reads hookgate's series from a Caddy admin endpoint's
+// /metrics, keyed by name and labels as printed (name{label="v",...}).
+func fetchMetrics(admin string) (map[string]float64, error) {
+	client := http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]float64{}
 	for _, m := range metricLine.FindAllStringSubmatch(string(body), -1) {
 		v, _ := strconv.ParseFloat(m[3], 64)
 		out[m[1]+m[2]] = v
 	}
-	return out
+	return out, nil
 }
 
 func TestMetricsCountExactlyAndSurviveReloads(t *testing.T) {

@@ -220,7 +220,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 	// The engine's default client never follows redirects.
 	client, direct := s.client, true
 	if r.client != nil {
-		client, direct = r.client, r.direct
+		client, direct = r.client, r.direct()
 	}
 	// Durations come from the monotonic wall clock; now may be injected.
 	sent := time.Now()

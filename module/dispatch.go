@@ -63,9 +63,10 @@ type dispatcher struct {
 	// diskGen counts the times something said the disk may hold more
 	// (markDisk), so a scan that started before does not clear diskMore.
 	diskGen uint64
-	// idle are the workers waiting for an attempt (workers.go), in the
-	// order they went idle; stop is the channel run was given.
-	idle []idleWorker
+	// idle are the channels of the workers waiting for an attempt
+	// (workers.go), in the order they went idle; stop is the channel run
+	// was given.
+	idle []chan attemptTask
 	stop <-chan struct{}
 
 	br         breaker       // the circuit (breaker.go)

@@ -30,7 +30,6 @@ func (a *App) provisionEgress() error {
 		}
 		r := a.routes[name]
 		r.client, r.egress = rc, c
-		r.direct = !c.FollowsRedirects()
 	}
 	return nil
 }

@@ -64,19 +64,20 @@ func initMetrics() {
 
 // outboxObserver feeds the outbox's durability timings to the metrics.
 type outboxObserver struct {
-	commit, sync prometheus.Observer
+	round, commit, sync prometheus.Observer
 }
 
 func newOutboxObserver() outboxObserver {
 	initMetrics()
 	return outboxObserver{
+		round:  metrics.syncRound,
 		commit: metrics.ingestWait.WithLabelValues("commit"),
 		sync:   metrics.ingestWait.WithLabelValues("sync"),
 	}
 }
 
 func (o outboxObserver) SyncRound(d time.Duration) {
-	metrics.syncRound.Observe(d.Seconds())
+	o.round.Observe(d.Seconds())
 }
 
 func (o outboxObserver) IngestWait(commit, sync time.Duration) {

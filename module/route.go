@@ -59,9 +59,6 @@ type route struct {
 	client *retryablehttp.Client
 	// egress is the policy client sends under; nil with client.
 	egress *egress.Client
-	// direct is set when client never follows redirects: attempts then
-	// go to its transport as its http.Client would send them (sendDirect).
-	direct bool
 
 	// Operating settings: breaker.go, ratelimit.go, ordered.go,
 	// verifyendpoint.go.
@@ -124,6 +121,11 @@ func validRouteName(s string) bool {
 	}
 	return true
 }
+
+// direct reports whether the route's client never follows redirects:
+// attempts then go to its transport as its http.Client would send them
+// (sendDirect).
+func (r *route) direct() bool { return r.egress != nil && !r.egress.FollowsRedirects() }
 
 func compileRoute(name string, rc *Route) (*route, error) {
 	if err := ValidRouteName(name); err != nil {

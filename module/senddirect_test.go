@@ -125,8 +125,8 @@ func TestRouteDirectFollowsPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 		egress.Release(a.egressKeys)
-		if r.direct != (follow == 0) {
-			t.Errorf("follow_redirects %d: direct %v", follow, r.direct)
+		if r.direct() != (follow == 0) {
+			t.Errorf("follow_redirects %d: direct %v", follow, r.direct())
 		}
 	}
 }

@@ -20,20 +20,15 @@ type attemptTask struct {
 	probe bool
 }
 
-// idleWorker is a worker waiting for a task on next.
-type idleWorker struct {
-	next chan attemptTask
-}
-
 // startAttempt runs t on the idle worker of the route that waited least,
 // or on a new one. The caller has counted the attempt in d.e.wg. Must
 // hold d.mu.
 func (d *dispatcher) startAttempt(t attemptTask) {
 	if n := len(d.idle); n > 0 {
-		w := d.idle[n-1]
-		d.idle[n-1] = idleWorker{}
+		next := d.idle[n-1]
+		d.idle[n-1] = nil
 		d.idle = d.idle[:n-1]
-		w.next <- t // buffered, and an idle worker is handed one task
+		next <- t // buffered, and an idle worker is handed one task
 		return
 	}
 	go d.worker(t, d.stop)
@@ -43,8 +38,8 @@ func (d *dispatcher) startAttempt(t attemptTask) {
 // stops. Workers busy then end after their attempt (see worker).
 func (d *dispatcher) retireAll() {
 	d.mu.Lock()
-	for _, w := range d.idle {
-		w.next <- attemptTask{}
+	for _, next := range d.idle {
+		next <- attemptTask{}
 	}
 	clear(d.idle)
 	d.idle = d.idle[:0]
@@ -68,7 +63,7 @@ func (d *dispatcher) worker(t attemptTask, stop <-chan struct{}) {
 			return
 		default:
 		}
-		d.idle = append(d.idle, idleWorker{next: next})
+		d.idle = append(d.idle, next)
 		d.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(attemptIdle)
@@ -95,7 +90,7 @@ func (d *dispatcher) worker(t attemptTask, stop <-chan struct{}) {
 func (d *dispatcher) leaveIdle(next chan attemptTask) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	i := slices.IndexFunc(d.idle, func(w idleWorker) bool { return w.next == next })
+	i := slices.Index(d.idle, next)
 	if i < 0 {
 		return false
 	}

@@ -300,7 +300,7 @@ func (s *Badger) Ingest(ctx context.Context, batch []Ingest) ([]IngestResult, er
 	// Once submitted, wait for the commit even if ctx ends: the committer
 	// owns r until it closes done.
 	<-r.done
-	if o := s.opts.Observe; o != nil && r.err == nil && !r.committed.IsZero() {
+	if o := s.opts.Observe; o != nil && r.err == nil {
 		o.IngestWait(r.committed.Sub(r.submitted), time.Since(r.committed))
 	}
 	if r.err != nil {

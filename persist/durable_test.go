@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -286,9 +287,15 @@ func TestObserverTimesSyncRounds(t *testing.T) {
 	slow.Store(true)
 	ingest(t, s, oneIngest("slow", t0, "r"))
 	slow.Store(false)
-	// An Ingest that fails is not timed.
-	if _, err := s.Ingest(context.Background(), []Ingest{{}}); err == nil {
-		t.Fatal("Ingest of an empty element: no error")
+	// An Ingest that fails in the committer is not timed, though its
+	// group was committed: one too large for a transaction (see
+	// TestTooLarge).
+	big := Ingest{Event: newEvent("big", "{}")}
+	for i := 0; i < 30000; i++ {
+		big.Deliveries = append(big.Deliveries, newDelivery(fmt.Sprintf("big/%05d", i), "big", "r", t0))
+	}
+	if _, err := s.Ingest(context.Background(), []Ingest{big}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Ingest of 30000 deliveries: err = %v, want ErrTooLarge", err)
 	}
 
 	obs.mu.Lock()
