@@ -25,8 +25,12 @@ func TestReadySkipsFinishedWithoutResorting(t *testing.T) {
 	}
 	ids := func() string {
 		var out []string
-		for _, d := range s.ready("r") {
-			out = append(out, d.ID)
+		refs, _, _, err := s.DueFrom("r", time.Time{}, t0.Add(100*time.Hour), 100, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range refs {
+			out = append(out, r.ID)
 		}
 		return fmt.Sprint(out)
 	}
@@ -56,5 +60,46 @@ func TestReadySkipsFinishedWithoutResorting(t *testing.T) {
 	refs, _, _, err := s.DueFrom("r", t0.Add(time.Minute), t0.Add(2*time.Hour), 10, nil)
 	if err != nil || len(refs) != 1 || refs[0].ID != "b" {
 		t.Fatalf("DueFrom past d: %v %v, want [b]", refs, err)
+	}
+}
+
+// TestDueFromWalksInChunks: Due walks the ready cache a chunk at a time,
+// so deliveries skip drops (in flight here) beyond the first chunk, a
+// start past most of the backlog, and stale entries mid-walk all give
+// what one pass over the whole listing would.
+func TestDueFromWalksInChunks(t *testing.T) {
+	s := &Store{mirror: newMirror(), node: "a"}
+	m := s.mirror
+	t0 := time.Unix(1000, 0)
+	const n = 500
+	id := func(i int) string { return fmt.Sprintf("d%04d", i) }
+	for i := range n {
+		d := &persist.Delivery{ID: id(i), Route: "r", Status: persist.StatusPending, Due: t0.Add(time.Duration(i) * time.Millisecond)}
+		m.applyDelivery(d.ID, d, uint64(i+1), false)
+	}
+	now := t0.Add(time.Hour)
+	// The first 300 are in flight: skip drops them, across several chunks.
+	inFlight := func(s string) bool { return s < id(300) }
+	refs, next, last, err := s.DueFrom("r", time.Time{}, now, 10, inFlight)
+	if err != nil || len(refs) != 10 || refs[0].ID != id(300) || refs[9].ID != id(309) {
+		t.Fatalf("DueFrom with 300 in flight: %v %v, want d0300..d0309", refs, err)
+	}
+	if want := t0.Add(310 * time.Millisecond); !next.Equal(want) || !last.Equal(t0.Add(309*time.Millisecond)) {
+		t.Fatalf("next %v last %v, want next %v (the first not listed) and last at d0309", next, last, want)
+	}
+	// A walk that starts at d0450 begins there.
+	refs, _, _, err = s.DueFrom("r", t0.Add(450*time.Millisecond), now, 100, nil)
+	if err != nil || len(refs) != 50 || refs[0].ID != id(450) {
+		t.Fatalf("DueFrom from d0450: %d refs starting %v, %v; want 50 from d0450", len(refs), refs[:min(1, len(refs))], err)
+	}
+	// Deliveries finished since the cache was sorted are skipped, however
+	// many of them lead the walk.
+	for i := 300; i < 420; i++ {
+		d := &persist.Delivery{ID: id(i), Route: "r", Status: persist.StatusDelivered}
+		m.applyDelivery(d.ID, d, uint64(n+i), false)
+	}
+	refs, _, _, err = s.DueFrom("r", time.Time{}, now, 5, inFlight)
+	if err != nil || len(refs) != 5 || refs[0].ID != id(420) {
+		t.Fatalf("DueFrom after d0300..d0419 were delivered: %v %v, want from d0420", refs, err)
 	}
 }

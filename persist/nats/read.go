@@ -14,20 +14,37 @@ import (
 	"github.com/hookgate/hookgate/persist"
 )
 
-// ready returns route's deliveries that Due may list (pending, not
-// waiting, not claimed by another node) in due order, ties by id.
-func (s *Store) ready(route string) []*persist.Delivery {
+// readyChunk returns up to n of route's deliveries that Due may list
+// (pending, not waiting, not claimed by another node), in due order,
+// ties by id, from position *at of all, the ready cache as it was when
+// the walk began (nil: start one from the first delivery due at or after
+// from). It advances *at past what it looked at. A call costs what it
+// returns, not the route's whole backlog: copying and filtering every
+// ready delivery on each Due made a drain of 100,000 quadratic.
+func (s *Store) readyChunk(route string, all []*persist.Delivery, at *int, from time.Time, n int) ([]*persist.Delivery, []*persist.Delivery) {
 	m := s.mirror
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	all := m.readyLocked(route)
-	out := make([]*persist.Delivery, 0, len(all))
-	for _, d := range all {
-		if m.liveLocked(d) && !m.claimedElsewhereLocked(d.ID, s.node) {
+	if all == nil {
+		all = m.readyLocked(route)
+		if !from.IsZero() {
+			*at, _ = slices.BinarySearchFunc(all, from, func(d *persist.Delivery, t time.Time) int {
+				if dueKey(d.Due).Before(t) {
+					return -1
+				}
+				return 1
+			})
+		}
+	}
+	out := make([]*persist.Delivery, 0, min(n, len(all)-*at))
+	for ; *at < len(all) && len(out) < n; *at++ {
+		// The cache is never modified, only replaced: stale entries of
+		// the one this walk began with are skipped like the cache's own.
+		if d := all[*at]; m.liveLocked(d) && !m.claimedElsewhereLocked(d.ID, s.node) {
 			out = append(out, d)
 		}
 	}
-	return out
+	return out, all
 }
 
 // dueKey orders a zero due time before every real one.
@@ -50,22 +67,34 @@ func (s *Store) DueFrom(route string, from, now time.Time, limit int, skip func(
 		return nil, next, last, err
 	}
 	defer s.end()
-	for _, d := range s.ready(route) {
-		if !from.IsZero() && dueKey(d.Due).Before(from) {
-			continue
-		}
-		if d.Due.After(now) || len(refs) >= limit {
-			if skip == nil || !skip(d.ID) {
-				next = d.Due
-				return refs, next, last, nil
+	var (
+		all []*persist.Delivery
+		at  int
+	)
+	// Chunks leave room for the deliveries skip drops (those in flight
+	// here), so one usually does.
+	chunk := limit + 64
+	// Each chunk moves at forward by at least one, up to len(all).
+	for more := true; more; more = at < len(all) {
+		var ds []*persist.Delivery
+		ds, all = s.readyChunk(route, all, &at, from, chunk)
+		for _, d := range ds {
+			if !from.IsZero() && dueKey(d.Due).Before(from) {
+				continue
 			}
-			continue
+			if d.Due.After(now) || len(refs) >= limit {
+				if skip == nil || !skip(d.ID) {
+					next = d.Due
+					return refs, next, last, nil
+				}
+				continue
+			}
+			last = d.Due
+			if skip != nil && skip(d.ID) {
+				continue
+			}
+			refs = append(refs, persist.Ref{ID: d.ID, Due: d.Due})
 		}
-		last = d.Due
-		if skip != nil && skip(d.ID) {
-			continue
-		}
-		refs = append(refs, persist.Ref{ID: d.ID, Due: d.Due})
 	}
 	return refs, next, last, nil
 }
