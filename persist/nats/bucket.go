@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -195,4 +196,44 @@ func isWrongLast(err error) bool {
 	}
 	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// recentEvents keeps the last records read of a bounded number of
+// events. Sending a delivery reads its event, and recording the outcome
+// updates the event with a compare-and-set that needs the record and
+// its revision: taking them from here saves a read from the stream
+// leader per delivery. A record that changed meanwhile only makes the
+// compare-and-set fail and the update read it again.
+type recentEvents struct {
+	mu sync.Mutex
+	m  map[string]entry
+}
+
+// maxRecentEvents bounds recentEvents: about as many deliveries as can
+// be in flight at once, each record a kilobyte or two.
+const maxRecentEvents = 1024
+
+func (r *recentEvents) put(id string, e entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[string]entry)
+	}
+	if len(r.m) >= maxRecentEvents {
+		// Any one: the oldest would be no likelier to be wanted again.
+		for k := range r.m {
+			delete(r.m, k)
+			break
+		}
+	}
+	r.m[id] = e
+}
+
+// take returns and forgets the record kept for id.
+func (r *recentEvents) take(id string) (entry, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.m[id]
+	delete(r.m, id)
+	return e, ok
 }

@@ -222,6 +222,7 @@ func (s *Store) Event(id string) (*persist.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.recent.put(id, e)
 	return r.Event, nil
 }
 

@@ -123,6 +123,19 @@ func (s *Store) putDelivery(ctx context.Context, d *persist.Delivery, ttl time.D
 // AttemptLog; ttl > 0 makes the history expire with its final delivery,
 // 0 keeps it.
 func (s *Store) appendAttempt(ctx context.Context, id string, att *persist.Attempt, ttl time.Duration) error {
+	if att != nil && att.N == 1 {
+		// A first attempt has no history to read: create it. Should
+		// there be one after all (a requeued delivery numbering afresh),
+		// the create fails and the loop below appends.
+		b, err := json.Marshal([]persist.Attempt{*att})
+		if err != nil {
+			return err
+		}
+		zero := uint64(0)
+		if _, err := s.attempts.put(ctx, id, b, &zero, ttl); !errors.Is(err, errConflict) {
+			return err
+		}
+	}
 	for tries := 0; tries < 100; tries++ {
 		e, err := s.attempts.get(ctx, id)
 		if err != nil {
@@ -158,9 +171,15 @@ func (s *Store) appendAttempt(ctx context.Context, id string, att *persist.Attem
 // event is not an error (fn is not called).
 func (s *Store) updateEvent(ctx context.Context, id string, fn func(r *eventRecord) time.Duration) error {
 	for tries := 0; tries < 100; tries++ {
-		e, err := s.events.get(ctx, id)
-		if err != nil {
-			return err
+		// The record the delivery was just sent from is usually still
+		// the current one: start from it rather than read it again. If
+		// it is not, the compare-and-set fails and the next try reads.
+		e, ok := s.recent.take(id)
+		if !ok || tries > 0 {
+			var err error
+			if e, err = s.events.get(ctx, id); err != nil {
+				return err
+			}
 		}
 		if e.rev == 0 || e.deleted {
 			return nil

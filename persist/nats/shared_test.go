@@ -391,3 +391,62 @@ func TestRepairNeverBringsBackAFinishedDelivery(t *testing.T) {
 		t.Fatalf("pending after the repair = %v, want nothing for route a", p)
 	}
 }
+
+// TestOutcomeShortcutsFallBack: an outcome starts from the event record
+// this node last read and creates a first attempt's history without
+// reading it. Both must still be right when the record or the history
+// changed meanwhile: on another node, or by an earlier first attempt.
+func TestOutcomeShortcutsFallBack(t *testing.T) {
+	a, b := twoNodes(t)
+	now := time.Now()
+	ctx := context.Background()
+	in := persist.Ingest{
+		Event: &persist.Event{ID: "ev", Type: "t", Data: []byte(`{}`)},
+		Deliveries: []*persist.Delivery{
+			{ID: "ev-1", EventID: "ev", Route: "r1", Status: persist.StatusPending, Due: now},
+			{ID: "ev-2", EventID: "ev", Route: "r2", Status: persist.StatusPending, Due: now},
+		},
+		Dedupe: "ev",
+	}
+	if _, err := a.Ingest(ctx, []persist.Ingest{in}); err != nil {
+		t.Fatal(err)
+	}
+	record := func(s *Store, id string) {
+		t.Helper()
+		d, err := s.fetchDelivery(ctx, id)
+		if err != nil || d == nil {
+			t.Fatalf("reading %s: %v %v", id, d, err)
+		}
+		claimed := d.Due
+		d.Status, d.Attempts, d.Done = persist.StatusDelivered, 1, now
+		done := make(chan error, 1)
+		s.Record(persist.Outcome{Delivery: d, ClaimedDue: claimed, Attempt: &persist.Attempt{N: 1, Start: now, Status: 200}},
+			func(err error) { done <- err })
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a reads the event (as sending ev-1 does); b then counts ev-2 off
+	// it, so the record a holds is stale when it counts ev-1 off.
+	if ev, err := a.Event("ev"); err != nil || ev.Remaining != 2 {
+		t.Fatalf("event before any outcome: %+v %v, want 2 remaining", ev, err)
+	}
+	record(b, "ev-2")
+	record(a, "ev-1")
+	ev, err := a.Event("ev")
+	if err != nil || ev.Remaining != 0 || ev.KeepUntil == 0 {
+		t.Fatalf("event after both deliveries: %+v %v, want 0 remaining and a retention", ev, err)
+	}
+
+	// A second "first" attempt (a requeued delivery numbering afresh)
+	// finds the history there and appends to it.
+	for i, code := range []int{500, 200} {
+		if err := a.appendAttempt(ctx, "ev-x", &persist.Attempt{N: 1, Start: now.Add(time.Duration(i) * time.Second), Status: code}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	as, err := a.Attempts("ev-x")
+	if err != nil || len(as) != 2 || as[0].Status != 500 || as[1].Status != 200 {
+		t.Fatalf("history after two first attempts: %+v %v, want both, in order", as, err)
+	}
+}

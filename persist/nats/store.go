@@ -242,6 +242,9 @@ type Store struct {
 
 	mirror *mirror
 	ret    atomic.Pointer[persist.Retention]
+	// recent holds event records Event read, for the outcome that
+	// counts a delivery off its event next.
+	recent recentEvents
 
 	shards []chan func()
 	// ops counts calls in progress, so Close waits for them.
