@@ -205,28 +205,42 @@ func isWrongLast(err error) bool {
 // leader per delivery. A record that changed meanwhile only makes the
 // compare-and-set fail and the update read it again.
 type recentEvents struct {
-	mu sync.Mutex
-	m  map[string]entry
+	mu    sync.Mutex
+	m     map[string]entry
+	bytes int
 }
 
-// maxRecentEvents bounds recentEvents: about as many deliveries as can
-// be in flight at once, each record a kilobyte or two.
-const maxRecentEvents = 1024
+// The bounds of recentEvents: about as many records as deliveries can be
+// in flight at once, and no more bytes than a few thousand of the usual
+// kilobyte or two, so large payloads cannot hold much memory. A record
+// bigger than maxRecentRecord is not kept: reading it again costs little
+// next to sending it.
+const (
+	maxRecentEvents = 1024
+	maxRecentBytes  = 8 << 20
+	maxRecentRecord = 64 << 10
+)
 
 func (r *recentEvents) put(id string, e entry) {
+	if len(e.val) > maxRecentRecord {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
 		r.m = make(map[string]entry)
 	}
-	if len(r.m) >= maxRecentEvents {
-		// Any one: the oldest would be no likelier to be wanted again.
-		for k := range r.m {
-			delete(r.m, k)
+	r.dropLocked(id)
+	// Make room; which records go matters little: most are taken within
+	// an attempt's time of being put.
+	for k := range r.m {
+		if len(r.m) < maxRecentEvents && r.bytes+len(e.val) <= maxRecentBytes {
 			break
 		}
+		r.dropLocked(k)
 	}
 	r.m[id] = e
+	r.bytes += len(e.val)
 }
 
 // take returns and forgets the record kept for id.
@@ -234,6 +248,13 @@ func (r *recentEvents) take(id string) (entry, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.m[id]
-	delete(r.m, id)
+	r.dropLocked(id)
 	return e, ok
+}
+
+func (r *recentEvents) dropLocked(id string) {
+	if e, ok := r.m[id]; ok {
+		r.bytes -= len(e.val)
+		delete(r.m, id)
+	}
 }
