@@ -235,12 +235,31 @@ func (s *Store) Attempts(id string) ([]persist.Attempt, error) {
 	ctx, cancel := ctxOp()
 	defer cancel()
 	e, err := s.attempts.get(ctx, id)
-	if err != nil || e.rev == 0 || e.deleted {
+	if err != nil {
 		return nil, err
 	}
 	var as []persist.Attempt
-	if err := json.Unmarshal(e.val, &as); err != nil {
-		return nil, fmt.Errorf("decoding attempts of %s: %v", id, err)
+	if e.rev != 0 && !e.deleted {
+		if err := json.Unmarshal(e.val, &as); err != nil {
+			return nil, fmt.Errorf("decoding attempts of %s: %v", id, err)
+		}
+	}
+	// A delivery whose first attempt was its last holds that attempt in
+	// its own record (see deliveryRecord).
+	de, err := s.deliveries.get(ctx, id)
+	if err != nil || de.rev == 0 || de.deleted {
+		return as, err
+	}
+	var rec struct {
+		Attempt *persist.Attempt `json:"final_attempt"`
+	}
+	if err := json.Unmarshal(de.val, &rec); err != nil {
+		return nil, fmt.Errorf("decoding delivery %s: %v", id, err)
+	}
+	// A requeue that stopped after moving it to the history, but before
+	// rewriting the record, leaves it in both.
+	if a := rec.Attempt; a != nil && !slices.ContainsFunc(as, func(h persist.Attempt) bool { return h.N == a.N }) {
+		as = append(as, *a)
 	}
 	return as, nil
 }

@@ -86,13 +86,22 @@ func (s *Store) record(d *persist.Delivery, att *persist.Attempt) error {
 			}
 		}
 	}
-	// The delivery and its history are separate records: write them at
-	// once.
-	putErr := make(chan error, 1)
-	go func() { putErr <- s.putDelivery(ctx, d, ttl) }()
-	attErr := s.appendAttempt(ctx, d.ID, att, ttl)
-	if err := errors.Join(<-putErr, attErr); err != nil {
-		return err
+	if final && att != nil && att.N == 1 {
+		// Its first attempt was its last, as for most deliveries: the
+		// attempt goes in the delivery's record, one replicated write
+		// instead of two.
+		if err := s.putDeliveryRecord(ctx, deliveryRecord{d, att}, ttl); err != nil {
+			return err
+		}
+	} else {
+		// The delivery and its history are separate records: write them
+		// at once.
+		putErr := make(chan error, 1)
+		go func() { putErr <- s.putDelivery(ctx, d, ttl) }()
+		attErr := s.appendAttempt(ctx, d.ID, att, ttl)
+		if err := errors.Join(<-putErr, attErr); err != nil {
+			return err
+		}
 	}
 	if final && wasPending {
 		if err := s.countDown(ctx, d.EventID, d.ID, ttl); err != nil {
@@ -105,16 +114,29 @@ func (s *Store) record(d *persist.Delivery, att *persist.Attempt) error {
 	return nil
 }
 
+// deliveryRecord is what the deliveries bucket holds: the delivery and,
+// when its first attempt was also its last, that attempt, which is then
+// not in the attempts bucket (Attempts reads both). Requeue moves it
+// there before the delivery is attempted again.
+type deliveryRecord struct {
+	*persist.Delivery
+	Attempt *persist.Attempt `json:"final_attempt,omitempty"`
+}
+
 func (s *Store) putDelivery(ctx context.Context, d *persist.Delivery, ttl time.Duration) error {
-	b, err := json.Marshal(d)
+	return s.putDeliveryRecord(ctx, deliveryRecord{Delivery: d}, ttl)
+}
+
+func (s *Store) putDeliveryRecord(ctx context.Context, r deliveryRecord, ttl time.Duration) error {
+	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	rev, err := s.deliveries.put(ctx, d.ID, b, nil, ttl)
+	rev, err := s.deliveries.put(ctx, r.ID, b, nil, ttl)
 	if err != nil {
 		return err
 	}
-	c := *d
+	c := *r.Delivery
 	s.mirror.applyDelivery(c.ID, &c, rev, false)
 	return nil
 }
@@ -281,7 +303,8 @@ func (s *Store) requeue(id string, now time.Time) (*persist.Requeued, error) {
 		return nil, err
 	}
 	var d persist.Delivery
-	if err := json.Unmarshal(e.val, &d); err != nil {
+	rec := deliveryRecord{Delivery: &d}
+	if err := json.Unmarshal(e.val, &rec); err != nil {
 		return nil, fmt.Errorf("decoding delivery %s: %v", id, err)
 	}
 	was := d.Status
@@ -313,8 +336,10 @@ func (s *Store) requeue(id string, now time.Time) (*persist.Requeued, error) {
 			d.Waiting = s.mirror.unfinishedOfKeyLocked(d.Route, d.OrderKey, d.ID)
 			s.mirror.mu.RUnlock()
 		}
-		// The history stops expiring with the delivery.
-		if err := s.appendAttempt(ctx, id, nil, 0); err != nil {
+		// The history stops expiring with the delivery, and takes the
+		// attempt its record held, which the record written below no
+		// longer does.
+		if err := s.appendAttempt(ctx, id, rec.Attempt, 0); err != nil {
 			return nil, err
 		}
 	default:

@@ -450,3 +450,86 @@ func TestOutcomeShortcutsFallBack(t *testing.T) {
 		t.Fatalf("history after two first attempts: %+v %v, want both, in order", as, err)
 	}
 }
+
+// TestFirstAttemptKeptInDeliveryRecord: a delivery whose first attempt
+// is final keeps that attempt in its own record, not in the attempts
+// bucket; Attempts finds it there, a requeue moves it to the history,
+// and later attempts follow it.
+func TestFirstAttemptKeptInDeliveryRecord(t *testing.T) {
+	s, _ := twoNodes(t)
+	now := time.Now()
+	ctx := context.Background()
+	ingestOne(t, s, "e1", now)
+	ingestOne(t, s, "e2", now)
+	record := func(id string, st persist.Status, n int, code int) {
+		t.Helper()
+		d, err := s.fetchDelivery(ctx, id)
+		if err != nil || d == nil {
+			t.Fatalf("reading %s: %v %v", id, d, err)
+		}
+		claimed := d.Due
+		d.Status, d.Attempts, d.Done = st, n, now
+		done := make(chan error, 1)
+		s.Record(persist.Outcome{Delivery: d, ClaimedDue: claimed, Attempt: &persist.Attempt{N: n, Start: now, Status: code}},
+			func(err error) { done <- err })
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	history := func(id string) string {
+		t.Helper()
+		as, err := s.Attempts(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, a := range as {
+			out = append(out, fmt.Sprintf("%d:%d", a.N, a.Status))
+		}
+		return fmt.Sprint(out)
+	}
+	inBucket := func(id string) bool {
+		t.Helper()
+		e, err := s.attempts.get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.rev != 0 && !e.deleted
+	}
+
+	record("e1/r", persist.StatusDelivered, 1, 200)
+	record("e2/r", persist.StatusDead, 1, 410)
+	for id, want := range map[string]string{"e1/r": "[1:200]", "e2/r": "[1:410]"} {
+		if inBucket(id) {
+			t.Fatalf("%s: a final first attempt was written to the attempts bucket", id)
+		}
+		if got := history(id); got != want {
+			t.Fatalf("attempts of %s = %s, want %s", id, got, want)
+		}
+	}
+
+	// Requeued, e1/r's attempt moves to the history and stays listed
+	// once; its next attempt follows it.
+	if rq, err := s.Requeue([]string{"e1/r"}, now); err != nil || len(rq) != 1 {
+		t.Fatalf("requeue: %v %v", rq, err)
+	}
+	if !inBucket("e1/r") {
+		t.Fatal("requeue left the first attempt out of the attempts bucket")
+	}
+	if got := history("e1/r"); got != "[1:200]" {
+		t.Fatalf("attempts after requeue = %s, want [1:200]", got)
+	}
+	record("e1/r", persist.StatusDelivered, 2, 201)
+	if got := history("e1/r"); got != "[1:200 2:201]" {
+		t.Fatalf("attempts after the second = %s, want [1:200 2:201]", got)
+	}
+
+	// Held in both places (a requeue stopped between its two writes),
+	// the attempt is listed once.
+	if err := s.appendAttempt(ctx, "e2/r", &persist.Attempt{N: 1, Start: now, Status: 410}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := history("e2/r"); got != "[1:410]" {
+		t.Fatalf("attempts of e2/r held twice = %s, want [1:410]", got)
+	}
+}
