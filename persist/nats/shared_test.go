@@ -349,17 +349,7 @@ func TestRepairNeverBringsBackAFinishedDelivery(t *testing.T) {
 	s, _ := twoNodes(t)
 	now := time.Now()
 	ctx := context.Background()
-	in := persist.Ingest{
-		Event: &persist.Event{ID: "ev", Type: "t", Data: []byte(`{}`)},
-		Deliveries: []*persist.Delivery{
-			{ID: "ev-a", EventID: "ev", Route: "a", Status: persist.StatusPending, Due: now},
-			{ID: "ev-b", EventID: "ev", Route: "b", Status: persist.StatusPending, Due: now},
-		},
-		Dedupe: "ev",
-	}
-	if _, err := s.Ingest(ctx, []persist.Ingest{in}); err != nil {
-		t.Fatal(err)
-	}
+	ingestRoutes(t, s, "ev", now, "a", "b")
 	for _, o := range []struct {
 		id string
 		st persist.Status
@@ -400,32 +390,8 @@ func TestOutcomeShortcutsFallBack(t *testing.T) {
 	a, b := twoNodes(t)
 	now := time.Now()
 	ctx := context.Background()
-	in := persist.Ingest{
-		Event: &persist.Event{ID: "ev", Type: "t", Data: []byte(`{}`)},
-		Deliveries: []*persist.Delivery{
-			{ID: "ev-1", EventID: "ev", Route: "r1", Status: persist.StatusPending, Due: now},
-			{ID: "ev-2", EventID: "ev", Route: "r2", Status: persist.StatusPending, Due: now},
-		},
-		Dedupe: "ev",
-	}
-	if _, err := a.Ingest(ctx, []persist.Ingest{in}); err != nil {
-		t.Fatal(err)
-	}
-	record := func(s *Store, id string) {
-		t.Helper()
-		d, err := s.fetchDelivery(ctx, id)
-		if err != nil || d == nil {
-			t.Fatalf("reading %s: %v %v", id, d, err)
-		}
-		claimed := d.Due
-		d.Status, d.Attempts, d.Done = persist.StatusDelivered, 1, now
-		done := make(chan error, 1)
-		s.Record(persist.Outcome{Delivery: d, ClaimedDue: claimed, Attempt: &persist.Attempt{N: 1, Start: now, Status: 200}},
-			func(err error) { done <- err })
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
+	ingestRoutes(t, a, "ev", now, "1", "2")
+	record := func(s *Store, id string) { recordOutcome(t, s, id, persist.StatusDelivered, 1, 200) }
 	// a reads the event (as sending ev-1 does); b then counts ev-2 off
 	// it, so the record a holds is stale when it counts ev-1 off.
 	if ev, err := a.Event("ev"); err != nil || ev.Remaining != 2 {
@@ -461,21 +427,7 @@ func TestFirstAttemptKeptInDeliveryRecord(t *testing.T) {
 	ctx := context.Background()
 	ingestOne(t, s, "e1", now)
 	ingestOne(t, s, "e2", now)
-	record := func(id string, st persist.Status, n int, code int) {
-		t.Helper()
-		d, err := s.fetchDelivery(ctx, id)
-		if err != nil || d == nil {
-			t.Fatalf("reading %s: %v %v", id, d, err)
-		}
-		claimed := d.Due
-		d.Status, d.Attempts, d.Done = st, n, now
-		done := make(chan error, 1)
-		s.Record(persist.Outcome{Delivery: d, ClaimedDue: claimed, Attempt: &persist.Attempt{N: n, Start: now, Status: code}},
-			func(err error) { done <- err })
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
+	record := func(id string, st persist.Status, n int, code int) { recordOutcome(t, s, id, st, n, code) }
 	history := func(id string) string {
 		t.Helper()
 		as, err := s.Attempts(id)
@@ -531,5 +483,37 @@ func TestFirstAttemptKeptInDeliveryRecord(t *testing.T) {
 	}
 	if got := history("e2/r"); got != "[1:410]" {
 		t.Fatalf("attempts of e2/r held twice = %s, want [1:410]", got)
+	}
+}
+
+// recordOutcome records attempt n of delivery id, read from the server,
+// ending with status st and HTTP code.
+func recordOutcome(t *testing.T, s *Store, id string, st persist.Status, n, code int) {
+	t.Helper()
+	d, err := s.fetchDelivery(context.Background(), id)
+	if err != nil || d == nil {
+		t.Fatalf("reading %s: %v %v", id, d, err)
+	}
+	now := time.Now()
+	claimed := d.Due
+	d.Status, d.Attempts, d.Done = st, n, now
+	done := make(chan error, 1)
+	s.Record(persist.Outcome{Delivery: d, ClaimedDue: claimed, Attempt: &persist.Attempt{N: n, Start: now, Status: code}},
+		func(err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ingestRoutes ingests event id with one delivery per route, id-route,
+// due at due.
+func ingestRoutes(t *testing.T, s *Store, id string, due time.Time, routes ...string) {
+	t.Helper()
+	in := persist.Ingest{Event: &persist.Event{ID: id, Type: "t", Data: []byte(`{}`)}, Dedupe: id}
+	for _, r := range routes {
+		in.Deliveries = append(in.Deliveries, &persist.Delivery{ID: id + "-" + r, EventID: id, Route: r, Status: persist.StatusPending, Due: due})
+	}
+	if _, err := s.Ingest(context.Background(), []persist.Ingest{in}); err != nil {
+		t.Fatal(err)
 	}
 }
