@@ -222,11 +222,13 @@ const (
 )
 
 func (r *recentEvents) put(id string, e entry) {
-	if len(e.val) > maxRecentRecord {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(e.val) > maxRecentRecord {
+		// An older copy would only fail the compare-and-set.
+		r.dropLocked(id)
+		return
+	}
 	if r.m == nil {
 		r.m = make(map[string]entry)
 	}

@@ -2,6 +2,7 @@ package natsstore
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -101,5 +102,27 @@ func TestDueFromWalksInChunks(t *testing.T) {
 	refs, _, _, err = s.DueFrom("r", time.Time{}, now, 5, inFlight)
 	if err != nil || len(refs) != 5 || refs[0].ID != id(420) {
 		t.Fatalf("DueFrom after d0300..d0419 were delivered: %v %v, want from d0420", refs, err)
+	}
+}
+
+// TestReadyChunkReadsAChunk: a look for due deliveries reads the part of
+// the ready cache it needs, from where from places it, and odd limits
+// end normally.
+func TestReadyChunkReadsAChunk(t *testing.T) {
+	s := &Store{mirror: newMirror(), node: "a"}
+	t0 := time.Unix(1000, 0)
+	for i := range 1000 {
+		d := &persist.Delivery{ID: fmt.Sprintf("d%04d", i), Route: "r", Status: persist.StatusPending, Due: t0.Add(time.Duration(i) * time.Millisecond)}
+		s.mirror.applyDelivery(d.ID, d, uint64(i+1), false)
+	}
+	at := 0
+	got, all := s.readyChunk("r", nil, &at, t0.Add(600*time.Millisecond), 10)
+	if len(all) != 1000 || at != 610 || len(got) != 10 || got[0].ID != "d0600" {
+		t.Fatalf("readyChunk from d0600, 10: %d returned starting %v, at %d of %d; want 10 from d0600, at 610", len(got), got[:min(1, len(got))], at, len(all))
+	}
+	for _, limit := range []int{math.MaxInt, 0, -1, -64, -1000} {
+		if _, _, _, err := s.DueFrom("r", time.Time{}, t0.Add(time.Hour), limit, nil); err != nil {
+			t.Fatalf("DueFrom with limit %d: %v", limit, err)
+		}
 	}
 }

@@ -73,7 +73,7 @@ func (s *Store) DueFrom(route string, from, now time.Time, limit int, skip func(
 	)
 	// Chunks leave room for the deliveries skip drops (those in flight
 	// here), so one usually does.
-	chunk := limit + 64
+	chunk := 64 + min(max(limit, 0), 1<<16)
 	// Each chunk moves at forward by at least one, up to len(all).
 	for more := true; more; more = at < len(all) {
 		var ds []*persist.Delivery
@@ -234,6 +234,22 @@ func (s *Store) Attempts(id string) ([]persist.Attempt, error) {
 	defer s.end()
 	ctx, cancel := ctxOp()
 	defer cancel()
+	// A delivery whose first attempt was its last holds that attempt in
+	// its own record (see deliveryRecord). The record is read first: a
+	// requeue moves the attempt to the history before it rewrites the
+	// record, so one of the two reads finds it.
+	de, err := s.deliveries.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var rec struct {
+		Attempt *persist.Attempt `json:"final_attempt"`
+	}
+	if de.rev != 0 && !de.deleted {
+		if err := json.Unmarshal(de.val, &rec); err != nil {
+			return nil, fmt.Errorf("decoding delivery %s: %v", id, err)
+		}
+	}
 	e, err := s.attempts.get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -244,25 +260,18 @@ func (s *Store) Attempts(id string) ([]persist.Attempt, error) {
 			return nil, fmt.Errorf("decoding attempts of %s: %v", id, err)
 		}
 	}
-	// A delivery whose first attempt was its last holds that attempt in
-	// its own record (see deliveryRecord).
-	de, err := s.deliveries.get(ctx, id)
-	if err != nil || de.rev == 0 || de.deleted {
-		return as, err
-	}
-	var rec struct {
-		Attempt *persist.Attempt `json:"final_attempt"`
-	}
-	if err := json.Unmarshal(de.val, &rec); err != nil {
-		return nil, fmt.Errorf("decoding delivery %s: %v", id, err)
-	}
-	// A requeue that stopped after moving it to the history, but before
-	// rewriting the record, leaves it in both.
-	if a := rec.Attempt; a != nil && !slices.ContainsFunc(as, func(h persist.Attempt) bool { return h.N == a.N }) {
+	// A requeue that stopped after moving the attempt to the history,
+	// but before rewriting the record, leaves it in both.
+	if a := rec.Attempt; a != nil && !slices.ContainsFunc(as, func(h persist.Attempt) bool { return sameAttempt(h, *a) }) {
 		as = append(as, *a)
 	}
 	return as, nil
 }
+
+// sameAttempt says whether a and b are one attempt: two nodes whose
+// claims overlapped (a lease that ran out mid-attempt) may each make an
+// attempt with the same number.
+func sameAttempt(a, b persist.Attempt) bool { return a.N == b.N && a.Start.Equal(b.Start) }
 
 // Pending implements persist.Store, counting from the mirror.
 func (s *Store) Pending() (map[string]int, error) {

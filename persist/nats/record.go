@@ -86,7 +86,7 @@ func (s *Store) record(d *persist.Delivery, att *persist.Attempt) error {
 			}
 		}
 	}
-	if final && att != nil && att.N == 1 {
+	if final && att != nil && att.N == 1 && len(att.Response)+len(att.Error) <= maxEmbeddedAttempt {
 		// Its first attempt was its last, as for most deliveries: the
 		// attempt goes in the delivery's record, one replicated write
 		// instead of two.
@@ -122,6 +122,12 @@ type deliveryRecord struct {
 	*persist.Delivery
 	Attempt *persist.Attempt `json:"final_attempt,omitempty"`
 }
+
+// maxEmbeddedAttempt bounds the response excerpt and error of an attempt
+// kept in a delivery's record: every node's watch of the deliveries
+// bucket carries that record, which the attempts bucket's are not. A
+// longer one goes to the attempts bucket as before.
+const maxEmbeddedAttempt = 512
 
 func (s *Store) putDelivery(ctx context.Context, d *persist.Delivery, ttl time.Duration) error {
 	return s.putDeliveryRecord(ctx, deliveryRecord{Delivery: d}, ttl)
@@ -172,7 +178,9 @@ func (s *Store) appendAttempt(ctx context.Context, id string, att *persist.Attem
 		if att == nil && len(as) == 0 {
 			return nil
 		}
-		if att != nil {
+		// Appending an attempt already there (a retried requeue, moving
+		// the one its record held) changes nothing but the expiry.
+		if att != nil && !slices.ContainsFunc(as, func(h persist.Attempt) bool { return sameAttempt(h, *att) }) {
 			as = append(as, *att)
 		}
 		if n := s.opts.AttemptLog; len(as) > n {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -468,6 +469,9 @@ func TestFirstAttemptKeptInDeliveryRecord(t *testing.T) {
 	if !inBucket("e1/r") {
 		t.Fatal("requeue left the first attempt out of the attempts bucket")
 	}
+	if e, err := s.deliveries.get(ctx, "e1/r"); err != nil || strings.Contains(string(e.val), "final_attempt") {
+		t.Fatalf("delivery record after requeue: %s %v; want it without final_attempt", e.val, err)
+	}
 	if got := history("e1/r"); got != "[1:200]" {
 		t.Fatalf("attempts after requeue = %s, want [1:200]", got)
 	}
@@ -478,7 +482,11 @@ func TestFirstAttemptKeptInDeliveryRecord(t *testing.T) {
 
 	// Held in both places (a requeue stopped between its two writes),
 	// the attempt is listed once.
-	if err := s.appendAttempt(ctx, "e2/r", &persist.Attempt{N: 1, Start: now, Status: 410}, 0); err != nil {
+	held, err := s.Attempts("e2/r")
+	if err != nil || len(held) != 1 {
+		t.Fatalf("attempts of e2/r: %v %v", held, err)
+	}
+	if err := s.appendAttempt(ctx, "e2/r", &held[0], 0); err != nil {
 		t.Fatal(err)
 	}
 	if got := history("e2/r"); got != "[1:410]" {
@@ -515,5 +523,65 @@ func ingestRoutes(t *testing.T, s *Store, id string, due time.Time, routes ...st
 	}
 	if _, err := s.Ingest(context.Background(), []persist.Ingest{in}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAttemptHistoryEdges: a requeue retried after it moved the attempt,
+// two nodes' attempts with the same number (a lease that ran out
+// mid-attempt), and an attempt too long to keep in the delivery's record
+// each leave the history that was made, once.
+func TestAttemptHistoryEdges(t *testing.T) {
+	s, b := twoNodes(t)
+	now := time.Now()
+	ctx := context.Background()
+	count := func(id string, want int) []persist.Attempt {
+		t.Helper()
+		as, err := s.Attempts(id)
+		if err != nil || len(as) != want {
+			t.Fatalf("attempts of %s: %+v %v, want %d", id, as, err, want)
+		}
+		return as
+	}
+
+	// The move happened, the rewrite did not: the retried requeue must
+	// not list the attempt twice.
+	ingestOne(t, s, "e1", now)
+	recordOutcome(t, s, "e1/r", persist.StatusDead, 1, 410)
+	held := count("e1/r", 1)
+	if err := s.appendAttempt(ctx, "e1/r", &held[0], 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Requeue([]string{"e1/r"}, now); err != nil {
+		t.Fatal(err)
+	}
+	count("e1/r", 1)
+
+	// Two nodes each made attempt 1: both are listed.
+	ingestOne(t, s, "e2", now)
+	recordOutcome(t, s, "e2/r", persist.StatusPending, 1, 500)
+	recordOutcome(t, b, "e2/r", persist.StatusDelivered, 1, 200)
+	if as := count("e2/r", 2); as[0].Status != 500 || as[1].Status != 200 {
+		t.Fatalf("attempts of e2/r: %+v, want the pending one, then the final one", as)
+	}
+
+	// A long response excerpt stays out of the delivery's record.
+	ingestOne(t, s, "e3", now)
+	d, err := s.fetchDelivery(ctx, "e3/r")
+	if err != nil || d == nil {
+		t.Fatalf("reading e3/r: %v %v", d, err)
+	}
+	claimed := d.Due
+	d.Status, d.Attempts, d.Done = persist.StatusDelivered, 1, now
+	long := persist.Attempt{N: 1, Start: now, Status: 200, Response: []byte(strings.Repeat("x", maxEmbeddedAttempt+1))}
+	done := make(chan error, 1)
+	s.Record(persist.Outcome{Delivery: d, ClaimedDue: claimed, Attempt: &long}, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if e, err := s.deliveries.get(ctx, "e3/r"); err != nil || strings.Contains(string(e.val), "final_attempt") {
+		t.Fatalf("delivery record of e3/r holds its long attempt (%v)", err)
+	}
+	if as := count("e3/r", 1); len(as[0].Response) != maxEmbeddedAttempt+1 {
+		t.Fatalf("attempt of e3/r kept %d bytes of response, want %d", len(as[0].Response), maxEmbeddedAttempt+1)
 	}
 }
