@@ -39,12 +39,26 @@ type gateway struct {
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns n different loopback TCP ports that were free a
+// moment ago. They are held until all are chosen: a port closed and
+// asked for again at once may come back, so that a gateway's admin
+// endpoint and site could get the same one (a possible cause of a
+// reload that once failed with "address already in use").
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // startGateway loads a Caddyfile into an in-process Caddy. The Caddyfile
@@ -52,8 +66,9 @@ func freePort(t testing.TB) int {
 func startGateway(t testing.TB, caddyfile string) *gateway {
 	t.Helper()
 	caddyMu.Lock()
-	g := &gateway{t: t, storage: t.TempDir(), port: freePort(t)}
-	g.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ports := freePorts(t, 2)
+	g := &gateway{t: t, storage: t.TempDir(), port: ports[0]}
+	g.admin = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	g.ingest = fmt.Sprintf("http://127.0.0.1:%d", g.port)
 	t.Cleanup(func() {
 		if err := caddy.Stop(); err != nil {

@@ -70,7 +70,8 @@ http://%s {
 }
 `, strings.Join(cluster.URLs(), " "), s.URL, addr)
 	}
-	addrs := []string{fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	ports := freePorts(t, 2)
+	addrs := []string{fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	nodes := []*child{startChild(t, cfg(addrs[0]), addrs[0]), startChild(t, cfg(addrs[1]), addrs[1])}
 	defer nodes[1].stop(t)
 

@@ -66,9 +66,10 @@ func TestStorageFullKeepsCaddyServing(t *testing.T) {
 		mu.Unlock()
 		w.WriteHeader(http.StatusOK)
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	other := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ports := freePorts(t, 3)
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	other := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	admin := fmt.Sprintf("127.0.0.1:%d", ports[2])
 	cfg := fmt.Sprintf(`{
 	admin %s
 	persist_config off
