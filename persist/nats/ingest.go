@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,14 +48,84 @@ func (s *Store) Ingest(ctx context.Context, batch []persist.Ingest) ([]persist.I
 		return nil, fmt.Errorf("%w: not connected to %s", ErrUnavailable, s.shown)
 	}
 	res := make([]persist.IngestResult, len(batch))
-	for i := range batch {
-		r, err := s.ingestOne(ctx, &batch[i])
-		if err != nil {
-			return nil, err
+	if !independent(batch) {
+		for i := range batch {
+			r, err := s.ingestOne(ctx, &batch[i])
+			if err != nil {
+				return nil, err
+			}
+			res[i] = r
 		}
-		res[i] = r
+		return res, nil
+	}
+	// Each element costs a few round trips to the servers, one after the
+	// other: stored one by one, a batch of 1,000 took seconds. Elements
+	// that cannot affect each other are stored ingestParallel at a time.
+	// As in order, an element that fails fails the call, and those stored
+	// meanwhile are duplicates when the client sends the batch again.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ferr error
+	)
+	sem := make(chan struct{}, ingestParallel)
+	for i := range batch {
+		sem <- struct{}{}
+		mu.Lock()
+		failed := ferr != nil
+		mu.Unlock()
+		if failed {
+			<-sem
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r, err := s.ingestOne(ctx, &batch[i])
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && ferr == nil {
+				ferr = err
+			}
+			res[i] = r
+		}()
+	}
+	wg.Wait()
+	if ferr != nil {
+		return nil, ferr
 	}
 	return res, nil
+}
+
+// ingestParallel is how many elements of one batch are stored at once.
+const ingestParallel = 32
+
+// independent says whether batch's elements may be stored in any order:
+// none shares an idempotency key or an event id with another (the first
+// in the batch must win), and no delivery has an order key (whether it
+// waits depends on those stored before it).
+func independent(batch []persist.Ingest) bool {
+	if len(batch) < 2 {
+		return false
+	}
+	keys := make(map[string]struct{}, 2*len(batch))
+	for _, in := range batch {
+		for _, d := range in.Deliveries {
+			if d.OrderKey != "" {
+				return false
+			}
+		}
+		for _, k := range []string{"i" + in.Dedupe, "e" + in.Event.ID} {
+			if k == "i" {
+				continue
+			}
+			if _, ok := keys[k]; ok {
+				return false
+			}
+			keys[k] = struct{}{}
+		}
+	}
+	return true
 }
 
 func (s *Store) ingestOne(ctx context.Context, in *persist.Ingest) (persist.IngestResult, error) {

@@ -3,6 +3,8 @@ package natsstore
 import (
 	"fmt"
 	"testing"
+
+	"github.com/hookgate/hookgate/persist"
 )
 
 // TestRecentEventsBounded: the records kept for outcomes stay within
@@ -46,4 +48,29 @@ func TestRecentEventsBounded(t *testing.T) {
 		t.Fatal("x was still kept after take")
 	}
 	check("after take")
+}
+
+// TestIndependent: what keeps a batch in order.
+func TestIndependent(t *testing.T) {
+	in := func(id, key, order string) persist.Ingest {
+		return persist.Ingest{Event: &persist.Event{ID: id}, Dedupe: key,
+			Deliveries: []*persist.Delivery{{ID: id + "/r", Route: "r", OrderKey: order}}}
+	}
+	for _, c := range []struct {
+		name  string
+		batch []persist.Ingest
+		want  bool
+	}{
+		{"one element", []persist.Ingest{in("a", "", "")}, false},
+		{"distinct, no keys", []persist.Ingest{in("a", "", ""), in("b", "", "")}, true},
+		{"distinct keys", []persist.Ingest{in("a", "k1", ""), in("b", "k2", "")}, true},
+		{"a shared key", []persist.Ingest{in("a", "k", ""), in("b", "k", "")}, false},
+		{"a shared id", []persist.Ingest{in("a", "", ""), in("a", "", "")}, false},
+		{"a key equal to another's id", []persist.Ingest{in("a", "b", ""), in("b", "", "")}, true},
+		{"an order key", []persist.Ingest{in("a", "", ""), in("b", "", "o")}, false},
+	} {
+		if got := independent(c.batch); got != c.want {
+			t.Errorf("%s: independent = %v, want %v", c.name, got, c.want)
+		}
+	}
 }

@@ -585,3 +585,61 @@ func TestAttemptHistoryEdges(t *testing.T) {
 		t.Fatalf("attempt of e3/r kept %d bytes of response, want %d", len(as[0].Response), maxEmbeddedAttempt+1)
 	}
 }
+
+// TestBatchStoredConcurrently: the elements of a batch that cannot affect
+// each other are stored at once, and every one is whole and in its place
+// in the results; a batch where two share a key is stored in order, the
+// first winning.
+func TestBatchStoredConcurrently(t *testing.T) {
+	s, _ := twoNodes(t)
+	now := time.Now()
+	ctx := context.Background()
+	const n = 3 * ingestParallel
+	batch := make([]persist.Ingest, n)
+	for i := range batch {
+		id := fmt.Sprintf("b%03d", i)
+		batch[i] = persist.Ingest{
+			Event:      &persist.Event{ID: id, Type: "t", Data: []byte(fmt.Sprintf(`{"i":%d}`, i))},
+			Deliveries: []*persist.Delivery{{ID: id + "/r", EventID: id, Route: "r", Due: now}},
+			Dedupe:     "k" + id,
+		}
+	}
+	if !independent(batch) {
+		t.Fatal("a batch of distinct ids and keys was not taken as independent")
+	}
+	res, err := s.Ingest(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		id := fmt.Sprintf("b%03d", i)
+		if r != (persist.IngestResult{ID: id}) {
+			t.Fatalf("result %d = %+v, want %s stored", i, r, id)
+		}
+		ev, err := s.Event(id)
+		if err != nil || string(ev.Data) != fmt.Sprintf(`{"i":%d}`, i) {
+			t.Fatalf("event %s: %+v %v", id, ev, err)
+		}
+		if d, err := s.fetchDelivery(ctx, id+"/r"); err != nil || d == nil || d.Status != persist.StatusPending {
+			t.Fatalf("delivery of %s: %+v %v", id, d, err)
+		}
+	}
+	if p, _ := s.Pending(); p["r"] != n {
+		t.Fatalf("pending = %v, want %d for r", p, n)
+	}
+
+	// One key twice: in order, the first wins.
+	dup := []persist.Ingest{batch[0], batch[1]}
+	dup[0].Event = &persist.Event{ID: "x1", Type: "t", Data: []byte(`{}`)}
+	dup[1].Event = &persist.Event{ID: "x2", Type: "t", Data: []byte(`{}`)}
+	dup[0].Deliveries = []*persist.Delivery{{ID: "x1/r", EventID: "x1", Route: "r", Due: now}}
+	dup[1].Deliveries = []*persist.Delivery{{ID: "x2/r", EventID: "x2", Route: "r", Due: now}}
+	dup[0].Dedupe, dup[1].Dedupe = "kx", "kx"
+	if independent(dup) {
+		t.Fatal("a batch sharing a key was taken as independent")
+	}
+	res, err = s.Ingest(ctx, dup)
+	if err != nil || res[0] != (persist.IngestResult{ID: "x1"}) || res[1] != (persist.IngestResult{Duplicate: true, ID: "x1"}) {
+		t.Fatalf("batch sharing a key: %+v %v, want x1 stored and x2 its duplicate", res, err)
+	}
+}

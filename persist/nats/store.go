@@ -49,7 +49,8 @@
 // event record lists that are missing. So an acknowledged event always
 // has all its deliveries. An idempotency key whose event never appeared
 // (its node died before writing it) is taken over by the next ingest
-// once staleAfter has passed.
+// once staleAfter has passed. The elements of a batch are stored
+// several at a time when none can affect another (Ingest, independent).
 package natsstore
 
 import (
