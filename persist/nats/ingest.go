@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -81,7 +82,20 @@ func (s *Store) Ingest(ctx context.Context, batch []persist.Ingest) ([]persist.I
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			r, err := s.ingestOne(ctx, &batch[i])
+			var (
+				r   persist.IngestResult
+				err error
+			)
+			func() {
+				// In order, a panic reached the HTTP server, which
+				// answers 500; here it would end the process.
+				defer func() {
+					if v := recover(); v != nil {
+						err = fmt.Errorf("storing batch element %d: panic: %v\n%s", i, v, debug.Stack())
+					}
+				}()
+				r, err = s.ingestOne(ctx, &batch[i])
+			}()
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && ferr == nil {
@@ -101,28 +115,33 @@ func (s *Store) Ingest(ctx context.Context, batch []persist.Ingest) ([]persist.I
 const ingestParallel = 32
 
 // independent says whether batch's elements may be stored in any order:
-// none shares an idempotency key or an event id with another (the first
-// in the batch must win), and no delivery has an order key (whether it
-// waits depends on those stored before it).
+// no string is used twice as an idempotency key, event id or delivery id
+// (the first in the batch must win; a key that names another element's
+// event is looked up in it), and no delivery has an order key (whether
+// it waits depends on those stored before it).
 func independent(batch []persist.Ingest) bool {
 	if len(batch) < 2 {
 		return false
 	}
-	keys := make(map[string]struct{}, 2*len(batch))
-	for _, in := range batch {
-		for _, d := range in.Deliveries {
-			if d.OrderKey != "" {
-				return false
-			}
+	seen := make(map[string]struct{}, 3*len(batch))
+	use := func(k string) bool {
+		if k == "" {
+			return true
 		}
-		for _, k := range []string{"i" + in.Dedupe, "e" + in.Event.ID} {
-			if k == "i" {
-				continue
-			}
-			if _, ok := keys[k]; ok {
+		if _, ok := seen[k]; ok {
+			return false
+		}
+		seen[k] = struct{}{}
+		return true
+	}
+	for _, in := range batch {
+		if in.Dedupe != in.Event.ID && !use(in.Dedupe) || !use(in.Event.ID) {
+			return false
+		}
+		for _, d := range in.Deliveries {
+			if d.OrderKey != "" || !use(d.ID) {
 				return false
 			}
-			keys[k] = struct{}{}
 		}
 	}
 	return true
@@ -146,7 +165,9 @@ func (s *Store) ingestOne(ctx context.Context, in *persist.Ingest) (persist.Inge
 		return persist.IngestResult{ID: ev.ID}, nil
 	}
 	ev.Remaining = len(in.Deliveries)
-	ev.Deliveries = ev.Deliveries[:0]
+	// A new slice: the caller's may be shared (with another element of a
+	// batch stored at the same time).
+	ev.Deliveries = make([]string, 0, len(in.Deliveries))
 	for _, d := range in.Deliveries {
 		ev.Deliveries = append(ev.Deliveries, d.ID)
 	}

@@ -66,7 +66,10 @@ func TestIndependent(t *testing.T) {
 		{"distinct keys", []persist.Ingest{in("a", "k1", ""), in("b", "k2", "")}, true},
 		{"a shared key", []persist.Ingest{in("a", "k", ""), in("b", "k", "")}, false},
 		{"a shared id", []persist.Ingest{in("a", "", ""), in("a", "", "")}, false},
-		{"a key equal to another's id", []persist.Ingest{in("a", "b", ""), in("b", "", "")}, true},
+		{"a key equal to its own id", []persist.Ingest{in("a", "a", ""), in("b", "b", "")}, true},
+		{"a key equal to another's id", []persist.Ingest{in("a", "b", ""), in("b", "", "")}, false},
+		{"a shared delivery id", []persist.Ingest{in("a", "", ""), {Event: &persist.Event{ID: "b"},
+			Deliveries: []*persist.Delivery{{ID: "a/r", Route: "r"}}}}, false},
 		{"an order key", []persist.Ingest{in("a", "", ""), in("b", "", "o")}, false},
 	} {
 		if got := independent(c.batch); got != c.want {

@@ -643,3 +643,42 @@ func TestBatchStoredConcurrently(t *testing.T) {
 		t.Fatalf("batch sharing a key: %+v %v, want x1 stored and x2 its duplicate", res, err)
 	}
 }
+
+// TestBatchElementFailsTheBatch: when one element of a batch stored
+// concurrently cannot be stored, the call fails, after every element it
+// started has ended, and the store goes on working.
+func TestBatchElementFailsTheBatch(t *testing.T) {
+	s, _ := twoNodes(t)
+	now := time.Now()
+	ctx := context.Background()
+	batch := make([]persist.Ingest, 2*ingestParallel)
+	for i := range batch {
+		id := fmt.Sprintf("f%03d", i)
+		data := []byte(`{}`)
+		if i == ingestParallel/2 {
+			// Over the servers' maximum message size.
+			data = []byte(`"` + strings.Repeat("x", 2<<20) + `"`)
+		}
+		batch[i] = persist.Ingest{
+			Event:      &persist.Event{ID: id, Type: "t", Data: data},
+			Deliveries: []*persist.Delivery{{ID: id + "/r", EventID: id, Route: "r", Due: now}},
+			Dedupe:     id,
+		}
+	}
+	if !independent(batch) {
+		t.Fatal("the batch was not taken as independent")
+	}
+	if res, err := s.Ingest(ctx, batch); err == nil {
+		t.Fatalf("a batch with an element too big to store: %+v, want an error", res)
+	}
+	// Every element that was started has ended: none is still writing
+	// its deliveries after the answer.
+	p1, _ := s.Pending()
+	time.Sleep(200 * time.Millisecond)
+	if p2, _ := s.Pending(); p2["r"] != p1["r"] {
+		t.Fatalf("pending went from %d to %d after Ingest returned", p1["r"], p2["r"])
+	}
+	if res := ingestOne(t, s, "after", now); res.Duplicate || res.ID != "after" {
+		t.Fatalf("ingest after the failed batch: %+v", res)
+	}
+}
