@@ -36,7 +36,11 @@ type Accepted struct {
 
 // Accept stores events durably with one delivery per matching route and
 // queues those deliveries. It returns only once everything is on disk
-// (fsync'd), or with an error, in which case nothing was stored.
+// (fsync'd), or with an error. After an error nothing was stored, except
+// that some events of a batch may have been: with persist.ErrTooLarge
+// (the Badger outbox splits a batch over transactions), and on NATS for
+// any error of the servers, which store a batch's events separately.
+// Sent again, such events are duplicates if they have an id.
 //
 // Each event needs Type and Data; ID (the idempotency key, sent as
 // webhook-id), Time, Source, Headers and ContentType are optional. Accept

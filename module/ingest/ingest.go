@@ -357,8 +357,8 @@ func isJSONMediaType(ct string) bool {
 	return err == nil && mt == "application/json"
 }
 
-// acceptError turns an error of Accept into an answer; nothing was
-// stored in every case.
+// acceptError turns an error of Accept into an answer. Accept's doc says
+// what may have been stored.
 func (h *Handler) acceptError(err error) *ingestError {
 	switch {
 	case errors.Is(err, module.ErrNotRunning), errors.Is(err, persist.ErrClosed):
@@ -371,7 +371,7 @@ func (h *Handler) acceptError(err error) *ingestError {
 	case errors.Is(err, persist.ErrStorageFull):
 		// Logged by the engine when it starts and stops (storage.go).
 		return &ingestError{status: http.StatusServiceUnavailable, code: "storage_full",
-			message: "the outbox is short of disk space; nothing was stored, retry later", index: -1}
+			message: "the outbox is short of disk space; retry later (events of a batch stored before it ran short are reported as duplicates when sent again)", index: -1}
 	}
 	h.logger.Error("storing events", zap.Error(err))
 	return unavailable("the outbox cannot store events right now")
