@@ -224,15 +224,14 @@ const (
 func (r *recentEvents) put(id string, e entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// An older copy would only fail the compare-and-set.
+	r.dropLocked(id)
 	if len(e.val) > maxRecentRecord {
-		// An older copy would only fail the compare-and-set.
-		r.dropLocked(id)
 		return
 	}
 	if r.m == nil {
 		r.m = make(map[string]entry)
 	}
-	r.dropLocked(id)
 	// Make room; which records go matters little: most are taken within
 	// an attempt's time of being put.
 	for k := range r.m {

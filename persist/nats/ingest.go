@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hookgate/hookgate/persist"
 )
@@ -62,51 +63,40 @@ func (s *Store) Ingest(ctx context.Context, batch []persist.Ingest) ([]persist.I
 	// Each element costs a few round trips to the servers, one after the
 	// other: stored one by one, a batch of 1,000 took seconds. Elements
 	// that cannot affect each other are stored ingestParallel at a time.
-	// As in order, an element that fails fails the call, and those stored
-	// meanwhile are duplicates when the client sends the batch again.
+	// As in order, an element that fails fails the call (no more are
+	// started), and those stored meanwhile are duplicates when the client
+	// sends the batch again.
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		ferr error
+		g      errgroup.Group
+		failed atomic.Bool
 	)
-	sem := make(chan struct{}, ingestParallel)
+	g.SetLimit(ingestParallel)
 	for i := range batch {
-		sem <- struct{}{}
-		mu.Lock()
-		failed := ferr != nil
-		mu.Unlock()
-		if failed {
-			<-sem
+		if failed.Load() {
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			var (
-				r   persist.IngestResult
-				err error
-			)
-			func() {
+		g.Go(func() (err error) {
+			if failed.Load() {
+				// Failed while this one waited for its turn: the call
+				// fails with that error.
+				return nil
+			}
+			defer func() {
 				// In order, a panic reached the HTTP server, which
 				// answers 500; here it would end the process.
-				defer func() {
-					if v := recover(); v != nil {
-						err = fmt.Errorf("storing batch element %d: panic: %v\n%s", i, v, debug.Stack())
-					}
-				}()
-				r, err = s.ingestOne(ctx, &batch[i])
+				if v := recover(); v != nil {
+					err = fmt.Errorf("storing batch element %d: panic: %v\n%s", i, v, debug.Stack())
+				}
+				if err != nil {
+					failed.Store(true)
+				}
 			}()
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && ferr == nil {
-				ferr = err
-			}
-			res[i] = r
-		}()
+			res[i], err = s.ingestOne(ctx, &batch[i])
+			return err
+		})
 	}
-	wg.Wait()
-	if ferr != nil {
-		return nil, ferr
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
@@ -135,7 +125,11 @@ func independent(batch []persist.Ingest) bool {
 		return true
 	}
 	for _, in := range batch {
-		if in.Dedupe != in.Event.ID && !use(in.Dedupe) || !use(in.Event.ID) {
+		// A key that is its event's own id is counted once, as the id.
+		if in.Dedupe != in.Event.ID && !use(in.Dedupe) {
+			return false
+		}
+		if !use(in.Event.ID) {
 			return false
 		}
 		for _, d := range in.Deliveries {

@@ -78,10 +78,8 @@ func (s *Store) DueFrom(route string, from, now time.Time, limit int, skip func(
 	for more := true; more; more = at < len(all) {
 		var ds []*persist.Delivery
 		ds, all = s.readyChunk(route, all, &at, from, chunk)
+		// readyChunk starts the walk at from: nothing before it comes.
 		for _, d := range ds {
-			if !from.IsZero() && dueKey(d.Due).Before(from) {
-				continue
-			}
 			if d.Due.After(now) || len(refs) >= limit {
 				if skip == nil || !skip(d.ID) {
 					next = d.Due

@@ -204,8 +204,14 @@ func (s *Store) updateEvent(ctx context.Context, id string, fn func(r *eventReco
 		// The record the delivery was just sent from is usually still
 		// the current one: start from it rather than read it again. If
 		// it is not, the compare-and-set fails and the next try reads.
-		e, ok := s.recent.take(id)
-		if !ok || tries > 0 {
+		var (
+			e  entry
+			ok bool
+		)
+		if tries == 0 {
+			e, ok = s.recent.take(id)
+		}
+		if !ok {
 			var err error
 			if e, err = s.events.get(ctx, id); err != nil {
 				return err
