@@ -446,6 +446,19 @@ func (m *mirror) delivery(id string) (*persist.Delivery, bool) {
 	return &d, true
 }
 
+// deliveryRev returns a copy of the mirrored delivery id and the
+// revision the mirror has of it.
+func (m *mirror) deliveryRev(id string) (*persist.Delivery, uint64, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r, ok := m.deliveries[id]
+	if !ok {
+		return nil, 0, false
+	}
+	d := *r.d
+	return &d, r.rev, true
+}
+
 // claimedElsewhere says whether another node holds a claim on id.
 // Must hold m.mu.
 func (m *mirror) claimedElsewhereLocked(id, node string) bool {

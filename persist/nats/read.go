@@ -1,6 +1,7 @@
 package natsstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -261,7 +262,12 @@ func (s *Store) Attempts(id string) ([]persist.Attempt, error) {
 	// A requeue that stopped after moving the attempt to the history,
 	// but before rewriting the record, leaves it in both.
 	if a := rec.Attempt; a != nil && !slices.ContainsFunc(as, func(h persist.Attempt) bool { return sameAttempt(h, *a) }) {
+		// Usually the only one. Another node's, made at the same time
+		// (overlapping claims), may be in the history and come after it.
 		as = append(as, *a)
+		slices.SortStableFunc(as, func(x, y persist.Attempt) int {
+			return cmp.Or(cmp.Compare(x.N, y.N), x.Start.Compare(y.Start))
+		})
 	}
 	return as, nil
 }

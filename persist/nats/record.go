@@ -58,50 +58,15 @@ func (s *Store) Record(o persist.Outcome, done func(error)) {
 func (s *Store) record(d *persist.Delivery, att *persist.Attempt) error {
 	ctx, cancel := ctxOp()
 	defer cancel()
-	ret := s.ret.Load()
 	final := d.Status == persist.StatusDelivered || d.Status == persist.StatusDead
 	var ttl time.Duration
 	if final {
-		ttl = ret.Delivered
-		if d.Status == persist.StatusDead {
-			ttl = ret.Dead
-		}
+		ttl = s.finalTTL(d.Status)
 		d.Waiting = false
 	}
-	// Whether this outcome finishes the delivery: the mirror knows for
-	// a delivery this node claimed (the claim read it from the server);
-	// otherwise ask the server.
-	wasPending := true
-	if p, ok := s.mirror.delivery(d.ID); ok {
-		wasPending = p.Status == persist.StatusPending
-	} else {
-		prev, err := s.deliveries.get(ctx, d.ID)
-		if err != nil {
-			return err
-		}
-		if prev.rev != 0 && !prev.deleted {
-			var p persist.Delivery
-			if json.Unmarshal(prev.val, &p) == nil {
-				wasPending = p.Status == persist.StatusPending
-			}
-		}
-	}
-	if final && att != nil && att.N == 1 && len(att.Response)+len(att.Error) <= maxEmbeddedAttempt {
-		// Its first attempt was its last, as for most deliveries: the
-		// attempt goes in the delivery's record, one replicated write
-		// instead of two.
-		if err := s.putDeliveryRecord(ctx, deliveryRecord{d, att}, ttl); err != nil {
-			return err
-		}
-	} else {
-		// The delivery and its history are separate records: write them
-		// at once.
-		putErr := make(chan error, 1)
-		go func() { putErr <- s.putDelivery(ctx, d, ttl) }()
-		attErr := s.appendAttempt(ctx, d.ID, att, ttl)
-		if err := errors.Join(<-putErr, attErr); err != nil {
-			return err
-		}
+	wasPending, err := s.writeOutcome(ctx, d, att, ttl)
+	if err != nil {
+		return err
 	}
 	if final && wasPending {
 		if err := s.countDown(ctx, d.EventID, d.ID, ttl); err != nil {
@@ -112,6 +77,93 @@ func (s *Store) record(d *persist.Delivery, att *persist.Attempt) error {
 		}
 	}
 	return nil
+}
+
+// currentDelivery returns the stored record of delivery id and its
+// revision, from the mirror when it has it (unless fromServer), else
+// from the server; nil if there is none.
+func (s *Store) currentDelivery(ctx context.Context, id string, fromServer bool) (*persist.Delivery, uint64, error) {
+	if p, rev, ok := s.mirror.deliveryRev(id); ok && !fromServer {
+		return p, rev, nil
+	}
+	e, err := s.deliveries.get(ctx, id)
+	if err != nil || e.rev == 0 || e.deleted {
+		return nil, 0, err
+	}
+	var p persist.Delivery
+	if json.Unmarshal(e.val, &p) != nil {
+		// Unreadable: treated as pending, and never written over with
+		// an expected revision.
+		return nil, 0, nil
+	}
+	return &p, e.rev, nil
+}
+
+// finalTTL is how long a delivery that ended with status st is kept.
+func (s *Store) finalTTL(st persist.Status) time.Duration {
+	ret := s.ret.Load()
+	if st == persist.StatusDead {
+		return ret.Dead
+	}
+	return ret.Delivered
+}
+
+// writeOutcome writes the delivery and attempt of an outcome, and says
+// whether the delivery was pending before it: only then does a final
+// outcome count it off its event. The outcome of a delivery another node
+// finished meanwhile only adds its attempt to the history.
+func (s *Store) writeOutcome(ctx context.Context, d *persist.Delivery, att *persist.Attempt, ttl time.Duration) (wasPending bool, err error) {
+	final := d.Status == persist.StatusDelivered || d.Status == persist.StatusDead
+	for tries := 0; tries < 2; tries++ {
+		// The record this outcome replaces. The first try takes it from
+		// the mirror, which has it for a delivery this node claimed, and
+		// writes only if it is still the stored one. Two nodes' claims
+		// overlap when a lease runs out mid-attempt; should the other's
+		// outcome be written meanwhile, the second try reads it from the
+		// server and writes regardless.
+		prev, prevRev, err := s.currentDelivery(ctx, d.ID, tries > 0)
+		if err != nil {
+			return false, err
+		}
+		wasPending = prev == nil || prev.Status == persist.StatusPending
+		if !wasPending {
+			// Another node's outcome finished the delivery: the first
+			// final outcome stays, with its attempt. Written over it, a
+			// retry would make the delivery pending again, to be sent
+			// once more, and a final one would drop the attempt the
+			// record holds; this attempt only joins the history, which
+			// expires with the delivery.
+			return false, s.appendAttempt(ctx, d.ID, att, s.finalTTL(prev.Status))
+		}
+		var expect *uint64
+		if prev != nil && tries == 0 {
+			expect = &prevRev
+		}
+		if expect != nil && final && wasPending && prev.Attempts == 0 && att != nil && att.N == 1 &&
+			len(att.Response)+len(att.Error) <= maxEmbeddedAttempt {
+			// Its first attempt was its last, as for most deliveries:
+			// the attempt goes in the delivery's record, one replicated
+			// write instead of two. Not after another node's attempt,
+			// whose history must expire with the delivery.
+			err := s.putDeliveryRecord(ctx, deliveryRecord{d, att}, ttl, expect)
+			if errors.Is(err, errConflict) {
+				continue
+			}
+			return wasPending, err
+		}
+		// The delivery and its history are separate records: write them
+		// at once. An attempt appended twice (a conflict, then the
+		// second try) is kept once.
+		putErr := make(chan error, 1)
+		go func() { putErr <- s.putDeliveryRecord(ctx, deliveryRecord{Delivery: d}, ttl, expect) }()
+		attErr := s.appendAttempt(ctx, d.ID, att, ttl)
+		putE := <-putErr
+		if errors.Is(putE, errConflict) && attErr == nil {
+			continue
+		}
+		return wasPending, errors.Join(putE, attErr)
+	}
+	return false, fmt.Errorf("delivery %s: written by another node twice meanwhile", d.ID)
 }
 
 // deliveryRecord is what the deliveries bucket holds: the delivery and,
@@ -130,15 +182,17 @@ type deliveryRecord struct {
 const maxEmbeddedAttempt = 512
 
 func (s *Store) putDelivery(ctx context.Context, d *persist.Delivery, ttl time.Duration) error {
-	return s.putDeliveryRecord(ctx, deliveryRecord{Delivery: d}, ttl)
+	return s.putDeliveryRecord(ctx, deliveryRecord{Delivery: d}, ttl, nil)
 }
 
-func (s *Store) putDeliveryRecord(ctx context.Context, r deliveryRecord, ttl time.Duration) error {
+// putDeliveryRecord writes r; expect, when not nil, is the revision the
+// record must be at (errConflict if it is not).
+func (s *Store) putDeliveryRecord(ctx context.Context, r deliveryRecord, ttl time.Duration, expect *uint64) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	rev, err := s.deliveries.put(ctx, r.ID, b, nil, ttl)
+	rev, err := s.deliveries.put(ctx, r.ID, b, expect, ttl)
 	if err != nil {
 		return err
 	}

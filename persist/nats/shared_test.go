@@ -682,3 +682,69 @@ func TestBatchElementFailsTheBatch(t *testing.T) {
 		t.Fatalf("ingest after the failed batch: %+v", res)
 	}
 }
+
+// TestOverlappingClaims: when a lease runs out mid-attempt, two nodes
+// send the same delivery and both record an outcome. Whatever the order,
+// and whether or not a node's mirror has seen the other's write, the
+// first final outcome stays, every attempt is listed, the event is
+// counted off once, and no history is left without an expiry.
+func TestOverlappingClaims(t *testing.T) {
+	a, b := twoNodes(t)
+	now := time.Now()
+	ctx := context.Background()
+	// b's mirror stops following the server: what a writes, b learns
+	// only from the server, as when its watch lags.
+	b.mirror.stopWatch()
+	check := func(id string, status persist.Status, attempts string) {
+		t.Helper()
+		d, err := a.fetchDelivery(ctx, id)
+		if err != nil || d.Status != status {
+			t.Fatalf("%s: %+v %v, want %s", id, d, err, status)
+		}
+		as, err := a.Attempts(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, at := range as {
+			got = append(got, fmt.Sprint(at.Status))
+		}
+		if fmt.Sprint(got) != attempts {
+			t.Fatalf("attempts of %s = %v, want %s", id, got, attempts)
+		}
+		m, err := a.attempts.stream.GetLastMsgForSubject(ctx, a.attempts.subj+enc(id))
+		if err != nil {
+			t.Fatalf("history of %s: %v", id, err)
+		}
+		if m.Header.Get("Nats-TTL") == "" {
+			t.Fatalf("history of %s has no expiry: it would outlive its delivery", id)
+		}
+		ev, err := a.Event(strings.TrimSuffix(id, "/r"))
+		if err != nil || ev.Remaining != 0 || ev.KeepUntil == 0 {
+			t.Fatalf("event of %s: %+v %v, want it finished once", id, ev, err)
+		}
+	}
+
+	// a's retry is written first; b, not knowing, records the final
+	// first attempt.
+	ingestOne(t, a, "e1", now)
+	recordOutcome(t, a, "e1/r", persist.StatusPending, 1, 500)
+	recordOutcome(t, b, "e1/r", persist.StatusDelivered, 1, 200)
+	check("e1/r", persist.StatusDelivered, "[500 200]")
+
+	// b's final outcome first; a's late retry must not make the
+	// delivery pending again.
+	ingestOne(t, a, "e2", now)
+	recordOutcome(t, b, "e2/r", persist.StatusDelivered, 1, 200)
+	recordOutcome(t, a, "e2/r", persist.StatusPending, 1, 500)
+	check("e2/r", persist.StatusDelivered, "[200 500]")
+	if p, err := a.Pending(); err != nil || p["r"] != 0 {
+		t.Fatalf("pending after a late retry: %v %v, want none", p, err)
+	}
+
+	// Two final outcomes: the first stays, the second joins the history.
+	ingestOne(t, a, "e3", now)
+	recordOutcome(t, a, "e3/r", persist.StatusDelivered, 1, 200)
+	recordOutcome(t, b, "e3/r", persist.StatusDead, 1, 410)
+	check("e3/r", persist.StatusDelivered, "[200 410]")
+}
