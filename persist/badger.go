@@ -561,6 +561,20 @@ func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
 	if err := txn.SetEntry(badger.NewEntry(index, nil).WithTTL(ttl)); err != nil {
 		return err
 	}
+	if a := o.Attempt; a != nil && a.N == 1 {
+		// Its first attempt was its last, as for most deliveries: there
+		// is no history, and the attempt goes in the delivery's record,
+		// one write instead of two, if the record stays small enough for
+		// the LSM tree (valueThreshold).
+		rec := *d
+		rec.attempt = a
+		if v := encodeDelivery(&rec); len(v) <= valueThreshold {
+			if err := txn.SetEntry(badger.NewEntry(deliveryKey(d.ID), v).WithTTL(ttl)); err != nil {
+				return err
+			}
+			return s.finishEventDelivery(txn, d, ttl)
+		}
+	}
 	if err := s.putDelivery(txn, d, ttl); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -278,7 +279,14 @@ func TestRecordFinalOutcomes(t *testing.T) {
 		t.Fatalf("dead Delivery = %+v", got)
 	}
 	wantTTL(t, s, deliveryKey("ev/bad"), opts.DeadRetention)
-	wantTTL(t, s, attemptKey("ev/bad", 1), opts.DeadRetention)
+	// Its first attempt was its last: it is kept in the delivery's
+	// record, which expires with it, not in a record of its own.
+	if keys := keysWithPrefix(t, s, attemptPrefix("ev/bad")); len(keys) != 0 {
+		t.Fatalf("attempt records of ev/bad = %q, want none", keys)
+	}
+	if as, err := s.Attempts("ev/bad"); err != nil || len(as) != 1 || as[0].N != 1 || as[0].Status != 410 || as[0].Class != "gone" {
+		t.Fatalf("Attempts(ev/bad) = %+v %v, want attempt 1 (410 gone)", as, err)
+	}
 	dk := deadKey("bad", t0.Add(3*time.Second), "ev/bad")
 	wantTTL(t, s, dk, opts.DeadRetention)
 	if keys := keysWithPrefix(t, s, []byte{pDead, '|'}); len(keys) != 1 || keys[0] != string(dk) {
@@ -749,4 +757,77 @@ func TestLargestBatchFitsOneTransaction(t *testing.T) {
 			t.Fatalf("element %d is a duplicate", i)
 		}
 	}
+}
+
+// TestFirstAttemptKeptInDeliveryRecord: a final first attempt lives in
+// the delivery's record (one write fewer per delivery); a requeue moves
+// it to the history the next attempts follow, which then expires with
+// the delivery; an attempt too long for the record keeps a record of its
+// own.
+func TestFirstAttemptKeptInDeliveryRecord(t *testing.T) {
+	opts := Options{Retention: time.Hour, DeadRetention: 2 * time.Hour}
+	s := openStore(t, opts)
+	for _, id := range []string{"e1", "e2"} {
+		ingest(t, s, Ingest{Event: &Event{ID: id, Type: "t", Received: t0}, Deliveries: []*Delivery{newDelivery(id+"/r", id, "r", t0)}})
+	}
+	final := func(id string, n, code int, resp []byte) {
+		t.Helper()
+		d := mustDelivery(t, s, id)
+		claimed := d.Due
+		d.Attempts, d.LastStatus, d.Done = n, code, t0.Add(time.Duration(n)*time.Second)
+		d.Status = StatusDelivered
+		if code >= 400 {
+			d.Status = StatusDead
+		}
+		record(t, s, Outcome{Delivery: d, ClaimedDue: claimed,
+			Attempt: &Attempt{N: n, Start: t0.Add(time.Duration(n) * time.Second), Status: code, Response: resp}})
+	}
+	history := func(id string) string {
+		t.Helper()
+		as, err := s.Attempts(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, a := range as {
+			out = append(out, fmt.Sprintf("%d:%d", a.N, a.Status))
+		}
+		return fmt.Sprint(out)
+	}
+	records := func(id string) int { return len(keysWithPrefix(t, s, attemptPrefix(id))) }
+
+	final("e1/r", 1, 410, []byte("gone"))
+	if n, h := records("e1/r"), history("e1/r"); n != 0 || h != "[1:410]" {
+		t.Fatalf("e1/r after its final first attempt: %d attempt records, history %s; want 0 and [1:410]", n, h)
+	}
+
+	// Requeued, the attempt joins the history; the record no longer
+	// holds it, and the next attempt follows it. Both then expire with
+	// the delivery.
+	if rq, err := s.Requeue([]string{"e1/r"}, t0.Add(time.Minute)); err != nil || len(rq) != 1 {
+		t.Fatalf("requeue: %v %v", rq, err)
+	}
+	if d := mustDelivery(t, s, "e1/r"); d.attempt != nil || d.Status != StatusPending {
+		t.Fatalf("requeued e1/r = %+v, want pending without its attempt", d)
+	}
+	if n, h := records("e1/r"), history("e1/r"); n != 1 || h != "[1:410]" {
+		t.Fatalf("e1/r after the requeue: %d attempt records, history %s; want 1 and [1:410]", n, h)
+	}
+	final("e1/r", 2, 200, nil)
+	if h := history("e1/r"); h != "[1:410 2:200]" {
+		t.Fatalf("e1/r after its second attempt: history %s, want [1:410 2:200]", h)
+	}
+	wantTTL(t, s, attemptKey("e1/r", 1), opts.Retention)
+	wantTTL(t, s, attemptKey("e1/r", 2), opts.Retention)
+
+	// A response excerpt that would push the record into the value log
+	// keeps the attempt in a record of its own.
+	final("e2/r", 1, 200, bytes.Repeat([]byte("x"), valueThreshold))
+	if n, h := records("e2/r"), history("e2/r"); n != 1 || h != "[1:200]" {
+		t.Fatalf("e2/r with a long response: %d attempt records, history %s; want 1 and [1:200]", n, h)
+	}
+	if d := mustDelivery(t, s, "e2/r"); d.attempt != nil {
+		t.Fatal("e2/r's record holds its long attempt")
+	}
+	wantTTL(t, s, attemptKey("e2/r", 1), opts.Retention)
 }

@@ -647,6 +647,14 @@ func (s *Badger) applyRequeue(txn *badger.Txn, ids []string, now time.Time) ([]R
 			if err := txn.Delete(index); err != nil {
 				return nil, err
 			}
+			if a := d.attempt; a != nil {
+				// Kept in the final record, the attempt joins the history
+				// the next ones follow.
+				if err := s.putAttempt(txn, id, a, 0); err != nil {
+					return nil, err
+				}
+				d.attempt = nil
+			}
 			d.Status, d.Due, d.Done = StatusPending, now, time.Time{}
 			// Its retry schedule starts again from here.
 			d.ScheduleStart, d.ScheduleBase = now, d.Attempts

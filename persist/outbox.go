@@ -136,6 +136,11 @@ type Delivery struct {
 	// (see evstate.go); the record keeps it. Copies of the struct carry
 	// it; a delivery without it is simply looked up the long way.
 	sole bool
+	// attempt is, in the Badger outbox, the attempt a final delivery
+	// ended with when it was also its first (as for most deliveries): it
+	// is kept in the delivery's record rather than in one of its own.
+	// Attempts lists it; Requeue moves it to the history.
+	attempt *Attempt
 }
 
 // Attempt is one try at a delivery, as kept in its history.

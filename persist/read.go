@@ -155,6 +155,15 @@ func (s *Badger) get(key []byte, fn func([]byte) error) error {
 func (s *Badger) Attempts(deliveryID string) ([]Attempt, error) {
 	var out []Attempt
 	err := s.view(func(txn *badger.Txn) error {
+		// A delivery whose first attempt was its last holds it in its
+		// own record, and has no other.
+		switch d, err := txnDelivery(txn, deliveryID); {
+		case err == nil && d.attempt != nil:
+			out = append(out, *d.attempt)
+			return nil
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return err
+		}
 		prefix := attemptPrefix(deliveryID)
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefix

@@ -223,7 +223,14 @@ func encodeDelivery(d *Delivery) []byte {
 	b = appendString(b, d.OrderKey)
 	b = append(b, deliveryFlags(d))
 	b = appendTime(b, d.ScheduleStart)
-	return binary.AppendVarint(b, int64(d.ScheduleBase))
+	b = binary.AppendVarint(b, int64(d.ScheduleBase))
+	if d.attempt != nil {
+		// Flagged by flagAttempt: records without it end above.
+		a := encodeAttempt(d.attempt)
+		b = binary.AppendUvarint(b, uint64(len(a)))
+		b = append(b, a...)
+	}
+	return b
 }
 
 // decodeDelivery reads a delivery record of either version into d.
@@ -260,16 +267,26 @@ func decodeDelivery(b []byte, d *Delivery) error {
 	}
 	d.ScheduleStart, d.ScheduleBase = r.time(), r.int()
 	d.Waiting, d.sole = flags&flagWaiting != 0, flags&flagSole != 0
+	if flags&flagAttempt != 0 {
+		raw := r.raw()
+		if r.err == nil {
+			d.attempt = new(Attempt)
+			if err := decodeAttempt(raw, d.attempt); err != nil {
+				r.fail(err)
+			}
+		}
+	}
 	return r.done("delivery")
 }
 
 // The flags byte of a binary delivery record. It was a boolean (Waiting)
 // until flagSole was added; both values of that boolean keep their
-// meaning.
+// meaning. flagAttempt says an attempt record follows the last field.
 const (
 	flagWaiting = 1 << iota
 	flagSole
-	flagsKnown = flagWaiting | flagSole
+	flagAttempt
+	flagsKnown = flagWaiting | flagSole | flagAttempt
 )
 
 func deliveryFlags(d *Delivery) byte {
@@ -279,6 +296,9 @@ func deliveryFlags(d *Delivery) byte {
 	}
 	if d.sole {
 		f |= flagSole
+	}
+	if d.attempt != nil {
+		f |= flagAttempt
 	}
 	return f
 }
