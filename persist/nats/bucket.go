@@ -206,8 +206,15 @@ func isWrongLast(err error) bool {
 // compare-and-set fail and the update read it again.
 type recentEvents struct {
 	mu    sync.Mutex
-	m     map[string]entry
+	m     map[string]recentEvent
 	bytes int
+}
+
+// recentEvent is a record as read, and decoded; the bytes count against
+// maxRecentBytes for both.
+type recentEvent struct {
+	entry
+	rec *eventRecord
 }
 
 // The bounds of recentEvents: about as many records as deliveries can be
@@ -221,7 +228,7 @@ const (
 	maxRecentRecord = 64 << 10
 )
 
-func (r *recentEvents) put(id string, e entry) {
+func (r *recentEvents) put(id string, e entry, rec *eventRecord) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// An older copy would only fail the compare-and-set.
@@ -230,7 +237,7 @@ func (r *recentEvents) put(id string, e entry) {
 		return
 	}
 	if r.m == nil {
-		r.m = make(map[string]entry)
+		r.m = make(map[string]recentEvent)
 	}
 	// Make room; which records go matters little: most are taken within
 	// an attempt's time of being put.
@@ -240,17 +247,18 @@ func (r *recentEvents) put(id string, e entry) {
 		}
 		r.dropLocked(k)
 	}
-	r.m[id] = e
+	r.m[id] = recentEvent{e, rec}
 	r.bytes += len(e.val)
 }
 
-// take returns and forgets the record kept for id.
-func (r *recentEvents) take(id string) (entry, bool) {
+// take returns and forgets the record kept for id, and its decoded form
+// (nil if none was kept). The caller owns the decoded record.
+func (r *recentEvents) take(id string) (entry, *eventRecord, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.m[id]
 	r.dropLocked(id)
-	return e, ok
+	return e.entry, e.rec, ok
 }
 
 func (r *recentEvents) dropLocked(id string) {

@@ -221,7 +221,13 @@ func (s *Store) Event(id string) (*persist.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.recent.put(id, e)
+	// The outcome's update changes the copy kept, not the event
+	// returned; the payload and lists it leaves as they are.
+	kept := *r
+	ev := *r.Event
+	kept.Event = &ev
+	kept.Initial = slices.Clone(r.Initial)
+	s.recent.put(id, e, &kept)
 	return r.Event, nil
 }
 

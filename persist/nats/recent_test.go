@@ -24,27 +24,27 @@ func TestRecentEventsBounded(t *testing.T) {
 		}
 	}
 	for i := range 3 * maxRecentEvents {
-		r.put(fmt.Sprint("small", i), entry{val: make([]byte, 100), rev: uint64(i + 1)})
+		r.put(fmt.Sprint("small", i), entry{val: make([]byte, 100), rev: uint64(i + 1)}, nil)
 	}
 	check("after many small records")
 	if len(r.m) != maxRecentEvents {
 		t.Fatalf("%d small records kept, want %d", len(r.m), maxRecentEvents)
 	}
 	for i := range 1000 {
-		r.put(fmt.Sprint("big", i), entry{val: make([]byte, maxRecentRecord), rev: 1})
+		r.put(fmt.Sprint("big", i), entry{val: make([]byte, maxRecentRecord), rev: 1}, nil)
 	}
 	check("after many records of the largest size kept")
-	r.put("huge", entry{val: make([]byte, maxRecentRecord+1), rev: 1})
-	if _, ok := r.take("huge"); ok {
+	r.put("huge", entry{val: make([]byte, maxRecentRecord+1), rev: 1}, nil)
+	if _, _, ok := r.take("huge"); ok {
 		t.Fatal("a record over maxRecentRecord was kept")
 	}
-	r.put("x", entry{val: make([]byte, 10), rev: 1})
-	r.put("x", entry{val: make([]byte, 20), rev: 2})
+	r.put("x", entry{val: make([]byte, 10), rev: 1}, nil)
+	r.put("x", entry{val: make([]byte, 20), rev: 2}, &eventRecord{})
 	check("after putting x twice")
-	if e, ok := r.take("x"); !ok || e.rev != 2 {
-		t.Fatalf("take(x) = rev %d, %v; want the later record", e.rev, ok)
+	if e, rec, ok := r.take("x"); !ok || e.rev != 2 || rec == nil {
+		t.Fatalf("take(x) = rev %d, %v, %v; want the later record, decoded", e.rev, rec, ok)
 	}
-	if _, ok := r.take("x"); ok {
+	if _, _, ok := r.take("x"); ok {
 		t.Fatal("x was still kept after take")
 	}
 	check("after take")

@@ -256,14 +256,16 @@ func (s *Store) appendAttempt(ctx context.Context, id string, att *persist.Attem
 func (s *Store) updateEvent(ctx context.Context, id string, fn func(r *eventRecord) time.Duration) error {
 	for tries := 0; tries < 100; tries++ {
 		// The record the delivery was just sent from is usually still
-		// the current one: start from it rather than read it again. If
-		// it is not, the compare-and-set fails and the next try reads.
+		// the current one: start from it, decoded, rather than read and
+		// decode it again. If it is not, the compare-and-set fails and
+		// the next try reads.
 		var (
 			e  entry
+			r  *eventRecord
 			ok bool
 		)
 		if tries == 0 {
-			e, ok = s.recent.take(id)
+			e, r, ok = s.recent.take(id)
 		}
 		if !ok {
 			var err error
@@ -274,11 +276,13 @@ func (s *Store) updateEvent(ctx context.Context, id string, fn func(r *eventReco
 		if e.rev == 0 || e.deleted {
 			return nil
 		}
-		var r eventRecord
-		if err := json.Unmarshal(e.val, &r); err != nil || r.Event == nil {
-			return fmt.Errorf("decoding event %s: %v", id, err)
+		if r == nil {
+			var err error
+			if r, err = decodeEvent(e.val); err != nil {
+				return fmt.Errorf("event %s: %v", id, err)
+			}
 		}
-		ttl := fn(&r)
+		ttl := fn(r)
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err
