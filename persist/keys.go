@@ -13,7 +13,7 @@ const (
 	pEvent    = 'e' // e|eventID                       -> event record
 	pDelivery = 'd' // d|deliveryID                    -> delivery record
 	pReady    = 'q' // q|len route due_ns deliveryID  -> empty
-	pAttempt  = 'a' // a|deliveryID 0 n               -> attempt record
+	pAttempt  = 'a' // a|deliveryID 0 n               -> attempt record (not for a final first attempt: the d| record holds it)
 	pDead     = 'x' // x|len route time_ns deliveryID -> empty
 	pDone     = 'v' // v|len route time_ns deliveryID -> empty (delivered)
 	pDedupe   = 'i' // i|key                          -> 1 expiry_ns eventID (TTL)
