@@ -168,13 +168,18 @@ func (b *bucket) create(ctx context.Context, id string, val []byte, ttl time.Dur
 	return b.put(ctx, id, val, &e.rev, ttl)
 }
 
-// del writes a delete marker for id (only at revision rev, if not 0).
-func (b *bucket) del(ctx context.Context, id string, rev uint64) (uint64, error) {
+// del writes a delete marker for id (only at revision rev, if not 0);
+// ttl > 0 makes the marker itself expire, so that a bucket whose keys
+// are all used once does not keep a marker for each for ever.
+func (b *bucket) del(ctx context.Context, id string, rev uint64, ttl time.Duration) (uint64, error) {
 	m := &nats.Msg{Subject: b.subj + enc(id), Header: nats.Header{}}
 	m.Header.Set("KV-Operation", "DEL")
 	var opts []jetstream.PublishOpt
 	if rev != 0 {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
+	}
+	if ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(max(ttl, time.Second).Truncate(time.Second)))
 	}
 	ack, err := b.js.PublishMsg(ctx, m, opts...)
 	if err != nil {

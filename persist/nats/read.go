@@ -327,7 +327,7 @@ func (s *Store) SetRouteState(route string, st persist.RouteState) error {
 	ctx, cancel := ctxOp()
 	defer cancel()
 	if st == (persist.RouteState{}) {
-		_, err := s.routes.del(ctx, route, 0)
+		_, err := s.routes.del(ctx, route, 0, 0)
 		return err
 	}
 	b, err := json.Marshal(st)

@@ -476,7 +476,9 @@ func (s *Store) releaseClaim(id string) {
 	}
 	ctx, cancel := ctxOp()
 	defer cancel()
-	if rev, err := s.claims.del(ctx, id, c.rev); err == nil {
+	// Every node's watch sees the release at once; its marker then only
+	// needs to outlive a watch that is catching up.
+	if rev, err := s.claims.del(ctx, id, c.rev, markerTTL); err == nil {
 		s.mirror.applyClaim(id, "", rev, true)
 	}
 }

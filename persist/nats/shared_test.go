@@ -121,6 +121,17 @@ func TestClaimOneNodeAtATime(t *testing.T) {
 	if ok, err := other.Claim("e1/r", d.Due, time.Minute); !ok || err != nil {
 		t.Fatalf("claim after release = %v, %v; want won", ok, err)
 	}
+	// A release leaves a marker that expires too: a key is claimed once
+	// per attempt, and markers kept for ever would grow the claims
+	// stream by one for every delivery ever made.
+	other.Release("e1/r")
+	m, err := a.claims.stream.GetLastMsgForSubject(context.Background(), a.claims.subj+enc("e1/r"))
+	if err != nil || !isMarker(m.Header) {
+		t.Fatalf("claim after its release: %+v %v, want a delete marker", m, err)
+	}
+	if m.Header.Get("Nats-TTL") == "" {
+		t.Fatal("a released claim's marker never expires")
+	}
 }
 
 // TestClaimExpires: a node that dies holding a claim strands nothing:
