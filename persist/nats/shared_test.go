@@ -759,3 +759,53 @@ func TestOverlappingClaims(t *testing.T) {
 	recordOutcome(t, b, "e3/r", persist.StatusDead, 1, 410)
 	check("e3/r", persist.StatusDelivered, "[200 410]")
 }
+
+// TestFinalOutcomeLeavesItsClaim: a final outcome leaves its claim to
+// expire (one write fewer per delivery), a retry releases it at once, and
+// a requeue of the final delivery drops it, so any node may attempt the
+// delivery again without waiting for the lease.
+func TestFinalOutcomeLeavesItsClaim(t *testing.T) {
+	a, b := twoNodes(t)
+	now := time.Now()
+	ctx := context.Background()
+	live := func(id string) bool {
+		t.Helper()
+		e, err := a.claims.get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.rev != 0 && !e.deleted
+	}
+	outcome := func(s *Store, id string, st persist.Status, due time.Time) {
+		t.Helper()
+		if ok, err := s.Claim(id, due, time.Hour); !ok || err != nil {
+			t.Fatalf("claim of %s = %v, %v; want won", id, ok, err)
+		}
+		recordOutcome(t, s, id, st, 1, 200)
+	}
+
+	ingestOne(t, a, "e1", now)
+	outcome(a, "e1/r", persist.StatusDelivered, now)
+	if !live("e1/r") {
+		t.Fatal("the claim of a delivered delivery was released: a write Record could save")
+	}
+	if _, err := b.Requeue([]string{"e1/r"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if live("e1/r") {
+		t.Fatal("a requeue left the claim of the delivery's last attempt")
+	}
+	d, err := b.fetchDelivery(ctx, "e1/r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Claim("e1/r", d.Due, time.Hour); !ok || err != nil {
+		t.Fatalf("claim of the requeued delivery = %v, %v; want won at once", ok, err)
+	}
+
+	ingestOne(t, a, "e2", now)
+	outcome(a, "e2/r", persist.StatusPending, now)
+	if live("e2/r") {
+		t.Fatal("a retry kept its claim")
+	}
+}
