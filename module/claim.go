@@ -16,9 +16,8 @@ import (
 // listed as due here may be attempted by another node at the same time:
 // each attempt first claims its delivery in the store, for claimLease
 // past the route's timeout, and lets it go if another node holds it or
-// it changed since it was listed. Record releases the claim (or leaves
-// a final delivery's to expire); attempts that end without a record
-// release it here.
+// it changed since it was listed. Record releases the claim; attempts
+// that end without a record release it here.
 
 // claimMargin is what a claim's lease adds to the route's timeout: time
 // to record the outcome after the endpoint answered (a few writes, each

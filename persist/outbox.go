@@ -383,10 +383,8 @@ type Store interface {
 // attempt it calls Claim; it attempts only if Claim returns true, and
 // calls Release if it then lets the delivery go without recording an
 // outcome. Record releases the claim itself once the outcome is
-// written, or, for an outcome that makes the delivery final, may leave
-// it to expire (Requeue then drops it). A process that dies leaves its
-// claims to expire after their lease; Due and DueFrom do not list
-// deliveries another process holds.
+// written. A process that dies leaves its claims to expire after their
+// lease; Due and DueFrom do not list deliveries another process holds.
 type Claimer interface {
 	// Claim takes delivery id for this process for at most lease,
 	// provided it is still pending and due at due (the Due it was

@@ -32,9 +32,7 @@ func (s *Store) submit(id string, fn func()) error {
 
 // Record implements persist.Store. The outcome is written by the
 // delivery's writer; a claim this node holds on the delivery is
-// released once it is, unless the delivery is now final: nothing claims
-// a final delivery, so its claim is left to expire, one replicated write
-// fewer per delivery (a requeue drops it).
+// released once it is.
 func (s *Store) Record(o persist.Outcome, done func(error)) {
 	if o.Delivery == nil {
 		done(errors.New("record: outcome without a delivery"))
@@ -48,7 +46,7 @@ func (s *Store) Record(o persist.Outcome, done func(error)) {
 	}
 	if err := s.submit(d.ID, func() {
 		err := s.record(&d, att)
-		if err == nil && d.Status == persist.StatusPending {
+		if err == nil {
 			s.releaseClaim(d.ID)
 		}
 		done(err)
@@ -422,33 +420,7 @@ func (s *Store) requeue(id string, now time.Time) (*persist.Requeued, error) {
 	if err := s.putDelivery(ctx, &d, 0); err != nil {
 		return nil, err
 	}
-	if was != persist.StatusPending {
-		// The claim of its last attempt may not have expired yet (Record
-		// leaves it): without this, no node could attempt the delivery
-		// again before it does.
-		if err := s.dropClaim(ctx, id); err != nil {
-			return nil, err
-		}
-	}
 	return &persist.Requeued{ID: id, Route: d.Route, Was: was}, nil
-}
-
-// dropClaim deletes the claim on delivery id, whichever node holds it.
-func (s *Store) dropClaim(ctx context.Context, id string) error {
-	e, err := s.claims.get(ctx, id)
-	if err != nil || e.rev == 0 || e.deleted {
-		return err
-	}
-	rev, err := s.claims.del(ctx, id, e.rev, markerTTL)
-	switch {
-	case errors.Is(err, errConflict):
-		// Released or expired meanwhile.
-		return nil
-	case err != nil:
-		return err
-	}
-	s.mirror.applyClaim(id, "", rev, true)
-	return nil
 }
 
 // Claim implements persist.Claimer: an atomic create of the delivery's

@@ -33,8 +33,7 @@
 // TTL longer than the attempt can last. The server decides which node
 // wins; the winner re-reads the delivery from the stream leader and keeps
 // the claim only if it is still pending at the due time it was listed
-// with. Record releases the claim once a retry is written, and leaves a
-// final delivery's claim to expire (a requeue drops it); a node
+// with. Record releases the claim once the outcome is written; a node
 // that dies leaves its claims to expire, after which the deliveries are
 // due again on every node. Deliveries claimed by another node are not
 // listed by Due.
