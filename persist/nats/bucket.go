@@ -168,12 +168,19 @@ func (b *bucket) create(ctx context.Context, id string, val []byte, ttl time.Dur
 	return b.put(ctx, id, val, &e.rev, ttl)
 }
 
-// del writes a delete marker for id (only at revision rev, if not 0);
-// ttl > 0 makes the marker itself expire, so that a bucket whose keys
-// are all used once does not keep a marker for each for ever.
+// del writes a delete marker for id (only at revision rev, if not 0).
+// ttl > 0 makes the marker expire, so that a bucket whose keys are each
+// used for a while does not keep a marker per key for ever. Such a
+// marker is a purge marker: the server drops it when it expires, where
+// in place of an expired delete marker it would write one of its own,
+// another replicated write that stays markerTTL more.
 func (b *bucket) del(ctx context.Context, id string, rev uint64, ttl time.Duration) (uint64, error) {
 	m := &nats.Msg{Subject: b.subj + enc(id), Header: nats.Header{}}
-	m.Header.Set("KV-Operation", "DEL")
+	op := "DEL"
+	if ttl > 0 {
+		op = "PURGE"
+	}
+	m.Header.Set("KV-Operation", op)
 	var opts []jetstream.PublishOpt
 	if rev != 0 {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))

@@ -134,6 +134,29 @@ func TestClaimOneNodeAtATime(t *testing.T) {
 	}
 }
 
+// TestReleaseMarkerLeavesNothing: when a released claim's marker
+// expires, the server drops it and writes none of its own in its place
+// (as it would for an expired delete marker); a later claim of the key
+// still works.
+func TestReleaseMarkerLeavesNothing(t *testing.T) {
+	a, _ := twoNodes(t)
+	ctx := context.Background()
+	rev, err := a.claims.create(ctx, "d", []byte(a.node), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.claims.del(ctx, "d", rev, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the marker expired and nothing took its place", func() bool {
+		_, err := a.claims.stream.GetLastMsgForSubject(ctx, a.claims.subj+enc("d"))
+		return errors.Is(err, jetstream.ErrMsgNotFound)
+	})
+	if _, err := a.claims.create(ctx, "d", []byte(a.node), time.Hour); err != nil {
+		t.Fatalf("claim after the marker expired: %v", err)
+	}
+}
+
 // TestClaimExpires: a node that dies holding a claim strands nothing:
 // the claim expires after its lease and the delivery is due elsewhere.
 func TestClaimExpires(t *testing.T) {
