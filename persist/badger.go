@@ -565,10 +565,10 @@ func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
 		// Its first attempt was its last, as for most deliveries: there
 		// is no history, and the attempt goes in the delivery's record,
 		// one write instead of two, if the record stays small enough for
-		// the LSM tree (valueThreshold).
+		// the LSM tree (under valueThreshold).
 		rec := *d
 		rec.attempt = a
-		if v := encodeDelivery(&rec); len(v) <= valueThreshold {
+		if v := encodeDelivery(&rec); len(v) < valueThreshold {
 			if err := txn.SetEntry(badger.NewEntry(deliveryKey(d.ID), v).WithTTL(ttl)); err != nil {
 				return err
 			}

@@ -770,7 +770,7 @@ func TestFirstAttemptKeptInDeliveryRecord(t *testing.T) {
 	for _, id := range []string{"e1", "e2"} {
 		ingest(t, s, Ingest{Event: &Event{ID: id, Type: "t", Received: t0}, Deliveries: []*Delivery{newDelivery(id+"/r", id, "r", t0)}})
 	}
-	final := func(id string, n, code int, resp []byte) {
+	outcome := func(id string, n, code int, resp []byte) Outcome {
 		t.Helper()
 		d := mustDelivery(t, s, id)
 		claimed := d.Due
@@ -779,8 +779,12 @@ func TestFirstAttemptKeptInDeliveryRecord(t *testing.T) {
 		if code >= 400 {
 			d.Status = StatusDead
 		}
-		record(t, s, Outcome{Delivery: d, ClaimedDue: claimed,
-			Attempt: &Attempt{N: n, Start: t0.Add(time.Duration(n) * time.Second), Status: code, Response: resp}})
+		return Outcome{Delivery: d, ClaimedDue: claimed,
+			Attempt: &Attempt{N: n, Start: t0.Add(time.Duration(n) * time.Second), Status: code, Response: resp}}
+	}
+	final := func(id string, n, code int, resp []byte) {
+		t.Helper()
+		record(t, s, outcome(id, n, code, resp))
 	}
 	history := func(id string) string {
 		t.Helper()
@@ -830,4 +834,28 @@ func TestFirstAttemptKeptInDeliveryRecord(t *testing.T) {
 		t.Fatal("e2/r's record holds its long attempt")
 	}
 	wantTTL(t, s, attemptKey("e2/r", 1), opts.Retention)
+
+	// At the boundary: a record one byte under the threshold holds its
+	// attempt; one that reaches it (Badger would put it in the value
+	// log) does not.
+	for i, want := range []int{0, 1} {
+		id := fmt.Sprintf("b%d", i)
+		ingest(t, s, Ingest{Event: &Event{ID: id, Type: "t", Received: t0}, Deliveries: []*Delivery{newDelivery(id+"/r", id, "r", t0)}})
+		size := func(n int) int {
+			o := outcome(id+"/r", 1, 200, bytes.Repeat([]byte("x"), n))
+			o.Delivery.attempt = o.Attempt
+			return len(encodeDelivery(o.Delivery))
+		}
+		n := 0
+		for size(n) < valueThreshold-1+i {
+			n++
+		}
+		if size(n) != valueThreshold-1+i {
+			t.Fatalf("no response length makes %s's record %d bytes", id, valueThreshold-1+i)
+		}
+		final(id+"/r", 1, 200, bytes.Repeat([]byte("x"), n))
+		if got := records(id + "/r"); got != want {
+			t.Fatalf("record of %d bytes with its attempt: %d attempt records, want %d", size(n), got, want)
+		}
+	}
 }
