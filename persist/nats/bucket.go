@@ -211,22 +211,23 @@ func isWrongLast(err error) bool {
 }
 
 // recentEvents keeps the last records read of a bounded number of
-// events. Sending a delivery reads its event, and recording the outcome
-// updates the event with a compare-and-set that needs the record and
-// its revision: taking them from here saves a read from the stream
-// leader per delivery. A record that changed meanwhile only makes the
-// compare-and-set fail and the update read it again.
+// events, decoded. Sending a delivery reads its event, and recording the
+// outcome updates the event with a compare-and-set that needs the record
+// and its revision: taking them from here saves a read from the stream
+// leader, and a decoding, per delivery. A record that changed meanwhile
+// only makes the compare-and-set fail and the update read it again.
 type recentEvents struct {
 	mu    sync.Mutex
 	m     map[string]recentEvent
 	bytes int
 }
 
-// recentEvent is a record as read, and decoded; the bytes count against
-// maxRecentBytes for both.
+// recentEvent is a decoded record, its revision, and the size of its
+// encoding, which stands for its size in memory against maxRecentBytes.
 type recentEvent struct {
-	entry
-	rec *eventRecord
+	rev  uint64
+	rec  *eventRecord
+	size int
 }
 
 // The bounds of recentEvents: about as many records as deliveries can be
@@ -240,12 +241,14 @@ const (
 	maxRecentRecord = 64 << 10
 )
 
-func (r *recentEvents) put(id string, e entry, rec *eventRecord) {
+// put keeps rec, decoded from size bytes at revision rev, for event id;
+// the caller gives it up.
+func (r *recentEvents) put(id string, rev uint64, rec *eventRecord, size int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// An older copy would only fail the compare-and-set.
 	r.dropLocked(id)
-	if len(e.val) > maxRecentRecord {
+	if size > maxRecentRecord {
 		return
 	}
 	if r.m == nil {
@@ -254,28 +257,28 @@ func (r *recentEvents) put(id string, e entry, rec *eventRecord) {
 	// Make room; which records go matters little: most are taken within
 	// an attempt's time of being put.
 	for k := range r.m {
-		if len(r.m) < maxRecentEvents && r.bytes+len(e.val) <= maxRecentBytes {
+		if len(r.m) < maxRecentEvents && r.bytes+size <= maxRecentBytes {
 			break
 		}
 		r.dropLocked(k)
 	}
-	r.m[id] = recentEvent{e, rec}
-	r.bytes += len(e.val)
+	r.m[id] = recentEvent{rev, rec, size}
+	r.bytes += size
 }
 
-// take returns and forgets the record kept for id, and its decoded form
-// (nil if none was kept). The caller owns the decoded record.
-func (r *recentEvents) take(id string) (entry, *eventRecord, bool) {
+// take returns and forgets the record kept for id and its revision. The
+// caller owns the record.
+func (r *recentEvents) take(id string) (uint64, *eventRecord, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.m[id]
 	r.dropLocked(id)
-	return e.entry, e.rec, ok
+	return e.rev, e.rec, ok
 }
 
 func (r *recentEvents) dropLocked(id string) {
 	if e, ok := r.m[id]; ok {
-		r.bytes -= len(e.val)
+		r.bytes -= e.size
 		delete(r.m, id)
 	}
 }

@@ -227,7 +227,7 @@ func (s *Store) Event(id string) (*persist.Event, error) {
 	ev := *r.Event
 	kept.Event = &ev
 	kept.Initial = slices.Clone(r.Initial)
-	s.recent.put(id, e, &kept)
+	s.recent.put(id, e.rev, &kept, len(e.val))
 	return r.Event, nil
 }
 

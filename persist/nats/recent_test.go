@@ -16,7 +16,7 @@ func TestRecentEventsBounded(t *testing.T) {
 		t.Helper()
 		sum := 0
 		for _, e := range r.m {
-			sum += len(e.val)
+			sum += e.size
 		}
 		if sum != r.bytes || len(r.m) > maxRecentEvents || r.bytes > maxRecentBytes {
 			t.Fatalf("%s: %d records, %d bytes counted, %d held; bounds %d records, %d bytes",
@@ -24,25 +24,26 @@ func TestRecentEventsBounded(t *testing.T) {
 		}
 	}
 	for i := range 3 * maxRecentEvents {
-		r.put(fmt.Sprint("small", i), entry{val: make([]byte, 100), rev: uint64(i + 1)}, nil)
+		r.put(fmt.Sprint("small", i), uint64(i+1), &eventRecord{}, 100)
 	}
 	check("after many small records")
 	if len(r.m) != maxRecentEvents {
 		t.Fatalf("%d small records kept, want %d", len(r.m), maxRecentEvents)
 	}
 	for i := range 1000 {
-		r.put(fmt.Sprint("big", i), entry{val: make([]byte, maxRecentRecord), rev: 1}, nil)
+		r.put(fmt.Sprint("big", i), 1, &eventRecord{}, maxRecentRecord)
 	}
 	check("after many records of the largest size kept")
-	r.put("huge", entry{val: make([]byte, maxRecentRecord+1), rev: 1}, nil)
+	r.put("huge", 1, &eventRecord{}, maxRecentRecord+1)
 	if _, _, ok := r.take("huge"); ok {
 		t.Fatal("a record over maxRecentRecord was kept")
 	}
-	r.put("x", entry{val: make([]byte, 10), rev: 1}, nil)
-	r.put("x", entry{val: make([]byte, 20), rev: 2}, &eventRecord{})
+	first, second := &eventRecord{}, &eventRecord{}
+	r.put("x", 1, first, 10)
+	r.put("x", 2, second, 20)
 	check("after putting x twice")
-	if e, rec, ok := r.take("x"); !ok || e.rev != 2 || rec == nil {
-		t.Fatalf("take(x) = rev %d, %v, %v; want the later record, decoded", e.rev, rec, ok)
+	if rev, rec, ok := r.take("x"); !ok || rev != 2 || rec != second {
+		t.Fatalf("take(x) = rev %d, %p, %v; want the later record (%p)", rev, rec, ok, second)
 	}
 	if _, _, ok := r.take("x"); ok {
 		t.Fatal("x was still kept after take")

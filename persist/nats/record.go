@@ -114,13 +114,13 @@ func (s *Store) finalTTL(st persist.Status) time.Duration {
 // finished meanwhile only adds its attempt to the history.
 func (s *Store) writeOutcome(ctx context.Context, d *persist.Delivery, att *persist.Attempt, ttl time.Duration) (wasPending bool, err error) {
 	final := d.Status == persist.StatusDelivered || d.Status == persist.StatusDead
-	for tries := 0; tries < 2; tries++ {
-		// The record this outcome replaces. The first try takes it from
-		// the mirror, which has it for a delivery this node claimed, and
-		// writes only if it is still the stored one. Two nodes' claims
-		// overlap when a lease runs out mid-attempt; should the other's
-		// outcome be written meanwhile, the second try reads it from the
-		// server and writes regardless.
+	for tries := 0; tries < 100; tries++ {
+		// The record this outcome replaces, written over only if it is
+		// still the stored one. The first try takes it from the mirror,
+		// which has it for a delivery this node claimed. Two nodes'
+		// claims overlap when a lease runs out mid-attempt; should the
+		// other's outcome be written meanwhile, the next try reads it
+		// from the server.
 		prev, prevRev, err := s.currentDelivery(ctx, d.ID, tries > 0)
 		if err != nil {
 			return false, err
@@ -136,7 +136,7 @@ func (s *Store) writeOutcome(ctx context.Context, d *persist.Delivery, att *pers
 			return false, s.appendAttempt(ctx, d.ID, att, s.finalTTL(prev.Status))
 		}
 		var expect *uint64
-		if prev != nil && tries == 0 {
+		if prev != nil {
 			expect = &prevRev
 		}
 		if expect != nil && final && wasPending && prev.Attempts == 0 && att != nil && att.N == 1 &&
@@ -152,8 +152,8 @@ func (s *Store) writeOutcome(ctx context.Context, d *persist.Delivery, att *pers
 			return wasPending, err
 		}
 		// The delivery and its history are separate records: write them
-		// at once. An attempt appended twice (a conflict, then the
-		// second try) is kept once.
+		// at once. An attempt appended twice (a conflict, then the next
+		// try) is kept once.
 		putErr := make(chan error, 1)
 		go func() { putErr <- s.putDeliveryRecord(ctx, deliveryRecord{Delivery: d}, ttl, expect) }()
 		attErr := s.appendAttempt(ctx, d.ID, att, ttl)
@@ -163,7 +163,7 @@ func (s *Store) writeOutcome(ctx context.Context, d *persist.Delivery, att *pers
 		}
 		return wasPending, errors.Join(putE, attErr)
 	}
-	return false, fmt.Errorf("delivery %s: written by another node twice meanwhile", d.ID)
+	return false, fmt.Errorf("delivery %s: too many conflicting writes", d.ID)
 }
 
 // deliveryRecord is what the deliveries bucket holds: the delivery and,
@@ -260,34 +260,32 @@ func (s *Store) updateEvent(ctx context.Context, id string, fn func(r *eventReco
 		// decode it again. If it is not, the compare-and-set fails and
 		// the next try reads.
 		var (
-			e  entry
-			r  *eventRecord
-			ok bool
+			rev uint64
+			r   *eventRecord
+			ok  bool
 		)
 		if tries == 0 {
-			e, r, ok = s.recent.take(id)
+			rev, r, ok = s.recent.take(id)
 		}
 		if !ok {
-			var err error
-			if e, err = s.events.get(ctx, id); err != nil {
+			e, err := s.events.get(ctx, id)
+			if err != nil {
 				return err
 			}
-		}
-		if e.rev == 0 || e.deleted {
-			return nil
-		}
-		if r == nil {
-			var err error
+			if e.rev == 0 || e.deleted {
+				return nil
+			}
 			if r, err = decodeEvent(e.val); err != nil {
 				return fmt.Errorf("event %s: %v", id, err)
 			}
+			rev = e.rev
 		}
 		ttl := fn(r)
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
-		if _, err := s.events.put(ctx, id, b, &e.rev, ttl); !errors.Is(err, errConflict) {
+		if _, err := s.events.put(ctx, id, b, &rev, ttl); !errors.Is(err, errConflict) {
 			return err
 		}
 	}
