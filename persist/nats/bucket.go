@@ -210,75 +210,98 @@ func isWrongLast(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
-// recentEvents keeps the last records read of a bounded number of
-// events, decoded. Sending a delivery reads its event, and recording the
-// outcome updates the event with a compare-and-set that needs the record
-// and its revision: taking them from here saves a read from the stream
-// leader, and a decoding, per delivery. A record that changed meanwhile
-// only makes the compare-and-set fail and the update read it again.
-type recentEvents struct {
+// eventCache keeps values of a bounded number of events, bounded in
+// count and bytes too: about as many as deliveries can be in flight at
+// once, and no more bytes than a few thousand of the usual kilobyte or
+// two, so large payloads cannot hold much memory. A value bigger than
+// maxCachedRecord is not kept: reading it again costs little next to
+// sending it. Which values go to make room matters little: most are
+// used within an attempt's time of being put.
+type eventCache[V any] struct {
 	mu    sync.Mutex
-	m     map[string]recentEvent
+	m     map[string]cached[V]
 	bytes int
 }
 
-// recentEvent is a decoded record, its revision, and the size of its
-// encoding, which stands for its size in memory against maxRecentBytes.
-type recentEvent struct {
-	rev  uint64
-	rec  *eventRecord
+type cached[V any] struct {
+	v    V
 	size int
 }
 
-// The bounds of recentEvents: about as many records as deliveries can be
-// in flight at once, and no more bytes than a few thousand of the usual
-// kilobyte or two, so large payloads cannot hold much memory. A record
-// bigger than maxRecentRecord is not kept: reading it again costs little
-// next to sending it.
 const (
-	maxRecentEvents = 1024
-	maxRecentBytes  = 8 << 20
-	maxRecentRecord = 64 << 10
+	maxCachedEvents = 1024
+	maxCachedBytes  = 8 << 20
+	maxCachedRecord = 64 << 10
 )
 
-// put keeps rec, decoded from size bytes at revision rev, for event id;
-// the caller gives it up.
-func (r *recentEvents) put(id string, rev uint64, rec *eventRecord, size int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	// An older copy would only fail the compare-and-set.
-	r.dropLocked(id)
-	if size > maxRecentRecord {
+// put keeps v, which holds about size bytes, for event id, in place of
+// what it held.
+func (c *eventCache[V]) put(id string, v V, size int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked(id)
+	if size > maxCachedRecord {
 		return
 	}
-	if r.m == nil {
-		r.m = make(map[string]recentEvent)
+	if c.m == nil {
+		c.m = make(map[string]cached[V])
 	}
-	// Make room; which records go matters little: most are taken within
-	// an attempt's time of being put.
-	for k := range r.m {
-		if len(r.m) < maxRecentEvents && r.bytes+size <= maxRecentBytes {
+	for k := range c.m {
+		if len(c.m) < maxCachedEvents && c.bytes+size <= maxCachedBytes {
 			break
 		}
-		r.dropLocked(k)
+		c.dropLocked(k)
 	}
-	r.m[id] = recentEvent{rev, rec, size}
-	r.bytes += size
+	c.m[id] = cached[V]{v, size}
+	c.bytes += size
 }
 
-// take returns and forgets the record kept for id and its revision. The
-// caller owns the record.
-func (r *recentEvents) take(id string) (uint64, *eventRecord, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e, ok := r.m[id]
-	r.dropLocked(id)
-	return e.rev, e.rec, ok
+// get returns the value kept for id.
+func (c *eventCache[V]) get(id string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	return e.v, ok
 }
 
-func (r *recentEvents) dropLocked(id string) {
-	if e, ok := r.m[id]; ok {
-		r.bytes -= e.size
-		delete(r.m, id)
+// take returns and forgets the value kept for id.
+func (c *eventCache[V]) take(id string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	c.dropLocked(id)
+	return e.v, ok
+}
+
+func (c *eventCache[V]) dropLocked(id string) {
+	if e, ok := c.m[id]; ok {
+		c.bytes -= e.size
+		delete(c.m, id)
 	}
+}
+
+// recentEvent is an event record as last read, decoded, with its
+// revision. Sending a delivery reads its event, and recording the
+// outcome updates the event with a compare-and-set that needs the record
+// and its revision: taking them from Store.recent saves a read from the
+// stream leader, and a decoding, per delivery. A record that changed
+// meanwhile only makes the compare-and-set fail and the update read it
+// again. Whoever takes one owns it.
+type recentEvent struct {
+	rev uint64
+	rec *eventRecord
+}
+
+// ingestedEvent is an event record as this node wrote it at ingest,
+// with its revision, and the time the event was received, which its
+// deliveries were created at (Store.ingested). The record is shared and
+// never changed: whoever needs to change it works on a copy (private).
+// It saves a read of the event from the stream leader for a delivery
+// loaded from the store (LoadJobs), and for the outcome's count-down of
+// a delivery the engine was handed at ingest, whose event Event never
+// read.
+type ingestedEvent struct {
+	rec      *eventRecord
+	rev      uint64
+	received time.Time
 }

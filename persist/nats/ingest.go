@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -196,7 +197,8 @@ func (s *Store) ingestOne(ctx context.Context, in *persist.Ingest) (persist.Inge
 	}
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if _, err := s.events.create(cctx, ev.ID, rec, ttl); errors.Is(err, errConflict) {
+	rev, err := s.events.create(cctx, ev.ID, rec, ttl)
+	if errors.Is(err, errConflict) {
 		// Still held: a duplicate, whatever the window says. Make sure
 		// it is whole (its node may have died half-way).
 		if err := s.repair(cctx, ev.ID); err != nil {
@@ -205,6 +207,18 @@ func (s *Store) ingestOne(ctx context.Context, in *persist.Ingest) (persist.Inge
 		return persist.IngestResult{Duplicate: true, ID: ev.ID}, nil
 	} else if err != nil {
 		return persist.IngestResult{}, err
+	}
+	if len(in.Deliveries) > 0 {
+		// The record as written, kept apart from what the caller holds
+		// and may change: the event and deliveries are copied.
+		kept := eventRecord{Event: new(persist.Event), Data: ev.Data, Initial: make([]*persist.Delivery, len(in.Deliveries))}
+		*kept.Event = *ev
+		kept.Event.Deliveries = slices.Clone(ev.Deliveries)
+		for i, d := range in.Deliveries {
+			c := *d
+			kept.Initial[i] = &c
+		}
+		s.ingested.put(ev.ID, ingestedEvent{&kept, rev, ev.Received}, len(rec))
 	}
 	if err := s.writeDeliveries(cctx, in.Deliveries); err != nil {
 		return persist.IngestResult{}, err

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"slices"
 	"strings"
 	"time"
@@ -217,18 +218,92 @@ func (s *Store) Event(id string) (*persist.Event, error) {
 	if e.rev == 0 || e.deleted {
 		return nil, persist.ErrNotFound
 	}
-	r, err := decodeEvent(e.val)
+	return s.keepEvent(id, e.val, e.rev)
+}
+
+// keepEvent decodes event id's record raw, at revision rev, and keeps a
+// copy for the outcome's count-down (recent). The update changes the
+// copy, not the event returned; the payload and lists it leaves as they
+// are.
+func (s *Store) keepEvent(id string, raw []byte, rev uint64) (*persist.Event, error) {
+	r, err := decodeEvent(raw)
 	if err != nil {
 		return nil, err
 	}
-	// The outcome's update changes the copy kept, not the event
-	// returned; the payload and lists it leaves as they are.
-	kept := *r
-	ev := *r.Event
-	kept.Event = &ev
-	kept.Initial = slices.Clone(r.Initial)
-	s.recent.put(id, e.rev, &kept, len(e.val))
+	s.recent.put(id, recentEvent{rev, r.private()}, len(raw))
 	return r.Event, nil
+}
+
+// private returns a copy of r that can be changed as an outcome's
+// update does (the event's counts, the list of first deliveries)
+// without changing r; the payload and the rest are shared.
+func (r *eventRecord) private() *eventRecord {
+	c := *r
+	ev := *r.Event
+	c.Event = &ev
+	c.Initial = slices.Clone(r.Initial)
+	return &c
+}
+
+// LoadJobs implements persist.JobLoader. Deliveries come from the
+// mirror (or the stream leader); an event this node ingested recently
+// comes from the record it wrote, when the delivery was created with
+// it, and otherwise from the stream leader, several at once. Its payload
+// never changes; what outcomes change (Remaining, KeepUntil) may be
+// older than stored, which JobLoader allows.
+func (s *Store) LoadJobs(ids []string) ([]persist.Job, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.end()
+	out := make([]persist.Job, len(ids))
+	var g errgroup.Group
+	g.SetLimit(loadParallel)
+	for i, id := range ids {
+		g.Go(func() error {
+			out[i] = s.loadJob(id)
+			return nil
+		})
+	}
+	g.Wait()
+	return out, nil
+}
+
+// loadParallel is how many deliveries LoadJobs reads at once: each read
+// from the leader is a round trip.
+const loadParallel = 16
+
+func (s *Store) loadJob(id string) persist.Job {
+	d, ok := s.mirror.delivery(id)
+	if !ok {
+		ctx, cancel := ctxOp()
+		defer cancel()
+		var err error
+		if d, err = s.fetchDelivery(ctx, id); err != nil {
+			return persist.Job{Err: err}
+		}
+	}
+	if d.Status != persist.StatusPending {
+		return persist.Job{Delivery: d}
+	}
+	if in, ok := s.ingested.get(d.EventID); ok && in.received.Equal(d.Created) {
+		// Created with the event this node wrote (an id used again
+		// after that event expired names another one, received at
+		// another time).
+		ev := *in.rec.Event
+		return persist.Job{Delivery: d, Event: &ev}
+	}
+	ctx, cancel := ctxOp()
+	defer cancel()
+	e, err := s.events.get(ctx, d.EventID)
+	switch {
+	case err != nil:
+		return persist.Job{Delivery: d, Err: err}
+	case e.rev == 0 || e.deleted:
+		return persist.Job{Delivery: d, Err: persist.ErrNotFound}
+	}
+	ev, err := s.keepEvent(d.EventID, e.val, e.rev)
+	return persist.Job{Delivery: d, Event: ev, Err: err}
 }
 
 // Attempts implements persist.Store.

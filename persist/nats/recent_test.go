@@ -7,45 +7,48 @@ import (
 	"github.com/hookgate/hookgate/persist"
 )
 
-// TestRecentEventsBounded: the records kept for outcomes stay within
-// their count and byte bounds, whatever is put, and a record put again
-// is counted once.
-func TestRecentEventsBounded(t *testing.T) {
-	var r recentEvents
+// TestEventCacheBounded: the records kept for outcomes and loads stay
+// within their count and byte bounds, whatever is put; a record put
+// again is counted once; get keeps it, take does not.
+func TestEventCacheBounded(t *testing.T) {
+	var c eventCache[recentEvent]
 	check := func(when string) {
 		t.Helper()
 		sum := 0
-		for _, e := range r.m {
+		for _, e := range c.m {
 			sum += e.size
 		}
-		if sum != r.bytes || len(r.m) > maxRecentEvents || r.bytes > maxRecentBytes {
+		if sum != c.bytes || len(c.m) > maxCachedEvents || c.bytes > maxCachedBytes {
 			t.Fatalf("%s: %d records, %d bytes counted, %d held; bounds %d records, %d bytes",
-				when, len(r.m), r.bytes, sum, maxRecentEvents, maxRecentBytes)
+				when, len(c.m), c.bytes, sum, maxCachedEvents, maxCachedBytes)
 		}
 	}
-	for i := range 3 * maxRecentEvents {
-		r.put(fmt.Sprint("small", i), uint64(i+1), &eventRecord{}, 100)
+	for i := range 3 * maxCachedEvents {
+		c.put(fmt.Sprint("small", i), recentEvent{uint64(i + 1), &eventRecord{}}, 100)
 	}
 	check("after many small records")
-	if len(r.m) != maxRecentEvents {
-		t.Fatalf("%d small records kept, want %d", len(r.m), maxRecentEvents)
+	if len(c.m) != maxCachedEvents {
+		t.Fatalf("%d small records kept, want %d", len(c.m), maxCachedEvents)
 	}
 	for i := range 1000 {
-		r.put(fmt.Sprint("big", i), 1, &eventRecord{}, maxRecentRecord)
+		c.put(fmt.Sprint("big", i), recentEvent{1, &eventRecord{}}, maxCachedRecord)
 	}
 	check("after many records of the largest size kept")
-	r.put("huge", 1, &eventRecord{}, maxRecentRecord+1)
-	if _, _, ok := r.take("huge"); ok {
-		t.Fatal("a record over maxRecentRecord was kept")
+	c.put("huge", recentEvent{1, &eventRecord{}}, maxCachedRecord+1)
+	if _, ok := c.take("huge"); ok {
+		t.Fatal("a record over maxCachedRecord was kept")
 	}
 	first, second := &eventRecord{}, &eventRecord{}
-	r.put("x", 1, first, 10)
-	r.put("x", 2, second, 20)
+	c.put("x", recentEvent{1, first}, 10)
+	c.put("x", recentEvent{2, second}, 20)
 	check("after putting x twice")
-	if rev, rec, ok := r.take("x"); !ok || rev != 2 || rec != second {
-		t.Fatalf("take(x) = rev %d, %p, %v; want the later record (%p)", rev, rec, ok, second)
+	if e, ok := c.get("x"); !ok || e.rev != 2 || e.rec != second {
+		t.Fatalf("get(x) = %+v, %v; want the later record (%p)", e, ok, second)
 	}
-	if _, _, ok := r.take("x"); ok {
+	if e, ok := c.take("x"); !ok || e.rev != 2 || e.rec != second {
+		t.Fatalf("take(x) = %+v, %v; want the later record (%p)", e, ok, second)
+	}
+	if _, ok := c.take("x"); ok {
 		t.Fatal("x was still kept after take")
 	}
 	check("after take")

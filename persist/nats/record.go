@@ -255,17 +255,25 @@ func (s *Store) appendAttempt(ctx context.Context, id string, att *persist.Attem
 // event is not an error (fn is not called).
 func (s *Store) updateEvent(ctx context.Context, id string, fn func(r *eventRecord) time.Duration) error {
 	for tries := 0; tries < 100; tries++ {
-		// The record the delivery was just sent from is usually still
-		// the current one: start from it, decoded, rather than read and
-		// decode it again. If it is not, the compare-and-set fails and
-		// the next try reads.
+		// The record the delivery was just sent from (or, for a
+		// delivery sent as ingested, the one this node wrote) is
+		// usually still the current one: start from it, decoded, rather
+		// than read and decode it again. If it is not, the
+		// compare-and-set fails and the next try reads.
 		var (
 			rev uint64
 			r   *eventRecord
 			ok  bool
 		)
 		if tries == 0 {
-			rev, r, ok = s.recent.take(id)
+			var re recentEvent
+			if re, ok = s.recent.take(id); ok {
+				rev, r = re.rev, re.rec
+			} else if in, found := s.ingested.take(id); found {
+				// Handed to the engine at ingest, the event was never
+				// read: start from the record this node wrote.
+				rev, r, ok = in.rev, in.rec.private(), true
+			}
 		}
 		if !ok {
 			e, err := s.events.get(ctx, id)

@@ -791,3 +791,121 @@ func TestOverlappingClaims(t *testing.T) {
 	recordOutcome(t, b, "e3/r", persist.StatusDead, 1, 410)
 	check("e3/r", persist.StatusDelivered, "[200 410]")
 }
+
+// TestLoadJobs: deliveries with their events, as the engine loads them
+// to send. An event this node ingested comes from the record it wrote,
+// for the deliveries created with it; anything else is read from the
+// server.
+func TestLoadJobs(t *testing.T) {
+	a, b := twoNodes(t)
+	ctx := context.Background()
+	received := time.Now()
+	ingest := func(id string) {
+		t.Helper()
+		in := persist.Ingest{
+			Event:      &persist.Event{ID: id, Type: "t", Received: received, Data: []byte(`{"n":"` + id + `"}`)},
+			Deliveries: []*persist.Delivery{{ID: id + "/r", EventID: id, Route: "r", Created: received, Due: received}},
+		}
+		if _, err := a.Ingest(ctx, []persist.Ingest{in}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"e1", "e2", "e3"} {
+		ingest(id)
+	}
+	recordOutcome(t, a, "e2/r", persist.StatusDelivered, 1, 200)
+	eventually(t, "b sees the deliveries", func() bool {
+		_, ok1 := b.mirror.delivery("e1/r")
+		_, ok3 := b.mirror.delivery("e3/r")
+		return ok1 && ok3
+	})
+
+	for name, s := range map[string]*Store{"the ingesting node": a, "another node": b} {
+		jobs, err := s.LoadJobs([]string{"e1/r", "e2/r", "nope"})
+		if err != nil || len(jobs) != 3 {
+			t.Fatalf("%s: %d jobs, %v", name, len(jobs), err)
+		}
+		if j := jobs[0]; j.Err != nil || j.Delivery == nil || j.Delivery.ID != "e1/r" || j.Event == nil ||
+			j.Event.ID != "e1" || string(j.Event.Data) != `{"n":"e1"}` {
+			t.Errorf("%s: pending delivery: %+v", name, j)
+		}
+		if j := jobs[1]; j.Err != nil || j.Delivery == nil || j.Delivery.Status != persist.StatusDelivered || j.Event != nil {
+			t.Errorf("%s: delivered delivery: %+v (want the delivery, no event, no error)", name, j)
+		}
+		if j := jobs[2]; !errors.Is(j.Err, persist.ErrNotFound) || j.Delivery != nil {
+			t.Errorf("%s: unknown id: %+v (want ErrNotFound)", name, j)
+		}
+	}
+
+	// What a keeps of e3 is used for a delivery created with it, and
+	// only for one: a record planted in its place shows which was read.
+	in, ok := a.ingested.get("e3")
+	if !ok {
+		t.Fatal("a kept nothing of the event it ingested")
+	}
+	planted := in.rec.private()
+	planted.Event.ID = "XX"
+	a.ingested.put("e3", ingestedEvent{planted, in.rev, in.received}, 100)
+	if jobs, _ := a.LoadJobs([]string{"e3/r"}); jobs[0].Event == nil || jobs[0].Event.ID != "XX" {
+		t.Fatalf("the delivery created with the event was loaded from the server: %+v", jobs[0])
+	}
+	a.ingested.put("e3", ingestedEvent{planted, in.rev, in.received.Add(time.Second)}, 100)
+	if jobs, _ := a.LoadJobs([]string{"e3/r"}); jobs[0].Event == nil || jobs[0].Event.ID != "e3" {
+		t.Fatalf("a record of another event of that id was used: %+v", jobs[0])
+	}
+
+	// A pending delivery whose event is gone.
+	if _, err := a.events.del(ctx, "e1", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	a.ingested.take("e1")
+	if jobs, _ := b.LoadJobs([]string{"e1/r"}); !errors.Is(jobs[0].Err, persist.ErrNotFound) || jobs[0].Delivery == nil {
+		t.Fatalf("pending delivery without its event: %+v (want the delivery and ErrNotFound)", jobs[0])
+	}
+
+	a.Close()
+	if _, err := a.LoadJobs([]string{"e3/r"}); !errors.Is(err, persist.ErrClosed) {
+		t.Fatalf("after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestCountDownStartsFromIngestedRecord: a delivery the engine was
+// handed at ingest is counted off its event starting from the record
+// this node wrote, without reading it; a stale one only fails the
+// compare-and-set. A planted field shows which record the update
+// started from.
+func TestCountDownStartsFromIngestedRecord(t *testing.T) {
+	a, _ := twoNodes(t)
+	ctx := context.Background()
+	now := time.Now()
+	for i, stale := range []bool{false, true} {
+		id := fmt.Sprintf("e%d", i)
+		ingestOne(t, a, id, now)
+		in, ok := a.ingested.get(id)
+		if !ok {
+			t.Fatalf("%s: a kept nothing of the event it ingested", id)
+		}
+		planted := in.rec.private()
+		planted.Event.Source = "planted"
+		rev := in.rev
+		if stale {
+			rev--
+		}
+		a.ingested.put(id, ingestedEvent{planted, rev, in.received}, 100)
+		recordOutcome(t, a, id+"/r", persist.StatusDelivered, 1, 200)
+		e, err := a.events.get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := decodeEvent(e.val)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Event.Remaining != 0 || r.Event.KeepUntil == 0 {
+			t.Fatalf("%s after its delivery: %+v, want it finished", id, r.Event)
+		}
+		if got, want := r.Event.Source == "planted", !stale; got != want {
+			t.Fatalf("%s (stale %v): the update started from the ingested record: %v, want %v", id, stale, got, want)
+		}
+	}
+}

@@ -244,8 +244,10 @@ type Store struct {
 	mirror *mirror
 	ret    atomic.Pointer[persist.Retention]
 	// recent holds event records Event read, for the outcome that
-	// counts a delivery off its event next.
-	recent recentEvents
+	// counts a delivery off its event next; ingested holds those this
+	// node wrote, for LoadJobs.
+	recent   eventCache[recentEvent]
+	ingested eventCache[ingestedEvent]
 
 	shards []chan func()
 	// ops counts calls in progress, so Close waits for them.
@@ -257,8 +259,9 @@ type Store struct {
 }
 
 var (
-	_ persist.Store   = (*Store)(nil)
-	_ persist.Claimer = (*Store)(nil)
+	_ persist.Store     = (*Store)(nil)
+	_ persist.Claimer   = (*Store)(nil)
+	_ persist.JobLoader = (*Store)(nil)
 )
 
 // recordShards is how many writers apply outcomes; outcomes of one
