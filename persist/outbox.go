@@ -408,7 +408,8 @@ type Claimer interface {
 // The engine checks for it once, when it opens the store, and loads the
 // deliveries a scan of the ready index found with it.
 type JobLoader interface {
-	// LoadJobs reads, from one snapshot, each delivery of ids and, for
+	// LoadJobs reads, from one snapshot (the NATS store: see its own
+	// LoadJobs), each delivery of ids and, for
 	// those that are pending, the record of their event as ingested
 	// (Routes, Deliveries, Remaining and KeepUntil as they were then:
 	// what changed since is not applied). Jobs[i] answers ids[i]:

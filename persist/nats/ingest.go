@@ -1,6 +1,7 @@
 package natsstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -210,9 +211,13 @@ func (s *Store) ingestOne(ctx context.Context, in *persist.Ingest) (persist.Inge
 	}
 	if len(in.Deliveries) > 0 {
 		// The record as written, kept apart from what the caller holds
-		// and may change: the event and deliveries are copied.
-		kept := eventRecord{Event: new(persist.Event), Data: ev.Data, Initial: make([]*persist.Delivery, len(in.Deliveries))}
+		// and may change: the event and deliveries are copied, and the
+		// payload too, which may be a slice of a much larger request
+		// body that the cache's bound would not count.
+		data := bytes.Clone(ev.Data)
+		kept := eventRecord{Event: new(persist.Event), Data: data, Initial: make([]*persist.Delivery, len(in.Deliveries))}
 		*kept.Event = *ev
+		kept.Event.Data = data
 		kept.Event.Deliveries = slices.Clone(ev.Deliveries)
 		for i, d := range in.Deliveries {
 			c := *d

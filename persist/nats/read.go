@@ -6,12 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"golang.org/x/sync/errgroup"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hookgate/hookgate/persist"
 )
@@ -245,12 +245,16 @@ func (r *eventRecord) private() *eventRecord {
 	return &c
 }
 
-// LoadJobs implements persist.JobLoader. Deliveries come from the
-// mirror (or the stream leader); an event this node ingested recently
-// comes from the record it wrote, when the delivery was created with
-// it, and otherwise from the stream leader, several at once. Its payload
-// never changes; what outcomes change (Remaining, KeepUntil) may be
-// older than stored, which JobLoader allows.
+// LoadJobs implements persist.JobLoader, though not from one snapshot:
+// deliveries come from the mirror (or the stream leader); an event this
+// node ingested recently comes from the record it wrote, when the
+// delivery was created with it, and otherwise from the stream leader,
+// several at once. Its payload never changes; what outcomes change
+// (Remaining, KeepUntil) may be older than stored, which JobLoader
+// allows. An event kept here is not checked against the server: in the
+// one case where a pending delivery outlives its event (a requeue racing
+// the event's expiry), a node that ingested it recently may still send
+// it rather than find it gone.
 func (s *Store) LoadJobs(ids []string) ([]persist.Job, error) {
 	if err := s.begin(); err != nil {
 		return nil, err

@@ -293,7 +293,13 @@ func (s *Store) updateEvent(ctx context.Context, id string, fn func(r *eventReco
 		if err != nil {
 			return err
 		}
-		if _, err := s.events.put(ctx, id, b, &rev, ttl); !errors.Is(err, errConflict) {
+		nrev, err := s.events.put(ctx, id, b, &rev, ttl)
+		if err == nil && r.Event.Remaining > 0 {
+			// The next delivery of the event to finish here starts from
+			// this record.
+			s.recent.put(id, recentEvent{nrev, r}, len(b))
+		}
+		if !errors.Is(err, errConflict) {
 			return err
 		}
 	}

@@ -908,4 +908,38 @@ func TestCountDownStartsFromIngestedRecord(t *testing.T) {
 			t.Fatalf("%s (stale %v): the update started from the ingested record: %v, want %v", id, stale, got, want)
 		}
 	}
+
+	// An event with two deliveries: the second count-down starts from
+	// the record the first one wrote.
+	ingestRoutes(t, a, "two", now, "1", "2")
+	recordOutcome(t, a, "two-1", persist.StatusDelivered, 1, 200)
+	re, ok := a.recent.take("two")
+	if !ok || re.rec.Event.Remaining != 1 {
+		t.Fatalf("after the first count-down: %+v %v, want the record it wrote, 1 remaining", re.rec, ok)
+	}
+	re.rec.Event.Source = "planted"
+	a.recent.put("two", re, 100)
+	recordOutcome(t, a, "two-2", persist.StatusDelivered, 1, 200)
+	e, err := a.events.get(ctx, "two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := decodeEvent(e.val); err != nil || r.Event.Remaining != 0 || r.Event.Source != "planted" {
+		t.Fatalf("after the second count-down: %+v %v, want it finished, from the record the first wrote", r, err)
+	}
+
+	// What is kept is a copy: a caller reusing its buffers changes
+	// nothing.
+	buf := []byte(`{"n":1}`)
+	in := persist.Ingest{
+		Event:      &persist.Event{ID: "own", Type: "t", Received: now, Data: buf},
+		Deliveries: []*persist.Delivery{{ID: "own/r", EventID: "own", Route: "r", Created: now, Due: now}},
+	}
+	if _, err := a.Ingest(ctx, []persist.Ingest{in}); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, `{"n":2}`)
+	if jobs, _ := a.LoadJobs([]string{"own/r"}); jobs[0].Event == nil || string(jobs[0].Event.Data) != `{"n":1}` {
+		t.Fatalf("event loaded after the caller changed its buffer: %+v", jobs[0].Event)
+	}
 }
