@@ -515,11 +515,7 @@ func (s *Badger) dedupeLookup(txn *badger.Txn, key string, now time.Time) (strin
 }
 
 func (s *Badger) putDelivery(txn *badger.Txn, d *Delivery, ttl time.Duration) error {
-	e := badger.NewEntry(deliveryKey(d.ID), encodeDelivery(d))
-	if ttl > 0 {
-		e = e.WithTTL(ttl)
-	}
-	return txn.SetEntry(e)
+	return setEntry(txn, deliveryKey(d.ID), encodeDelivery(d), ttl)
 }
 
 func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
@@ -553,15 +549,23 @@ func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
 	// Final deliveries are indexed by route and the time they ended, so
 	// they can be listed and replayed without scanning every record:
 	// x| for dead ones, v| for delivered ones; both expire with them.
-	ret := s.retention.Load()
-	ttl, index := ret.Delivered, doneKey(d.Route, d.Done, d.ID)
+	ttl, index := s.retention.Load().Final(d.Status), doneKey(d.Route, d.Done, d.ID)
 	if d.Status == StatusDead {
-		ttl, index = ret.Dead, deadKey(d.Route, d.Done, d.ID)
+		index = deadKey(d.Route, d.Done, d.ID)
 	}
 	if err := txn.SetEntry(badger.NewEntry(index, nil).WithTTL(ttl)); err != nil {
 		return err
 	}
-	if a := o.Attempt; a != nil && a.N == 1 {
+	if err := s.putFinal(txn, d, o.Attempt, ttl); err != nil {
+		return err
+	}
+	return s.finishEventDelivery(txn, d, ttl)
+}
+
+// putFinal writes a final delivery and the attempt it ended with, both
+// expiring after ttl, with the earlier attempts.
+func (s *Badger) putFinal(txn *badger.Txn, d *Delivery, a *Attempt, ttl time.Duration) error {
+	if a != nil && a.N == 1 {
 		// Its first attempt was its last, as for most deliveries: there
 		// is no history, and the attempt goes in the delivery's record,
 		// one write instead of two, if the record stays small enough for
@@ -569,36 +573,36 @@ func (s *Badger) applyRecord(txn *badger.Txn, o Outcome) error {
 		rec := *d
 		rec.attempt = a
 		if v := encodeDelivery(&rec); len(v) < valueThreshold {
-			if err := txn.SetEntry(badger.NewEntry(deliveryKey(d.ID), v).WithTTL(ttl)); err != nil {
-				return err
-			}
-			return s.finishEventDelivery(txn, d, ttl)
+			return setEntry(txn, deliveryKey(d.ID), v, ttl)
 		}
 	}
 	if err := s.putDelivery(txn, d, ttl); err != nil {
 		return err
 	}
-	if err := s.putAttempt(txn, d.ID, o.Attempt, ttl); err != nil {
+	if err := s.putAttempt(txn, d.ID, a, ttl); err != nil {
 		return err
 	}
-	// Earlier attempts expire with the delivery.
-	if o.Attempt == nil || o.Attempt.N > 1 {
-		if err := s.expireAttempts(txn, d.ID, o.Attempt, ttl); err != nil {
-			return err
-		}
+	if a == nil || a.N > 1 {
+		// Earlier attempts expire with the delivery.
+		return s.expireAttempts(txn, d.ID, a, ttl)
 	}
-	return s.finishEventDelivery(txn, d, ttl)
+	return nil
+}
+
+// setEntry writes k, expiring after ttl if ttl > 0.
+func setEntry(txn *badger.Txn, k, v []byte, ttl time.Duration) error {
+	e := badger.NewEntry(k, v)
+	if ttl > 0 {
+		e = e.WithTTL(ttl)
+	}
+	return txn.SetEntry(e)
 }
 
 func (s *Badger) putAttempt(txn *badger.Txn, deliveryID string, a *Attempt, ttl time.Duration) error {
 	if a == nil {
 		return nil
 	}
-	e := badger.NewEntry(attemptKey(deliveryID, a.N), encodeAttempt(a))
-	if ttl > 0 {
-		e = e.WithTTL(ttl)
-	}
-	if err := txn.SetEntry(e); err != nil {
+	if err := setEntry(txn, attemptKey(deliveryID, a.N), encodeAttempt(a), ttl); err != nil {
 		return err
 	}
 	if old := a.N - s.opts.AttemptLog; old >= 1 {

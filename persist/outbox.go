@@ -434,6 +434,15 @@ type Retention struct {
 	Dedupe, Delivered, Dead time.Duration
 }
 
+// Final is how long a delivery that ended with status st is kept (with
+// its attempts).
+func (r Retention) Final(st Status) time.Duration {
+	if st == StatusDead {
+		return r.Dead
+	}
+	return r.Delivered
+}
+
 // With returns r changed by a config reload: zero values keep r's.
 func (r Retention) With(dedupe, delivered, dead time.Duration) Retention {
 	if dedupe > 0 {

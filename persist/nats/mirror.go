@@ -436,14 +436,8 @@ func (m *mirror) pruneLocked() {
 
 // delivery returns a copy of the mirrored delivery id.
 func (m *mirror) delivery(id string) (*persist.Delivery, bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	r, ok := m.deliveries[id]
-	if !ok {
-		return nil, false
-	}
-	d := *r.d
-	return &d, true
+	d, _, ok := m.deliveryRev(id)
+	return d, ok
 }
 
 // deliveryRev returns a copy of the mirrored delivery id and the

@@ -107,6 +107,11 @@ func (s *Store) Delivery(id string) (*persist.Delivery, error) {
 		return nil, err
 	}
 	defer s.end()
+	return s.delivery(id)
+}
+
+// delivery is Delivery without begin and end.
+func (s *Store) delivery(id string) (*persist.Delivery, error) {
 	if d, ok := s.mirror.delivery(id); ok {
 		return d, nil
 	}
@@ -209,6 +214,14 @@ func (s *Store) Event(id string) (*persist.Event, error) {
 		return nil, err
 	}
 	defer s.end()
+	return s.readEvent(id)
+}
+
+// readEvent reads event id from the stream leader and keeps a copy of
+// its record for the outcome's count-down (recent). The update changes
+// the copy, not the event returned; the payload and lists it leaves as
+// they are.
+func (s *Store) readEvent(id string) (*persist.Event, error) {
 	ctx, cancel := ctxOp()
 	defer cancel()
 	e, err := s.events.get(ctx, id)
@@ -218,19 +231,11 @@ func (s *Store) Event(id string) (*persist.Event, error) {
 	if e.rev == 0 || e.deleted {
 		return nil, persist.ErrNotFound
 	}
-	return s.keepEvent(id, e.val, e.rev)
-}
-
-// keepEvent decodes event id's record raw, at revision rev, and keeps a
-// copy for the outcome's count-down (recent). The update changes the
-// copy, not the event returned; the payload and lists it leaves as they
-// are.
-func (s *Store) keepEvent(id string, raw []byte, rev uint64) (*persist.Event, error) {
-	r, err := decodeEvent(raw)
+	r, err := decodeEvent(e.val)
 	if err != nil {
 		return nil, err
 	}
-	s.recent.put(id, recentEvent{rev, r.private()}, len(raw))
+	s.recent.put(id, recentEvent{e.rev, r.private()}, len(e.val))
 	return r.Event, nil
 }
 
@@ -278,14 +283,9 @@ func (s *Store) LoadJobs(ids []string) ([]persist.Job, error) {
 const loadParallel = 16
 
 func (s *Store) loadJob(id string) persist.Job {
-	d, ok := s.mirror.delivery(id)
-	if !ok {
-		ctx, cancel := ctxOp()
-		defer cancel()
-		var err error
-		if d, err = s.fetchDelivery(ctx, id); err != nil {
-			return persist.Job{Err: err}
-		}
+	d, err := s.delivery(id)
+	if err != nil {
+		return persist.Job{Err: err}
 	}
 	if d.Status != persist.StatusPending {
 		return persist.Job{Delivery: d}
@@ -297,16 +297,7 @@ func (s *Store) loadJob(id string) persist.Job {
 		ev := *in.rec.Event
 		return persist.Job{Delivery: d, Event: &ev}
 	}
-	ctx, cancel := ctxOp()
-	defer cancel()
-	e, err := s.events.get(ctx, d.EventID)
-	switch {
-	case err != nil:
-		return persist.Job{Delivery: d, Err: err}
-	case e.rev == 0 || e.deleted:
-		return persist.Job{Delivery: d, Err: persist.ErrNotFound}
-	}
-	ev, err := s.keepEvent(d.EventID, e.val, e.rev)
+	ev, err := s.readEvent(d.EventID)
 	return persist.Job{Delivery: d, Event: ev, Err: err}
 }
 

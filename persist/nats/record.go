@@ -61,7 +61,7 @@ func (s *Store) record(d *persist.Delivery, att *persist.Attempt) error {
 	final := d.Status == persist.StatusDelivered || d.Status == persist.StatusDead
 	var ttl time.Duration
 	if final {
-		ttl = s.finalTTL(d.Status)
+		ttl = s.ret.Load().Final(d.Status)
 		d.Waiting = false
 	}
 	wasPending, err := s.writeOutcome(ctx, d, att, ttl)
@@ -99,15 +99,6 @@ func (s *Store) currentDelivery(ctx context.Context, id string, fromServer bool)
 	return &p, e.rev, nil
 }
 
-// finalTTL is how long a delivery that ended with status st is kept.
-func (s *Store) finalTTL(st persist.Status) time.Duration {
-	ret := s.ret.Load()
-	if st == persist.StatusDead {
-		return ret.Dead
-	}
-	return ret.Delivered
-}
-
 // writeOutcome writes the delivery and attempt of an outcome, and says
 // whether the delivery was pending before it: only then does a final
 // outcome count it off its event. The outcome of a delivery another node
@@ -133,13 +124,13 @@ func (s *Store) writeOutcome(ctx context.Context, d *persist.Delivery, att *pers
 			// once more, and a final one would drop the attempt the
 			// record holds; this attempt only joins the history, which
 			// expires with the delivery.
-			return false, s.appendAttempt(ctx, d.ID, att, s.finalTTL(prev.Status))
+			return false, s.appendAttempt(ctx, d.ID, att, s.ret.Load().Final(prev.Status))
 		}
 		var expect *uint64
 		if prev != nil {
 			expect = &prevRev
 		}
-		if expect != nil && final && wasPending && prev.Attempts == 0 && att != nil && att.N == 1 &&
+		if prev != nil && final && prev.Attempts == 0 && att != nil && att.N == 1 &&
 			len(att.Response)+len(att.Error) <= maxEmbeddedAttempt {
 			// Its first attempt was its last, as for most deliveries:
 			// the attempt goes in the delivery's record, one replicated
