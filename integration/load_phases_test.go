@@ -156,8 +156,11 @@ func loadPassThrough(b *testing.B, r *loadReport, be *loadBackend, c *child, url
 	// NATS servers (with HOOKGATE_LOAD_NATS=only) are not in the path.
 	if events := max(s.reqs, received); events > 0 {
 		d := w1.cpu.sub(w0.cpu).caddy
-		r.add(p, "Caddy CPU per event passed through (ms)", float64(d)/float64(time.Millisecond)/float64(events), "%.3f", "passthrough_caddy_cpu_ms")
-		r.add(p, "Caddy CPU cores busy", d.Seconds()/window.Seconds(), "%.2f", "")
+		perEv := func(t time.Duration) float64 { return float64(t) / float64(time.Millisecond) / float64(events) }
+		r.add(p, "Caddy CPU per event passed through (ms)", perEv(d.CPU()), "%.3f", "passthrough_caddy_cpu_ms")
+		r.add(p, "  of which in the kernel (ms)", perEv(d.System), "%.3f", "passthrough_caddy_sys_ms")
+		r.add(p, "  minor page faults per event passed through", float64(d.MinorFaults)/float64(events), "%.2f", "passthrough_caddy_faults")
+		r.add(p, "Caddy CPU cores busy", d.CPU().Seconds()/window.Seconds(), "%.2f", "")
 	}
 	reportIdle(r, p, "passthrough", w0.mach, w1.mach)
 	return rate

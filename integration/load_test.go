@@ -83,7 +83,11 @@ import (
 // profiles, which cost the child some CPU), HOOKGATE_LOAD_PHASES (a
 // comma-separated list of the phases to run, e.g. "6" or "3,6": "1", "2"
 // and "3" each run phases 1–3, "2b" runs 2a and 2b; default: all).
-// Phases 2, 3, 2b and 4 report the Caddy child's CPU time per event.
+// Phases 2, 3, 2a, 2b and 4 report the Caddy child's CPU time per event,
+// the kernel's part of it and its minor page faults per event (from
+// /proc/PID/stat). A Go profile shows the kernel's work for the outbox's
+// memory-mapped files (page faults, write-back, fsync) only as time in
+// syscalls and in memmove; `perf record -g -p PID` shows what it is.
 //
 // HOOKGATE_LOAD_NATS=1 runs phases 2–5 again after the Badger phases, on
 // a 3-node NATS JetStream cluster of child processes (`replicas 3`, a

@@ -59,28 +59,56 @@ func Mem(pid int) (Memory, error) {
 	return m, nil
 }
 
-// CPU returns the user + system CPU time of process pid from
-// /proc/PID/stat (utime and stime, in USER_HZ = 100 ticks per second),
-// zero if it cannot be read.
-func CPU(pid int) time.Duration {
+// Usage is what a process has used so far, from /proc/PID/stat.
+type Usage struct {
+	// User and System are its CPU time in user space and in the kernel
+	// (utime and stime, counted in USER_HZ = 100 ticks per second).
+	User, System time.Duration
+	// MinorFaults counts the page faults it took that needed no disk
+	// read (minflt): first touches of fresh memory, and writes to file
+	// pages that writeback had made read-only again.
+	MinorFaults int64
+}
+
+// CPU is User + System.
+func (u Usage) CPU() time.Duration { return u.User + u.System }
+
+// Sub returns what was used between o and u.
+func (u Usage) Sub(o Usage) Usage {
+	return Usage{User: u.User - o.User, System: u.System - o.System, MinorFaults: u.MinorFaults - o.MinorFaults}
+}
+
+// Add returns what u and o used together.
+func (u Usage) Add(o Usage) Usage {
+	return Usage{User: u.User + o.User, System: u.System + o.System, MinorFaults: u.MinorFaults + o.MinorFaults}
+}
+
+// Stat reads the usage of process pid; zero if it cannot be read.
+func Stat(pid int) Usage {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return Usage{}
 	}
 	// The command name (field 2) is in parentheses and may hold spaces:
 	// the fields after it start at field 3 (state).
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return 0
+		return Usage{}
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0
+		return Usage{}
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err1 != nil || err2 != nil {
-		return 0
+	minflt, err0 := strconv.ParseInt(f[7], 10, 64) // field 10
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)    // field 14
+	st, err2 := strconv.ParseInt(f[12], 10, 64)    // field 15
+	if err0 != nil || err1 != nil || err2 != nil {
+		return Usage{}
 	}
-	return time.Duration(ut+st) * (time.Second / 100)
+	const tick = time.Second / 100
+	return Usage{User: time.Duration(ut) * tick, System: time.Duration(st) * tick, MinorFaults: minflt}
 }
+
+// CPU returns the user + system CPU time of process pid, zero if it
+// cannot be read.
+func CPU(pid int) time.Duration { return Stat(pid).CPU() }
