@@ -80,6 +80,12 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 		newDeliveries += int64(len(in.Deliveries))
 	}
 	if newDeliveries > 0 && e.pending.Load()+newDeliveries > cfg.maxPending {
+		// A retry of events that were stored (the answer to the first
+		// try was lost) is a duplicate, as it would be below the limit:
+		// answering 503 would leave the client no way to learn that.
+		if out := e.storedAlready(batch); out != nil {
+			return out, nil
+		}
 		return nil, ErrOverloaded
 	}
 
@@ -107,6 +113,22 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 		countIngested(events[0].Source, stored)
 	}
 	return out, nil
+}
+
+// storedAlready answers batch as duplicates if every event in it has an
+// id the client gave and is stored under it; nil otherwise.
+func (e *Engine) storedAlready(batch []persist.Ingest) []Accepted {
+	out := make([]Accepted, len(batch))
+	for i, in := range batch {
+		if in.Dedupe == "" {
+			return nil
+		}
+		if ev, err := e.store.Event(in.Dedupe); err != nil || ev == nil {
+			return nil
+		}
+		out[i] = Accepted{ID: in.Dedupe, Duplicate: true}
+	}
+	return out
 }
 
 // match adds a delivery to in for every route of cfg that takes the

@@ -578,3 +578,44 @@ func TestEngineRateLimitWaitsOutsideSlots(t *testing.T) {
 	}
 	waitUntil(t, "the rest to be delivered", func() bool { return te.stats("slow").Pending == 0 })
 }
+
+// Over max_pending, a request whose events are all stored already (a
+// retry whose first answer was lost) is answered as duplicates, as below
+// the limit; one with any new event is refused whole, and stores nothing.
+func TestMaxPendingAnswersRetriesAsDuplicates(t *testing.T) {
+	te := startTestEngine(t, "", map[string]*Route{"off": {URL: "http://127.0.0.1:1/", Disabled: true}}, nil)
+	cfg := *te.cfg.Load()
+	cfg.maxPending = 2
+	te.cfg.Store(&cfg)
+	accept := func(ids ...string) ([]Accepted, error) {
+		var evs []*persist.Event
+		for _, id := range ids {
+			evs = append(evs, &persist.Event{ID: id, Type: "test.event", Data: []byte(`{}`)})
+		}
+		return te.Accept(context.Background(), evs)
+	}
+	if _, err := accept("a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := accept("a")
+	if err != nil || len(res) != 1 || !res[0].Duplicate || res[0].ID != "a" {
+		t.Fatalf("retry of a stored event over max_pending: %+v, %v; want a duplicate", res, err)
+	}
+	if res, err = accept("b", "a"); err != nil || !res[0].Duplicate || !res[1].Duplicate {
+		t.Fatalf("retry of a stored batch over max_pending: %+v, %v; want duplicates", res, err)
+	}
+	for _, ids := range [][]string{{"c"}, {"a", "c"}} {
+		if res, err := accept(ids...); !errors.Is(err, ErrOverloaded) {
+			t.Fatalf("%v over max_pending: %+v, %v; want ErrOverloaded", ids, res, err)
+		}
+	}
+	if ev, err := te.store.Event("c"); !errors.Is(err, persist.ErrNotFound) {
+		t.Fatalf("refused event c was stored: %+v, %v", ev, err)
+	}
+	if _, err := te.Accept(context.Background(), []*persist.Event{{Type: "test.event", Data: []byte(`{}`)}}); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("event without an id over max_pending: %v; want ErrOverloaded", err)
+	}
+	if st := te.stats("off"); st.Pending != 2 {
+		t.Fatalf("pending %d, want 2", st.Pending)
+	}
+}
