@@ -38,9 +38,13 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	// id_header and keep_headers need topic, which may come after them:
+	// judged at the end, reported at their line.
+	var inboundOnly []error
 	for d.NextBlock(0) {
 		var err error
-		switch d.Val() {
+		sub := d.Val()
+		switch sub {
 		case "max_body":
 			if err = once(d, in.MaxBody != 0); err != nil {
 				return err
@@ -57,7 +61,11 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 			err = parseIngestAuth(d, in)
 
 		case "topic":
-			err = nonEmptyOnce(d, &in.Topic)
+			if err = nonEmptyOnce(d, &in.Topic); err == nil {
+				if cerr := ingest.CheckTopic(in.Topic); cerr != nil {
+					return d.Err(cerr.Error())
+				}
+			}
 
 		case "source":
 			err = nonEmptyOnce(d, &in.Source)
@@ -98,6 +106,12 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 		if err != nil {
 			return err
 		}
+		if sub == "id_header" || sub == "keep_headers" {
+			inboundOnly = append(inboundOnly, d.Errf("%s applies to inbound endpoints only: add topic, or remove it", sub))
+		}
+	}
+	if in.Topic == "" && len(inboundOnly) > 0 {
+		return inboundOnly[0]
 	}
 	return nil
 }

@@ -295,6 +295,12 @@ func TestInboundVerification(t *testing.T) {
 	if code != 401 || ans["error"] != "verification_failed" {
 		t.Errorf("tampered: %d %v", code, ans)
 	}
+	// Signed, but without the header its topic is built from: refused,
+	// not stored as type "github." (which github.** would route).
+	code, ans = g.post("/github", body, "X-Hub-Signature-256", sign(body))
+	if msg, _ := ans["message"].(string); code != 400 || ans["error"] != "invalid_event" || !strings.Contains(msg, "X-GitHub-Event") {
+		t.Errorf("no X-GitHub-Event: %d %v, want 400 invalid_event naming the header", code, ans)
+	}
 	// Standard Webhooks inbound: valid, then an expired timestamp.
 	wh, _ := standardwebhooks.NewWebhook(swSecret)
 	postTo := func(path, id string, ts time.Time) (int, map[string]any) {

@@ -175,6 +175,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	case h.Verify != nil && (h.Verify.Scheme == "" || h.Verify.Scheme == "standard"):
 		h.idHeader = "Webhook-Id"
 	}
+	if h.Topic != "" {
+		if err := CheckTopic(h.Topic); err != nil {
+			return err
+		}
+	} else if h.IDHeader != "" || len(h.KeepHeaders) > 0 {
+		return errors.New("id_header and keep_headers apply to inbound endpoints only: add topic, or remove them")
+	}
 	if h.Source == "" && h.Topic == "" {
 		h.Source = "api"
 	}
@@ -183,6 +190,29 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading webhooks app: %v", err)
 	}
 	h.app = appIface.(*module.App)
+	return nil
+}
+
+// CheckTopic reports whether topic can make valid event types: with
+// every placeholder given a value, it must be one. A topic that cannot
+// ("a b", or text around a placeholder that no value can mend) would
+// refuse every request.
+func CheckTopic(topic string) error {
+	var b strings.Builder
+	for rest := topic; rest != ""; {
+		i := strings.IndexByte(rest, '{')
+		j := strings.IndexByte(rest[max(i, 0):], '}')
+		if i < 0 || j < 0 {
+			b.WriteString(rest)
+			break
+		}
+		b.WriteString(rest[:i])
+		b.WriteByte('x')
+		rest = rest[i+j+1:]
+	}
+	if !rules.ValidType(b.String()) {
+		return fmt.Errorf("topic %q cannot make a valid event type: expected 1-200 characters of A-Z a-z 0-9 . _ - : / around its placeholders", topic)
+	}
 	return nil
 }
 
@@ -417,7 +447,13 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 	if repl == nil {
 		repl = caddy.NewReplacer()
 	}
-	typ := repl.ReplaceKnown(h.Topic, "")
+	// A placeholder with no value (a header the sender did not send)
+	// refuses the request: left empty, "github.{...}" would become the
+	// valid type "github." and be routed as if it were one.
+	typ, err := repl.ReplaceOrErr(h.Topic, true, true)
+	if err != nil {
+		return nil, badRequest(-1, "the event type cannot be built from topic %q: %v (is a header it uses missing?)", h.Topic, err)
+	}
 	if !rules.ValidType(typ) {
 		return nil, badRequest(-1, "the event type %q built from topic is not valid: expected 1-200 characters of A-Z a-z 0-9 . _ - : / (is a header it uses missing?)", typ)
 	}
@@ -470,30 +506,24 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 }
 
 // inboundID is the event id of an inbound message whose sender gave it
-// senderID: "<source>:<senderID>", with the characters an id may not hold
-// turned into "_", so that a sender's retries are duplicates while the
-// same id from another endpoint is not. Too long for an id, it is the
-// namespace and a hash of the sender's id instead.
+// senderID: "<source>:<senderID>", so that a sender's retries are
+// duplicates while the same id from another endpoint is not. The source
+// has the characters an id may not hold turned into "_" (it comes from
+// the config). A sender id with such characters, or too long for an id,
+// becomes a hash of itself instead: turning them into "_" too would make
+// "d.2" and "d/2" one id, and drop the second message as a duplicate.
 func inboundID(source, senderID string) string {
-	b := make([]byte, 0, len(source)+1+len(senderID))
-	for _, part := range []string{strings.TrimLeft(source, "/"), senderID} {
-		if len(b) > 0 {
-			b = append(b, ':')
-		}
-		for i := 0; i < len(part); i++ {
-			c := part[i]
-			if !module.ValidID(string(c)) {
-				c = '_'
-			}
-			b = append(b, c)
+	ns := []byte(strings.TrimLeft(source, "/"))
+	for i, c := range ns {
+		if !module.ValidID(string(c)) {
+			ns[i] = '_'
 		}
 	}
-	if len(b) <= maxIDLen {
-		return string(b)
+	if len(ns)+1+len(senderID) <= maxIDLen && module.ValidID(senderID) {
+		return string(ns) + ":" + senderID
 	}
 	sum := sha256.Sum256([]byte(senderID))
-	ns := string(b[:min(len(b)-len(senderID)-1, maxIDLen-1-2*16)])
-	return ns + ":" + hex.EncodeToString(sum[:16])
+	return string(ns[:min(len(ns), maxIDLen-1-2*16)]) + ":" + hex.EncodeToString(sum[:16])
 }
 
 // maxIDLen is the longest event id.

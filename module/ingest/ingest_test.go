@@ -416,12 +416,28 @@ func TestInboundID(t *testing.T) {
 	tests := []struct{ source, sender, want string }{
 		{"/partner", "msg_1", "partner:msg_1"},
 		{"/hooks/github", "72d3162e-cc78-11e3-81ab-4c9367dc0958", "hooks_github:72d3162e-cc78-11e3-81ab-4c9367dc0958"},
-		{"partner-crm", "a.b c", "partner-crm:a_b_c"},
+		{"/a.b", "m", "a_b:m"},
 	}
 	for _, tc := range tests {
 		if got := inboundID(tc.source, tc.sender); got != tc.want {
 			t.Errorf("inboundID(%q, %q) = %q, want %q", tc.source, tc.sender, got, tc.want)
 		}
+	}
+	// Sender ids that differ only in characters an id may not hold stay
+	// apart: each would otherwise be dropped as the other's duplicate.
+	seen := map[string]string{}
+	for _, sender := range []string{"d_2", "d.2", "d/2", "d 2", "d\u00e92", "é", "_", "__"} {
+		got := inboundID("/gh", sender)
+		if !module.ValidID(got) || !strings.HasPrefix(got, "gh:") || len(got) > 128 {
+			t.Errorf("inboundID(/gh, %q) = %q: not a valid id under gh:", sender, got)
+		}
+		if other, dup := seen[got]; dup {
+			t.Errorf("sender ids %q and %q both became %q", other, sender, got)
+		}
+		seen[got] = sender
+	}
+	if a, b := inboundID("/gh", "a.b c"), inboundID("/gh", "a.b c"); a != b {
+		t.Errorf("one sender id gave %q and %q: its retries would not be duplicates", a, b)
 	}
 	a, b := inboundID("/p", long), inboundID("/p", long+"y")
 	if a == b || len(a) > 128 || !module.ValidID(a) || !strings.HasPrefix(a, "p:") {
@@ -528,5 +544,22 @@ func TestReadBodyAllocations(t *testing.T) {
 	})
 	if n > 2 {
 		t.Errorf("%v allocations per body, want 2 (the buffer and the limit's reader)", n)
+	}
+}
+
+func TestCheckTopic(t *testing.T) {
+	for topic, ok := range map[string]bool{
+		"github.{http.request.header.X-GitHub-Event}": true,
+		"partner.event":                   true,
+		"{http.request.header.X-Type}":    true,
+		"a.{x}.{y}":                       true,
+		"a b":                             false,
+		"a {http.request.header.X-Event}": false,
+		"a.{x}!":                          false,
+		strings.Repeat("x", 201):          false,
+	} {
+		if err := CheckTopic(topic); (err == nil) != ok {
+			t.Errorf("CheckTopic(%q) = %v, want ok %v", topic, err, ok)
+		}
 	}
 }
