@@ -158,7 +158,7 @@ func parseRoute(d *caddyfile.Dispenser, app *module.App) error {
 
 	r := new(module.Route)
 	for rd.NextBlock(0) {
-		if err := parseRouteOption(rd, r); err != nil {
+		if err := parseRouteOption(rd, name, r); err != nil {
 			return err
 		}
 	}
@@ -177,7 +177,10 @@ func parseRoute(d *caddyfile.Dispenser, app *module.App) error {
 }
 
 // parseRouteOption parses the route subdirective the dispenser is on.
-func parseRouteOption(d *caddyfile.Dispenser, r *module.Route) error {
+// What can be checked without the rest of the config (URLs, header
+// values, CEL expressions) is checked here, so that the error carries
+// the file and line.
+func parseRouteOption(d *caddyfile.Dispenser, name string, r *module.Route) error {
 	var err error
 	switch d.Val() {
 	case "description":
@@ -205,8 +208,8 @@ func parseRouteOption(d *caddyfile.Dispenser, r *module.Route) error {
 		if r.URL, err = oneArg(d); err != nil {
 			return err
 		}
-		if _, err := rules.ParseTemplate(r.URL, true); err != nil {
-			return d.Errf("url: %v", err)
+		if err := module.CheckURL(r.URL); err != nil {
+			return d.Err(err.Error())
 		}
 
 	case "header":
@@ -231,10 +234,20 @@ func parseRouteOption(d *caddyfile.Dispenser, r *module.Route) error {
 		r.Retry, err = parseRetry(d)
 
 	case "when":
-		err = nonEmptyOnce(d, &r.When)
+		if err = nonEmptyOnce(d, &r.When); err == nil {
+			if _, cerr := rules.CompileRule(name, r.When); cerr != nil {
+				return d.Err(cerr.Error())
+			}
+		}
 
 	case "transform":
-		err = nonEmptyOnce(d, &r.Transform)
+		if err = nonEmptyOnce(d, &r.Transform); err == nil {
+			// The content type (maybe on a later line) does not change
+			// what compiles.
+			if _, cerr := rules.CompileTransform(name, r.Transform, ""); cerr != nil {
+				return d.Err(cerr.Error())
+			}
+		}
 
 	case "content_type":
 		err = parseContentType(d, r)
@@ -255,7 +268,11 @@ func parseRouteOption(d *caddyfile.Dispenser, r *module.Route) error {
 		err = parseRate(d, r)
 
 	case "ordered":
-		err = parseOrdered(d, r)
+		if err = parseOrdered(d, r); err == nil && r.Ordered != "*" {
+			if _, cerr := rules.CompileOrderKey(name, r.Ordered); cerr != nil {
+				return d.Err(cerr.Error())
+			}
+		}
 
 	case "verify_endpoint":
 		err = flagOnce(d, &r.VerifyEndpoint)
@@ -287,6 +304,9 @@ func parseHeader(d *caddyfile.Dispenser, r *module.Route) error {
 		return d.Errf("invalid header name %q: expected letters, digits and %s", args[0], signing.TokenPunct)
 	}
 	if _, err := rules.ParseTemplate(args[1], false); err != nil {
+		return d.Errf("header %s: %v", args[0], err)
+	}
+	if err := module.CheckHeaderValue(args[1]); err != nil {
 		return d.Errf("header %s: %v", args[0], err)
 	}
 	if r.Headers == nil {

@@ -91,15 +91,24 @@ func (g *gateway) expand(caddyfile string) string {
 // adapt turns a Caddyfile template into JSON.
 func (g *gateway) adapt(caddyfile string) []byte {
 	g.t.Helper()
+	cfg, err := g.tryAdapt(caddyfile)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return cfg
+}
+
+func (g *gateway) tryAdapt(caddyfile string) ([]byte, error) {
+	g.t.Helper()
 	cfg, warn, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(g.expand(caddyfile)),
 		map[string]any{"filename": "Caddyfile"})
 	if err != nil {
-		g.t.Fatalf("adapting Caddyfile: %v", err)
+		return nil, fmt.Errorf("adapting Caddyfile: %w", err)
 	}
 	for _, w := range warn {
 		g.t.Logf("adapt warning: %s", w.String())
 	}
-	return cfg
+	return cfg, nil
 }
 
 // load (re)loads a config, as `caddy reload` does.
@@ -111,8 +120,14 @@ func (g *gateway) load(caddyfile string) {
 	g.lastConfig = caddyfile
 }
 
+// tryLoad adapts and loads a config, as `caddy reload` does: an error
+// of either step is returned, and the running config stays.
 func (g *gateway) tryLoad(caddyfile string) error {
-	return caddy.Load(g.adapt(caddyfile), true)
+	cfg, err := g.tryAdapt(caddyfile)
+	if err != nil {
+		return err
+	}
+	return caddy.Load(cfg, true)
 }
 
 // post sends body to path with a JSON content type and returns the

@@ -409,14 +409,63 @@ func TestAttemptDNSFailure(t *testing.T) {
 }
 
 func TestAttemptBadURL(t *testing.T) {
-	t.Setenv("HG_TEST_BAD_URL", "ftp://x.example/")
 	s := newSender()
-	for _, u := range []string{"{env.HG_TEST_BAD_URL}", "{env.HG_TEST_UNSET_VAR_XYZ}/x"} {
+	// The event's data makes the URL: each event can make a bad one.
+	for _, u := range []string{"{event.data.task_id}", "http://{event.data.task_id}:99999/"} {
 		r := testRoute(t, &Route{URL: u})
 		res := s.attempt(context.Background(), r, testJob(time.Now()), time.Now())
 		if res.class != classBadURL || res.retry {
 			t.Errorf("url %s: class %q retry %v (%q); want bad_url, false", u, res.class, res.retry, res.err)
 		}
+	}
+}
+
+// A URL that no event changes is checked when the route is compiled:
+// with global placeholders, as they are filled in then, so an unset
+// variable fails the config instead of every delivery.
+func TestBadURLRefusedAtLoad(t *testing.T) {
+	t.Setenv("HG_TEST_BAD_URL", "ftp://x.example/")
+	t.Setenv("HG_TEST_GOOD_URL", "https://x.example/hook")
+	for u, want := range map[string]string{
+		"{env.HG_TEST_BAD_URL}":         "with its placeholders filled in",
+		"{env.HG_TEST_UNSET_VAR_XYZ}/x": "with its placeholders filled in",
+		"{env.HG_TEST_UNSET_VAR_XYZ}":   "with its placeholders filled in",
+		"https://":                      "expected an absolute",
+		"http://127.0.0.1:99999/x":      "expected an absolute",
+		"http://127.0.0.1:0/x":          "expected an absolute",
+		"ftp://e.com":                   "expected an absolute",
+		"https://{env.HG_TEST_UNSET}/x": "with its placeholders filled in",
+	} {
+		if _, err := compileRoute("r", &Route{URL: u, Topics: []string{"*"}}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("url %s: %v; want an error with %q", u, err, want)
+		}
+	}
+	for _, u := range []string{"{env.HG_TEST_GOOD_URL}", "https://{event.data.host}/x", "{event.data.url}", "http://h:/x", "http://[::1]:65535/"} {
+		if _, err := compileRoute("r", &Route{URL: u, Topics: []string{"*"}}); err != nil {
+			t.Errorf("url %s: %v", u, err)
+		}
+	}
+}
+
+// A route header that can never be sent, or that would collide with the
+// signature, fails at load.
+func TestHeaderConflictsRefusedAtLoad(t *testing.T) {
+	for name, rc := range map[string]*Route{
+		"control character":         {Headers: http.Header{"X-A": {"a\nb"}}},
+		"NUL":                       {Headers: http.Header{"X-A": {"a\x00b"}}},
+		"signature in Content-Type": {Sign: &SignConfig{Scheme: "hmac-sha256", Secrets: []string{"s"}, Header: "content-type"}},
+		"header replaced by signature": {Headers: http.Header{"X-Signature": {"mine"}},
+			Sign: &SignConfig{Scheme: "hmac-sha256", Secrets: []string{"s"}}},
+	} {
+		rc.URL, rc.Topics = "https://x.example/", []string{"*"}
+		if _, err := compileRoute("r", rc); err == nil {
+			t.Errorf("%s: compiled", name)
+		}
+	}
+	ok := &Route{URL: "https://x.example/", Topics: []string{"*"}, Headers: http.Header{"X-A": {"tab\there"}},
+		Sign: &SignConfig{Scheme: "hmac-sha256", Secrets: []string{"s"}, Header: "X-Hub-Signature-256"}}
+	if _, err := compileRoute("r", ok); err != nil {
+		t.Errorf("tab in a header, signature in its own header: %v", err)
 	}
 }
 

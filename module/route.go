@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -159,13 +160,15 @@ func compileRoute(name string, rc *Route) (*route, error) {
 			r.staticURL = u.String()
 		}
 	}
-	if !strings.HasPrefix(rc.URL, "{") {
-		// A URL that starts with a literal must name its scheme and host
-		// there (one that is all placeholder, like {env.SLACK_URL}, is
-		// checked per delivery).
-		lit := ut.Prefix()
-		if !absoluteHTTP(lit) && !(strings.HasSuffix(lit, "//") && absoluteHTTP(lit+"host")) {
-			return nil, fmt.Errorf("route %s: url %q: %v", name, rc.URL, errNotAbsolute)
+	if err := CheckURL(rc.URL); err != nil {
+		return nil, fmt.Errorf("route %s: %v", name, err)
+	}
+	if !ut.UsesEvent() {
+		// Global placeholders only ({env.SLACK_URL}): what they give now
+		// is what every delivery gets, so an unset variable is a config
+		// error, not a dead delivery per event.
+		if u, err := ut.Expand(rules.NewEvent(&persist.Event{}), globals); err != nil || !absoluteHTTP(u) {
+			return nil, fmt.Errorf("route %s: url: with its placeholders filled in, %v (is an environment variable or file it uses missing or empty?)", name, errNotAbsolute)
 		}
 	}
 	names := make([]string, 0, len(rc.Headers))
@@ -178,6 +181,9 @@ func compileRoute(name string, rc *Route) (*route, error) {
 			return nil, fmt.Errorf("route %s: header %s is set by hookgate and cannot be configured", name, k)
 		}
 		for _, v := range rc.Headers[k] {
+			if err := CheckHeaderValue(v); err != nil {
+				return nil, fmt.Errorf("route %s: header %s: %v", name, k, err)
+			}
 			vt, err := rules.ParseTemplate(v, false)
 			if err != nil {
 				return nil, fmt.Errorf("route %s: header %s: %v", name, k, err)
@@ -212,6 +218,15 @@ func compileRoute(name string, rc *Route) (*route, error) {
 			return nil, fmt.Errorf("route %s: %v", name, err)
 		}
 		r.signer = sg
+		hdr := signing.HeaderOf(sg)
+		if _, ok := reservedHeaders[hdr]; ok && hdr != "Webhook-Signature" {
+			return nil, fmt.Errorf("route %s: sign: header %s is set by hookgate and cannot carry the signature", name, hdr)
+		}
+		for k := range rc.Headers {
+			if http.CanonicalHeaderKey(k) == hdr {
+				return nil, fmt.Errorf("route %s: header %s is also where sign puts the signature, which would replace it", name, hdr)
+			}
+		}
 	}
 	if r.timeout < 0 {
 		return nil, fmt.Errorf("route %s: negative timeout", name)
@@ -411,6 +426,42 @@ var jitterRand = rand.Float64
 // hold a secret, a Slack hook say).
 var errNotAbsolute = errors.New("expected an absolute http:// or https:// URL")
 
+// CheckURL checks a route's url as configured: one that starts with a
+// literal must name its scheme and host there, and one without
+// placeholders must be a whole absolute http(s) URL with a valid port.
+// One that is all placeholder ({env.SLACK_URL}) is checked once filled in.
+func CheckURL(raw string) error {
+	ut, err := rules.ParseTemplate(raw, true)
+	if err != nil {
+		return fmt.Errorf("url: %v", err)
+	}
+	if lit, static := ut.Literal(); static {
+		if !absoluteHTTP(lit) {
+			return fmt.Errorf("url %q: %v", raw, errNotAbsolute)
+		}
+		return nil
+	}
+	if !strings.HasPrefix(raw, "{") {
+		lit := ut.Prefix()
+		if !absoluteHTTP(lit) && !(strings.HasSuffix(lit, "//") && absoluteHTTP(lit+"host")) {
+			return fmt.Errorf("url %q: %v", raw, errNotAbsolute)
+		}
+	}
+	return nil
+}
+
+// CheckHeaderValue refuses a configured header value holding a control
+// character other than tab (CR, LF, NUL, DEL…): Go's client would refuse
+// every request carrying it.
+func CheckHeaderValue(v string) error {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return fmt.Errorf("the value holds the control character %q (CR, LF and the like cannot be sent)", rune(c))
+		}
+	}
+	return nil
+}
+
 // absoluteHTTP reports whether s is an absolute http or https URL.
 func absoluteHTTP(s string) bool {
 	u, err := url.Parse(s)
@@ -418,7 +469,14 @@ func absoluteHTTP(s string) bool {
 }
 
 func isAbsoluteHTTP(u *url.URL) bool {
-	return (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+	if u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" {
+		return false
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		return err == nil && n > 0 && n <= 65535
+	}
+	return true
 }
 
 // endpointURL is r's URL for ev: the template expanded and checked.

@@ -10,9 +10,15 @@ package rules
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
 	"sync"
+	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/ext"
 
 	"github.com/hookgate/hookgate/persist"
 )
@@ -44,15 +50,26 @@ func (e *Event) value() (any, error) {
 		e.parsed = true
 		if e.ev.DataBase64 {
 			e.data = e.ev.Data
-		} else {
-			e.err = json.Unmarshal(e.ev.Data, &e.data)
+		} else if err := json.Unmarshal(e.ev.Data, &e.data); err != nil {
+			e.err = dataError(err)
 		}
 	}
 	return e.data, e.err
 }
 
-// activation is the CEL variables: one map `event` with id, type,
-// source, time, data and headers.
+// dataError says why stored data could not be parsed. Ingest takes only
+// valid JSON, so it is a number no double can hold (1E400): JSON allows
+// it, rules and placeholders read numbers as doubles.
+func dataError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && strings.HasPrefix(te.Value, "number") {
+		return fmt.Errorf("event data cannot be read: it holds the %s, beyond what a double can hold", te.Value)
+	}
+	return fmt.Errorf("event data cannot be read: %v", err)
+}
+
+// activation is the CEL variables: `event`, with id, type, source,
+// time, data and headers.
 func (e *Event) activation() (map[string]any, error) {
 	if e.vars != nil {
 		return e.vars, nil
@@ -65,20 +82,35 @@ func (e *Event) activation() (map[string]any, error) {
 	if headers == nil {
 		headers = map[string]string{}
 	}
-	e.vars = map[string]any{"event": map[string]any{
-		"id":      e.ev.ID,
-		"type":    e.ev.Type,
-		"source":  e.ev.Source,
-		"time":    e.ev.Time,
-		"data":    data,
-		"headers": headers,
+	e.vars = map[string]any{"event": &celEvent{
+		ID:      e.ev.ID,
+		Type:    e.ev.Type,
+		Source:  e.ev.Source,
+		Time:    e.ev.Time,
+		Data:    data,
+		Headers: headers,
 	}}
 	return e.vars, nil
 }
 
+// celEvent is the variable `event` as CEL sees it: a typed object, so
+// that a misspelt field (`event.dta`) or a comparison of the wrong types
+// (`event.type == 1`) is an error when the config loads, not a rule that
+// silently never matches. Only data, parsed from JSON, is dynamic.
+type celEvent struct {
+	ID      string            `cel:"id"`
+	Type    string            `cel:"type"`
+	Source  string            `cel:"source"`
+	Time    time.Time         `cel:"time"`
+	Data    any               `cel:"data"`
+	Headers map[string]string `cel:"headers"`
+}
+
 // celEnv is the one CEL environment rules, transforms and order keys
-// compile in: a single variable `event` with id, type, source, time, data
-// and headers.
+// compile in.
 var celEnv = sync.OnceValues(func() (*cel.Env, error) {
-	return cel.NewEnv(cel.Variable("event", cel.MapType(cel.StringType, cel.DynType)))
+	return cel.NewEnv(
+		ext.NativeTypes(reflect.TypeFor[celEvent](), ext.ParseStructTags(true)),
+		cel.Variable("event", cel.ObjectType("rules.celEvent")),
+	)
 })

@@ -125,6 +125,9 @@ func CompileTransform(route, expr, contentType string) (*Transform, error) {
 			out.Kind() != types.MapKind && out.Kind() != types.ListKind {
 			return fmt.Sprintf("the expression gives %s, want a map, a list or a string", out)
 		}
+		if strings.Contains(out.String(), "rules.celEvent") {
+			return "the event itself cannot be sent as JSON: build a map of the fields wanted"
+		}
 		return ""
 	})
 	if err != nil {
@@ -143,7 +146,7 @@ var structValueType = reflect.TypeOf(&structpb.Value{})
 func (t *Transform) Body(e *Event) ([]byte, string, error) {
 	vars, err := e.activation()
 	if err != nil {
-		return nil, "", fmt.Errorf("event data is not JSON: %v", err)
+		return nil, "", err
 	}
 	out, err := run(t.prg, vars)
 	if err != nil {

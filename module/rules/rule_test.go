@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -43,6 +45,11 @@ func TestCompileErrorsNameTheRoute(t *testing.T) {
 		`event.data.x`:     "want bool",
 		`1 + "a"`:          "route erp: when: ",
 		`event.data.x + 1`: "want bool",
+		// event is typed: a misspelt field or a comparison of the wrong
+		// types fails at load, not silently at every event.
+		`event.dta.flow == "x"`:  "undefined field 'dta'",
+		`event.type == 1`:        "no matching overload",
+		`event.headers["a"] > 1`: "no matching overload",
 	} {
 		if _, err := CompileRule("erp", expr); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("CompileRule(%q) = %v, want an error with %q", expr, err, want)
@@ -50,6 +57,28 @@ func TestCompileErrorsNameTheRoute(t *testing.T) {
 	}
 	if _, err := CompileTransform("erp", `1 + 2`, ""); err == nil || !strings.Contains(err.Error(), "route erp: transform: the expression gives int, want a map, a list or a string") {
 		t.Errorf("transform giving an int: %v", err)
+	}
+	if _, err := CompileTransform("erp", `{"e": event}`, ""); err == nil || !strings.Contains(err.Error(), "the event itself cannot be sent as JSON") {
+		t.Errorf("transform holding event itself: %v", err)
+	}
+}
+
+// Data holding a number no double can hold (valid JSON) is refused with
+// that reason by rules, transforms and placeholders alike.
+func TestDataBeyondDouble(t *testing.T) {
+	ev := NewEvent(&persist.Event{ID: "e", Type: "t", Data: []byte(`{"a":"x","e":1E400}`)})
+	const want = "the number 1E400, beyond what a double can hold"
+	r, _ := CompileRule("r", `event.data.a == "x"`)
+	if ok, err := r.Eval(ev); ok || err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("rule: %v, %v; want false and an error with %q", ok, err, want)
+	}
+	tr, _ := CompileTransform("r", `{"a": event.data.a}`, "")
+	if _, _, err := tr.Body(ev); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("transform: %v; want an error with %q", err, want)
+	}
+	tm, _ := ParseTemplate("{event.data.a}", false)
+	if _, err := tm.Expand(ev, caddy.NewReplacer()); err == nil || !strings.Contains(err.Error(), "{event.data.a}: event data cannot be read: it holds "+want) {
+		t.Errorf("placeholder: %v; want an error naming it and %q", err, want)
 	}
 }
 

@@ -177,7 +177,7 @@ func (t *Template) Expand(c *Event, repl *caddy.Replacer) (string, error) {
 		case seg.path != nil:
 			data, err := c.value()
 			if err != nil {
-				return "", fmt.Errorf("{%s}: event data is not JSON", seg.key)
+				return "", fmt.Errorf("{%s}: %v", seg.key, err)
 			}
 			v, err = lookupData(data, seg.path)
 			if err != nil {

@@ -44,6 +44,14 @@ type Signer interface {
 	Sign(h http.Header, id string, ts int64, body []byte)
 }
 
+// HeaderOf is the header s writes its signatures in.
+func HeaderOf(s Signer) string {
+	if p, ok := s.(*plainSigner); ok {
+		return p.header
+	}
+	return "Webhook-Signature"
+}
+
 // NewSigner builds a Signer for scheme ("standard" or "", "ed25519",
 // "hmac-sha256"; see the package documentation) from secrets, which are
 // used in order: the standard and ed25519 schemes write one signature per
