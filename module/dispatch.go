@@ -434,7 +434,9 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 	}
 	ctx := d.e.attemptCtx
 	start := d.e.now()
-	sctx, span := startAttemptSpan(r, j, j.d.Attempts+1)
+	// The attempt runs under the engine's context, which a shutdown
+	// cancels once the grace is over.
+	sctx, span := startAttemptSpan(ctx, r, j, j.d.Attempts+1)
 	res := d.e.sender.attempt(sctx, r, j, start)
 	endAttemptSpan(span, res)
 	if ctx.Err() != nil && !res.ok() {

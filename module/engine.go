@@ -67,6 +67,8 @@ type Engine struct {
 	// shutdown grace runs out.
 	attemptCtx    context.Context
 	cancelAttempt context.CancelFunc
+	// grace is shutdownGrace; tests shorten it.
+	grace time.Duration
 
 	// states are the route states stored in the outbox when it opened;
 	// each dispatcher starts from its route's and keeps it from then on.
@@ -207,6 +209,7 @@ func newEngine(store persist.Store, where string, logger *zap.Logger, opts persi
 		states:      states,
 		verifyEvery: defaultVerifyEvery,
 		now:         opts.Now,
+		grace:       shutdownGrace,
 
 		deadRecountEvery: defaultDeadRecountEvery,
 	}
@@ -363,7 +366,7 @@ func (e *Engine) Destruct() error {
 		}()
 		select {
 		case <-done:
-		case <-time.After(shutdownGrace):
+		case <-time.After(e.grace):
 			e.cancelAttempt()
 			<-done
 		}

@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"errors"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -617,5 +618,62 @@ func TestMaxPendingAnswersRetriesAsDuplicates(t *testing.T) {
 	}
 	if st := te.stats("off"); st.Pending != 2 {
 		t.Fatalf("pending %d, want 2", st.Pending)
+	}
+}
+
+// Stopping the engine gives an attempt in flight its grace, then cuts
+// it: Destruct returns, and the delivery stays pending with no attempt
+// spent. (The attempt ran under a context the shutdown never cancelled,
+// so a hung endpoint held the stop, and Caddy's, for its whole timeout.)
+func TestShutdownCutsAttemptsAfterGrace(t *testing.T) {
+	dir := t.TempDir()
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer sink.Close()
+	defer close(release) // before the sink closes: it waits for handlers
+	te := startTestEngine(t, dir, map[string]*Route{"hang": {URL: sink.URL, Timeout: caddy.Duration(time.Minute)}},
+		func(e *Engine) { e.grace = 100 * time.Millisecond })
+	id := te.post(`{}`)
+	select {
+	case <-arrived:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the attempt never reached the endpoint")
+	}
+	stopped := make(chan error, 1)
+	start := time.Now()
+	go func() { stopped <- te.Destruct() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Destruct still waits for the hung attempt after 20 s (grace 100 ms)")
+	}
+	t.Logf("stopped after %v", time.Since(start))
+
+	st, err := persist.Open(persist.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ev, err := st.Event(id)
+	if err != nil || len(ev.Deliveries) != 1 {
+		t.Fatalf("event %s: %+v, %v", id, ev, err)
+	}
+	d, err := st.Delivery(ev.Deliveries[0])
+	if err != nil || d.Status != persist.StatusPending || d.Attempts != 0 {
+		t.Fatalf("cut delivery: %+v, %v; want pending with no attempt spent", d, err)
 	}
 }

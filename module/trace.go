@@ -144,9 +144,9 @@ func (c *traceCarrier) Keys() []string { return []string{"traceparent", "tracest
 
 // startAttemptSpan starts the span of one delivery attempt as a child of
 // the ingest span stored with the event, so retries hours later, and after
-// restarts, join the original trace.
-func startAttemptSpan(r *route, j *job, attempt int) (context.Context, trace.Span) {
-	parent := context.Background()
+// restarts, join the original trace. The context it returns is also
+// parent's: cancelling parent cuts the attempt.
+func startAttemptSpan(parent context.Context, r *route, j *job, attempt int) (context.Context, trace.Span) {
 	if j.ev.TraceParent != "" {
 		parent = propagator.Extract(parent, &traceCarrier{parent: j.ev.TraceParent, state: j.ev.TraceState})
 	}

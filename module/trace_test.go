@@ -60,7 +60,7 @@ func TestAttemptSpanJoinsTheStoredTrace(t *testing.T) {
 		r := testRoute(t, rc)
 		j := testJob(now)
 		j.ev.TraceParent = "00-" + tid + "-" + ingestSpan + "-01"
-		ctx, span := startAttemptSpan(r, j, 3)
+		ctx, span := startAttemptSpan(context.Background(), r, j, 3)
 		res := s.attempt(ctx, r, j, now)
 		endAttemptSpan(span, res)
 		if !res.ok() {
@@ -145,7 +145,7 @@ func TestAttemptWithoutTracingKeepsStoredTrace(t *testing.T) {
 		if stored != "" {
 			j.ev.TraceState = state
 		}
-		ctx, span := startAttemptSpan(r, j, 1)
+		ctx, span := startAttemptSpan(context.Background(), r, j, 1)
 		if span.IsRecording() {
 			t.Errorf("case %d: the span records with tracing off", i)
 		}
