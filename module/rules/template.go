@@ -21,6 +21,7 @@ type Template struct {
 	segs   []tmplSeg
 	static bool   // no placeholders at all
 	lit    string // the value, when static
+	seen   string // parsing a URL: its literal text so far
 }
 
 type tmplSeg struct {
@@ -36,10 +37,16 @@ const (
 	escapeNone escaping = iota
 	escapePath
 	escapeQuery
+	// escapeHost is for the host or port of a URL: a value must be a
+	// host name, an IPv4 address or a port as it is, since escaping
+	// cannot make "evil@other" or "80@other:81" safe there.
+	escapeHost
 )
 
 // ParseTemplate parses s. In a URL template (isURL), event values are
-// escaped for where they stand: the path before `?`, the query after it.
+// escaped for where they stand: the path before `?`, the query after it;
+// in the host or port (after "://", before the path) a value must be one
+// as it is, and in the path it may not be "." or "..".
 // An unknown {event.*} placeholder or a malformed data path is an error;
 // a `{` that opens no placeholder (no `}`, or a space inside) is kept as
 // text.
@@ -101,8 +108,16 @@ func (t *Template) addLit(s string, isURL bool, esc *escaping) {
 	if s == "" {
 		return
 	}
-	if isURL && strings.ContainsAny(s, "?#") {
-		*esc = escapeQuery
+	if isURL {
+		t.seen += s
+		switch scheme, rest, ok := strings.Cut(t.seen, "://"); {
+		case strings.ContainsAny(t.seen, "?#"):
+			*esc = escapeQuery
+		case ok && !strings.ContainsAny(scheme, "/") && !strings.Contains(rest, "/"):
+			*esc = escapeHost
+		default:
+			*esc = escapePath
+		}
 	}
 	if n := len(t.segs); n > 0 && t.segs[n-1].key == "" {
 		// One literal segment per run of text, so Prefix is all of it.
@@ -194,13 +209,37 @@ func (t *Template) Expand(c *Event, repl *caddy.Replacer) (string, error) {
 		}
 		switch seg.escape {
 		case escapePath:
+			if v == "." || v == ".." {
+				// A whole path segment of dots moves the request up
+				// the receiver's path; escaped, many servers decode it
+				// and do the same.
+				return "", fmt.Errorf("{%s}: %q cannot stand in a URL path", seg.key, v)
+			}
 			v = url.PathEscape(v)
 		case escapeQuery:
 			v = url.QueryEscape(v)
+		case escapeHost:
+			if !hostValue(v) {
+				return "", fmt.Errorf("{%s}: in the host or port of a URL a value may hold only letters, digits, '-' and '.'", seg.key)
+			}
 		}
 		b.WriteString(v)
 	}
 	return b.String(), nil
+}
+
+// hostValue reports whether v can stand in a URL's host or port as it is.
+func hostValue(v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // lookupData walks path through parsed JSON and renders the value found:

@@ -13,7 +13,7 @@ import (
 func TestTemplateExpand(t *testing.T) {
 	t.Setenv("HOOKGATE_TMPL_TEST", "s3cret")
 	ev := &persist.Event{ID: "evt_1", Type: "task.done", Source: "/events", Time: time.Date(2026, 11, 23, 10, 0, 0, 5, time.FixedZone("x", 3600)),
-		Data: []byte(`{"tenant":"a/b c","n":1.5,"ok":true,"items":[{"sku":"S-1"}],"obj":{"k":"v"},"nul":null,"sneaky":"{env.HOOKGATE_TMPL_TEST}"}`)}
+		Data: []byte(`{"tenant":"a/b c","n":1.5,"ok":true,"items":[{"sku":"S-1"}],"obj":{"k":"v"},"nul":null,"sneaky":"{env.HOOKGATE_TMPL_TEST}","host":"a-b.example","port":"8080","atport":"18101@127.0.0.2:18103","athost":"evil@127.0.0.1:18102","empty":"","dots":"..","dot":".","three":"..."}`)}
 	repl := caddy.NewReplacer()
 	tests := []struct {
 		tmpl  string
@@ -35,6 +35,19 @@ func TestTemplateExpand(t *testing.T) {
 		{"{event.data.missing}", false, "", `no field "missing"`},
 		{"{event.data.items[3].sku}", false, "", `no element "items.3"`},
 		{"{event.data.nul}", false, "", "is null"},
+		// In the host or port a value must be one as it is: neither
+		// userinfo nor another port can ride in on event data.
+		{"http://{event.data.host}:{event.data.port}/x", true, "http://a-b.example:8080/x", ""},
+		{"http://127.0.0.1:{event.data.atport}/x", true, "", "in the host or port"},
+		{"http://{event.data.athost}/x", true, "", "in the host or port"},
+		{"http://{event.data.tenant}/x", true, "", "in the host or port"},
+		{"https://{event.data.empty}/x", true, "", "in the host or port"},
+		// A whole segment of dots would climb the receiver's path.
+		{"https://x.example/t/{event.data.dots}/hook", true, "", `".." cannot stand in a URL path`},
+		{"https://x.example/t/{event.data.dot}", true, "", `"." cannot stand in a URL path`},
+		{"https://x.example/t/{event.data.dots}x", true, "", `cannot stand in a URL path`},
+		{"https://x.example/t?d={event.data.dots}", true, "https://x.example/t?d=..", ""},
+		{"https://x.example/t/{event.data.three}", true, "https://x.example/t/...", ""},
 	}
 	for _, tc := range tests {
 		tm, err := ParseTemplate(tc.tmpl, tc.isURL)
