@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -306,7 +307,7 @@ func ViewEvent(ev *persist.Event) EventView {
 	}
 	for k, val := range ev.Headers {
 		// Ingest drops these already; an older record may hold them.
-		if SensitiveHeader(http.CanonicalHeaderKey(k)) {
+		if egress.SensitiveHeader(http.CanonicalHeaderKey(k)) {
 			continue
 		}
 		if v.Headers == nil {

@@ -315,6 +315,22 @@ func (p *policy) checkRedirect(req *http.Request, via []*http.Request) error {
 		return p.deniedError("redirect from https to " + req.URL.Scheme + "://" + req.URL.Host + " refused")
 	}
 	host := req.URL.Hostname()
+	if host == "" {
+		return p.deniedError("redirect to a URL without a host refused")
+	}
+	// What the client adds or keeps that the next host has no business
+	// with: the Referer it sets holds the whole URL, a token in its query
+	// too, and it drops Authorization and Cookie but not the route's own
+	// credential headers (X-Api-Key). Signature headers stay: they sign
+	// this body and nothing else.
+	req.Header.Del("Referer")
+	if req.URL.Host != via[0].URL.Host {
+		for k := range req.Header {
+			if SensitiveHeader(k) && !strings.Contains(strings.ToLower(k), "signature") {
+				req.Header.Del(k)
+			}
+		}
+	}
 	if p.proxy != nil && p.proxyResolves && isName(host) {
 		if p.only != nil && !p.only.lists(host) {
 			return p.deniedError(host + ": not in allow_only (the proxy resolves names, so only host entries can match)")

@@ -374,6 +374,8 @@ func TestEgressCheckRedirect(t *testing.T) {
 		{"to metadata", req("POST", "https://169.254.169.254/latest"), []*http.Request{first}, "metadata"},
 		{"https to http", req("POST", "http://127.0.0.1/b"), []*http.Request{first}, "redirect from https to http://127.0.0.1 refused"},
 		{"third hop", req("POST", "https://127.0.0.1/d"), []*http.Request{first, first, first}, "too many redirects"},
+		{"no host", req("POST", "https:///nohost"), []*http.Request{first}, "without a host"},
+		{"empty host with a port", req("POST", "https://:8443/x"), []*http.Request{first}, "without a host"},
 	}
 	for _, tc := range tests {
 		err := p.checkRedirect(tc.next, tc.via)
@@ -386,6 +388,25 @@ func TestEgressCheckRedirect(t *testing.T) {
 		case tc.want != "" && tc.want != "last" && (!errors.As(err, &eg) || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v, want a refusal saying %q", tc.name, err, tc.want)
 		}
+	}
+	// What the client carries into the next request: the Referer it set
+	// goes, always; to another host the route's credential headers go
+	// too, signatures stay.
+	carried := func(next string) http.Header {
+		r := req("POST", next)
+		r.Header = http.Header{"Referer": {"https://127.0.0.1/a?token=SECRET"}, "X-Api-Key": {"k"},
+			"X-Hub-Signature-256": {"sha256=ab"}, "Webhook-Signature": {"v1,x"}, "X-Tenant": {"t"}}
+		if err := p.checkRedirect(r, []*http.Request{first}); err != nil {
+			t.Fatalf("redirect to %s: %v", next, err)
+		}
+		return r.Header
+	}
+	if h := carried("https://127.0.0.1/b"); h.Get("Referer") != "" || h.Get("X-Api-Key") != "k" || h.Get("X-Tenant") != "t" {
+		t.Errorf("same host: headers %v; want no Referer, the rest kept", h)
+	}
+	if h := carried("https://127.0.0.1:8443/b"); h.Get("Referer") != "" || h.Get("X-Api-Key") != "" ||
+		h.Get("X-Hub-Signature-256") == "" || h.Get("Webhook-Signature") == "" || h.Get("X-Tenant") != "t" {
+		t.Errorf("other host: headers %v; want no Referer or X-Api-Key, signatures and X-Tenant kept", h)
 	}
 	off := testPolicy(t, Policy{Allow: []string{"127.0.0.1/32"}})
 	if err := off.checkRedirect(req("POST", "https://127.0.0.1/b"), []*http.Request{first}); err != http.ErrUseLastResponse {

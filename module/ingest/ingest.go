@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/module/rules"
 	"github.com/hookgate/hookgate/module/signing"
 	"github.com/hookgate/hookgate/persist"
@@ -487,7 +488,7 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 		skip[http.CanonicalHeaderKey(h.Verify.Header)] = struct{}{}
 	}
 	for k, vs := range r.Header {
-		if _, ok := skip[k]; ok || module.SensitiveHeader(k) {
+		if _, ok := skip[k]; ok || egress.SensitiveHeader(k) {
 			continue
 		}
 		if _, ok := h.keep[k]; h.keep != nil && !ok {

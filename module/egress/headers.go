@@ -1,4 +1,4 @@
-package module
+package egress
 
 import "strings"
 
@@ -13,7 +13,8 @@ var sensitiveWords = []string{"token", "secret", "key", "signature", "password",
 
 // SensitiveHeader reports whether a header (canonical name) may carry a
 // credential, and so is never stored with an inbound event or shown by
-// the admin API.
+// the admin API, and does not follow a delivery's redirect to another
+// host.
 func SensitiveHeader(name string) bool {
 	if _, ok := sensitiveHeaders[name]; ok {
 		return true
