@@ -474,6 +474,11 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 			nd.Status, nd.Due = persist.StatusPending, due
 		} else {
 			nd.Status, nd.Done = persist.StatusDead, start.Add(res.dur)
+			if nd.Attempts-nd.ScheduleBase <= len(r.retry.delays) {
+				// Attempts were left: max_age ended it. Say so, or it
+				// reads as if the schedule had run out.
+				nd.LastError += fmt.Sprintf("; no retry: max_age (%v) would be over before the next one", r.retry.maxAge)
+			}
 		}
 	default:
 		nd.Status, nd.Done = persist.StatusDead, start.Add(res.dur)

@@ -677,3 +677,35 @@ func TestShutdownCutsAttemptsAfterGrace(t *testing.T) {
 		t.Fatalf("cut delivery: %+v, %v; want pending with no attempt spent", d, err)
 	}
 }
+
+// A delivery that dies with attempts left in its schedule says that
+// max_age ended it; one that ran out of attempts does not.
+func TestDeadByMaxAgeSaysSo(t *testing.T) {
+	sink := newCountingSink(t, func(int64) int { return http.StatusServiceUnavailable })
+	routes := map[string]*Route{
+		"aged": {URL: sink.URL, Topics: []string{"aged"}, Breaker: -1,
+			Retry: &RetryPolicy{Schedule: []caddy.Duration{caddy.Duration(time.Hour)}, MaxAge: caddy.Duration(time.Second)}},
+		"spent": {URL: sink.URL, Topics: []string{"spent"}, Breaker: -1,
+			Retry: &RetryPolicy{Schedule: []caddy.Duration{caddy.Duration(10 * time.Millisecond)}, MaxAge: caddy.Duration(time.Hour)}},
+	}
+	te := startTestEngine(t, "", routes, nil)
+	for _, typ := range []string{"aged", "spent"} {
+		if _, err := te.Accept(context.Background(), []*persist.Event{{ID: typ, Type: typ, Data: []byte(`{}`)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "both to die", func() bool { return te.stats("aged").Dead == 1 && te.stats("spent").Dead == 1 })
+	for typ, wantAge := range map[string]bool{"aged": true, "spent": false} {
+		ev, err := te.store.Event(typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := te.store.Delivery(ev.Deliveries[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(d.LastError, "no retry: max_age (1s)"); got != wantAge {
+			t.Errorf("%s: last_error %q; want the max_age reason %v", typ, d.LastError, wantAge)
+		}
+	}
+}
