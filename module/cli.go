@@ -335,11 +335,24 @@ func writeStats(w io.Writer, routes []RouteStats) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ROUTE\tSTATE\tCIRCUIT\tPENDING\tIN FLIGHT\tDELIVERED\tDEAD\tLAST SUCCESS\tLAST FAILURE")
+	var reasons []string
 	for _, r := range routes {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Route, orDash(r.State), orDash(r.Circuit),
 			r.Pending, r.InFlight, r.Delivered, r.Dead, fmtTime(r.LastSuccess), fmtTime(r.LastFailure))
+		if r.Reason != "" {
+			reasons = append(reasons, fmt.Sprintf("%s %s: %s", r.Route, r.State, r.Reason))
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Long, so under the table rather than in it.
+	for _, line := range reasons {
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maxDataShown bounds the event data the table view prints.

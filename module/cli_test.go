@@ -20,7 +20,7 @@ func TestWriteStats(t *testing.T) {
 	var b bytes.Buffer
 	err := writeStats(&b, []RouteStats{
 		{Route: "erp", State: "active", Circuit: "closed", Pending: 12, InFlight: 3, Delivered: 1024, Dead: 2, LastSuccess: cliT0},
-		{Route: "slack-alerts", State: "paused", Circuit: "open", LastFailure: cliT0.Add(time.Minute)},
+		{Route: "slack-alerts", State: "paused", Circuit: "open", LastFailure: cliT0.Add(time.Minute), Reason: "paused by an operator"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +28,8 @@ func TestWriteStats(t *testing.T) {
 	want := "" +
 		"ROUTE         STATE   CIRCUIT  PENDING  IN FLIGHT  DELIVERED  DEAD  LAST SUCCESS          LAST FAILURE\n" +
 		"erp           active  closed   12       3          1024       2     2026-11-23T10:00:00Z  -\n" +
-		"slack-alerts  paused  open     0        0          0          0     -                     2026-11-23T10:01:00Z\n"
+		"slack-alerts  paused  open     0        0          0          0     -                     2026-11-23T10:01:00Z\n" +
+		"slack-alerts paused: paused by an operator\n"
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}

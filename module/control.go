@@ -1,6 +1,7 @@
 package module
 
 import (
+	"cmp"
 	"errors"
 	"slices"
 	"strings"
@@ -31,12 +32,17 @@ type RouteStats struct {
 	// State is "active", "paused" (by an operator, or after a 410),
 	// "disabled" (by config), "unverified" (verify_endpoint pending) or
 	// "removed" (not in the current config; its deliveries wait).
-	State       string    `json:"state"`
-	Pending     int64     `json:"pending"`
-	InFlight    int       `json:"in_flight"`
-	Delivered   int64     `json:"delivered"` // since the process started
-	Dead        int64     `json:"dead"`
-	Circuit     string    `json:"circuit"` // "closed", "open" or "half_open"
+	State     string `json:"state"`
+	Pending   int64  `json:"pending"`
+	InFlight  int    `json:"in_flight"`
+	Delivered int64  `json:"delivered"` // since the process started
+	Dead      int64  `json:"dead"`
+	Circuit   string `json:"circuit"` // "closed", "open" or "half_open"
+	// Reason says why a route is not active: who or what paused it
+	// ("paused by an operator", "endpoint answered 410 Gone (delivery
+	// …)"), why its endpoint is not verified yet, that the config
+	// disables or no longer has it.
+	Reason      string    `json:"reason,omitempty"`
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	LastFailure time.Time `json:"last_failure,omitzero"`
 }
@@ -178,7 +184,20 @@ func (d *dispatcher) stats(now time.Time) RouteStats {
 	d.mu.Lock()
 	st.InFlight = d.inflight
 	st.Circuit = d.br.stateAt(now)
+	verifyErr := d.verifyErr
 	d.mu.Unlock()
+	switch st.State {
+	case statePaused:
+		d.stMu.Lock()
+		st.Reason = d.state.PausedReason
+		d.stMu.Unlock()
+	case stateUnverified:
+		st.Reason = cmp.Or(verifyErr, "endpoint verification has not passed yet")
+	case stateDisabled:
+		st.Reason = "disabled in the config"
+	case stateRemoved:
+		st.Reason = "not in the current config: its deliveries wait for a route of this name"
+	}
 	if r := d.route.Load(); r != nil && !r.breaker.on() {
 		// A circuit restored open for a route whose breaker is now off
 		// closes at the dispatcher's next turn.

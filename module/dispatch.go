@@ -74,6 +74,7 @@ type dispatcher struct {
 	limText    string
 	verifying  bool      // a verify_endpoint check is running
 	verifyNext time.Time // when a failed check may run again
+	verifyErr  string    // why the last check failed; "" once one passed
 
 	// holding is set while the route may not send: offers then stay on
 	// disk instead of filling the queue.

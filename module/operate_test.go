@@ -380,6 +380,10 @@ func TestEnginePauseResumeAndGone(t *testing.T) {
 	if s := te.routeState(); !strings.Contains(s.PausedReason, "410") {
 		t.Fatalf("reason %q", s.PausedReason)
 	}
+	// Stats say why, for whoever looks (API, CLI, console).
+	if st.State != statePaused || !strings.Contains(st.Reason, "410") {
+		t.Fatalf("stats after 410: state %q, reason %q; want paused with the 410", st.State, st.Reason)
+	}
 
 	// Paused survives a restart; new events queue but are not sent.
 	te.Destruct()
@@ -396,7 +400,7 @@ func TestEnginePauseResumeAndGone(t *testing.T) {
 	if n := sink.posts.Load(); n != 11 {
 		t.Fatalf("%d requests in all, want 11", n)
 	}
-	if st := te.stats("a"); st.State != stateActive || st.Delivered != 8 {
+	if st := te.stats("a"); st.State != stateActive || st.Delivered != 8 || st.Reason != "" {
 		t.Fatalf("after resume: %+v", st)
 	}
 
@@ -448,8 +452,9 @@ func TestEngineVerifyEndpoint(t *testing.T) {
 	}
 	waitUntil(t, "deliveries to the verified endpoint", func() bool { return echo.posts.Load() == 5 })
 	waitUntil(t, "checks to be retried", func() bool { return liar.gets.Load() >= 3 })
-	if st := te.stats("bad"); st.State != stateUnverified || st.Pending != 5 || liar.posts.Load() != 0 {
-		t.Fatalf("bad route: %+v, %d POSTs", st, liar.posts.Load())
+	if st := te.stats("bad"); st.State != stateUnverified || st.Pending != 5 || liar.posts.Load() != 0 ||
+		!strings.HasPrefix(st.Reason, "endpoint verification failed: ") {
+		t.Fatalf("bad route: %+v, %d POSTs; want unverified, saying why", st, liar.posts.Load())
 	}
 	if st := te.stats("good"); st.State != stateActive || echo.gets.Load() != 1 {
 		t.Fatalf("good route: %+v, %d GETs", st, echo.gets.Load())
@@ -491,7 +496,7 @@ func TestEngineDisabledAndBreakerStats(t *testing.T) {
 		te.post(`{}`)
 	}
 	waitUntil(t, "the circuit to open", func() bool { return te.stats("brk").Circuit != circuitClosed })
-	if st := te.stats("off"); st.State != stateDisabled || st.Pending != 5 {
+	if st := te.stats("off"); st.State != stateDisabled || st.Pending != 5 || st.Reason != "disabled in the config" {
 		t.Fatalf("disabled route: %+v", st)
 	}
 	n := sink.posts.Load()

@@ -58,6 +58,11 @@ func (d *dispatcher) verify(r *route) {
 		d.verifying = false
 		if err != nil {
 			d.verifyNext = d.e.now().Add(d.e.verifyEvery)
+			if d.e.attemptCtx.Err() == nil {
+				d.verifyErr = "endpoint verification failed: " + err.Error()
+			}
+		} else {
+			d.verifyErr = ""
 		}
 		d.mu.Unlock()
 		d.signal()

@@ -274,7 +274,7 @@ func TestActions(t *testing.T) {
 		t.Fatalf("erp is %s after pause", st)
 	}
 	mustContain(t, "overview after pause", g.get("/console/?notice=paused&subject=erp", true).body,
-		"Route erp is paused", "/console/routes/erp/resume")
+		"Route erp is paused", "/console/routes/erp/resume", `<p class="reason">paused: paused by an operator`)
 	if a := g.post("/console/routes/erp/resume", form, nil); a.status != http.StatusSeeOther {
 		t.Fatalf("resume: HTTP %d", a.status)
 	}
