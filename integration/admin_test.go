@@ -296,11 +296,17 @@ func TestAdminAPI(t *testing.T) {
 		}
 		for q, code := range map[string]string{
 			"status=pending": "bad_request", "status=x": "bad_request", "since=yesterday": "bad_request",
-			"until=-5m": "bad_request", "limit=0": "bad_request",
+			"until=-5m": "bad_request", "limit=0": "bad_request", "since=1m&until=2h": "bad_request",
 		} {
 			wantAdminError(t, g.adminCall("POST", "/webhooks/routes/erp/replay?"+q), 400, code)
 		}
 		wantAdminError(t, g.adminCall("POST", "/webhooks/routes/nope/replay"), 404, "unknown_route")
+		// A filter naming no route at all is a 404 too, not an empty page.
+		wantAdminError(t, g.adminCall("GET", "/webhooks/deliveries?route=nope"), 404, "unknown_route")
+		wantAdminError(t, g.adminCall("GET", "/webhooks/tail?route=nope"), 404, "unknown_route")
+		if r := g.adminOK("GET", "/webhooks/deliveries?route=other&status=dead"); r["deliveries"] == nil {
+			t.Errorf("known route with nothing dead: %v, want an empty page", r)
+		}
 	})
 
 	t.Run("methods and paths", func(t *testing.T) {

@@ -100,10 +100,18 @@ func TestToolsSend(t *testing.T) {
 	if st := g.routeStat("stuck"); st["circuit"] != "closed" || st["last_failure"] != nil {
 		t.Errorf("a test send touched the route: %v", st)
 	}
-	// Unknown route.
+	// A failed test exits non-zero, after printing the answer.
+	if out, err := g.webhooksCLI(t, "send", "stuck"); err == nil || !strings.Contains(out, "failed: timeout") ||
+		!strings.Contains(out, "the test delivery through route stuck failed: timeout") {
+		t.Errorf("CLI send that timed out: %v\n%s; want the answer and an error", err, out)
+	}
+	// Unknown route; with --json the API's error goes to standard output.
 	wantAdminError(t, g.adminCall("POST", "/webhooks/routes/nope/send"), 404, "unknown_route")
 	if out, err := g.webhooksCLI(t, "send", "nope"); err == nil || !strings.Contains(out, "no route") {
 		t.Errorf("CLI send to an unknown route: %v\n%s", err, out)
+	}
+	if out, err := g.webhooksCLI(t, "send", "nope", "--json"); err == nil || !strings.Contains(out, `"unknown_route"`) || !strings.HasPrefix(strings.TrimSpace(out), "{") {
+		t.Errorf("CLI send --json to an unknown route: %v\n%s; want the API's JSON error", err, out)
 	}
 }
 

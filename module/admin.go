@@ -489,6 +489,11 @@ func (a *adminAPI) deliveries(eng *Engine, w http.ResponseWriter, r *http.Reques
 	if err != nil {
 		return storeError(err, "listing deliveries")
 	}
+	if f.Route != "" && len(ds) == 0 && f.Cursor == "" && !eng.KnownRoute(f.Route) {
+		// A misspelt route is not "nothing matches". (Deliveries of a
+		// route gone from the config are still listed while stored.)
+		return apiErrorf(http.StatusNotFound, "unknown_route", "no route %q in the config or the outbox", f.Route)
+	}
 	ans := listAnswer{Deliveries: make([]DeliveryView, 0, len(ds)), Next: next}
 	for _, d := range ds {
 		ans.Deliveries = append(ans.Deliveries, ViewDelivery(d))
@@ -536,6 +541,11 @@ func (a *adminAPI) replay(eng *Engine, w http.ResponseWriter, r *http.Request, p
 		if until, err = ParseSince(s, now); err != nil {
 			return apiErrorf(http.StatusBadRequest, "bad_request", "until: %v", err)
 		}
+	}
+	if !until.IsZero() && until.Before(since) {
+		// Swapped arguments: "0 replayed" would say nothing needed it.
+		return apiErrorf(http.StatusBadRequest, "bad_request", "until %s is before since %s",
+			until.Format(time.RFC3339), since.Format(time.RFC3339))
 	}
 	limit := 0
 	if s := q.Get("limit"); s != "" {

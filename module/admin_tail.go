@@ -32,6 +32,9 @@ func (a *adminAPI) tail(eng *Engine, w http.ResponseWriter, r *http.Request, _ [
 	if status != "" && !tailStatuses[status] {
 		return apiErrorf(http.StatusBadRequest, "bad_request", "status %q: expected delivered, retry or dead", status)
 	}
+	if route != "" && !eng.KnownRoute(route) {
+		return apiErrorf(http.StatusNotFound, "unknown_route", "no route %q in the config or the outbox", route)
+	}
 	rc := http.NewResponseController(w)
 	outcomes, dropped, cancel := eng.Subscribe(tailBuffer)
 	defer cancel()

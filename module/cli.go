@@ -3,6 +3,7 @@ package module
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -230,6 +231,17 @@ func runAdmin(c *cobra.Command, method, uri string, format func(io.Writer, []byt
 
 // runAdminBody is runAdmin with a request body (JSON; nil for none).
 func runAdminBody(c *cobra.Command, method, uri string, reqBody []byte, format func(io.Writer, []byte) error) error {
+	body, err := adminCall(c, method, uri, reqBody)
+	if err != nil {
+		return err
+	}
+	return printAnswer(c, body, format)
+}
+
+// adminCall makes one admin API request for command c and returns the
+// body of a successful answer. With --json, the body of a failed one
+// (the API's JSON error) goes to standard output too, for scripts.
+func adminCall(c *cobra.Command, method, uri string, reqBody []byte) ([]byte, error) {
 	c.SilenceUsage = true
 	f := c.Flags()
 	address, _ := f.GetString("address")
@@ -238,14 +250,21 @@ func runAdminBody(c *cobra.Command, method, uri string, reqBody []byte, format f
 	asJSON, _ := f.GetBool("json")
 	addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, configFile, adapter)
 	if err != nil {
-		return fmt.Errorf("finding the admin API address: %v", err)
+		return nil, fmt.Errorf("finding the admin API address: %v", err)
 	}
 	body, err := adminRequest(addr, method, uri, reqBody)
-	if err != nil {
-		return err
+	var ae *apiCallError
+	if err != nil && asJSON && errors.As(err, &ae) {
+		c.OutOrStdout().Write(append(ae.body, '\n'))
 	}
+	return body, err
+}
+
+// printAnswer prints an answer: as it is with --json, else through
+// format.
+func printAnswer(c *cobra.Command, body []byte, format func(io.Writer, []byte) error) error {
 	out := c.OutOrStdout()
-	if asJSON {
+	if asJSON, _ := c.Flags().GetBool("json"); asJSON {
 		_, err := out.Write(body)
 		return err
 	}
@@ -254,6 +273,15 @@ func runAdminBody(c *cobra.Command, method, uri string, reqBody []byte, format f
 	}
 	return nil
 }
+
+// apiCallError is a failed answer of the admin API: its message, and
+// its JSON body as it came.
+type apiCallError struct {
+	msg  string
+	body []byte
+}
+
+func (e *apiCallError) Error() string { return e.msg }
 
 // adminRequest calls the admin API at addr and returns the body of a
 // successful answer; a failure becomes an error with the API's message.
@@ -295,10 +323,10 @@ func adminError(addr string, err error) error {
 	case json.Unmarshal([]byte(body), &e) != nil:
 		return err
 	case e.Message != "":
-		return fmt.Errorf("%s (HTTP %s, %s)", e.Message, code, e.Error)
+		return &apiCallError{msg: fmt.Sprintf("%s (HTTP %s, %s)", e.Message, code, e.Error), body: []byte(body)}
 	case e.Error != "":
 		// One of Caddy's own errors: {"error": message}.
-		return fmt.Errorf("HTTP %s: %s", code, e.Error)
+		return &apiCallError{msg: fmt.Sprintf("HTTP %s: %s", code, e.Error), body: []byte(body)}
 	}
 	return err
 }

@@ -37,9 +37,22 @@ func addToolCommands(cmd *cobra.Command) {
 				return err
 			}
 			uri := "/webhooks/routes/" + url.PathEscape(args[0]) + "/send"
-			return runAdminBody(c, http.MethodPost, uri, body, answer(func(w io.Writer, ans *SendResult) error {
+			ans, err := adminCall(c, http.MethodPost, uri, body)
+			if err != nil {
+				return err
+			}
+			if err := printAnswer(c, ans, answer(func(w io.Writer, ans *SendResult) error {
 				return writeSend(w, ans)
-			}))
+			})); err != nil {
+				return err
+			}
+			// A test that failed exits non-zero, so that a script
+			// (send erp && deploy) can tell.
+			var res SendResult
+			if json.Unmarshal(ans, &res) == nil && res.Class != "" {
+				return fmt.Errorf("the test delivery through route %s failed: %s", res.Route, res.Class)
+			}
+			return nil
 		},
 	}
 	send.Flags().String("type", "", "Event type (default: the route's sample_event, else its first topic without wildcards)")

@@ -212,6 +212,15 @@ func (d *dispatcher) stats(now time.Time) RouteStats {
 	return st
 }
 
+// KnownRoute reports whether the engine knows a route of that name: in
+// the config, or with deliveries or state in the outbox.
+func (e *Engine) KnownRoute(name string) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	_, ok := e.dispatchers[name]
+	return ok
+}
+
 // Now is the engine's clock: what it stamps records with and compares
 // due times to.
 func (e *Engine) Now() time.Time { return e.now() }
