@@ -299,7 +299,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 	if h.Topic == "" {
 		if ct := r.Header.Get("Content-Type"); ct != "application/json" && !isJSONMediaType(ct) {
 			return &ingestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
-				message: "Content-Type must be application/json", index: -1}
+				message: "Content-Type must be application/json (UTF-8, the only charset JSON has)", index: -1}
+		}
+		if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			return &ingestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
+				message: fmt.Sprintf("Content-Encoding %q is not accepted: send the body uncompressed", ce), index: -1}
 		}
 	}
 	if r.ContentLength > h.MaxBody {
@@ -384,7 +388,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 // (any case, with parameters). The exact "application/json" is checked
 // before, without parsing.
 func isJSONMediaType(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
+	mt, params, err := mime.ParseMediaType(ct)
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return false
+	}
 	return err == nil && mt == "application/json"
 }
 
@@ -536,6 +543,11 @@ func (h *Handler) decode(body []byte) ([]persist.Ingest, bool, *ingestError) {
 	if len(trimmed) == 0 {
 		return nil, false, badRequest(-1, "empty body: expected an event object or an array of events")
 	}
+	if !utf8.Valid(body) {
+		// JSON is UTF-8 (RFC 8259): other bytes would reach endpoints
+		// as they came, and placeholders as U+FFFD.
+		return nil, false, badRequest(-1, "malformed JSON: the body is not valid UTF-8")
+	}
 	// Valid JSON (the common case) is scanned once here and then walked
 	// without decoding again; anything else takes encoding/json's path for
 	// its precise error messages.
@@ -628,6 +640,10 @@ func decodeEvent(raw []byte, index int) (persist.Ingest, *ingestError) {
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&fields); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return persist.Ingest{}, badRequest(index, "malformed event: an event must be a JSON object, not a %s", te.Value)
+		}
 		return persist.Ingest{}, badRequest(index, "malformed event: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {

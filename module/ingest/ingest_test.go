@@ -138,7 +138,9 @@ func TestIngestDecode(t *testing.T) {
 		{name: "batch error index 0, bad id", body: `[{"type":"a","data":1,"id":"a.b"}]`, status: 400, code: "invalid_event", index: 0, msgHas: `invalid "id"`},
 		{name: "batch element not an object", body: `[{"type":"a","data":1},42]`, status: 400, code: "invalid_event", index: 1, msgHas: "malformed event"},
 		{name: "batch element null", body: `[null]`, status: 400, code: "invalid_event", index: 0, msgHas: `missing "type"`},
-		{name: "nested batch", body: `[[{"type":"a","data":1}]]`, status: 400, code: "invalid_event", index: 0, msgHas: "malformed event"},
+		{name: "nested batch", body: `[[{"type":"a","data":1}]]`, status: 400, code: "invalid_event", index: 0, msgHas: "malformed event: an event must be a JSON object, not a array"},
+		{name: "batch element a number", body: `[{"type":"a","data":1},5]`, status: 400, code: "invalid_event", index: 1, msgHas: "malformed event: an event must be a JSON object, not a number"},
+		{name: "invalid UTF-8 in data", body: "{\"type\":\"a\",\"data\":\"caf\xe9\"}", status: 400, code: "invalid_event", index: -1, msgHas: "not valid UTF-8"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -479,9 +481,18 @@ func TestServeMediaType(t *testing.T) {
 		"text/plain":                       415,
 		"":                                 415,
 		"application/json; charset=\"utf8": 415,
+		"application/json; charset=UTF-8":  400,
+		"application/json; charset=latin1": 415, // JSON is UTF-8
+		"application/json; charset=utf-16": 415,
+		"gzip":                             415, // Content-Encoding: gzip
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(`{"type":`))
-		if ct != "" {
+		switch ct {
+		case "gzip":
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("Content-Encoding", "gzip")
+		case "":
+		default:
 			r.Header.Set("Content-Type", ct)
 		}
 		ierr := h.serve(httptest.NewRecorder(), r)
