@@ -254,6 +254,12 @@ func (a *App) Start() error {
 	a.engine.Store(eng)
 	close(a.startedCh)
 	a.started = true
+	if prev := switchedOutbox(a.storage); prev != "" {
+		// Deliberate or a typo, it changes what is sent: say so once.
+		a.logger.Warn("this config uses another outbox than the config before it: deliveries still pending in the old one "+
+			"are not sent until a config names it again, and ids and idempotency keys are remembered per outbox",
+			zap.String("old", prev), zap.String("new", a.storage.outbox()))
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -118,6 +119,35 @@ func (b backend) key() string {
 		return b.nats.Key()
 	}
 	return b.dir
+}
+
+// outbox names where the backend's data is, for an operator: the
+// directory, or the NATS prefix (the same streams through another list
+// of servers are the same outbox).
+func (b backend) outbox() string {
+	if b.nats != nil {
+		return "NATS prefix " + cmp.Or(b.nats.Prefix, natsstore.DefaultPrefix)
+	}
+	return "directory " + b.dir
+}
+
+// lastOutbox is the outbox of the config started last in this process.
+var lastOutbox struct {
+	sync.Mutex
+	name string
+}
+
+// switchedOutbox records b as the outbox of the config starting now and
+// returns the one before it if that was another ("" if not).
+func switchedOutbox(b backend) string {
+	lastOutbox.Lock()
+	defer lastOutbox.Unlock()
+	prev, cur := lastOutbox.name, b.outbox()
+	lastOutbox.name = cur
+	if prev == "" || prev == cur {
+		return ""
+	}
+	return prev
 }
 
 func acquireEngine(b backend, logger *zap.Logger, opts persist.Options) (*Engine, error) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hookgate/hookgate/persist"
+	natsstore "github.com/hookgate/hookgate/persist/nats"
 )
 
 // spaceStore is an outbox whose space state a test sets.
@@ -71,6 +72,33 @@ func TestSpaceLogState(t *testing.T) {
 		}
 		if got != st.want {
 			t.Fatalf("step %d (raise %v at %v) = %v, want %v", i, st.raise, st.at, got, st.want)
+		}
+	}
+}
+
+// A config whose outbox is not the one of the config before it is
+// noticed (and warned about at Start); the same directory, or the same
+// NATS prefix through another server list, is not a switch.
+func TestSwitchedOutbox(t *testing.T) {
+	lastOutbox.Lock()
+	saved := lastOutbox.name
+	lastOutbox.name = ""
+	lastOutbox.Unlock()
+	t.Cleanup(func() { lastOutbox.Lock(); lastOutbox.name = saved; lastOutbox.Unlock() })
+
+	a, b := backend{dir: "/var/lib/a"}, backend{dir: "/var/lib/b"}
+	n1 := backend{nats: &natsstore.Config{Servers: []string{"nats://10.0.0.1:4222"}}}
+	n2 := backend{nats: &natsstore.Config{Servers: []string{"nats://10.0.0.1:4222", "nats://10.0.0.2:4222"}}}
+	n3 := backend{nats: &natsstore.Config{Servers: []string{"nats://10.0.0.1:4222"}, Prefix: "other"}}
+	for i, step := range []struct {
+		b    backend
+		want string
+	}{
+		{a, ""}, {a, ""}, {b, "directory /var/lib/a"}, {b, ""},
+		{n1, "directory /var/lib/b"}, {n2, ""}, {n3, "NATS prefix " + natsstore.DefaultPrefix},
+	} {
+		if got := switchedOutbox(step.b); got != step.want {
+			t.Errorf("step %d (%s): switched from %q, want %q", i, step.b.outbox(), got, step.want)
 		}
 	}
 }
