@@ -338,8 +338,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 	if ierr != nil {
 		return ierr
 	}
+	idemKeys, sentKey := r.Header["Idempotency-Key"]
 	idemKey := r.Header.Get("Idempotency-Key")
-	if idemKey != "" && h.Topic == "" {
+	if sentKey && h.Topic == "" {
+		// Sent but empty, or twice: the client meant something this
+		// would not do (an empty one would store a new event each time).
+		if len(idemKeys) > 1 {
+			return badRequest(-1, "Idempotency-Key is sent %d times: send it once", len(idemKeys))
+		}
 		if isBatch {
 			return badRequest(-1, "Idempotency-Key applies to a single event; give each element of a batch an \"id\"")
 		}
@@ -347,7 +353,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 			return badRequest(-1, "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 _ - :")
 		}
 		if batch[0].Event.ID != "" && batch[0].Event.ID != idemKey {
-			return badRequest(0, "id and Idempotency-Key differ")
+			return badRequest(-1, "id and Idempotency-Key differ")
 		}
 		batch[0].Event.ID = idemKey
 	}
@@ -630,6 +636,32 @@ func splitInvalidArray(body []byte, limit int) ([]json.RawMessage, error) {
 	return raws, nil
 }
 
+// repeatedKey returns a name the JSON object raw (already decoded once)
+// holds twice, or "".
+func repeatedKey(raw []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // '{'
+		return ""
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		k, ok := t.(string)
+		if err != nil || !ok {
+			return ""
+		}
+		if seen[k] {
+			return k
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
+}
+
 // decodeEvent decodes one event with encoding/json: the reference path,
 // used for input that is not valid JSON (for its precise messages) and
 // by tests that check the fast path against it.
@@ -648,6 +680,9 @@ func decodeEvent(raw []byte, index int) (persist.Ingest, *ingestError) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return persist.Ingest{}, badRequest(index, "malformed JSON: data after the event object")
+	}
+	if k := repeatedKey(raw); k != "" {
+		return persist.Ingest{}, badRequest(index, "field %q appears twice", k)
 	}
 	var m incoming
 	for k, v := range fields {

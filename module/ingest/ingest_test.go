@@ -139,6 +139,8 @@ func TestIngestDecode(t *testing.T) {
 		{name: "batch element not an object", body: `[{"type":"a","data":1},42]`, status: 400, code: "invalid_event", index: 1, msgHas: "malformed event"},
 		{name: "batch element null", body: `[null]`, status: 400, code: "invalid_event", index: 0, msgHas: `missing "type"`},
 		{name: "nested batch", body: `[[{"type":"a","data":1}]]`, status: 400, code: "invalid_event", index: 0, msgHas: "malformed event: an event must be a JSON object, not a array"},
+		{name: "repeated field", body: `{"type":"task.a","type":"task.b","data":1}`, status: 400, code: "invalid_event", index: -1, msgHas: `field "type" appears twice`},
+		{name: "repeated data in a batch", body: `[{"type":"a","data":1},{"type":"a","data":1,"data":2}]`, status: 400, code: "invalid_event", index: 1, msgHas: `field "data" appears twice`},
 		{name: "batch element a number", body: `[{"type":"a","data":1},5]`, status: 400, code: "invalid_event", index: 1, msgHas: "malformed event: an event must be a JSON object, not a number"},
 		{name: "invalid UTF-8 in data", body: "{\"type\":\"a\",\"data\":\"caf\xe9\"}", status: 400, code: "invalid_event", index: -1, msgHas: "not valid UTF-8"},
 	}
@@ -571,6 +573,32 @@ func TestCheckTopic(t *testing.T) {
 	} {
 		if err := CheckTopic(topic); (err == nil) != ok {
 			t.Errorf("CheckTopic(%q) = %v, want ok %v", topic, err, ok)
+		}
+	}
+}
+
+// An Idempotency-Key sent empty, twice, on a batch or unlike the event's
+// id is refused before anything is stored; none of those is about a
+// batch element, so none has an index.
+func TestIdempotencyKeyRefusals(t *testing.T) {
+	h := &Handler{MaxBody: 1 << 20, MaxBatch: 10}
+	for name, tc := range map[string]struct {
+		body string
+		keys []string
+		msg  string
+	}{
+		"empty":       {`{"type":"a","data":1}`, []string{""}, "must be 1-128 characters"},
+		"twice":       {`{"type":"a","data":1}`, []string{"k1", "k2"}, "sent 2 times"},
+		"on a batch":  {`[{"type":"a","data":1}]`, []string{"k1"}, "applies to a single event"},
+		"unlike id":   {`{"type":"a","data":1,"id":"x"}`, []string{"k1"}, "id and Idempotency-Key differ"},
+		"bad charset": {`{"type":"a","data":1}`, []string{"a.b"}, "must be 1-128 characters"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(tc.body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header["Idempotency-Key"] = tc.keys
+		ierr := h.serve(httptest.NewRecorder(), r)
+		if ierr == nil || ierr.status != 400 || ierr.index != -1 || !strings.Contains(ierr.message, tc.msg) {
+			t.Errorf("%s: %+v, want 400 without index saying %q", name, ierr, tc.msg)
 		}
 	}
 }

@@ -105,7 +105,10 @@ func decodeValidEvent(raw []byte, index int) (persist.Ingest, *ingestError) {
 		// Not an object: let encoding/json say so.
 		return decodeEvent(raw, index)
 	}
-	var m incoming
+	var (
+		m    incoming
+		seen uint8 // the fields met so far, one bit each
+	)
 	for i = skipSpace(raw, i+1); i < len(raw) && raw[i] != '}'; {
 		kEnd := skipString(raw, i)
 		key := raw[i+1 : kEnd-1]
@@ -118,19 +121,29 @@ func decodeValidEvent(raw []byte, index int) (persist.Ingest, *ingestError) {
 		v := skipSpace(raw, skipSpace(raw, kEnd)+1) // past ':'
 		vEnd := skipValue(raw, v)
 		val := raw[v:vEnd]
-		var err error
+		var (
+			err error
+			bit uint8
+		)
 		switch string(key) {
 		case "type":
-			err = scanString(val, &m.Type)
+			bit, err = 1, scanString(val, &m.Type)
 		case "id":
-			err = scanString(val, &m.ID)
+			bit, err = 2, scanString(val, &m.ID)
 		case "timestamp":
-			err = scanString(val, &m.Timestamp)
+			bit, err = 4, scanString(val, &m.Timestamp)
 		case "data":
-			m.Data = json.RawMessage(val)
+			bit, m.Data = 8, json.RawMessage(val)
 		default:
 			return persist.Ingest{}, badRequest(index, "unknown field %q: an event has type, data, id and timestamp", string(key))
 		}
+		if seen&bit != 0 {
+			// JSON leaves a repeated name to the reader; taking the last
+			// (as encoding/json would) could store what the sender's
+			// own checks did not see.
+			return persist.Ingest{}, badRequest(index, "field %q appears twice", string(key))
+		}
+		seen |= bit
 		if err != nil {
 			return persist.Ingest{}, badRequest(index, "malformed event: %q must be a string", string(key))
 		}
