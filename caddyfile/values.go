@@ -3,6 +3,7 @@ package caddyfile
 import (
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -141,9 +142,14 @@ func size(d *caddyfile.Dispenser) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if strings.HasPrefix(strings.TrimSpace(v), "-") {
+		// humanize's own message would be 'strconv.ParseFloat: parsing
+		// "": invalid syntax'.
+		return 0, d.Errf("invalid %s %q: a size cannot be negative", name, v)
+	}
 	n, err := humanize.ParseBytes(v)
 	if err != nil {
-		return 0, d.Errf("invalid %s %q: %v", name, v, err)
+		return 0, d.Errf("invalid %s %q: %v (expected a size such as 512KB, 1MiB or 2GB)", name, v, err)
 	}
 	if n == 0 || n > math.MaxInt64 {
 		return 0, d.Errf("invalid %s %q: must be between 1 byte and 8 EiB", name, v)

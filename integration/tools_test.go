@@ -105,6 +105,10 @@ func TestToolsSend(t *testing.T) {
 		!strings.Contains(out, "the test delivery through route stuck failed: timeout") {
 		t.Errorf("CLI send that timed out: %v\n%s; want the answer and an error", err, out)
 	}
+	// A type ingest would refuse is refused here too.
+	if code, ans := g.adminPostJSON("/webhooks/routes/erp/send", `{"type":"bad type!"}`); code != 400 || ans["error"] != "bad_request" {
+		t.Errorf("send with an invalid type: %d %v, want 400 bad_request", code, ans)
+	}
 	// Unknown route; with --json the API's error goes to standard output.
 	wantAdminError(t, g.adminCall("POST", "/webhooks/routes/nope/send"), 404, "unknown_route")
 	if out, err := g.webhooksCLI(t, "send", "nope"); err == nil || !strings.Contains(out, "no route") {

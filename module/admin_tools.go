@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hookgate/hookgate/module/rules"
 	"github.com/hookgate/hookgate/persist"
 )
 
@@ -45,6 +46,10 @@ func (a *adminAPI) send(eng *Engine, w http.ResponseWriter, r *http.Request, par
 		if len(req.Data) > 0 && string(req.Data) == "null" {
 			req.Data = nil
 		}
+	}
+	if req.Type != "" && !rules.ValidType(req.Type) {
+		// Ingest would refuse it: a test with it would test nothing real.
+		return apiErrorf(http.StatusBadRequest, "bad_request", "type %q: expected 1-200 characters of A-Z a-z 0-9 . _ - : /", req.Type)
 	}
 	ev := &persist.Event{Type: req.Type, Data: req.Data}
 	res, err := eng.Send(r.Context(), route, ev)
