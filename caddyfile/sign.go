@@ -27,11 +27,12 @@ const (
 // where the scheme goes.
 
 // algorithmLike matches words that name a signature algorithm or scheme
-// (hmac-sha512, ed448, rsa-sha256, sha256, hs256, standard, …) in any
+// (hmac-sha512, ed448, rsa-sha256, sha256, sha-1, md5, blake2b, hs256,
+// standard, …) in any
 // case. A first `sign` argument like this that is not a supported scheme
 // is refused rather than taken for a secret: it is a typo or an
 // unsupported algorithm far more likely than a secret.
-var algorithmLike = regexp.MustCompile(`(?i)^(?:standard(?:-webhooks)?|hmac(?:-[a-z0-9]+)*|ed[0-9]+|(?:rsa|ecdsa)(?:-[a-z0-9]+)*|(?:sha|hs|rs|es|ps)[0-9]+|v1a?)$`)
+var algorithmLike = regexp.MustCompile(`(?i)^(?:standard(?:-webhooks)?|hmac(?:-[a-z0-9]+)*|ed[0-9]+|(?:rsa|ecdsa)(?:-[a-z0-9]+)*|(?:sha|hs|rs|es|ps)-?[0-9]+|sha3(?:-[0-9]+)?|md[0-9]|blake2[bs]?(?:-[0-9]+)?|v1a?)$`)
 
 // httpAuthSchemes are the HTTP authentication scheme names (IANA's
 // registry and some common extras), lower-cased.
