@@ -42,24 +42,9 @@ func freePort(t testing.TB) int {
 	return freePorts(t, 1)[0]
 }
 
-// freePorts returns n different loopback TCP ports that were free a
-// moment ago. They are held until all are chosen: a port closed and
-// asked for again at once may come back, so that a gateway's admin
-// endpoint and site could get the same one (a possible cause of a
-// reload that once failed with "address already in use").
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
+// freePorts returns n different free TCP ports (natstest.FreePorts says
+// where from, and why).
+func freePorts(t testing.TB, n int) []int { return natstest.FreePorts(t, n) }
 
 // startGateway loads a Caddyfile into an in-process Caddy. The Caddyfile
 // is a template: {ADMIN}, {PORT} and {STORAGE} are filled in.

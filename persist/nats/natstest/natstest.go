@@ -5,6 +5,7 @@ package natstest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -85,7 +86,7 @@ type Cluster struct {
 // until it has a meta leader.
 func RunCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	ports := freePorts(t, 2*n)
+	ports := FreePorts(t, 2*n)
 	var routes []string
 	for i := 0; i < n; i++ {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[n+i]))
@@ -152,20 +153,39 @@ func (c *Cluster) URLs() []string {
 	return out
 }
 
-func freePorts(t testing.TB, n int) []int {
+// FreePorts returns n different TCP ports that were free a moment ago,
+// taken below the kernel's ephemeral range (net.ipv4.ip_local_port_range,
+// 32768-60999 by default). A port the kernel hands out for ":0" comes
+// from that range, where any client connection on the machine may take
+// it between this check and the server's listen: a test gateway failed
+// to start with "address already in use" that way while other tests ran
+// beside it. Below the range, only a listener can hold a port. They are
+// checked on all interfaces (as a ":PORT" listener binds) and held until
+// all are chosen, so none is returned twice.
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ls []net.Listener
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports := make([]int, 0, n)
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			t.Fatalf("no free port between %d and %d after %d tries", portsFrom, portsTo, tries)
+		}
+		p := portsFrom + rand.IntN(portsTo-portsFrom)
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+		ports = append(ports, p)
 	}
 	return ports
 }
+
+// The ports FreePorts chooses from: below the ephemeral range, above the
+// fixed ports people give local services.
+const portsFrom, portsTo = 20000, 32000

@@ -97,7 +97,7 @@ func (c *ProcessCluster) URLs() []string {
 // test ends.
 func RunClusterProcesses(t testing.TB, n int) *ProcessCluster {
 	t.Helper()
-	ports := freePorts(t, 2*n)
+	ports := FreePorts(t, 2*n)
 	var routes []string
 	for i := 0; i < n; i++ {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[n+i]))
