@@ -197,6 +197,11 @@ func (d *dispatcher) stats(now time.Time) RouteStats {
 		st.Reason = "disabled in the config"
 	case stateRemoved:
 		st.Reason = "not in the current config: its deliveries wait for a route of this name"
+	case stateActive:
+		if d.e.outcomesRefused() {
+			// Active, and yet nothing goes: the gateway, not the endpoint.
+			st.Reason = "deliveries held: the outbox is below its hard reserve of free space (half of min_free)"
+		}
 	}
 	if r := d.route.Load(); r != nil && !r.breaker.on() {
 		// A circuit restored open for a route whose breaker is now off

@@ -241,7 +241,39 @@ func (d *dispatcher) countAttempt(st persist.Status, res result) {
 // countIngested counts stored events by source.
 func countIngested(source string, n int) {
 	initMetrics()
-	metrics.ingested.WithLabelValues(source).Add(float64(n))
+	metrics.ingested.WithLabelValues(sourceLabel(source)).Add(float64(n))
+}
+
+// maxSourceLabels bounds the source label's values. An inbound endpoint
+// without `source` is labelled with the request's path, which a matcher
+// like /hooks/* lets every client choose: without a bound, each new path
+// would be a new time series for as long as the process runs.
+const maxSourceLabels = 100
+
+// otherSource is the label of sources past maxSourceLabels.
+const otherSource = "other"
+
+// sourceLabels holds the sources labelled so far; sourceCount counts
+// them. Read on every ingest, so a sync.Map: no lock once a source is in.
+var (
+	sourceLabels sync.Map
+	sourceCount  atomic.Int64
+)
+
+// sourceLabel is source, or otherSource once maxSourceLabels others
+// have been seen.
+func sourceLabel(source string) string {
+	if _, ok := sourceLabels.Load(source); ok {
+		return source
+	}
+	if sourceCount.Add(1) > maxSourceLabels {
+		sourceCount.Add(-1)
+		return otherSource
+	}
+	if _, loaded := sourceLabels.LoadOrStore(source, struct{}{}); loaded {
+		sourceCount.Add(-1) // another request stored it first
+	}
+	return source
 }
 
 // countRuleError counts a rule that could not be evaluated.

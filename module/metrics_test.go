@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -196,5 +197,28 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 		if !strings.Contains(string(b), name) {
 			t.Errorf("no panel of the dashboard shows %s", name)
 		}
+	}
+}
+
+// The source label takes at most maxSourceLabels values; later sources
+// are counted as "other", so that an inbound endpoint labelled by its
+// request path cannot be made to grow time series without end.
+func TestSourceLabelBounded(t *testing.T) {
+	sourceLabels.Clear()
+	sourceCount.Store(0)
+	t.Cleanup(func() { sourceLabels.Clear(); sourceCount.Store(0) })
+	for i := range maxSourceLabels {
+		if got := sourceLabel(fmt.Sprintf("/hooks/c%d", i)); got != fmt.Sprintf("/hooks/c%d", i) {
+			t.Fatalf("source %d labelled %q", i, got)
+		}
+	}
+	if got := sourceLabel("/hooks/one-too-many"); got != otherSource {
+		t.Errorf("source past the bound labelled %q, want %q", got, otherSource)
+	}
+	if got := sourceLabel("/hooks/c7"); got != "/hooks/c7" {
+		t.Errorf("a source seen before labelled %q", got)
+	}
+	if n := sourceCount.Load(); n != maxSourceLabels {
+		t.Errorf("count %d, want %d", n, maxSourceLabels)
 	}
 }

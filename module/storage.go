@@ -17,23 +17,36 @@ const spaceLogEvery = time.Minute
 // spaceLogState pairs the warning that a storage limit was reached with
 // the line saying it cleared: a suppressed warning gets no "cleared".
 type spaceLogState struct {
-	warned bool
+	active bool // in an episode
+	warned bool // and its start was logged
 	last   time.Time
+	// unlogged counts the episodes that started without a line since
+	// the last logged one (within spaceLogEvery of it); the next logged
+	// start reports them.
+	unlogged int
 }
 
-// raise reports whether to log the start of an episode.
-func (s *spaceLogState) raise(now time.Time) bool {
-	if s.warned || (!s.last.IsZero() && now.Sub(s.last) < spaceLogEvery) {
-		return false
+// raise reports whether to log the start of an episode (false while in
+// one), and how many began unlogged since the last one that was.
+func (s *spaceLogState) raise(now time.Time) (bool, int) {
+	if s.active {
+		return false, 0
 	}
-	s.warned, s.last = true, now
-	return true
+	s.active = true
+	if !s.last.IsZero() && now.Sub(s.last) < spaceLogEvery {
+		s.unlogged++
+		return false, 0
+	}
+	n := s.unlogged
+	s.warned, s.last, s.unlogged = true, now, 0
+	return true, n
 }
 
-// clear reports whether to log the end of an episode.
+// clear reports whether to log the end of an episode: one whose start
+// was logged.
 func (s *spaceLogState) clear() bool {
-	was := s.warned
-	s.warned = false
+	was := s.active && s.warned
+	s.active, s.warned = false, false
 	return was
 }
 
@@ -74,18 +87,22 @@ func (e *Engine) logSpace(log *zap.Logger, sp persist.Space) {
 		}
 		return f
 	}
-	switch {
-	case sp.Full && e.spaceLog.raise(now):
-		log.Warn("outbox storage is short of space: ingest answers 503 storage_full until space returns "+
-			"(logged at most once a minute)", fields()...)
-	case !sp.Full && e.spaceLog.clear():
+	if sp.Full {
+		if ok, n := e.spaceLog.raise(now); ok {
+			log.Warn("outbox storage is short of space: ingest answers 503 storage_full until space returns "+
+				"(logged at most once a minute; episodes in between are counted in unlogged_episodes_before)",
+				append(fields(), zap.Int("unlogged_episodes_before", n))...)
+		}
+	} else if e.spaceLog.clear() {
 		log.Info("outbox storage has room again: ingest resumed", fields()...)
 	}
-	switch {
-	case sp.Critical && e.spaceCrit.raise(now):
-		log.Error("outbox storage is below its hard reserve (half of min_free): deliveries are held, "+
-			"since their outcomes could not be recorded, until space returns", fields()...)
-	case !sp.Critical && e.spaceCrit.clear():
+	if sp.Critical {
+		if ok, n := e.spaceCrit.raise(now); ok {
+			log.Error("outbox storage is below its hard reserve (half of min_free): deliveries are held, "+
+				"since their outcomes could not be recorded, until space returns",
+				append(fields(), zap.Int("unlogged_episodes_before", n))...)
+		}
+	} else if e.spaceCrit.clear() {
 		log.Info("outbox storage is above its hard reserve again: deliveries resumed", fields()...)
 	}
 }

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,8 +41,15 @@ func TestEngineHoldsDeliveriesWhileOutcomesRefused(t *testing.T) {
 	if n := sink.posts.Load(); n != 0 {
 		t.Fatalf("%d requests sent while outcomes could not be recorded, want 0", n)
 	}
+	// The route is active, and stats say why nothing goes.
+	if st := te.stats("a"); st.State != stateActive || !strings.HasPrefix(st.Reason, "deliveries held: the outbox is below its hard reserve") {
+		t.Fatalf("stats while held: %+v", st)
+	}
 	ss.critical.Store(false)
 	waitUntil(t, "the held deliveries to go out", func() bool { return te.stats("a").Pending == 0 })
+	if st := te.stats("a"); st.Reason != "" {
+		t.Fatalf("stats once space returned: reason %q", st.Reason)
+	}
 	if n := sink.posts.Load(); n != 3 {
 		t.Fatalf("%d requests once space returned, want 3", n)
 	}
@@ -51,27 +59,34 @@ func TestSpaceLogState(t *testing.T) {
 	var s spaceLogState
 	t1 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	steps := []struct {
-		raise bool
-		at    time.Duration
-		want  bool
+		raise    bool
+		at       time.Duration
+		want     bool
+		unlogged int // reported with a logged start
 	}{
-		{true, 0, true},                           // first episode: warn
-		{true, time.Second, false},                // still in it
-		{false, 2 * time.Second, true},            // ends: the paired info line
-		{true, 3 * time.Second, false},            // again within a minute: suppressed
-		{false, 4 * time.Second, false},           // so its end is not logged either
-		{true, spaceLogEvery + time.Second, true}, // a minute on: warn again
-		{false, spaceLogEvery + 2*time.Second, true},
+		{true, 0, true, 0},                           // first episode: warn
+		{true, time.Second, false, 0},                // still in it
+		{false, 2 * time.Second, true, 0},            // ends: the paired info line
+		{true, 3 * time.Second, false, 0},            // again within a minute: suppressed
+		{true, 3 * time.Second, false, 0},            // (reported twice: one episode)
+		{false, 4 * time.Second, false, 0},           // so its end is not logged either
+		{true, 5 * time.Second, false, 0},            // a third, suppressed too
+		{false, 6 * time.Second, false, 0},           //
+		{true, spaceLogEvery + time.Second, true, 2}, // a minute on: warn, counting the two
+		{false, spaceLogEvery + 2*time.Second, true, 0},
 	}
 	for i, st := range steps {
-		var got bool
+		var (
+			got bool
+			n   int
+		)
 		if st.raise {
-			got = s.raise(t1.Add(st.at))
+			got, n = s.raise(t1.Add(st.at))
 		} else {
 			got = s.clear()
 		}
-		if got != st.want {
-			t.Fatalf("step %d (raise %v at %v) = %v, want %v", i, st.raise, st.at, got, st.want)
+		if got != st.want || n != st.unlogged {
+			t.Fatalf("step %d (raise %v at %v) = %v, %d; want %v, %d", i, st.raise, st.at, got, n, st.want, st.unlogged)
 		}
 	}
 }

@@ -415,7 +415,7 @@ func (h *Handler) acceptError(err error) *ingestError {
 	case errors.Is(err, persist.ErrStorageFull):
 		// Logged by the engine when it starts and stops (storage.go).
 		return &ingestError{status: http.StatusServiceUnavailable, code: "storage_full",
-			message: "the outbox is short of disk space; retry later (events of a batch stored before it ran short are reported as duplicates when sent again)", index: -1}
+			message: "the outbox is short of disk space; retry later, with the same ids (any event already stored is then answered as a duplicate)", index: -1}
 	}
 	h.logger.Error("storing events", zap.Error(err))
 	return unavailable("the outbox cannot store events right now")
