@@ -16,6 +16,7 @@ import (
 
 	"github.com/hookgate/hookgate/module/egress"
 	"github.com/hookgate/hookgate/persist"
+	natsstore "github.com/hookgate/hookgate/persist/nats"
 )
 
 func init() {
@@ -164,6 +165,8 @@ func storeError(err error, what string) *apiError {
 		return apiErrorf(http.StatusBadRequest, "bad_cursor", "cursor: %v: pass the next value of the previous page unchanged, with the same filter", err)
 	case errors.Is(err, persist.ErrBadFilter):
 		return apiErrorf(http.StatusBadRequest, "bad_request", "%v", err)
+	case natsstore.Unavailable(err):
+		return apiErrorf(http.StatusServiceUnavailable, "unavailable", "%s: NATS cannot answer right now (%v); try again", what, err)
 	}
 	return apiErrorf(http.StatusInternalServerError, "internal", "%s: %v", what, err)
 }

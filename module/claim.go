@@ -1,6 +1,8 @@
 package module
 
 import (
+	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -171,13 +173,41 @@ func (e *Engine) recountPending() error {
 // checks it.
 func provisionNATS(cfg natsstore.Config) (natsstore.Config, error) {
 	repl := caddy.NewReplacer()
-	for _, f := range []*string{&cfg.Credentials, &cfg.Token, &cfg.User, &cfg.Password} {
-		*f = repl.ReplaceKnown(*f, "")
+	// A credential that was given but comes out empty (an unset
+	// {env.NATS_TOKEN}) is a config error here, not an "Authorization
+	// Violation" from the servers; a file that is not there neither.
+	expand := func(what string, f *string, file bool) error {
+		if *f == "" {
+			return nil
+		}
+		if *f = repl.ReplaceKnown(*f, ""); *f == "" {
+			return fmt.Errorf("nats storage: %s is empty once its placeholders are filled in (an unset environment variable?)", what)
+		}
+		if file {
+			if _, err := os.Stat(*f); err != nil {
+				return fmt.Errorf("nats storage: %s: %v", what, err)
+			}
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		what string
+		p    *string
+		file bool
+	}{{"credentials", &cfg.Credentials, true}, {"token", &cfg.Token, false}, {"user", &cfg.User, false}, {"password", &cfg.Password, false}} {
+		if err := expand(f.what, f.p, f.file); err != nil {
+			return cfg, err
+		}
 	}
 	if cfg.TLS != nil {
 		t := *cfg.TLS
-		for _, f := range []*string{&t.CA, &t.ClientCert, &t.ClientKey} {
-			*f = repl.ReplaceKnown(*f, "")
+		for _, f := range []struct {
+			what string
+			p    *string
+		}{{"tls ca", &t.CA}, {"tls client_cert", &t.ClientCert}, {"tls client_cert key", &t.ClientKey}} {
+			if err := expand(f.what, f.p, true); err != nil {
+				return cfg, err
+			}
 		}
 		cfg.TLS = &t
 	}

@@ -1,6 +1,8 @@
 package module
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -114,6 +116,41 @@ func TestSwitchedOutbox(t *testing.T) {
 	} {
 		if got := switchedOutbox(step.b); got != step.want {
 			t.Errorf("step %d (%s): switched from %q, want %q", i, step.b.outbox(), got, step.want)
+		}
+	}
+}
+
+// A NATS credential given but empty once its placeholders are filled
+// in, or a file that is not there, fails the config when it loads (and
+// so `caddy validate`), naming the option.
+func TestProvisionNATSChecksCredentials(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HG_TEST_NATS_TOKEN", "s3cret")
+	base := natsstore.Config{Servers: []string{"nats://127.0.0.1:4222"}}
+	for name, tc := range map[string]struct {
+		mod  func(*natsstore.Config)
+		want string // "" for no error
+	}{
+		"token from env": {func(c *natsstore.Config) { c.Token = "{env.HG_TEST_NATS_TOKEN}" }, ""},
+		"token unset":    {func(c *natsstore.Config) { c.Token = "{env.HG_TEST_NATS_UNSET}" }, "token is empty"},
+		"no credentials": {func(c *natsstore.Config) { c.Credentials = filepath.Join(dir, "nope.creds") }, "credentials: stat"},
+		"no ca":          {func(c *natsstore.Config) { c.TLS = &natsstore.TLSConfig{CA: filepath.Join(dir, "nope.pem")} }, "tls ca: stat"},
+		"ca there":       {func(c *natsstore.Config) { c.TLS = &natsstore.TLSConfig{CA: ca} }, ""},
+		"user from env":  {func(c *natsstore.Config) { c.User, c.Password = "u", "{env.HG_TEST_NATS_TOKEN}" }, ""},
+		"password unset": {func(c *natsstore.Config) { c.User, c.Password = "u", "{env.HG_TEST_NATS_UNSET}" }, "password is empty"},
+	} {
+		cfg := base
+		tc.mod(&cfg)
+		_, err := provisionNATS(cfg)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want an error with %q", name, err, tc.want)
 		}
 	}
 }

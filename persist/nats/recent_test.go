@@ -1,8 +1,13 @@
 package natsstore
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/persist"
 )
@@ -78,6 +83,24 @@ func TestIndependent(t *testing.T) {
 	} {
 		if got := independent(c.batch); got != c.want {
 			t.Errorf("%s: independent = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// Unavailable tells NATS not answering now from other errors, so that the
+// admin API says 503 (try again) rather than 500.
+func TestUnavailable(t *testing.T) {
+	for err, want := range map[error]bool{
+		fmt.Errorf("reading event x: %w", nats.ErrTimeout): true,
+		fmt.Errorf("x: %w", nats.ErrNoResponders):          true,
+		fmt.Errorf("x: %w", ErrUnavailable):                true,
+		fmt.Errorf("x: %w", context.DeadlineExceeded):      true,
+		fmt.Errorf("x: %w", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}): true,
+		fmt.Errorf("x: %w", &jetstream.APIError{Code: 400, ErrorCode: 10071, Description: "wrong last sequence"}):                      false,
+		errors.New("decoding delivery: truncated"): false,
+	} {
+		if got := Unavailable(err); got != want {
+			t.Errorf("Unavailable(%v) = %v, want %v", err, got, want)
 		}
 	}
 }

@@ -323,7 +323,7 @@ func Open(cfg Config, opts persist.Options) (*Store, error) {
 		bk, err := openBucket(ctx, js, p+"_"+b.name, cfg.Replicas)
 		if err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("nats storage at %s: %w", servers, err)
+			return nil, fmt.Errorf("nats storage at %s: %w%s", servers, err, quorumHint(err, cfg.Replicas))
 		}
 		*b.to = bk
 	}
@@ -333,7 +333,7 @@ func Open(cfg Config, opts persist.Options) (*Store, error) {
 	if err := s.mirror.start(ctx, wctx, s, &s.wg); err != nil {
 		stop()
 		nc.Close()
-		return nil, fmt.Errorf("nats storage at %s: loading deliveries: %w", servers, err)
+		return nil, fmt.Errorf("nats storage at %s: loading deliveries: %w%s", servers, err, quorumHint(err, cfg.Replicas))
 	}
 	nc.SetReconnectHandler(func(*nats.Conn) {
 		s.closeMu.RLock()
@@ -420,6 +420,34 @@ func ctxOp() (context.Context, context.CancelFunc) {
 // ErrUnavailable is returned by Ingest while the store has no
 // connection to any NATS server: nothing was stored.
 var ErrUnavailable = errors.New("NATS is unavailable")
+
+// quorumHint is what to check when opening the store timed out: the
+// servers answered the connection but JetStream did not answer in time.
+func quorumHint(err error, replicas int) string {
+	if !Unavailable(err) {
+		return ""
+	}
+	if replicas > 1 {
+		return fmt.Sprintf(" (is JetStream up, with a quorum? replicas %d needs a majority of the cluster's servers running and routed to each other)", replicas)
+	}
+	return " (is JetStream enabled on the servers, and reachable?)"
+}
+
+// Unavailable reports whether err says NATS could not answer now (no
+// connection, no quorum or leader, a timeout), as opposed to a refusal
+// or a bug: the admin API answers 503 with Retry-After for these.
+func Unavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, context.DeadlineExceeded):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == 503
+	}
+	return false
+}
 
 // mapErr turns the server's refusals into the outbox's errors: a
 // stream or account that is full is persist.ErrStorageFull (ingest
