@@ -116,8 +116,15 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 }
 
 // storedAlready answers batch as duplicates if every event in it has an
-// id the client gave and is stored under it; nil otherwise.
+// id the client gave and is stored under it; nil otherwise. Only on
+// Badger, where an event is stored with its deliveries in one
+// transaction: on NATS a refused ingest can leave an event record
+// without its deliveries, which only the store's own duplicate path
+// repairs, so there the client is told to retry later instead.
 func (e *Engine) storedAlready(batch []persist.Ingest) []Accepted {
+	if _, ok := e.store.(*persist.Badger); !ok {
+		return nil
+	}
 	out := make([]Accepted, len(batch))
 	for i, in := range batch {
 		if in.Dedupe == "" {

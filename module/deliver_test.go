@@ -440,6 +440,10 @@ func TestBadURLRefusedAtLoad(t *testing.T) {
 			t.Errorf("url %s: %v; want an error with %q", u, err, want)
 		}
 	}
+	// A bad URL is not quoted in the error: it may hold a token.
+	if _, err := compileRoute("r", &Route{URL: "https://hooks.example.com:99999/services/T0/SECRET", Topics: []string{"*"}}); err == nil || strings.Contains(err.Error(), "SECRET") {
+		t.Errorf("bad URL holding a token: %v; want an error without it", err)
+	}
 	for _, u := range []string{"{env.HG_TEST_GOOD_URL}", "https://{event.data.host}/x", "{event.data.url}", "http://h:/x", "http://[::1]:65535/"} {
 		if _, err := compileRoute("r", &Route{URL: u, Topics: []string{"*"}}); err != nil {
 			t.Errorf("url %s: %v", u, err)

@@ -2,6 +2,7 @@ package module
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -261,8 +262,13 @@ var (
 )
 
 // sourceLabel is source, or otherSource once maxSourceLabels others
-// have been seen.
+// have been seen. Only sources taken from the request path (they start
+// with "/") count against the bound: "api" and configured names are
+// few, and must not lose their label to junk paths that came first.
 func sourceLabel(source string) string {
+	if !strings.HasPrefix(source, "/") {
+		return source
+	}
 	if _, ok := sourceLabels.Load(source); ok {
 		return source
 	}

@@ -221,4 +221,10 @@ func TestSourceLabelBounded(t *testing.T) {
 	if n := sourceCount.Load(); n != maxSourceLabels {
 		t.Errorf("count %d, want %d", n, maxSourceLabels)
 	}
+	// Names that are not paths (api, a configured source) keep theirs.
+	for _, src := range []string{"api", "github"} {
+		if got := sourceLabel(src); got != src {
+			t.Errorf("source %q labelled %q once the paths filled the bound", src, got)
+		}
+	}
 }

@@ -435,16 +435,17 @@ func CheckURL(raw string) error {
 	if err != nil {
 		return fmt.Errorf("url: %v", err)
 	}
+	// The URL is not quoted: it may hold a token (a Slack hook).
 	if lit, static := ut.Literal(); static {
 		if !absoluteHTTP(lit) {
-			return fmt.Errorf("url %q: %v", raw, errNotAbsolute)
+			return fmt.Errorf("url: %v with a host and, if given, a port in 1-65535", errNotAbsolute)
 		}
 		return nil
 	}
 	if !strings.HasPrefix(raw, "{") {
 		lit := ut.Prefix()
 		if !absoluteHTTP(lit) && !(strings.HasSuffix(lit, "//") && absoluteHTTP(lit+"host")) {
-			return fmt.Errorf("url %q: %v", raw, errNotAbsolute)
+			return fmt.Errorf("url: %v: it must start with its scheme and host", errNotAbsolute)
 		}
 	}
 	return nil

@@ -395,7 +395,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 // before, without parsing.
 func isJSONMediaType(ct string) bool {
 	mt, params, err := mime.ParseMediaType(ct)
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") &&
+		!strings.EqualFold(cs, "utf8") && !strings.EqualFold(cs, "us-ascii") {
 		return false
 	}
 	return err == nil && mt == "application/json"

@@ -474,19 +474,21 @@ func TestAnswerAllocatesOnce(t *testing.T) {
 func TestServeMediaType(t *testing.T) {
 	h := &Handler{MaxBody: 1 << 20, MaxBatch: 10}
 	for ct, want := range map[string]int{
-		"application/json":                 400, // taken: the body is malformed
-		"Application/JSON":                 400,
-		"application/json; charset=utf-8":  400,
-		" application/json ":               400,
-		"application/json;":                400,
-		"application/jsonx":                415,
-		"text/plain":                       415,
-		"":                                 415,
-		"application/json; charset=\"utf8": 415,
-		"application/json; charset=UTF-8":  400,
-		"application/json; charset=latin1": 415, // JSON is UTF-8
-		"application/json; charset=utf-16": 415,
-		"gzip":                             415, // Content-Encoding: gzip
+		"application/json":                   400, // taken: the body is malformed
+		"Application/JSON":                   400,
+		"application/json; charset=utf-8":    400,
+		" application/json ":                 400,
+		"application/json;":                  400,
+		"application/jsonx":                  415,
+		"text/plain":                         415,
+		"":                                   415,
+		"application/json; charset=\"utf8":   415,
+		"application/json; charset=UTF-8":    400,
+		"application/json; charset=latin1":   415, // JSON is UTF-8
+		"application/json; charset=utf8":     400, // an alias
+		"application/json; charset=us-ascii": 400, // a subset
+		"application/json; charset=utf-16":   415,
+		"gzip":                               415, // Content-Encoding: gzip
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(`{"type":`))
 		switch ct {

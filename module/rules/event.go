@@ -106,11 +106,14 @@ type celEvent struct {
 	Headers map[string]string `cel:"headers"`
 }
 
+// celEventType is the CEL type name of `event`.
+const celEventType = "rules.celEvent"
+
 // celEnv is the one CEL environment rules, transforms and order keys
 // compile in.
 var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	return cel.NewEnv(
 		ext.NativeTypes(reflect.TypeFor[celEvent](), ext.ParseStructTags(true)),
-		cel.Variable("event", cel.ObjectType("rules.celEvent")),
+		cel.Variable("event", cel.ObjectType(celEventType)),
 	)
 })

@@ -122,11 +122,8 @@ const defaultTextType = "text/plain; charset=utf-8"
 func CompileTransform(route, expr, contentType string) (*Transform, error) {
 	prg, err := compile(route, "transform", expr, func(out *cel.Type) string {
 		if !out.IsExactType(types.StringType) && !out.IsExactType(types.DynType) &&
-			out.Kind() != types.MapKind && out.Kind() != types.ListKind {
+			out.Kind() != types.MapKind && out.Kind() != types.ListKind && out.String() != celEventType {
 			return fmt.Sprintf("the expression gives %s, want a map, a list or a string", out)
-		}
-		if strings.Contains(out.String(), "rules.celEvent") {
-			return "the event itself cannot be sent as JSON: build a map of the fields wanted"
 		}
 		return ""
 	})
@@ -159,8 +156,9 @@ func celBody(out ref.Val, contentType string) ([]byte, string, error) {
 	if s, ok := out.(types.String); ok {
 		return []byte(s), contentType, nil
 	}
-	switch out.Type() {
-	case types.MapType, types.ListType:
+	switch t := out.Type(); {
+	case t == types.MapType, t == types.ListType, t.TypeName() == celEventType:
+		// `transform event` sends the event as an object.
 	default:
 		return nil, "", fmt.Errorf("transform gave %s, want a map, a list or a string", out.Type())
 	}

@@ -3,6 +3,7 @@ package rules
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -58,8 +59,20 @@ func TestCompileErrorsNameTheRoute(t *testing.T) {
 	if _, err := CompileTransform("erp", `1 + 2`, ""); err == nil || !strings.Contains(err.Error(), "route erp: transform: the expression gives int, want a map, a list or a string") {
 		t.Errorf("transform giving an int: %v", err)
 	}
-	if _, err := CompileTransform("erp", `{"e": event}`, ""); err == nil || !strings.Contains(err.Error(), "the event itself cannot be sent as JSON") {
-		t.Errorf("transform holding event itself: %v", err)
+	// The event itself, or inside a map, is sent as a JSON object.
+	ev := NewEvent(&persist.Event{ID: "e1", Type: "t.x", Source: "/events", Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Data: []byte(`{"a":1}`)})
+	for expr, want := range map[string]string{
+		`event`:        `{"data":{"a":1},"headers":{},"id":"e1","source":"/events","time":"2026-01-02T03:04:05Z","type":"t.x"}`,
+		`{"e": event}`: `{"e":{"data":{"a":1},"headers":{},"id":"e1","source":"/events","time":"2026-01-02T03:04:05Z","type":"t.x"}}`,
+	} {
+		tr, err := CompileTransform("erp", expr, "")
+		if err != nil {
+			t.Errorf("transform %s: %v", expr, err)
+			continue
+		}
+		if b, ct, err := tr.Body(ev); err != nil || string(b) != want || ct != "application/json" {
+			t.Errorf("transform %s: %s %s %v, want %s", expr, b, ct, err, want)
+		}
 	}
 }
 

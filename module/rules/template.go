@@ -3,6 +3,7 @@ package rules
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -215,12 +216,15 @@ func (t *Template) Expand(c *Event, repl *caddy.Replacer) (string, error) {
 				// and do the same.
 				return "", fmt.Errorf("{%s}: %q cannot stand in a URL path", seg.key, v)
 			}
-			v = url.PathEscape(v)
+			// PathEscape keeps '@' and ':', which are plain in a path but
+			// make a host or port of it when the scheme and host come
+			// from a global placeholder ({env.BASE}{event.data.x}).
+			v = pathAtColon.Replace(url.PathEscape(v))
 		case escapeQuery:
 			v = url.QueryEscape(v)
 		case escapeHost:
 			if !hostValue(v) {
-				return "", fmt.Errorf("{%s}: in the host or port of a URL a value may hold only letters, digits, '-' and '.'", seg.key)
+				return "", fmt.Errorf("{%s}: in the host or port of a URL a value must be a host name (letters, digits, '-', '.', '_'), with or without a :port, a port or an IP address", seg.key)
 			}
 		}
 		b.WriteString(v)
@@ -228,14 +232,26 @@ func (t *Template) Expand(c *Event, repl *caddy.Replacer) (string, error) {
 	return b.String(), nil
 }
 
-// hostValue reports whether v can stand in a URL's host or port as it is.
+var pathAtColon = strings.NewReplacer("@", "%40", ":", "%3A")
+
+// hostValue reports whether v can stand in a URL's host or port as it
+// is: a host name (letters, digits, '-', '.', '_'), with or without a
+// ":port", a port alone, or an IPv6 address (for a template that
+// brackets it). Never userinfo ('@') or anything that ends the host.
 func hostValue(v string) bool {
-	if v == "" {
+	if ip := net.ParseIP(v); ip != nil {
+		return true
+	}
+	host, port, found := strings.Cut(v, ":")
+	if found && (port == "" || strings.Trim(port, "0123456789") != "") {
 		return false
 	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+	if host == "" {
+		return false
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
 			return false
 		}
 	}

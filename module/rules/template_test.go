@@ -12,8 +12,9 @@ import (
 
 func TestTemplateExpand(t *testing.T) {
 	t.Setenv("HOOKGATE_TMPL_TEST", "s3cret")
+	t.Setenv("HOOKGATE_TMPL_BASE", "https://api.example.com")
 	ev := &persist.Event{ID: "evt_1", Type: "task.done", Source: "/events", Time: time.Date(2026, 11, 23, 10, 0, 0, 5, time.FixedZone("x", 3600)),
-		Data: []byte(`{"tenant":"a/b c","n":1.5,"ok":true,"items":[{"sku":"S-1"}],"obj":{"k":"v"},"nul":null,"sneaky":"{env.HOOKGATE_TMPL_TEST}","host":"a-b.example","port":"8080","atport":"18101@127.0.0.2:18103","athost":"evil@127.0.0.1:18102","empty":"","dots":"..","dot":".","three":"..."}`)}
+		Data: []byte(`{"tenant":"a/b c","n":1.5,"ok":true,"items":[{"sku":"S-1"}],"obj":{"k":"v"},"nul":null,"sneaky":"{env.HOOKGATE_TMPL_TEST}","host":"a-b.example","port":"8080","atport":"18101@127.0.0.2:18103","athost":"evil@127.0.0.1:18102","empty":"","dots":"..","dot":".","three":"...","hostport":"api.example.com:8443","under":"my_tenant","ip6":"::1"}`)}
 	repl := caddy.NewReplacer()
 	tests := []struct {
 		tmpl  string
@@ -48,6 +49,14 @@ func TestTemplateExpand(t *testing.T) {
 		{"https://x.example/t/{event.data.dots}x", true, "", `cannot stand in a URL path`},
 		{"https://x.example/t?d={event.data.dots}", true, "https://x.example/t?d=..", ""},
 		{"https://x.example/t/{event.data.three}", true, "https://x.example/t/...", ""},
+		// Host values that are hosts: with a port, an underscore, IPv6.
+		{"https://{event.data.hostport}/", true, "https://api.example.com:8443/", ""},
+		{"https://{event.data.under}.example.com/", true, "https://my_tenant.example.com/", ""},
+		{"http://[{event.data.ip6}]:8080/x", true, "http://[::1]:8080/x", ""},
+		// With scheme and host from a global placeholder, event values are
+		// in the path: '@' and ':' are escaped, so they cannot make a host.
+		{"{env.HOOKGATE_TMPL_BASE}{event.data.athost}", true, "https://api.example.comevil%40127.0.0.1%3A18102", ""},
+		{"{env.HOOKGATE_TMPL_BASE}:{event.data.atport}/hook", true, "https://api.example.com:18101%40127.0.0.2%3A18103/hook", ""},
 	}
 	for _, tc := range tests {
 		tm, err := ParseTemplate(tc.tmpl, tc.isURL)
