@@ -39,8 +39,8 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 		return d.ArgErr()
 	}
 	// id_header and keep_headers need topic, which may come after them:
-	// judged at the end, reported at their line.
-	var inboundOnly []error
+	// judged at the end, reported at the first one's line.
+	var inboundOnly error
 	for d.NextBlock(0) {
 		var err error
 		sub := d.Val()
@@ -106,12 +106,12 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 		if err != nil {
 			return err
 		}
-		if sub == "id_header" || sub == "keep_headers" {
-			inboundOnly = append(inboundOnly, d.Errf("%s applies to inbound endpoints only: add topic, or remove it", sub))
+		if inboundOnly == nil && (sub == "id_header" || sub == "keep_headers") {
+			inboundOnly = d.Errf("%s applies to inbound endpoints only: add topic, or remove it", sub)
 		}
 	}
-	if in.Topic == "" && len(inboundOnly) > 0 {
-		return inboundOnly[0]
+	if in.Topic == "" && inboundOnly != nil {
+		return inboundOnly
 	}
 	return nil
 }

@@ -190,26 +190,23 @@ func provisionNATS(cfg natsstore.Config) (natsstore.Config, error) {
 		}
 		return nil
 	}
-	for _, f := range []struct {
+	type field struct {
 		what string
 		p    *string
 		file bool
-	}{{"credentials", &cfg.Credentials, true}, {"token", &cfg.Token, false}, {"user", &cfg.User, false}, {"password", &cfg.Password, false}} {
+	}
+	fields := []field{{"credentials", &cfg.Credentials, true}, {"token", &cfg.Token, false},
+		{"user", &cfg.User, false}, {"password", &cfg.Password, false}}
+	if cfg.TLS != nil {
+		t := *cfg.TLS // the caller's stays as it is
+		cfg.TLS = &t
+		fields = append(fields, field{"tls ca", &t.CA, true}, field{"tls client_cert", &t.ClientCert, true},
+			field{"tls client_cert key", &t.ClientKey, true})
+	}
+	for _, f := range fields {
 		if err := expand(f.what, f.p, f.file); err != nil {
 			return cfg, err
 		}
-	}
-	if cfg.TLS != nil {
-		t := *cfg.TLS
-		for _, f := range []struct {
-			what string
-			p    *string
-		}{{"tls ca", &t.CA}, {"tls client_cert", &t.ClientCert}, {"tls client_cert key", &t.ClientKey}} {
-			if err := expand(f.what, f.p, true); err != nil {
-				return cfg, err
-			}
-		}
-		cfg.TLS = &t
 	}
 	cfg.Servers = slices.Clone(cfg.Servers)
 	for i, s := range cfg.Servers {

@@ -254,11 +254,13 @@ const maxSourceLabels = 100
 // otherSource is the label of sources past maxSourceLabels.
 const otherSource = "other"
 
-// sourceLabels holds the sources labelled so far; sourceCount counts
-// them. Read on every ingest, so a sync.Map: no lock once a source is in.
+// sourceLabels holds the sources labelled so far, sourceCount how many.
+// Read on every ingest, so a sync.Map: no lock once a source is in; a
+// new one is added under sourceMu, so the bound is exact.
 var (
 	sourceLabels sync.Map
 	sourceCount  atomic.Int64
+	sourceMu     sync.Mutex
 )
 
 // sourceLabel is source, or otherSource once maxSourceLabels others
@@ -272,13 +274,16 @@ func sourceLabel(source string) string {
 	if _, ok := sourceLabels.Load(source); ok {
 		return source
 	}
-	if sourceCount.Add(1) > maxSourceLabels {
-		sourceCount.Add(-1)
+	sourceMu.Lock()
+	defer sourceMu.Unlock()
+	if _, ok := sourceLabels.Load(source); ok {
+		return source
+	}
+	if sourceCount.Load() >= maxSourceLabels {
 		return otherSource
 	}
-	if _, loaded := sourceLabels.LoadOrStore(source, struct{}{}); loaded {
-		sourceCount.Add(-1) // another request stored it first
-	}
+	sourceLabels.Store(source, struct{}{})
+	sourceCount.Add(1)
 	return source
 }
 

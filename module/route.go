@@ -160,14 +160,14 @@ func compileRoute(name string, rc *Route) (*route, error) {
 			r.staticURL = u.String()
 		}
 	}
-	if err := CheckURL(rc.URL); err != nil {
+	if err := checkURL(rc.URL, ut); err != nil {
 		return nil, fmt.Errorf("route %s: %v", name, err)
 	}
 	if !ut.UsesEvent() {
 		// Global placeholders only ({env.SLACK_URL}): what they give now
 		// is what every delivery gets, so an unset variable is a config
 		// error, not a dead delivery per event.
-		if u, err := ut.Expand(rules.NewEvent(&persist.Event{}), globals); err != nil || !absoluteHTTP(u) {
+		if _, err := r.endpointURL(rules.NewEvent(&persist.Event{})); err != nil {
 			return nil, fmt.Errorf("route %s: url: with its placeholders filled in, %v (is an environment variable or file it uses missing or empty?)", name, errNotAbsolute)
 		}
 	}
@@ -435,6 +435,11 @@ func CheckURL(raw string) error {
 	if err != nil {
 		return fmt.Errorf("url: %v", err)
 	}
+	return checkURL(raw, ut)
+}
+
+// checkURL is CheckURL for raw parsed as ut.
+func checkURL(raw string, ut *rules.Template) error {
 	// The URL is not quoted: it may hold a token (a Slack hook).
 	if lit, static := ut.Literal(); static {
 		if !absoluteHTTP(lit) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/hookgate/hookgate/persist"
 )
@@ -87,23 +88,28 @@ func (e *Engine) logSpace(log *zap.Logger, sp persist.Space) {
 		}
 		return f
 	}
-	if sp.Full {
-		if ok, n := e.spaceLog.raise(now); ok {
-			log.Warn("outbox storage is short of space: ingest answers 503 storage_full until space returns "+
+	for _, l := range []struct {
+		st         *spaceLogState
+		on         bool
+		level      zapcore.Level
+		start, end string
+	}{
+		{&e.spaceLog, sp.Full, zap.WarnLevel,
+			"outbox storage is short of space: ingest answers 503 storage_full until space returns " +
 				"(logged at most once a minute; episodes in between are counted in unlogged_episodes_before)",
-				append(fields(), zap.Int("unlogged_episodes_before", n))...)
-		}
-	} else if e.spaceLog.clear() {
-		log.Info("outbox storage has room again: ingest resumed", fields()...)
-	}
-	if sp.Critical {
-		if ok, n := e.spaceCrit.raise(now); ok {
-			log.Error("outbox storage is below its hard reserve (half of min_free): deliveries are held, "+
+			"outbox storage has room again: ingest resumed"},
+		{&e.spaceCrit, sp.Critical, zap.ErrorLevel,
+			"outbox storage is below its hard reserve (half of min_free): deliveries are held, " +
 				"since their outcomes could not be recorded, until space returns",
-				append(fields(), zap.Int("unlogged_episodes_before", n))...)
+			"outbox storage is above its hard reserve again: deliveries resumed"},
+	} {
+		if l.on {
+			if ok, n := l.st.raise(now); ok {
+				log.Log(l.level, l.start, append(fields(), zap.Int("unlogged_episodes_before", n))...)
+			}
+		} else if l.st.clear() {
+			log.Info(l.end, fields()...)
 		}
-	} else if e.spaceCrit.clear() {
-		log.Info("outbox storage is above its hard reserve again: deliveries resumed", fields()...)
 	}
 }
 

@@ -199,19 +199,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // ("a b", or text around a placeholder that no value can mend) would
 // refuse every request.
 func CheckTopic(topic string) error {
-	var b strings.Builder
-	for rest := topic; rest != ""; {
-		i := strings.IndexByte(rest, '{')
-		j := strings.IndexByte(rest[max(i, 0):], '}')
-		if i < 0 || j < 0 {
-			b.WriteString(rest)
-			break
-		}
-		b.WriteString(rest[:i])
-		b.WriteByte('x')
-		rest = rest[i+j+1:]
-	}
-	if !rules.ValidType(b.String()) {
+	// Caddy's own scan of placeholders, each given the value "x" (an
+	// empty replacer knows none, so nothing is read).
+	typ, err := caddy.NewEmptyReplacer().ReplaceFunc(topic, func(string, any) (any, error) { return "x", nil })
+	if err != nil || !rules.ValidType(typ) {
 		return fmt.Errorf("topic %q cannot make a valid event type: expected 1-200 characters of A-Z a-z 0-9 . _ - : / around its placeholders", topic)
 	}
 	return nil
