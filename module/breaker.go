@@ -77,6 +77,10 @@ func verdictOf(res result) verdict {
 	switch {
 	case res.ok():
 		return verdictUp
+	case res.class == classBadURL:
+		// Retried when a {file.*} could not be read: the gateway's
+		// trouble, not the endpoint's.
+		return verdictNeutral
 	case res.retry:
 		return verdictDown
 	case res.status != 0:

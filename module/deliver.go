@@ -155,6 +155,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 		u, err := r.endpointURL(c)
 		if err != nil {
 			res.class, res.err = classBadURL, err.Error()
+			res.retry = errors.Is(err, rules.ErrNoValue)
 			return res
 		}
 		target = u.String()
@@ -202,6 +203,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 		if err != nil {
 			// A header that cannot be filled would send a wrong request.
 			res.class, res.err = classBadURL, "header "+ht.name+": "+err.Error()
+			res.retry = errors.Is(err, rules.ErrNoValue)
 			return res
 		}
 		if ht.name == "User-Agent" && (i == 0 || r.headers[i-1].name != "User-Agent") {

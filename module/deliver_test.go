@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +77,10 @@ func TestClassifyStatus(t *testing.T) {
 		{503, date, classHTTP5xx, true, false, 2 * time.Minute},
 		{504, "", classHTTP5xx, true, false, 0},
 		{599, "", classHTTP5xx, true, false, 0},
+		// Statuses no RFC defines as final: a broken server, retried.
+		{101, "", classHTTP5xx, true, false, 0},
+		{700, "", classHTTP5xx, true, false, 0},
+		{999, "3", classHTTP5xx, true, false, 3 * time.Second},
 	}
 	for _, tc := range tests {
 		res := result{status: tc.status}
@@ -236,6 +241,38 @@ func TestAttemptHeaderValueFromEventData(t *testing.T) {
 	j.ev.Data = []byte(`{"tenant": "a\tb"}`)
 	if res := newSender().attempt(context.Background(), r, j, time.Now()); !res.ok() || sink.posts.Load() != 1 {
 		t.Errorf("tab in a header value: class %q (%s), %d requests; want delivered", res.class, res.err, sink.posts.Load())
+	}
+}
+
+// A header from a {file.*} that cannot be read (a secret file rotated
+// away) sends nothing: the attempt fails as bad_url, is retried (the file
+// may come back; the event is not at fault) and is breaker-neutral. Once
+// the file is there, the next attempt sends its content.
+func TestAttemptUnreadableFileHeader(t *testing.T) {
+	var auth atomic.Value
+	var posts atomic.Int64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts.Add(1)
+		auth.Store(r.Header.Get("Authorization"))
+	}))
+	defer sink.Close()
+	secret := filepath.Join(t.TempDir(), "token")
+	r := testRoute(t, &Route{URL: sink.URL + "/hook", Headers: http.Header{"Authorization": {"Bearer {file." + secret + "}"}}})
+	res := newSender().attempt(context.Background(), r, testJob(time.Now()), time.Now())
+	if res.class != classBadURL || !res.retry || !strings.Contains(res.err, "Authorization") || !strings.Contains(res.err, "has no value") {
+		t.Errorf("class %q retry %v (%s); want bad_url, retried, naming the header", res.class, res.retry, res.err)
+	}
+	if v := verdictOf(res); v != verdictNeutral {
+		t.Errorf("breaker verdict %v, want neutral", v)
+	}
+	if n := posts.Load(); n != 0 {
+		t.Fatalf("the endpoint got %d requests", n)
+	}
+	if err := os.WriteFile(secret, []byte("tok-9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := newSender().attempt(context.Background(), r, testJob(time.Now()), time.Now()); !res.ok() || auth.Load() != "Bearer tok-9" {
+		t.Errorf("with the file back: %+v, Authorization %v; want delivered with Bearer tok-9", res, auth.Load())
 	}
 }
 

@@ -490,7 +490,7 @@ func isAbsoluteHTTP(u *url.URL) bool {
 func (r *route) endpointURL(ev *rules.Event) (*url.URL, error) {
 	target, err := r.url.Expand(ev, globals)
 	if err != nil {
-		return nil, fmt.Errorf("cannot build the endpoint URL: %v", err)
+		return nil, fmt.Errorf("cannot build the endpoint URL: %w", err)
 	}
 	u, err := url.Parse(target)
 	if err != nil || !isAbsoluteHTTP(u) {

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -206,7 +207,13 @@ func (t *Template) Expand(c *Event, repl *caddy.Replacer) (string, error) {
 				b.WriteString("{" + seg.key + "}")
 				continue
 			}
-			v = fmt.Sprint(val)
+			if val == nil {
+				// Known but without a value: Caddy's {file.*} when the
+				// file cannot be read (Caddy logs why). Sending on would
+				// put "<nil>" or nothing where a secret or host belongs.
+				return "", fmt.Errorf("{%s}: %w", seg.key, ErrNoValue)
+			}
+			v = caddy.ToString(val)
 		}
 		switch seg.escape {
 		case escapePath:
@@ -231,6 +238,12 @@ func (t *Template) Expand(c *Event, repl *caddy.Replacer) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// ErrNoValue is the error of an expansion that met a global placeholder
+// Caddy knows but could not give a value for: a {file.*} whose file cannot
+// be read. It is the operator's to fix, not the event's, so an attempt
+// that meets it is worth retrying.
+var ErrNoValue = errors.New("has no value (a file that cannot be read? Caddy's log says why)")
 
 var pathAtColon = strings.NewReplacer("@", "%40", ":", "%3A")
 

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,30 @@ func TestTemplateExpand(t *testing.T) {
 			t.Errorf("%q: got %q, %v; want an error with %q", tc.tmpl, got, err, tc.err)
 		case tc.err == "" && (err != nil || got != tc.want):
 			t.Errorf("%q: got %q, %v; want %q", tc.tmpl, got, err, tc.want)
+		}
+	}
+}
+
+// A {file.*} Caddy cannot read has a value of nil: the expansion fails
+// with ErrNoValue (not "<nil>" or "" in a secret or a host), and names
+// the placeholder.
+func TestTemplateUnreadableFile(t *testing.T) {
+	missing := t.TempDir() + "/gone"
+	ev := NewEvent(&persist.Event{ID: "evt_1", Data: []byte(`{}`)})
+	for _, tc := range []struct {
+		tmpl  string
+		isURL bool
+	}{
+		{"Bearer {file." + missing + "}", false},
+		{"https://x.example/{file." + missing + "}/hook", true},
+	} {
+		tm, err := ParseTemplate(tc.tmpl, tc.isURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tm.Expand(ev, caddy.NewReplacer())
+		if !errors.Is(err, ErrNoValue) || !strings.Contains(err.Error(), "{file."+missing+"}") {
+			t.Errorf("%q: got %q, %v; want ErrNoValue naming the placeholder", tc.tmpl, got, err)
 		}
 	}
 }
