@@ -44,6 +44,9 @@ func (s *Store) EventsReceived(since, until time.Time, cursor string, limit int)
 		return nil, "", err
 	}
 	defer s.end()
+	if err := connected(s.nc); err != nil {
+		return nil, "", err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	w, err := s.events.kv.WatchAll(ctx, jetstream.IgnoreDeletes())

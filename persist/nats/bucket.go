@@ -101,6 +101,9 @@ type entry struct {
 
 // get reads the latest record of id from the stream leader.
 func (b *bucket) get(ctx context.Context, id string) (entry, error) {
+	if err := connected(b.js.Conn()); err != nil {
+		return entry{}, err
+	}
 	m, err := b.stream.GetLastMsgForSubject(ctx, b.subj+enc(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return entry{}, nil

@@ -140,6 +140,9 @@ func (s *Store) fetchDelivery(ctx context.Context, id string) (*persist.Delivery
 // server (the mirror lacks the delivered ones): a walk of the whole
 // bucket, for listings that need delivered deliveries.
 func (s *Store) scanDeliveries(fn func(d *persist.Delivery)) error {
+	if err := connected(s.nc); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	w, err := s.deliveries.kv.WatchAll(ctx, jetstream.IgnoreDeletes())

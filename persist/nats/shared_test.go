@@ -348,6 +348,34 @@ func TestOutageThenRecovery(t *testing.T) {
 	if d := time.Since(began); d > time.Second {
 		t.Fatalf("ingest during the outage took %v, want an answer at once", d)
 	}
+	// What an operator looks up answers at once too, as unavailable
+	// (503), from whatever reads the server; the mirror still answers.
+	reads := map[string]func() error{
+		"event":      func() error { _, err := s.Event("before"); return err },
+		"attempts":   func() error { _, err := s.Attempts("before/r"); return err },
+		"unmirrored": func() error { _, err := s.Delivery("nope/r"); return err },
+		"list":       func() error { _, _, err := s.ListDeliveries(persist.ListFilter{}); return err },
+		"delivered": func() error {
+			_, _, err := s.ListDeliveries(persist.ListFilter{Status: persist.StatusDelivered})
+			return err
+		},
+		"received": func() error {
+			_, _, err := s.EventsReceived(now.Add(-time.Hour), now.Add(time.Hour), "", 10)
+			return err
+		},
+	}
+	for what, read := range reads {
+		began := time.Now()
+		if err := read(); !Unavailable(err) {
+			t.Errorf("%s during the outage: %v, want unavailable", what, err)
+		}
+		if d := time.Since(began); d > time.Second {
+			t.Errorf("%s during the outage took %v, want an answer at once", what, d)
+		}
+	}
+	if d, err := s.Delivery("before/r"); err != nil || d.Status != persist.StatusPending {
+		t.Errorf("a mirrored delivery during the outage: %+v, %v; want it pending", d, err)
+	}
 	srv.Restart(t)
 	eventually(t, "ingest works again", func() bool {
 		_, err := s.Ingest(context.Background(), []persist.Ingest{in})

@@ -413,6 +413,16 @@ func (s *Store) SetRetention(dedupe, delivered, dead time.Duration) {
 	s.ret.Store(&cur)
 }
 
+// connected returns ErrUnavailable at once while nc has no server: a
+// read sent then would wait opTimeout for an answer that cannot come (an
+// operator's look-up would hang, a worker's load would stall).
+func connected(nc *nats.Conn) error {
+	if nc.IsConnected() {
+		return nil
+	}
+	return fmt.Errorf("%w: not connected to any server", ErrUnavailable)
+}
+
 func ctxOp() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout)
 }
