@@ -324,12 +324,13 @@ func TestEgressRedirects(t *testing.T) {
 		w.WriteHeader(http.StatusTemporaryRedirect)
 	})
 	logFile := filepath.Join(t.TempDir(), "log.json")
-	route := func(name, path, policy string) string {
+	route := func(name, path, policy string, more ...string) string {
 		return `
 		route ` + name + ` {
 			topics r.` + name + `
 			url ` + redirector.URL + path + `
 			egress ` + policy + `
+			` + strings.Join(more, "\n\t\t\t") + `
 		}`
 	}
 	g := startGateway(t, egressConfig(logFile, `
@@ -340,7 +341,13 @@ func TestEgressRedirects(t *testing.T) {
 		egress nofollow {
 			allow 127.0.0.1/32
 		}`+
-		route("follow", "/to-final", "follow")+
+		// The hop to another host (port) keeps the signature, whatever
+		// its header's name, and drops credentials named like one.
+		route("follow", "/to-final", "follow",
+			`sign hmac-sha256 whsec-test-secret {
+				header X-Shopify-Hmac-Sha256
+			}`,
+			"header X-Signature-Key static-credential", "header X-Api-Key k", "header X-Tenant t")+
 		route("denied", "/to-denied", "follow")+
 		route("chain", "/chain1", "follow")+
 		route("moved", "/moved", "follow")+
@@ -356,6 +363,8 @@ func TestEgressRedirects(t *testing.T) {
 	got := final.requests()
 	if len(got) != 1 || got[0].Path != "/ok" || got[0].Header.Get("Webhook-Id") != ids["follow"] || !strings.Contains(string(got[0].Body), ids["follow"]) {
 		t.Errorf("final sink got %+v, want one POST to /ok with the event (307 keeps the body)", got)
+	} else if h := got[0].Header; h.Get("X-Shopify-Hmac-Sha256") == "" || h.Get("X-Tenant") != "t" || h.Get("X-Signature-Key") != "" || h.Get("X-Api-Key") != "" {
+		t.Errorf("final sink's headers %v: want the signature and X-Tenant, not X-Signature-Key or X-Api-Key", h)
 	}
 	if n := deniedConns.Load(); n != 0 {
 		t.Errorf("the denied address got %d connections", n)

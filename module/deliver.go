@@ -173,6 +173,10 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	if r.signer != nil && r.client != nil && !r.direct() {
+		// A redirect to another host keeps the signature, and only it.
+		ctx = egress.KeepOnRedirect(ctx, r.signedIn)
+	}
 	ctx, connAttempted := traceConnAttempt(ctx)
 	req, err := newPost(ctx, target, body)
 	if err != nil {

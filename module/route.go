@@ -50,6 +50,7 @@ type route struct {
 	when      *rules.Rule      // nil: every event of the topics
 	transform *rules.Transform // nil: the standard envelope
 	signer    signing.Signer   // nil: unsigned
+	signedIn  string           // the header signer writes
 	// noTraceParent keeps the W3C trace headers out of requests.
 	noTraceParent bool
 	timeout       time.Duration
@@ -219,6 +220,7 @@ func compileRoute(name string, rc *Route) (*route, error) {
 		}
 		r.signer = sg
 		hdr := signing.HeaderOf(sg)
+		r.signedIn = hdr
 		if _, ok := reservedHeaders[hdr]; ok && hdr != "Webhook-Signature" {
 			return nil, fmt.Errorf("route %s: sign: header %s is set by hookgate and cannot carry the signature", name, hdr)
 		}

@@ -297,6 +297,17 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
+type signatureKey struct{}
+
+// KeepOnRedirect returns ctx saying that header (a canonical name) holds
+// the request's signature. A redirect to another host drops every header
+// whose name says it may carry a credential (SensitiveHeader), except this
+// one: a signature proves this body and nothing else, and the receiver the
+// redirect names needs it.
+func KeepOnRedirect(ctx context.Context, header string) context.Context {
+	return context.WithValue(ctx, signatureKey{}, header)
+}
+
 // checkRedirect is the client's redirect rule: redirects are followed
 // only when the policy says so, only 307/308 (which keep the POST and its
 // body), never from https to http, and each target is checked before the
@@ -321,12 +332,13 @@ func (p *policy) checkRedirect(req *http.Request, via []*http.Request) error {
 	// What the client adds or keeps that the next host has no business
 	// with: the Referer it sets holds the whole URL, a token in its query
 	// too, and it drops Authorization and Cookie but not the route's own
-	// credential headers (X-Api-Key). Signature headers stay: they sign
-	// this body and nothing else.
+	// credential headers (X-Api-Key). The request's signature stays (see
+	// KeepOnRedirect): it signs this body and nothing else.
 	req.Header.Del("Referer")
 	if req.URL.Host != via[0].URL.Host {
+		keep, _ := req.Context().Value(signatureKey{}).(string)
 		for k := range req.Header {
-			if SensitiveHeader(k) && !strings.Contains(strings.ToLower(k), "signature") {
+			if SensitiveHeader(k) && k != keep {
 				req.Header.Del(k)
 			}
 		}

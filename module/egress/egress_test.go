@@ -392,21 +392,31 @@ func TestEgressCheckRedirect(t *testing.T) {
 	// What the client carries into the next request: the Referer it set
 	// goes, always; to another host the route's credential headers go
 	// too, signatures stay.
-	carried := func(next string) http.Header {
+	carried := func(next, signature string) http.Header {
 		r := req("POST", next)
+		if signature != "" {
+			r = r.WithContext(KeepOnRedirect(r.Context(), signature))
+		}
 		r.Header = http.Header{"Referer": {"https://127.0.0.1/a?token=SECRET"}, "X-Api-Key": {"k"},
-			"X-Hub-Signature-256": {"sha256=ab"}, "Webhook-Signature": {"v1,x"}, "X-Tenant": {"t"}}
+			"X-Shopify-Hmac-Sha256": {"ab"}, "Webhook-Signature": {"v1,x"}, "X-Signature-Key": {"static"}, "X-Tenant": {"t"}}
 		if err := p.checkRedirect(r, []*http.Request{first}); err != nil {
 			t.Fatalf("redirect to %s: %v", next, err)
 		}
 		return r.Header
 	}
-	if h := carried("https://127.0.0.1/b"); h.Get("Referer") != "" || h.Get("X-Api-Key") != "k" || h.Get("X-Tenant") != "t" {
+	if h := carried("https://127.0.0.1/b", ""); h.Get("Referer") != "" || h.Get("X-Api-Key") != "k" || h.Get("X-Signature-Key") != "static" || h.Get("X-Tenant") != "t" {
 		t.Errorf("same host: headers %v; want no Referer, the rest kept", h)
 	}
-	if h := carried("https://127.0.0.1:8443/b"); h.Get("Referer") != "" || h.Get("X-Api-Key") != "" ||
-		h.Get("X-Hub-Signature-256") == "" || h.Get("Webhook-Signature") == "" || h.Get("X-Tenant") != "t" {
-		t.Errorf("other host: headers %v; want no Referer or X-Api-Key, signatures and X-Tenant kept", h)
+	// To another host only the request's own signature header stays,
+	// whatever its name; a static header named like one is a credential.
+	for _, sig := range []string{"X-Shopify-Hmac-Sha256", "Webhook-Signature"} {
+		h := carried("https://127.0.0.1:8443/b", sig)
+		if h.Get(sig) == "" || h.Get("X-Tenant") != "t" || len(h) != 2 {
+			t.Errorf("other host, signature in %s: headers %v; want only it and X-Tenant", sig, h)
+		}
+	}
+	if h := carried("https://127.0.0.1:8443/b", ""); len(h) != 1 || h.Get("X-Tenant") != "t" {
+		t.Errorf("other host, unsigned: headers %v; want only X-Tenant", h)
 	}
 	off := testPolicy(t, Policy{Allow: []string{"127.0.0.1/32"}})
 	if err := off.checkRedirect(req("POST", "https://127.0.0.1/b"), []*http.Request{first}); err != http.ErrUseLastResponse {
