@@ -254,7 +254,7 @@ func (a *App) Start() error {
 	a.engine.Store(eng)
 	close(a.startedCh)
 	a.started = true
-	if prev := switchedOutbox(a.storage); prev != "" {
+	if prev := switchedOutbox(a, a.storage); prev != "" {
 		// Deliberate or a typo, it changes what is sent: say so once.
 		a.logger.Warn("this config uses another outbox than the config before it: deliveries still pending in the old one "+
 			"are not sent until a config names it again, and ids and idempotency keys are remembered per outbox",
@@ -291,6 +291,7 @@ func (a *App) Stop() error {
 	if a.started {
 		a.engine.Load().withdraw(a)
 		a.started = false
+		stoppedOutbox(a)
 	}
 	return nil
 }

@@ -131,23 +131,41 @@ func (b backend) outbox() string {
 	return "directory " + b.dir
 }
 
-// lastOutbox is the outbox of the config started last in this process.
+// lastOutbox is the outbox of the config started last in this process,
+// with the app that started it and the one it replaced: a config Caddy
+// rolls back (another app failed to start) is undone when it stops.
 var lastOutbox struct {
 	sync.Mutex
-	name string
+	outboxRecord
 }
 
-// switchedOutbox records b as the outbox of the config starting now and
-// returns the one before it if that was another ("" if not).
-func switchedOutbox(b backend) string {
+type outboxRecord struct {
+	name, prevName   string
+	owner, prevOwner *App
+}
+
+// switchedOutbox records b as the outbox of the config a, starting now,
+// and returns the one before it if that was another ("" if not).
+func switchedOutbox(a *App, b backend) string {
 	lastOutbox.Lock()
 	defer lastOutbox.Unlock()
 	prev, cur := lastOutbox.name, b.outbox()
-	lastOutbox.name = cur
+	lastOutbox.outboxRecord = outboxRecord{name: cur, owner: a, prevName: prev, prevOwner: lastOutbox.owner}
 	if prev == "" || prev == cur {
 		return ""
 	}
 	return prev
+}
+
+// stoppedOutbox undoes a's switchedOutbox if a is still the config
+// started last: it stops before one replaced it, so Caddy rolled it back
+// (or Caddy stops), and the config before it runs on.
+func stoppedOutbox(a *App) {
+	lastOutbox.Lock()
+	defer lastOutbox.Unlock()
+	if lastOutbox.owner == a {
+		lastOutbox.outboxRecord = outboxRecord{name: lastOutbox.prevName, owner: lastOutbox.prevOwner}
+	}
 }
 
 func acquireEngine(b backend, logger *zap.Logger, opts persist.Options) (*Engine, error) {

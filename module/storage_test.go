@@ -98,10 +98,10 @@ func TestSpaceLogState(t *testing.T) {
 // NATS prefix through another server list, is not a switch.
 func TestSwitchedOutbox(t *testing.T) {
 	lastOutbox.Lock()
-	saved := lastOutbox.name
-	lastOutbox.name = ""
+	saved := lastOutbox.outboxRecord
+	lastOutbox.outboxRecord = outboxRecord{}
 	lastOutbox.Unlock()
-	t.Cleanup(func() { lastOutbox.Lock(); lastOutbox.name = saved; lastOutbox.Unlock() })
+	t.Cleanup(func() { lastOutbox.Lock(); lastOutbox.outboxRecord = saved; lastOutbox.Unlock() })
 
 	a, b := backend{dir: "/var/lib/a"}, backend{dir: "/var/lib/b"}
 	n1 := backend{nats: &natsstore.Config{Servers: []string{"nats://10.0.0.1:4222"}}}
@@ -114,9 +114,27 @@ func TestSwitchedOutbox(t *testing.T) {
 		{a, ""}, {a, ""}, {b, "directory /var/lib/a"}, {b, ""},
 		{n1, "directory /var/lib/b"}, {n2, ""}, {n3, "NATS prefix " + natsstore.DefaultPrefix},
 	} {
-		if got := switchedOutbox(step.b); got != step.want {
+		if got := switchedOutbox(new(App), step.b); got != step.want {
 			t.Errorf("step %d (%s): switched from %q, want %q", i, step.b.outbox(), got, step.want)
 		}
+	}
+
+	// A reload Caddy rolls back (another app failed to start) stops the
+	// new config before the old one: the old outbox is still the current
+	// one. A reload that succeeds stops the old config after the new one
+	// started, which changes nothing.
+	running, rolledBack, next := new(App), new(App), new(App)
+	switchedOutbox(running, a)
+	if got := switchedOutbox(rolledBack, b); got != "directory /var/lib/a" {
+		t.Fatalf("switch to b: %q", got)
+	}
+	stoppedOutbox(rolledBack)
+	if got := switchedOutbox(next, a); got != "" {
+		t.Errorf("a config on the running outbox after a rolled-back one: warned of a switch from %q", got)
+	}
+	stoppedOutbox(running)
+	if got := switchedOutbox(new(App), b); got != "directory /var/lib/a" {
+		t.Errorf("after a successful reload's old config stopped: switch from %q, want directory /var/lib/a", got)
 	}
 }
 
