@@ -201,11 +201,48 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 func CheckTopic(topic string) error {
 	// Caddy's own scan of placeholders, each given the value "x" (an
 	// empty replacer knows none, so nothing is read).
-	typ, err := caddy.NewEmptyReplacer().ReplaceFunc(topic, func(string, any) (any, error) { return "x", nil })
+	var unknown string
+	typ, err := caddy.NewEmptyReplacer().ReplaceFunc(topic, func(key string, _ any) (any, error) {
+		if unknown == "" && !knownRequestPlaceholder(key) {
+			unknown = key
+		}
+		return "x", nil
+	})
 	if err != nil || !rules.ValidType(typ) {
 		return fmt.Errorf("topic %q cannot make a valid event type: expected 1-200 characters of A-Z a-z 0-9 . _ - : / around its placeholders", topic)
 	}
+	if unknown != "" {
+		// Caddy would answer every request with "unrecognized
+		// placeholder": only the first webhook would tell.
+		return fmt.Errorf("topic %q: {%s} is not a placeholder Caddy has for a request (a header is {http.request.header.NAME})", topic, unknown)
+	}
 	return nil
+}
+
+// knownRequestPlaceholder reports whether key, under http.request., is
+// one of Caddy's request placeholders (modules/caddyhttp/replacer.go);
+// placeholders of other namespaces ({http.vars.*}, {env.*}, …) depend on
+// other modules and are taken as they are.
+func knownRequestPlaceholder(key string) bool {
+	rest, ok := strings.CutPrefix(key, "http.request.")
+	if !ok {
+		return true
+	}
+	switch rest {
+	case "body", "duration", "duration_ms", "host", "hostport", "local", "local.host", "local.port",
+		"method", "orig_method", "orig_uri", "orig_uri.path", "orig_uri.path.dir", "orig_uri.path.file",
+		"orig_uri.path.file_escaped", "orig_uri.prefixed_query", "orig_uri.query", "port", "proto",
+		"proto_name", "remote", "remote.host", "remote.port", "scheme", "uri", "uri.path", "uri.path.dir",
+		"uri.path.file", "uri.path.file.base", "uri.path.file.ext", "uri.path_escaped", "uri.prefixed_query",
+		"uri.query", "uri.query_escaped", "uri_escaped", "uuid":
+		return true
+	}
+	for _, p := range []string{"cookie.", "header.", "host.labels.", "orig_uri.path.", "tls.", "uri.path.", "uri.query."} {
+		if len(rest) > len(p) && strings.HasPrefix(rest, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // incoming is one event as applications send it.
@@ -469,7 +506,10 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 	}
 	ct := r.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
-	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && validJSON(body) {
+	// JSON is UTF-8 (RFC 8259): other bytes in a "JSON" body would reach
+	// receivers as they came and rules as U+FFFD, so such a body is kept
+	// byte for byte like any other that is not text.
+	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && utf8.Valid(body) && validJSON(body) {
 		ev.Data = body
 	} else {
 		if utf8.Valid(body) {
@@ -505,10 +545,24 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 	// endpoint's namespace: two senders may well use the same ids.
 	if h.idHeader != "" {
 		if id := r.Header.Get(h.idHeader); id != "" {
-			ev.ID = inboundID(ev.Source, id)
+			ev.ID = inboundID(h.namespace(r), id)
 		}
 	}
 	return []persist.Ingest{{Event: ev}}, nil
+}
+
+// namespace is where an inbound endpoint's sender ids live: its source,
+// or the path the request came with, before handle_path or a rewrite
+// changed it (two endpoints of one site must not share one, and an
+// endpoint reached with its whole path stripped would have none).
+func (h *Handler) namespace(r *http.Request) string {
+	if h.Source != "" {
+		return h.Source
+	}
+	if or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && or.URL != nil {
+		return or.URL.Path
+	}
+	return r.URL.Path
 }
 
 // inboundID is the event id of an inbound message whose sender gave it

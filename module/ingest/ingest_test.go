@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/hookgate/hookgate/module"
 )
@@ -415,6 +419,54 @@ func TestInboundHeadersKeepNoCredentials(t *testing.T) {
 	}
 }
 
+// A sender's ids live in the namespace of the path its requests came
+// with: an endpoint under handle_path keeps its whole path, so two
+// endpoints of a site never share ids, and an explicit source wins.
+func TestInboundNamespace(t *testing.T) {
+	h := &Handler{Topic: "gh.push", idHeader: "X-Id"}
+	at := func(orig, stripped string) *http.Request {
+		req := httptest.NewRequest("POST", orig, strings.NewReader(`{}`))
+		req.Header.Set("X-Id", "d-1")
+		ctx := context.WithValue(req.Context(), caddyhttp.OriginalRequestCtxKey, *req.Clone(req.Context()))
+		req = req.WithContext(ctx)
+		req.URL.Path = stripped
+		return req
+	}
+	for _, tc := range []struct{ orig, stripped, source, want string }{
+		{"/github", "/github", "", "github:d-1"},
+		{"/strip/github", "/github", "", "strip_github:d-1"},
+		{"/partner", "", "", "partner:d-1"},
+		{"/strip/github", "/github", "gh", "gh:d-1"},
+	} {
+		h.Source = tc.source
+		batch, ierr := h.inbound(at(tc.orig, tc.stripped), []byte(`{}`))
+		if ierr != nil {
+			t.Fatal(ierr)
+		}
+		if got := batch[0].Event.ID; got != tc.want {
+			t.Errorf("%s stripped to %q (source %q): id %q, want %q", tc.orig, tc.stripped, tc.source, got, tc.want)
+		}
+	}
+}
+
+// A body labelled JSON that is not UTF-8 is kept byte for byte
+// (data_base64), as any other body that is not text: put in the envelope
+// as it came it would be JSON no receiver can parse.
+func TestInboundJSONNotUTF8(t *testing.T) {
+	h := &Handler{Topic: "p.x"}
+	body := []byte("{\"a\":\"caf\xe9\"}")
+	req := httptest.NewRequest("POST", "/p", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	batch, ierr := h.inbound(req, body)
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	ev := batch[0].Event
+	if !ev.DataBase64 || !bytes.Equal(ev.Data, body) || ev.ContentType != "application/json" {
+		t.Errorf("data %q base64 %v content type %q; want the bytes as they came, base64, application/json", ev.Data, ev.DataBase64, ev.ContentType)
+	}
+}
+
 func TestInboundID(t *testing.T) {
 	long := strings.Repeat("x", 200)
 	tests := []struct{ source, sender, want string }{
@@ -572,6 +624,14 @@ func TestCheckTopic(t *testing.T) {
 		"a {http.request.header.X-Event}": false,
 		"a.{x}!":                          false,
 		strings.Repeat("x", 201):          false,
+		// Misspelt request placeholders would fail every request.
+		"gh.{http.request.heder.X-Event}":        false,
+		"gh.{http.request.body.type}":            false,
+		"gh.{http.request.header.}":              false,
+		"gh.{http.request.uri.query.kind}":       true,
+		"gh.{http.request.uri.path.1}":           true,
+		"gh.{http.request.method}":               true,
+		"gh.{http.vars.kind}.{env.HOOKGATE_ENV}": true,
 	} {
 		if err := CheckTopic(topic); (err == nil) != ok {
 			t.Errorf("CheckTopic(%q) = %v, want ok %v", topic, err, ok)
