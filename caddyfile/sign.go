@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -82,16 +83,31 @@ func parseSign(d *caddyfile.Dispenser, r *module.Route) error {
 		return d.Errf("sign: a route signs with one scheme; this line uses %s but an earlier one %s",
 			signSchemeName(scheme), signSchemeName(r.Sign.Scheme))
 	}
+	if err := noOptionsInline(d, strings.TrimSpace("sign "+scheme), args); err != nil {
+		return err
+	}
 	r.Sign.Secrets = append(r.Sign.Secrets, args...)
 
+	var err error
 	if scheme != schemeHMAC {
-		return noBlock(d, strings.TrimSpace("sign "+scheme))
+		err = noBlock(d, strings.TrimSpace("sign "+scheme))
+	} else {
+		err = parseSigBlock(d, "sign hmac-sha256", sigOptions{
+			header:   &r.Sign.Header,
+			encoding: &r.Sign.Encoding,
+			prefix:   &r.Sign.Prefix,
+		})
 	}
-	return parseSigBlock(d, "sign hmac-sha256", sigOptions{
-		header:   &r.Sign.Header,
-		encoding: &r.Sign.Encoding,
-		prefix:   &r.Sign.Prefix,
-	})
+	if err != nil {
+		return err
+	}
+	// As for verify: secrets written out are checked with their line.
+	if !strings.Contains(strings.Join(r.Sign.Secrets, ""), "{") {
+		if _, err := signing.NewSigner(scheme, r.Sign.Secrets, r.Sign.Header, r.Sign.Encoding, r.Sign.Prefix); err != nil {
+			return d.Err(err.Error())
+		}
+	}
+	return nil
 }
 
 // signSchemeName names a SignConfig.Scheme for messages.
@@ -126,6 +142,10 @@ func parseVerify(d *caddyfile.Dispenser, in *ingest.Handler) error {
 		return d.ArgErr() // the cursor is on the scheme
 	}
 
+	if err := noOptionsInline(d, "verify "+scheme, secrets); err != nil {
+		return err
+	}
+
 	v := &ingest.VerifyConfig{Scheme: scheme, Secrets: secrets}
 	opts := sigOptions{tolerance: &v.Tolerance}
 	if scheme == schemeHMAC {
@@ -134,7 +154,28 @@ func parseVerify(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	if err := parseSigBlock(d, "verify "+scheme, opts); err != nil {
 		return err
 	}
+	// Secrets written out (no placeholder) are checked now, so that a
+	// bad one is reported with its file and line; the message never
+	// quotes them.
+	if !strings.Contains(strings.Join(secrets, ""), "{") {
+		if _, err := signing.NewVerifier(scheme, secrets, v.Header, v.Encoding, v.Prefix, time.Duration(v.Tolerance)); err != nil {
+			return d.Err(err.Error())
+		}
+	}
 	in.Verify = v
+	return nil
+}
+
+// noOptionsInline refuses a secret that is the name of an option of the
+// line's block (verify hmac-sha256 S header X-Sig): written on the line,
+// the option and its value would be taken for two more secrets.
+func noOptionsInline(d *caddyfile.Dispenser, what string, secrets []string) error {
+	for _, s := range secrets[1:] {
+		switch s {
+		case "header", "encoding", "prefix", "tolerance":
+			return d.Errf("%s: %q after a secret is an option, and options go in a block: %s <secret> { %s ... } (each option on its own line)", what, s, what, s)
+		}
+	}
 	return nil
 }
 

@@ -358,6 +358,12 @@ func TestAdaptErrorsHideSecrets(t *testing.T) {
 		"verify twice":               ingest("verify standard " + secret + "\n\t\tverify standard " + secret),
 		"verify wrong block option":  ingest("verify standard " + secret + " {\n\t\t\tencoding hex\n\t\t}"),
 		"verify zero tolerance":      ingest("verify standard " + secret + " {\n\t\t\ttolerance 0\n\t\t}"),
+		"verify option on the line":  ingest("verify hmac-sha256 " + secret + " header X-Sig"),
+		"verify bad whsec":           ingest("verify standard whsec_!!" + secret),
+		"verify bad whpk":            ingest("verify standard whpk_" + secret),
+		"sign option on the line":    route("sign hmac-sha256 " + secret + " prefix sha256="),
+		"sign bad whsk":              route("sign ed25519 whsk_" + secret),
+		"sign hmac two secrets":      route("sign hmac-sha256 " + secret + "\n\t\t\tsign hmac-sha256 " + secret),
 
 		"auth without scheme":       ingest("auth " + secret),
 		"auth header without value": ingest("auth header " + secret),

@@ -247,6 +247,9 @@ type plainVerifier struct {
 	errMissing, errPrefix, errMalformed, errMismatch error
 }
 
+// githubPrefix starts GitHub's X-Hub-Signature-256 values.
+const githubPrefix = "sha256="
+
 func (v *plainVerifier) Verify(h http.Header, body []byte, _ time.Time) error {
 	vals := h.Values(v.header)
 	if !anyNonBlank(vals) {
@@ -268,6 +271,10 @@ func (v *plainVerifier) Verify(h http.Header, body []byte, _ time.Time) error {
 				continue
 			}
 			val = val[len(v.prefix):]
+		} else if len(val) > len(githubPrefix) && strings.EqualFold(val[:len(githubPrefix)], githubPrefix) {
+			// GitHub's form, in the default header: taken without a
+			// prefix configured (neither hex nor base64 holds "=" there).
+			val = val[len(githubPrefix):]
 		}
 		var (
 			sig [sha256.Size + 2]byte

@@ -289,6 +289,19 @@ func TestVerifyHMAC(t *testing.T) {
 	if err := mustVerifier(t, "hmac-sha256", []string{secret}, "", "", "sha256=", 0).Verify(h, body, now); err != nil {
 		t.Fatalf("default header, upper-case hex: %v", err)
 	}
+	// With no prefix configured, GitHub's "sha256=" is taken as it
+	// comes, and so is the bare hex.
+	plain := mustVerifier(t, "hmac-sha256", []string{secret}, "", "", "", 0)
+	for _, v := range []string{gh, gh[len("sha256="):], "SHA256=" + gh[len("sha256="):]} {
+		h.Set("X-Hub-Signature-256", v)
+		if err := plain.Verify(h, body, now); err != nil {
+			t.Errorf("no prefix configured, %q: %v", v, err)
+		}
+	}
+	h.Set("X-Hub-Signature-256", "sha256="+strings.Repeat("0", 64))
+	if err := plain.Verify(h, body, now); err == nil {
+		t.Error("no prefix configured: a wrong signature after sha256= was accepted")
+	}
 
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
