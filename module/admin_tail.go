@@ -25,7 +25,7 @@ var tailStatuses = map[string]bool{"delivered": true, "retry": true, "dead": tru
 // Each outcome is one `data: <Outcome JSON>` event. When the client
 // fell behind and outcomes were dropped, an `event: dropped` with
 // `data: {"dropped": N}` (the total so far) comes before the next one.
-// The stream ends when the client goes away.
+// The stream ends when the client goes away, or when Caddy stops.
 func (a *adminAPI) tail(eng *Engine, w http.ResponseWriter, r *http.Request, _ []string) *apiError {
 	q := r.URL.Query()
 	route, status := q.Get("route"), q.Get("status")
@@ -38,6 +38,9 @@ func (a *adminAPI) tail(eng *Engine, w http.ResponseWriter, r *http.Request, _ [
 	rc := http.NewResponseController(w)
 	outcomes, dropped, cancel := eng.Subscribe(tailBuffer)
 	defer cancel()
+	// Across a reload the stream goes on; when Caddy stops it ends, or
+	// the admin server would wait for it (10 s) and stop unclean.
+	unconfigured := eng.Unconfigured()
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -57,6 +60,8 @@ func (a *adminAPI) tail(eng *Engine, w http.ResponseWriter, r *http.Request, _ [
 		var err error
 		select {
 		case <-r.Context().Done():
+			return nil
+		case <-unconfigured:
 			return nil
 		case <-beat.C:
 			_, err = fmt.Fprint(w, ": heartbeat\n\n")

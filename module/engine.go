@@ -62,7 +62,11 @@ type Engine struct {
 	dispatchers map[string]*dispatcher
 	running     bool
 	stopCh      chan struct{}
-	wg          sync.WaitGroup
+	// unconfigured is closed while no started config uses the engine
+	// (Caddy stops, or moved to another outbox): streams to operators
+	// end then, so the admin server can stop. Made anew when one starts.
+	unconfigured chan struct{}
+	wg           sync.WaitGroup
 
 	// attemptCtx is the parent of every attempt; cancelled when the
 	// shutdown grace runs out.
@@ -321,6 +325,9 @@ func (e *Engine) start(cfg *runtimeConfig) error {
 		return errors.New("webhooks engine is closed")
 	}
 	e.configs = append(e.configs, cfg)
+	if e.unconfigured == nil || len(e.configs) == 1 {
+		e.unconfigured = make(chan struct{})
+	}
 	if !e.running {
 		e.running = true
 		e.stopCh = make(chan struct{})
@@ -358,6 +365,28 @@ func (e *Engine) withdraw(owner *App) {
 		return
 	}
 	e.apply(nil)
+	if e.unconfigured != nil {
+		select {
+		case <-e.unconfigured:
+		default:
+			close(e.unconfigured)
+		}
+	}
+}
+
+// Unconfigured returns a channel closed once no started config uses the
+// engine: a stream to an operator (tail, the console's live view) ends
+// then, or Caddy's admin server would wait for it when Caddy stops.
+func (e *Engine) Unconfigured() <-chan struct{} {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.unconfigured == nil {
+		// Not started: closed, so a stream ends at once.
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return e.unconfigured
 }
 
 // apply swaps the current config and hands each dispatcher its route (or

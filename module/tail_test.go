@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -86,6 +87,26 @@ func TestAdminTail(t *testing.T) {
 	// The client goes: so does the subscription.
 	cancel()
 	waitUntil(t, "the subscription to end", func() bool { return te.Subscribers() == 0 })
+
+	// Caddy stops (no config uses the engine any more): the stream ends,
+	// so that the admin server can stop without waiting for the client.
+	resp2, err := http.Get(srv.URL + "/webhooks/tail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	waitUntil(t, "the second subscription", func() bool { return te.Subscribers() == 1 })
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, resp2.Body); ended <- err }()
+	te.withdraw(nil)
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Errorf("the stream ended with %v, want a clean end", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the tail went on after the last config stopped")
+	}
 }
 
 func TestReadTail(t *testing.T) {
