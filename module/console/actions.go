@@ -17,6 +17,7 @@ import (
 
 	"github.com/hookgate/hookgate/module"
 	"github.com/hookgate/hookgate/persist"
+	natsstore "github.com/hookgate/hookgate/persist/nats"
 )
 
 // Actions change the gateway, so each must come from a console page the
@@ -230,6 +231,12 @@ func (h *Handler) storeError(rq *request, err error) {
 			"The page link is not valid for this listing (the filter changed, or the link was edited). Start again from the first page.")
 	case errors.Is(err, persist.ErrBadFilter):
 		h.errorPage(rq, http.StatusBadRequest, "Bad filter", err.Error())
+	case natsstore.Unavailable(err):
+		// As the admin API answers it. A write that timed out may still
+		// be applied once NATS answers again.
+		rq.w.Header().Set("Retry-After", "1")
+		h.errorPage(rq, http.StatusServiceUnavailable, "Outbox unavailable",
+			"NATS cannot answer right now. Try again in a moment; an action that timed out may still take effect once NATS answers.")
 	default:
 		h.logger.Error("webhook console: reading the outbox", zap.String("path", rq.r.URL.Path), zap.Error(err))
 		h.errorPage(rq, http.StatusInternalServerError, "Outbox error",
