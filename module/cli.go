@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -268,10 +269,62 @@ func printAnswer(c *cobra.Command, body []byte, format func(io.Writer, []byte) e
 		_, err := out.Write(body)
 		return err
 	}
-	if err := format(out, body); err != nil {
+	if err := format(terminalSafe{out}, body); err != nil {
 		return fmt.Errorf("reading the admin API's answer: %v", err)
 	}
 	return nil
+}
+
+// terminalSafe writes what it is given with the characters a terminal
+// would act on shown as escapes (\x1b, \u202e): the tables and texts
+// of the CLI quote receivers' answers, event data and errors, and an
+// endpoint's "\x1b]0;title\x07" must not retitle, clear or recolour
+// the operator's terminal. Newlines and tabs, and CR before LF, stay.
+type terminalSafe struct{ w io.Writer }
+
+func (t terminalSafe) Write(p []byte) (int, error) {
+	clean := true
+	for i := 0; i < len(p) && clean; {
+		r, n := utf8.DecodeRune(p[i:])
+		clean = !terminalControl(r, p[i+n:])
+		i += n
+	}
+	if clean {
+		return t.w.Write(p)
+	}
+	var b bytes.Buffer
+	for i := 0; i < len(p); {
+		r, n := utf8.DecodeRune(p[i:])
+		switch {
+		case !terminalControl(r, p[i+n:]):
+			b.Write(p[i : i+n])
+		case r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+		i += n
+	}
+	if _, err := t.w.Write(b.Bytes()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// terminalControl reports whether r, followed by next, is a control
+// character or a bidirectional override a terminal would act on.
+func terminalControl(r rune, next []byte) bool {
+	switch {
+	case r == '\n' || r == '\t':
+		return false
+	case r == '\r':
+		return len(next) == 0 || next[0] != '\n'
+	case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0:
+		return true
+	case r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
 }
 
 // apiCallError is a failed answer of the admin API: its message, and

@@ -113,6 +113,24 @@ func TestWriteDeliveries(t *testing.T) {
 	}
 }
 
+// terminalSafe shows what a terminal would act on as escapes, and keeps
+// text, newlines, tabs and CRLF as they are.
+func TestTerminalSafe(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain café\ttab\r\nnext\n": "plain café\ttab\r\nnext\n",
+		"\x1b[31mred\x07":           `\x1b[31mred\x07`,
+		"a\rb":                      `a\x0db`,
+		"\u202etxt.exe\u0085":       `\u202etxt.exe\x85`,
+		"\x7f":                      `\x7f`,
+	} {
+		var b bytes.Buffer
+		n, err := terminalSafe{&b}.Write([]byte(in))
+		if err != nil || n != len(in) || b.String() != want {
+			t.Errorf("%q: wrote %q (%d, %v), want %q", in, b.String(), n, err, want)
+		}
+	}
+}
+
 func TestAdminError(t *testing.T) {
 	cases := []struct{ in, want string }{
 		{`caddy responded with error: HTTP 404: {"error":"not_found","message":"no event \"x\""}` + "\n",
@@ -150,6 +168,9 @@ func TestWebhooksCommand(t *testing.T) {
 			w.Write([]byte(`{"delivery":"dlv_1","route":"erp","was":"dead"}`))
 		case strings.HasSuffix(r.URL.Path, "/replay"):
 			w.Write([]byte(`{"route":"erp","replayed":7}`))
+		case r.URL.Path == "/webhooks/routes/evil/pause":
+			// What an answer quotes may come from a hostile endpoint.
+			w.Write([]byte(`{"route":"e\u001b]0;PWNED\u0007\u001b[2J\r\u202evil","paused":true}`))
 		case strings.HasSuffix(r.URL.Path, "/pause"):
 			w.Write([]byte(`{"route":"erp","paused":true}`))
 		case strings.HasSuffix(r.URL.Path, "/resume"):
@@ -190,6 +211,7 @@ func TestWebhooksCommand(t *testing.T) {
 		{[]string{"replay", "erp", "--status", "delivered", "--until", "2026-11-23T10:00:00Z"},
 			"POST /webhooks/routes/erp/replay?status=delivered&until=2026-11-23T10%3A00%3A00Z", "7 deliveries"},
 		{[]string{"pause", "erp"}, "POST /webhooks/routes/erp/pause", "route erp paused\n"},
+		{[]string{"pause", "evil"}, "POST /webhooks/routes/evil/pause", `route e\x1b]0;PWNED\x07\x1b[2J\x0d\u202evil paused` + "\n"},
 		{[]string{"resume", "erp"}, "POST /webhooks/routes/erp/resume", "route erp resumed\n"},
 	}
 	for _, c := range cases {

@@ -167,7 +167,7 @@ func addTailCommand(cmd *cobra.Command) {
 				return adminError(addr, err)
 			}
 			defer resp.Body.Close()
-			return readTail(resp.Body, c.OutOrStdout(), asJSON)
+			return readTail(resp.Body, terminalSafe{c.OutOrStdout()}, asJSON)
 		},
 	}
 	tail.Flags().String("route", "", "Only this route's outcomes")
