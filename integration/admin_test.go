@@ -331,6 +331,29 @@ func TestAdminAPI(t *testing.T) {
 	})
 }
 
+// A config that names no webhooks app but has a webhook_ingest handler
+// runs the app all the same (the handler loads it, with its defaults):
+// the admin API answers for it, as the console does, rather than saying
+// it is not configured.
+func TestAdminWithImplicitWebhooksApp(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir()) // the default outbox goes under it
+	g := startGateway(t, `{
+	admin {ADMIN}
+	persist_config off
+}
+http://127.0.0.1:{PORT} {
+	webhook_ingest /events
+}
+`)
+	if code, _ := g.post("/events", `{"type":"a.b","data":{}}`); code != http.StatusAccepted {
+		t.Fatalf("ingest: %d", code)
+	}
+	stats := g.adminOK("GET", "/webhooks/stats")
+	if routes, ok := stats["routes"].([]any); !ok || len(routes) != 0 {
+		t.Errorf("stats %v, want no routes", stats)
+	}
+}
+
 func TestAdminWithoutWebhooksApp(t *testing.T) {
 	g := startGateway(t, `{
 	admin {ADMIN}

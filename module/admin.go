@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -48,9 +49,18 @@ func init() {
 type adminAPI struct {
 	// app is the webhooks app of the config this admin server belongs
 	// to (Caddy provisions admin routers with every config load); nil
-	// when that config has none.
+	// when that config names none.
 	app *App
+	// config identifies that config (its context's Done channel, which
+	// the contexts derived from it share): an app no JSON names, loaded
+	// by a webhook_ingest or webhook_console handler after the admin
+	// server was built, is found under it in appsByConfig.
+	config <-chan struct{}
 }
+
+// appsByConfig maps a config (its context's Done channel) to its
+// webhooks app, from the app's Provision to its Cleanup.
+var appsByConfig sync.Map
 
 // CaddyModule returns the Caddy module information.
 func (adminAPI) CaddyModule() caddy.ModuleInfo {
@@ -65,6 +75,7 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 // app early (as the PKI app's admin API does); the config load provisions
 // it only once either way.
 func (a *adminAPI) Provision(ctx caddy.Context) error {
+	a.config = ctx.Done()
 	app, err := ctx.AppIfConfigured("webhooks")
 	if err != nil {
 		// Not configured: the endpoints say so. Failed to provision: the
@@ -144,11 +155,17 @@ func (a *adminAPI) route(w http.ResponseWriter, r *http.Request) *apiError {
 
 // engine returns the running engine of this config's webhooks app.
 func (a *adminAPI) engine(r *http.Request) (*Engine, *apiError) {
-	if a.app == nil {
+	app := a.app
+	if app == nil && a.config != nil {
+		if v, ok := appsByConfig.Load(a.config); ok {
+			app = v.(*App)
+		}
+	}
+	if app == nil {
 		return nil, apiErrorf(http.StatusServiceUnavailable, "not_configured",
 			"the webhooks app is not configured: add a webhooks block to the Caddyfile's global options (apps.webhooks in JSON)")
 	}
-	eng := a.app.Engine(r.Context())
+	eng := app.Engine(r.Context())
 	if eng == nil {
 		return nil, apiErrorf(http.StatusServiceUnavailable, "not_running",
 			"the webhooks app is configured but has not started; try again in a moment")

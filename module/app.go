@@ -138,6 +138,7 @@ const (
 // directory. It starts nothing: `caddy validate` provisions too.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
+	appsByConfig.Store(ctx.Done(), a)
 	a.logger = ctx.Logger()
 	setProfileRates(a.logger)
 	a.engine = new(atomic.Pointer[Engine])
@@ -298,6 +299,7 @@ func (a *App) Stop() error {
 
 // Cleanup releases the engine this App acquired, if any.
 func (a *App) Cleanup() error {
+	appsByConfig.CompareAndDelete(a.ctx.Done(), a)
 	egress.Release(a.egressKeys)
 	a.egressKeys = nil
 	var err error
