@@ -58,6 +58,9 @@ type adminAPI struct {
 	config <-chan struct{}
 }
 
+// apiHeader is on every answer of the admin API, with hookgate's version.
+const apiHeader = "Hookgate-Version"
+
 // appsByConfig maps a config (its context's Done channel) to its
 // webhooks app, from the app's Provision to its Cleanup.
 var appsByConfig sync.Map
@@ -117,6 +120,9 @@ func apiErrorf(status int, code, format string, a ...any) *apiError {
 // serve routes a request under /webhooks/. It always answers itself, so
 // Caddy's own error format (which has no code) is never used.
 func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	// Says who answers: the CLI refuses an answer without it (an
+	// --address that names another server).
+	w.Header().Set(apiHeader, Version)
 	if err := a.route(w, r); err != nil {
 		writeAPIError(w, err)
 	}

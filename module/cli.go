@@ -85,6 +85,16 @@ localhost:2019). --json prints the API's JSON answer.
 }
 
 func buildWebhooksCommand(cmd *cobra.Command) {
+	// Without a Run, cobra prints the help for any argument and exits 0:
+	// a misspelt subcommand in a script would pass.
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			c.SilenceUsage = true
+			return fmt.Errorf("unknown command %q for %q (see --help)", args[0], c.CommandPath())
+		}
+		return c.Help()
+	}
 	pf := cmd.PersistentFlags()
 	pf.String("address", "", "The admin API address (default: from --config, else localhost:2019)")
 	pf.StringP("config", "c", "", "Config file to read the admin address from")
@@ -346,12 +356,47 @@ func adminRequest(addr, method, uri string, reqBody []byte) ([]byte, error) {
 	if reqBody != nil {
 		rd, hdr = bytes.NewReader(reqBody), http.Header{"Content-Type": {"application/json"}}
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, hdr, rd)
+	resp, err := adminAPIRequest(addr, method, uri, hdr, rd)
 	if err != nil {
-		return nil, adminError(addr, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	return io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+}
+
+// adminAnswerWait bounds the wait for the admin API's answer to begin
+// (a stream, tail, then runs as long as it lasts).
+var adminAnswerWait = 30 * time.Second
+
+// adminAPIRequest is caddycmd.AdminAPIRequest, which has no deadline,
+// with a bound on the wait for the answer, and refusing an answer that
+// is not hookgate's admin API's (a 2xx from another server would print
+// "no routes", or "route resumed" after a pause).
+func adminAPIRequest(addr, method, uri string, hdr http.Header, body io.Reader) (*http.Response, error) {
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := caddycmd.AdminAPIRequest(addr, method, uri, hdr, body)
+		got <- answer{resp, err}
+	}()
+	select {
+	case a := <-got:
+		if a.err != nil {
+			return nil, adminError(addr, a.err)
+		}
+		if a.resp.Header.Get(apiHeader) == "" {
+			a.resp.Body.Close()
+			return nil, fmt.Errorf("%s answered %s %s with %s, but not as hookgate's admin API "+
+				"(is --address, or the admin address in --config, that of a Caddy running hookgate?)", addr, method, uri, a.resp.Status)
+		}
+		return a.resp, nil
+	case <-time.After(adminAnswerWait):
+		// The request goes on in its goroutine until the command exits.
+		return nil, fmt.Errorf("no answer from the admin API at %s within %v (is it Caddy's admin address?)", addr, adminAnswerWait)
+	}
 }
 
 // adminError rewrites the error of caddycmd.AdminAPIRequest, which holds

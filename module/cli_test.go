@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -159,6 +161,9 @@ func TestWebhooksCommand(t *testing.T) {
 		seen = append(seen, r.Method+" "+r.URL.RequestURI())
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path != "/webhooks/events/foreign" {
+			w.Header().Set(apiHeader, Version)
+		}
 		switch {
 		case r.URL.Path == "/webhooks/stats":
 			w.Write([]byte(`{"routes":[{"route":"erp","state":"active","circuit":"closed","pending":4,"in_flight":1,"delivered":9,"dead":0}]}`))
@@ -168,6 +173,8 @@ func TestWebhooksCommand(t *testing.T) {
 			w.Write([]byte(`{"delivery":"dlv_1","route":"erp","was":"dead"}`))
 		case strings.HasSuffix(r.URL.Path, "/replay"):
 			w.Write([]byte(`{"route":"erp","replayed":7}`))
+		case r.URL.Path == "/webhooks/events/foreign":
+			w.Write([]byte(`{"received":true}`))
 		case r.URL.Path == "/webhooks/routes/evil/pause":
 			// What an answer quotes may come from a hostile endpoint.
 			w.Write([]byte(`{"route":"e\u001b]0;PWNED\u0007\u001b[2J\r\u202evil","paused":true}`))
@@ -237,5 +244,67 @@ func TestWebhooksCommand(t *testing.T) {
 		if _, err := run(args...); err == nil {
 			t.Errorf("%v: accepted", args)
 		}
+	}
+	// A server that is not hookgate's admin API answering 2xx is not
+	// taken for it.
+	if out, err := run("events", "foreign"); err == nil || !strings.Contains(err.Error(), "not as hookgate's admin API") {
+		t.Errorf("a foreign server's 200: %v\n%s", err, out)
+	}
+	// Under caddy, as it runs: a misspelt subcommand fails (exit 1)
+	// instead of printing the help.
+	caddyRoot := &cobra.Command{Use: "caddy", SilenceErrors: true}
+	webhooks := &cobra.Command{Use: "webhooks"}
+	buildWebhooksCommand(webhooks)
+	caddyRoot.AddCommand(webhooks)
+	caddyRoot.SetOut(io.Discard)
+	caddyRoot.SetArgs([]string{"webhooks", "stat"})
+	if err := caddyRoot.Execute(); err == nil || !strings.Contains(err.Error(), `unknown command "stat" for "caddy webhooks"`) {
+		t.Errorf("caddy webhooks stat: %v, want an unknown command error", err)
+	}
+	caddyRoot.SetArgs([]string{"webhooks"})
+	if err := caddyRoot.Execute(); err != nil {
+		t.Errorf("caddy webhooks (help): %v", err)
+	}
+}
+
+// An admin address that accepts connections and never answers fails the
+// command after adminAnswerWait instead of hanging it.
+func TestCLIAdminAnswerWait(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // held open, never answered
+		}
+	}()
+	old := adminAnswerWait
+	adminAnswerWait = 200 * time.Millisecond
+	t.Cleanup(func() { adminAnswerWait = old })
+	root := &cobra.Command{Use: "webhooks", SilenceErrors: true}
+	buildWebhooksCommand(root)
+	root.SetOut(io.Discard)
+	root.SetArgs([]string{"stats", "--address", ln.Addr().String()})
+	done := make(chan error, 1)
+	go func() { done <- root.Execute() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "no answer from the admin API") {
+			t.Errorf("stats against a silent server: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stats against a silent server did not return")
 	}
 }

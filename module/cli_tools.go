@@ -162,9 +162,9 @@ func addTailCommand(cmd *cobra.Command) {
 			if err != nil {
 				return fmt.Errorf("finding the admin API address: %v", err)
 			}
-			resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, uri, http.Header{"Accept": {"text/event-stream"}}, nil)
+			resp, err := adminAPIRequest(addr, http.MethodGet, uri, http.Header{"Accept": {"text/event-stream"}}, nil)
 			if err != nil {
-				return adminError(addr, err)
+				return err
 			}
 			defer resp.Body.Close()
 			return readTail(resp.Body, terminalSafe{c.OutOrStdout()}, asJSON)

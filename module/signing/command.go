@@ -50,6 +50,16 @@ With --output, generate and secret write the secret key to the named file
 {file.<path>} in the Caddyfile; generate then prints only the public key.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
+			// A misspelt subcommand fails, rather than print the help
+			// and exit 0.
+			cmd.Args = cobra.ArbitraryArgs
+			cmd.RunE = func(c *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					c.SilenceUsage = true
+					return fmt.Errorf("unknown command %q for %q (see --help)", args[0], c.CommandPath())
+				}
+				return c.Help()
+			}
 			gen := &cobra.Command{
 				Use:   "generate [--output <file>]",
 				Short: "Prints a new whsk_ ed25519 key and its whpk_ public key",

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -184,6 +185,17 @@ func TestKeyCommandRegistered(t *testing.T) {
 		root.SetArgs(args)
 		err := root.Execute()
 		return out.String(), err
+	}
+
+	// Under caddy, as it runs: a misspelt subcommand fails.
+	caddyRoot := &cobra.Command{Use: "caddy", SilenceErrors: true}
+	keyCmd := &cobra.Command{Use: "webhooks-key"}
+	c.CobraFunc(keyCmd)
+	caddyRoot.AddCommand(keyCmd)
+	caddyRoot.SetOut(io.Discard)
+	caddyRoot.SetArgs([]string{"webhooks-key", "bogus"})
+	if err := caddyRoot.Execute(); err == nil || !strings.Contains(err.Error(), `unknown command "bogus"`) {
+		t.Errorf("caddy webhooks-key bogus: %v, want an unknown command error", err)
 	}
 
 	out, err := run("", "generate")
