@@ -17,6 +17,8 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/hookgate/hookgate/module/signing"
 )
 
 // `caddy webhooks …`: the admin API (admin.go) from the command line.
@@ -85,16 +87,7 @@ localhost:2019). --json prints the API's JSON answer.
 }
 
 func buildWebhooksCommand(cmd *cobra.Command) {
-	// Without a Run, cobra prints the help for any argument and exits 0:
-	// a misspelt subcommand in a script would pass.
-	cmd.Args = cobra.ArbitraryArgs
-	cmd.RunE = func(c *cobra.Command, args []string) error {
-		if len(args) > 0 {
-			c.SilenceUsage = true
-			return fmt.Errorf("unknown command %q for %q (see --help)", args[0], c.CommandPath())
-		}
-		return c.Help()
-	}
+	signing.FailUnknownSubcommands(cmd)
 	pf := cmd.PersistentFlags()
 	pf.String("address", "", "The admin API address (default: from --config, else localhost:2019)")
 	pf.StringP("config", "c", "", "Config file to read the admin address from")

@@ -50,16 +50,7 @@ With --output, generate and secret write the secret key to the named file
 {file.<path>} in the Caddyfile; generate then prints only the public key.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			// A misspelt subcommand fails, rather than print the help
-			// and exit 0.
-			cmd.Args = cobra.ArbitraryArgs
-			cmd.RunE = func(c *cobra.Command, args []string) error {
-				if len(args) > 0 {
-					c.SilenceUsage = true
-					return fmt.Errorf("unknown command %q for %q (see --help)", args[0], c.CommandPath())
-				}
-				return c.Help()
-			}
+			FailUnknownSubcommands(cmd)
 			gen := &cobra.Command{
 				Use:   "generate [--output <file>]",
 				Short: "Prints a new whsk_ ed25519 key and its whpk_ public key",
@@ -187,4 +178,19 @@ func writeSecretFile(path, secret string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// FailUnknownSubcommands makes cmd, a command of subcommands registered
+// with Caddy, fail on an argument that names none of them. Without a Run,
+// cobra prints the help for any argument and exits 0: a misspelt
+// subcommand in a script would pass.
+func FailUnknownSubcommands(cmd *cobra.Command) {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			c.SilenceUsage = true
+			return fmt.Errorf("unknown command %q for %q (see --help)", args[0], c.CommandPath())
+		}
+		return c.Help()
+	}
 }
