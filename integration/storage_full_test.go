@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -176,6 +177,10 @@ http://%s {
 	if !strings.Contains(fullLog(t, c), "ingest answers 503 storage_full") {
 		t.Errorf("no warning logged when ingest started being refused; log:\n%s", c.tail())
 	}
+	// Support staff see it where they look: the stats (CLI, console).
+	if o := outboxHealth(t, admin); o.State != "full" && o.State != "critical" || !strings.Contains(o.Reason, "503 storage_full") {
+		t.Errorf("stats outbox %+v while ingest is refused, want full with the reason", o)
+	}
 
 	// Space returns: ingest resumes by itself.
 	if err := os.Remove(filler); err != nil {
@@ -239,6 +244,9 @@ http://%s {
 	mu.Unlock()
 	if v := metric(t, admin, "hookgate_storage_full"); v != "0" {
 		t.Errorf("hookgate_storage_full = %q after ingest resumed, want 0", v)
+	}
+	if o := outboxHealth(t, admin); o.State != "" {
+		t.Errorf("stats outbox %+v after ingest resumed, want none", o)
 	}
 	full := fullLog(t, c)
 	if !strings.Contains(full, "ingest resumed") {
@@ -309,6 +317,27 @@ http://127.0.0.1:%d {
 
 // metric returns the value of an unlabelled metric from Caddy's admin
 // endpoint, or "" if it is not there.
+// outboxHealth is the outbox part of the admin API's stats (zero when
+// the outbox takes work).
+func outboxHealth(t *testing.T, admin string) (o struct{ State, Reason string }) {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/webhooks/stats")
+	if err != nil {
+		t.Fatalf("stats: %v", err)
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Outbox *struct{ State, Reason string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+		t.Fatalf("stats: %v", err)
+	}
+	if ans.Outbox != nil {
+		o = *ans.Outbox
+	}
+	return o
+}
+
 func metric(t *testing.T, admin, name string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + admin + "/metrics")

@@ -218,6 +218,9 @@ type apiErrorBody struct {
 
 type statsAnswer struct {
 	Routes []RouteStats `json:"routes"`
+	// Outbox says when the outbox refuses work (a full disk, NATS out of
+	// reach): routes may look well while applications get 503.
+	Outbox *OutboxHealth `json:"outbox,omitempty"`
 }
 
 type eventAnswer struct {
@@ -454,7 +457,7 @@ func (a *adminAPI) stats(eng *Engine, w http.ResponseWriter, _ *http.Request, _ 
 	if routes == nil {
 		routes = []RouteStats{}
 	}
-	writeJSON(w, http.StatusOK, statsAnswer{Routes: routes})
+	writeJSON(w, http.StatusOK, statsAnswer{Routes: routes, Outbox: eng.OutboxHealth()})
 	return nil
 }
 

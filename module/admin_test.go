@@ -271,3 +271,15 @@ func TestAdminDeliveriesFilters(t *testing.T) {
 		}
 	}
 }
+
+// Stats carry each route's description, and no outbox part while the
+// outbox takes work.
+func TestAdminStatsDescription(t *testing.T) {
+	te := startTestEngine(t, "", map[string]*Route{"erp": {URL: "http://127.0.0.1:9/", Description: "ERP <orders>"}}, nil)
+	rec, _ := callAdmin(t, adminFor(te.Engine), "GET", "/webhooks/stats", nil)
+	var stats statsAnswer
+	if err := json.Unmarshal(rec.Body.Bytes(), &stats); err != nil || len(stats.Routes) != 1 ||
+		stats.Routes[0].Description != "ERP <orders>" || stats.Outbox != nil {
+		t.Errorf("stats: %d %s", rec.Code, rec.Body)
+	}
+}

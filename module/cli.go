@@ -100,6 +100,9 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return runAdmin(c, http.MethodGet, "/webhooks/stats", answer(func(w io.Writer, ans *statsAnswer) error {
+				if o := ans.Outbox; o != nil {
+					fmt.Fprintf(w, "OUTBOX %s: %s\n\n", strings.ToUpper(o.State), o.Reason)
+				}
 				return writeStats(w, ans.Routes)
 			}))
 		},

@@ -29,6 +29,8 @@ var (
 // RouteStats is one route's state, as `GET /webhooks/stats` shows it.
 type RouteStats struct {
 	Route string `json:"route"`
+	// Description is the route's description from the config.
+	Description string `json:"description,omitempty"`
 	// State is "active", "paused" (by an operator, or after a 410),
 	// "disabled" (by config), "unverified" (verify_endpoint pending) or
 	// "removed" (not in the current config; its deliveries wait).
@@ -178,7 +180,11 @@ func (d *dispatcher) stats(now time.Time) RouteStats {
 		Delivered: d.delivered.Load(),
 		Dead:      max(d.dead.Load(), 0),
 	}
-	if g := d.gate(d.route.Load()); g != "" {
+	r := d.route.Load()
+	if r != nil {
+		st.Description = r.description
+	}
+	if g := d.gate(r); g != "" {
 		st.State = g
 	}
 	d.mu.Lock()

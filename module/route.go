@@ -39,9 +39,10 @@ var defaultSchedule = []time.Duration{
 // route is a Route compiled for the delivery path: everything a worker
 // needs is parsed once, at config load.
 type route struct {
-	name   string
-	topics []rules.Topic
-	url    *rules.Template
+	name        string
+	description string
+	topics      []rules.Topic
+	url         *rules.Template
 	// staticURL is the endpoint URL as requests carry it, when the
 	// template has no placeholders and makes an absolute http(s) URL:
 	// worked out once instead of for every attempt. Empty otherwise.
@@ -141,6 +142,7 @@ func compileRoute(name string, rc *Route) (*route, error) {
 	}
 	r := &route{
 		name:        name,
+		description: rc.Description,
 		timeout:     time.Duration(rc.Timeout),
 		concurrency: rc.Concurrency,
 	}

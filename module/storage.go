@@ -130,3 +130,37 @@ func (e *Engine) storageState() (sp persist.Space, ok bool) {
 	}
 	return sg.Space(), true
 }
+
+// OutboxHealth is the state of an outbox that refuses work.
+type OutboxHealth struct {
+	// State is "full" (ingest refused: 503 storage_full), "critical"
+	// (outcomes refused too, deliveries held) or "unavailable" (NATS
+	// cannot be reached: ingest answers 503 unavailable).
+	State  string `json:"state"`
+	Reason string `json:"reason"`
+}
+
+// OutboxHealth returns the outbox's trouble, or nil while it takes work.
+func (e *Engine) OutboxHealth() *OutboxHealth {
+	if h, ok := e.store.(interface{ Health() error }); ok {
+		if err := h.Health(); err != nil {
+			return &OutboxHealth{State: "unavailable", Reason: err.Error() + ": ingest answers 503 unavailable, deliveries wait"}
+		}
+	}
+	sg, ok := e.store.(persist.SpaceGuard)
+	if !ok {
+		return nil
+	}
+	sp := sg.Space()
+	if !sp.Full && !sp.Critical {
+		return nil
+	}
+	why := humanize.IBytes(uint64(max(sp.Free, 0))) + " free, under min_free " + humanize.IBytes(uint64(sp.MinFree))
+	if sp.MaxStorage > 0 && sp.Used >= sp.MaxStorage {
+		why = humanize.IBytes(uint64(sp.Used)) + " used, max_storage " + humanize.IBytes(uint64(sp.MaxStorage))
+	}
+	if sp.Critical {
+		return &OutboxHealth{State: "critical", Reason: why + ": ingest answers 503 storage_full, and deliveries are held until space is freed"}
+	}
+	return &OutboxHealth{State: "full", Reason: why + ": ingest answers 503 storage_full until there is room again; deliveries go on"}
+}

@@ -175,7 +175,8 @@ func (h *Handler) overview(rq *request, _ []string) {
 	}
 	h.render(rq, http.StatusOK, "overview", "Routes", "overview", now, struct {
 		Routes []routeCard
-	}{cards})
+		Outbox *module.OutboxHealth
+	}{cards, eng.OutboxHealth()})
 }
 
 // deliveriesData is the deliveries page.

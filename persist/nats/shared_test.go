@@ -376,7 +376,11 @@ func TestOutageThenRecovery(t *testing.T) {
 	if d, err := s.Delivery("before/r"); err != nil || d.Status != persist.StatusPending {
 		t.Errorf("a mirrored delivery during the outage: %+v, %v; want it pending", d, err)
 	}
+	if err := s.Health(); !Unavailable(err) {
+		t.Errorf("Health during the outage: %v, want unavailable", err)
+	}
 	srv.Restart(t)
+	eventually(t, "Health says NATS is back", func() bool { return s.Health() == nil })
 	eventually(t, "ingest works again", func() bool {
 		_, err := s.Ingest(context.Background(), []persist.Ingest{in})
 		return err == nil

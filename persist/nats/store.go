@@ -423,6 +423,10 @@ func connected(nc *nats.Conn) error {
 	return fmt.Errorf("%w: not connected to any server", ErrUnavailable)
 }
 
+// Health reports whether the store can reach NATS now (ErrUnavailable
+// when no server is connected).
+func (s *Store) Health() error { return connected(s.nc) }
+
 func ctxOp() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout)
 }
