@@ -434,6 +434,18 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
+// errCause is an attempt error without the "Post https://host/…: " that
+// Go's client puts first: in a table whose row names the route, it only
+// took the room of the cause.
+func errCause(s string) string {
+	if rest, ok := strings.CutPrefix(s, "Post "); ok {
+		if _, cause, ok := strings.Cut(rest, ": "); ok {
+			return cause
+		}
+	}
+	return s
+}
+
 // clip shortens s to n runes on one line.
 func clip(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
@@ -543,7 +555,7 @@ func writeEvent(w io.Writer, ans *eventAnswer) error {
 			}
 			dur := time.Duration(a.DurationMS * float64(time.Millisecond)).Round(time.Millisecond)
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.N, fmtTime(a.Time), dur, status,
-				orDash(a.Class), orDash(clip(a.Error, 60)), orDash(a.TraceID), orDash(clip(resp, 60)))
+				orDash(a.Class), orDash(clip(errCause(a.Error), 100)), orDash(a.TraceID), orDash(clip(resp, 60)))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -603,7 +615,7 @@ func writeDeliveries(w io.Writer, ans *listAnswer) error {
 				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.EventID, d.Route, d.Status,
-				d.Attempts, fmtTime(when), last, orDash(clip(d.LastError, 60)))
+				d.Attempts, fmtTime(when), last, orDash(clip(errCause(d.LastError), 100)))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

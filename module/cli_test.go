@@ -50,7 +50,7 @@ func TestWriteEvent(t *testing.T) {
 		Deliveries: []DeliveryView{
 			{ID: "dlv_1", Route: "erp", Status: "dead", Attempts: 2, Done: cliT0.Add(time.Minute), History: []AttemptView{
 				{N: 1, Time: cliT0, DurationMS: 12.4, Status: 503, Class: "http_5xx", Error: "endpoint answered 503", Response: "busy\nnow"},
-				{N: 2, Time: cliT0.Add(time.Minute), DurationMS: 1500, Class: "connect", Error: strings.Repeat("x", 100), TraceID: "abc",
+				{N: 2, Time: cliT0.Add(time.Minute), DurationMS: 1500, Class: "connect", Error: "Post https://erp.example/…: " + strings.Repeat("x", 120), TraceID: "abc",
 					Response: "//4=", ResponseEncoding: "base64"},
 			}},
 			{ID: "dlv_2", Route: "slack", Status: "pending", Due: cliT0.Add(time.Hour)},
@@ -71,7 +71,8 @@ func TestWriteEvent(t *testing.T) {
 		"  #  TIME                  DURATION  STATUS  CLASS     ERROR",
 		"  1  2026-11-23T10:00:00Z  12ms      503     http_5xx  endpoint answered 503",
 		"busy now\n",
-		"  2  2026-11-23T10:01:00Z  1.5s      -       connect   " + strings.Repeat("x", 59) + "…",
+		// Without the client's "Post URL: ", clipped to 100.
+		"  2  2026-11-23T10:01:00Z  1.5s      -       connect   " + strings.Repeat("x", 99) + "…",
 		"(base64) //4=\n",
 		"Delivery dlv_2 to slack: pending, next attempt due 2026-11-23T11:00:00Z after 0 attempts\n  no attempts yet\n",
 	} {

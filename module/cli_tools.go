@@ -221,7 +221,7 @@ func tailLine(o *Outcome) string {
 	line := fmt.Sprintf("%s  %s  %s  %s  %s  #%d  %s  %s  %s  %s", o.Time.UTC().Format(time.RFC3339Nano), o.Route, o.DeliveryID,
 		o.EventID, o.EventType, o.Attempt, o.Status, code, orDash(o.Class), dur)
 	if o.Error != "" {
-		line += "  " + clip(o.Error, 80)
+		line += "  " + clip(errCause(o.Error), 100)
 	}
 	if !o.Next.IsZero() {
 		line += "  next " + fmtTime(o.Next)
