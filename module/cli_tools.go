@@ -99,7 +99,7 @@ func writeBackfill(w io.Writer, ans *BackfillResult) error {
 	if ans.DryRun {
 		verb = "would be queued (dry run)"
 	}
-	_, err := fmt.Fprintf(w, "route %s: %d events offered, %d matched, %d %s, %d skipped (already delivered to the route)\n",
+	_, err := fmt.Fprintf(w, "route %s: %d events offered, %d matched, %d %s, %d skipped (the route already had a delivery for them)\n",
 		ans.Route, ans.Offered, ans.Matched, ans.Queued, verb, ans.Skipped)
 	return err
 }

@@ -238,6 +238,12 @@ func (h *Handler) deliveries(rq *request, _ []string) {
 		h.errorPage(rq, http.StatusBadRequest, "Bad filter", fmt.Sprintf("Route %q is not a route name.", d.Route))
 		return
 	}
+	if d.Route != "" && !eng.KnownRoute(d.Route) {
+		// As the admin API answers it: an empty list would read as a
+		// route with nothing, under a filter that shows "all routes".
+		h.errorPage(rq, http.StatusNotFound, "Unknown route", fmt.Sprintf("There is no route %q in the config or the outbox.", d.Route))
+		return
+	}
 	if d.Status != "" {
 		st, ok := persist.ParseStatus(d.Status)
 		if !ok {
