@@ -17,6 +17,7 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hookgate/hookgate/module/signing"
 )
@@ -130,7 +131,8 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 					q.Set(name, v)
 				}
 			}
-			if n, _ := c.Flags().GetInt("limit"); n != 0 {
+			if n, _ := c.Flags().GetInt("limit"); n != 0 || c.Flags().Changed("limit") {
+				// An explicit 0 goes too, for the API to refuse.
 				q.Set("limit", strconv.Itoa(n))
 			}
 			uri := "/webhooks/deliveries"
@@ -174,7 +176,8 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 					q.Set(name, v)
 				}
 			}
-			if n, _ := c.Flags().GetInt("limit"); n != 0 {
+			if n, _ := c.Flags().GetInt("limit"); n != 0 || c.Flags().Changed("limit") {
+				// An explicit 0 goes too, for the API to refuse.
 				q.Set("limit", strconv.Itoa(n))
 			}
 			uri := "/webhooks/routes/" + url.PathEscape(args[0]) + "/replay"
@@ -251,7 +254,7 @@ func runAdminBody(c *cobra.Command, method, uri string, reqBody []byte, format f
 func adminCall(c *cobra.Command, method, uri string, reqBody []byte) ([]byte, error) {
 	c.SilenceUsage = true
 	f := c.Flags()
-	address, _ := f.GetString("address")
+	address := adminAddress(f)
 	configFile, _ := f.GetString("config")
 	adapter, _ := f.GetString("adapter")
 	asJSON, _ := f.GetBool("json")
@@ -358,6 +361,14 @@ func adminRequest(addr, method, uri string, reqBody []byte) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	return io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+}
+
+// adminAddress is --address as caddycmd wants it: "host:port", so a
+// URL copied from a browser ("http://localhost:2019/") works too.
+func adminAddress(f *pflag.FlagSet) string {
+	a, _ := f.GetString("address")
+	a = strings.TrimPrefix(a, "http://")
+	return strings.TrimSuffix(a, "/")
 }
 
 // adminAnswerWait bounds the wait for the admin API's answer to begin

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -197,7 +198,10 @@ func TestWebhooksCommand(t *testing.T) {
 		var out bytes.Buffer
 		root.SetOut(&out)
 		root.SetErr(&out)
-		root.SetArgs(append(args, "--address", addr))
+		if !slices.Contains(args, "--address") {
+			args = append(args, "--address", addr)
+		}
+		root.SetArgs(args)
 		err := root.Execute()
 		return out.String(), err
 	}
@@ -245,6 +249,20 @@ func TestWebhooksCommand(t *testing.T) {
 		if _, err := run(args...); err == nil {
 			t.Errorf("%v: accepted", args)
 		}
+	}
+	// --address as a URL (copied from a browser) works; an explicit
+	// --limit 0 goes to the API, which refuses it, not the default.
+	if _, err := run("stats", "--address", "http://"+addr+"/"); err != nil {
+		t.Errorf("--address http://…/: %v", err)
+	}
+	if _, err := run("deliveries", "--limit", "0"); err != nil {
+		t.Errorf("deliveries --limit 0: %v", err)
+	}
+	mu.Lock()
+	last := seen[len(seen)-1]
+	mu.Unlock()
+	if last != "GET /webhooks/deliveries?limit=0" {
+		t.Errorf("deliveries --limit 0 asked %q", last)
 	}
 	// A server that is not hookgate's admin API answering 2xx is not
 	// taken for it.

@@ -154,7 +154,7 @@ func addTailCommand(cmd *cobra.Command) {
 				uri += "?" + q.Encode()
 			}
 			f := c.Flags()
-			address, _ := f.GetString("address")
+			address := adminAddress(f)
 			configFile, _ := f.GetString("config")
 			adapter, _ := f.GetString("adapter")
 			asJSON, _ := f.GetBool("json")
