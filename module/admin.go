@@ -238,6 +238,9 @@ type retryAnswer struct {
 	Route    string `json:"route"`
 	// Was is the status before the retry.
 	Was string `json:"was"`
+	// Held says why the route sends nothing now (paused, disabled,
+	// unverified, removed, circuit_open): the delivery waits for it.
+	Held string `json:"held,omitempty"`
 }
 
 type replayAnswer struct {
@@ -544,7 +547,7 @@ func (a *adminAPI) retry(eng *Engine, w http.ResponseWriter, _ *http.Request, pa
 	case err != nil:
 		return storeError(err, "requeueing delivery "+id)
 	}
-	writeJSON(w, http.StatusOK, retryAnswer{Delivery: id, Route: res.Route, Was: res.Was.String()})
+	writeJSON(w, http.StatusOK, retryAnswer{Delivery: id, Route: res.Route, Was: res.Was.String(), Held: eng.Held(res.Route)})
 	return nil
 }
 

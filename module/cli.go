@@ -160,6 +160,9 @@ func buildWebhooksCommand(cmd *cobra.Command) {
 		RunE: func(c *cobra.Command, args []string) error {
 			return runAdmin(c, http.MethodPost, "/webhooks/deliveries/"+url.PathEscape(args[0])+"/retry", answer(func(w io.Writer, ans *retryAnswer) error {
 				_, err := fmt.Fprintf(w, "delivery %s (route %s) requeued; it was %s\n", ans.Delivery, ans.Route, ans.Was)
+				if err == nil && ans.Held != "" {
+					_, err = fmt.Fprintf(w, "route %s sends nothing now (%s): the delivery waits for it\n", ans.Route, strings.ReplaceAll(ans.Held, "_", " "))
+				}
 				return err
 			}))
 		},

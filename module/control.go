@@ -343,3 +343,24 @@ func (e *Engine) requeued(res []persist.Requeued) {
 		d.rescan()
 	}
 }
+
+// Held says why route sends nothing now ("paused", "disabled",
+// "unverified", "removed" or "circuit_open"), or "" when it sends: a
+// retry or replay queues deliveries that then wait for it.
+func (e *Engine) Held(route string) string {
+	e.mu.RLock()
+	d := e.dispatchers[route]
+	e.mu.RUnlock()
+	if d == nil {
+		return stateRemoved
+	}
+	if g := d.gate(d.route.Load()); g != "" {
+		return g
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.br.stateAt(d.e.now()) == "open" {
+		return "circuit_open"
+	}
+	return ""
+}

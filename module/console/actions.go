@@ -154,7 +154,13 @@ func (h *Handler) retry(rq *request, parts []string) {
 	}
 	h.logAction(rq, "console: delivery retried", zap.String("delivery", id),
 		zap.String("route", res.Route), zap.String("was", res.Was.String()))
-	h.back(rq, url.Values{"notice": {"retried"}, "subject": {id}, "was": {res.Was.String()}})
+	q := url.Values{"notice": {"retried"}, "subject": {id}, "was": {res.Was.String()}}
+	if held := eng.Held(res.Route); held != "" {
+		// "Send now" on a paused route, or behind an open circuit,
+		// sends nothing: the notice says so.
+		q.Set("held", held)
+	}
+	h.back(rq, q)
 }
 
 // POST /routes/{name}/pause and /resume

@@ -277,6 +277,13 @@ func TestActions(t *testing.T) {
 	}
 	mustContain(t, "overview after pause", g.get("/console/?notice=paused&subject=erp", true).body,
 		"Route erp is paused", "/console/routes/erp/resume", `<p class="reason">paused: paused by an operator`)
+	// "Send now" on the paused route queues it, and says it waits.
+	a = g.post("/console/deliveries/"+erp+"/retry", form, nil)
+	if a.status != http.StatusSeeOther || !strings.Contains(a.header.Get("Location"), "held=paused") {
+		t.Fatalf("retry on a paused route: HTTP %d to %q", a.status, a.header.Get("Location"))
+	}
+	mustContain(t, "retry on a paused route", g.get(a.header.Get("Location"), true).body,
+		"but its route sends nothing now (paused): it waits for the route.")
 	if a := g.post("/console/routes/erp/resume", form, nil); a.status != http.StatusSeeOther {
 		t.Fatalf("resume: HTTP %d", a.status)
 	}

@@ -109,7 +109,14 @@ func noticeText(q url.Values) string {
 	}
 	switch q.Get("notice") {
 	case "retried":
-		return fmt.Sprintf("Delivery %s is queued to be sent now (it was %s).", subject, was)
+		switch held := q.Get("held"); held {
+		case "":
+			return fmt.Sprintf("Delivery %s is queued to be sent now (it was %s).", subject, was)
+		case "paused", "disabled", "unverified", "removed", "circuit_open":
+			return fmt.Sprintf("Delivery %s is queued (it was %s), but its route sends nothing now (%s): it waits for the route.",
+				subject, was, strings.ReplaceAll(held, "_", " "))
+		}
+		return ""
 	case "paused":
 		return fmt.Sprintf("Route %s is paused: events still queue, nothing is sent until it is resumed.", subject)
 	case "resumed":
