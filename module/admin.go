@@ -199,6 +199,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	// Data as sent: "<" stays "<", not "\u003c" (nothing here is HTML).
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }
 

@@ -513,7 +513,7 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 		ev.Data = body
 	} else {
 		if utf8.Valid(body) {
-			ev.Data, _ = json.Marshal(string(body))
+			ev.Data = jsonString(body)
 		} else {
 			// A JSON string cannot hold these bytes (encoding would turn
 			// them into U+FFFD, and a receiver re-checking the sender's
@@ -839,3 +839,14 @@ var (
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 	_ caddy.Provisioner           = (*Handler)(nil)
 )
+
+// jsonString is body as a JSON string, with its text as it came: "<",
+// ">" and "&" are not turned into \u003c and the like (json.Marshal's
+// HTML escaping), which receivers and the console would show as such.
+func jsonString(body []byte) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(string(body)) // a string always encodes
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}

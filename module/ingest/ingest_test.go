@@ -467,6 +467,23 @@ func TestInboundJSONNotUTF8(t *testing.T) {
 	}
 }
 
+// A text body is kept as a JSON string with its text as it came: no
+// \u003c for "<".
+func TestInboundTextKeptAsSent(t *testing.T) {
+	h := &Handler{Topic: "p.x"}
+	body := []byte("<b>a & b</b>\n\"q\"")
+	req := httptest.NewRequest("POST", "/p", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "text/plain")
+	batch, ierr := h.inbound(req, body)
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	var got string
+	if err := json.Unmarshal(batch[0].Event.Data, &got); err != nil || got != string(body) || string(batch[0].Event.Data) != `"<b>a & b</b>\n\"q\""` {
+		t.Errorf("data %s (%q, %v), want the text as it came", batch[0].Event.Data, got, err)
+	}
+}
+
 func TestInboundID(t *testing.T) {
 	long := strings.Repeat("x", 200)
 	tests := []struct{ source, sender, want string }{
