@@ -1,6 +1,7 @@
 package caddyfile
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -41,6 +42,7 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	// id_header and keep_headers need topic, which may come after them:
 	// judged at the end, reported at the first one's line.
 	var inboundOnly error
+	var idHeaderAt string // file:line of id_header, for an error found at the end
 	for d.NextBlock(0) {
 		var err error
 		sub := d.Val()
@@ -84,6 +86,7 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 				return d.Errf("invalid header name %q: expected letters, digits and %s", in.IDHeader, signing.TokenPunct)
 			}
 			in.IDHeader = http.CanonicalHeaderKey(in.IDHeader)
+			idHeaderAt = fmt.Sprintf("%s:%d", d.File(), d.Line())
 
 		case "keep_headers":
 			if err = once(d, in.KeepHeaders != nil); err != nil {
@@ -112,6 +115,11 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	}
 	if in.Topic == "" && inboundOnly != nil {
 		return inboundOnly
+	}
+	if in.IDHeader != "" && (in.Auth != nil && in.Auth.Header != nil && http.CanonicalHeaderKey(in.Auth.Header.Name) == in.IDHeader ||
+		in.Verify != nil && http.CanonicalHeaderKey(in.Verify.Header) == in.IDHeader) {
+		// Its value would become the event id, sent to every receiver.
+		return fmt.Errorf("id_header %s is the header of this endpoint's auth or verify: its value is a credential, not a message id, at %s", in.IDHeader, idHeaderAt)
 	}
 	return nil
 }

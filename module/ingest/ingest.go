@@ -173,6 +173,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("id_header: invalid header name %q", h.IDHeader)
 		}
 		h.idHeader = http.CanonicalHeaderKey(h.IDHeader)
+		if h.idHeader == h.authHeader || h.Verify != nil && h.idHeader == http.CanonicalHeaderKey(h.Verify.Header) {
+			// Its value would become the event id, sent to every
+			// receiver as webhook-id and shown by the admin API.
+			return fmt.Errorf("id_header %s is the header of this endpoint's auth or verify: its value is a credential, not a message id", h.idHeader)
+		}
 	case h.Verify != nil && (h.Verify.Scheme == "" || h.Verify.Scheme == "standard"):
 		h.idHeader = "Webhook-Id"
 	}
