@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -114,12 +115,21 @@ func envelope(ev *persist.Event) []byte {
 	b = AppendQuoted(b, ev.Type)
 	b = append(b, `,"timestamp":"`...)
 	b = ev.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if ev.ContentType != "" {
+		// An inbound body that was not JSON: its content type, under
+		// CloudEvents' name, so that a receiver can tell the text
+		// "hello" from the JSON string "hello".
+		ct, _ := json.Marshal(ev.ContentType)
+		b = append(b, `,"datacontenttype":`...)
+		b = append(b, ct...)
+	}
 	if ev.DataBase64 {
-		b = append(b, `","data_base64":"`...)
+		b = append(b, `,"data_base64":"`...)
 		b = base64.StdEncoding.AppendEncode(b, ev.Data)
 		return append(b, `"}`...)
 	}
-	b = append(b, `","data":`...)
+	b = append(b, `,"data":`...)
 	b = append(b, ev.Data...)
 	return append(b, '}')
 }

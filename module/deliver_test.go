@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -769,6 +770,18 @@ func TestEnvelope(t *testing.T) {
 				Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)},
 			want: `{"id":"i","type":"t","timestamp":"2026-01-02T03:04:05.000000006Z","data":"line\nnext"}`,
 		},
+		{
+			name: "inbound text: its content type goes along",
+			ev: &persist.Event{ID: "i", Type: "t", Data: []byte(`"hello"`), ContentType: "text/plain; charset=\"utf-8\"",
+				Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+			want: `{"id":"i","type":"t","timestamp":"2026-01-02T03:04:05Z","datacontenttype":"text/plain; charset=\"utf-8\"","data":"hello"}`,
+		},
+		{
+			name: "inbound bytes",
+			ev: &persist.Event{ID: "i", Type: "t", Data: []byte{0xff, 0x00}, DataBase64: true, ContentType: "application/octet-stream",
+				Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+			want: `{"id":"i","type":"t","timestamp":"2026-01-02T03:04:05Z","datacontenttype":"application/octet-stream","data_base64":"/wA="}`,
+		},
 	}
 	for _, tc := range tests {
 		got := envelope(tc.ev)
@@ -783,8 +796,16 @@ func TestEnvelope(t *testing.T) {
 		if err := json.Unmarshal(got, &m); err != nil {
 			t.Fatal(err)
 		}
-		if len(m) != 4 {
-			t.Errorf("%s: %d fields, want id, type, timestamp, data", tc.name, len(m))
+		want := 4
+		if tc.ev.ContentType != "" {
+			want = 5
+			var ct string
+			if json.Unmarshal(m["datacontenttype"], &ct); ct != tc.ev.ContentType {
+				t.Errorf("%s: datacontenttype %q, want %q", tc.name, ct, tc.ev.ContentType)
+			}
+		}
+		if len(m) != want {
+			t.Errorf("%s: %d fields, want id, type, timestamp, data (and datacontenttype with a content type)", tc.name, len(m))
 		}
 		var id, typ, stamp string
 		json.Unmarshal(m["id"], &id)
@@ -796,7 +817,11 @@ func TestEnvelope(t *testing.T) {
 		if st, err := time.Parse(time.RFC3339Nano, stamp); err != nil || !st.Equal(tc.ev.Time) {
 			t.Errorf("%s: timestamp %q does not read back as %v (%v)", tc.name, stamp, tc.ev.Time, err)
 		}
-		if string(m["data"]) != string(tc.ev.Data) {
+		if tc.ev.DataBase64 {
+			if b, err := base64.StdEncoding.DecodeString(strings.Trim(string(m["data_base64"]), `"`)); err != nil || string(b) != string(tc.ev.Data) {
+				t.Errorf("%s: data_base64 %s does not decode to the data", tc.name, m["data_base64"])
+			}
+		} else if string(m["data"]) != string(tc.ev.Data) {
 			t.Errorf("%s: data %s, want %s", tc.name, m["data"], tc.ev.Data)
 		}
 	}
