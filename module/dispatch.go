@@ -79,6 +79,9 @@ type dispatcher struct {
 	// holding is set while the route may not send: offers then stay on
 	// disk instead of filling the queue.
 	holding atomic.Bool
+	// unrecordedUntil (Unix ns) holds the route after an outcome could
+	// not be recorded, so that its delivery is not sent again at once.
+	unrecordedUntil atomic.Int64
 
 	// stMu guards state, the route's stored state (paused, verified URL,
 	// open circuit); updateState writes it through to the outbox. Lock
@@ -260,6 +263,11 @@ func (d *dispatcher) turn(r *route) time.Time {
 	if d.e.outcomesRefused() {
 		d.hold()
 		return now.Add(outcomeSpaceRecheck)
+	}
+	if until := time.Unix(0, d.unrecordedUntil.Load()); now.Before(until) {
+		// An outcome could not be recorded a moment ago.
+		d.hold()
+		return until
 	}
 	d.mu.Lock()
 	ok, _, until := d.br.allow(r.breaker, now)
@@ -485,8 +493,6 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 		nd.Status, nd.Done = persist.StatusDead, start.Add(res.dur)
 	}
 	d.logOutcome(log, &nd, res)
-	d.countAttempt(nd.Status, res)
-	d.hist.add(start.Add(res.dur), nd.Status, res.dur)
 
 	o := persist.Outcome{Delivery: &nd, ClaimedDue: claimed, Attempt: att}
 	dead := nd.Status == persist.StatusDead
@@ -504,10 +510,17 @@ func (d *dispatcher) attempt(r *route, j *job, probe bool) {
 					zap.String("delivery", nd.ID), zap.Error(err))
 			}
 			// Unrecorded: the delivery is still pending at its old due time.
+			// The route pauses a moment first: taken up again at once, it
+			// would be sent again and again while the outbox refuses.
+			d.unrecordedUntil.Store(d.e.now().Add(outcomeSpaceRecheck).UnixNano())
 			d.unclaim(nd.ID)
 			d.settle(nd.ID, claimed, claimed)
 			return
 		}
+		// Counted once recorded: an attempt whose outcome is lost is
+		// made again, and would be counted twice.
+		d.countAttempt(nd.Status, res)
+		d.hist.add(start.Add(res.dur), nd.Status, res.dur)
 		d.e.feed.publish(func() Outcome { return outcomeOf(&nd, j.ev, res) })
 		if nd.Status != persist.StatusPending {
 			d.countFinal(nd.Status)

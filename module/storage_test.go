@@ -1,6 +1,7 @@
 package module
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,4 +172,49 @@ func TestProvisionNATSChecksCredentials(t *testing.T) {
 			t.Errorf("%s: %v, want an error with %q", name, err, tc.want)
 		}
 	}
+}
+
+// refusingRecords is an outbox whose outcomes are refused while refuse
+// is set, as a full disk's are.
+type refusingRecords struct {
+	persist.Store
+	refuse atomic.Bool
+}
+
+func (s *refusingRecords) Record(o persist.Outcome, done func(error)) {
+	if s.refuse.Load() {
+		done(fmt.Errorf("recording: %w", persist.ErrStorageFull))
+		return
+	}
+	s.Store.Record(o, done)
+}
+
+// An attempt whose outcome the outbox refuses is not made again at once:
+// the route waits a moment (outcomeSpaceRecheck) each time, so a full
+// disk cannot turn into a flood of the same deliveries at the endpoint.
+// Counted in a window, whose length a slow machine can only make
+// yield fewer attempts.
+func TestUnrecordedOutcomeBacksOff(t *testing.T) {
+	sink := newCountingSink(t, nil)
+	var rs *refusingRecords
+	te := startTestEngine(t, "", map[string]*Route{"r": {URL: sink.URL}}, func(e *Engine) {
+		rs = &refusingRecords{Store: e.store}
+		rs.refuse.Store(true)
+		e.store = rs
+	})
+	id := te.post(`{}`)
+	waitUntil(t, "the first attempt", func() bool { return sink.posts.Load() >= 1 })
+	time.Sleep(2500 * time.Millisecond)
+	if n := sink.posts.Load(); n > 4 {
+		t.Errorf("%d attempts in 2.5 s while outcomes were refused; want one a second at most", n)
+	}
+	rs.refuse.Store(false)
+	ev, err := te.store.Event(id)
+	if err != nil || len(ev.Deliveries) != 1 {
+		t.Fatalf("event %s: %v, %v", id, ev, err)
+	}
+	waitUntil(t, "the delivery recorded as delivered", func() bool {
+		d, err := te.store.Delivery(ev.Deliveries[0])
+		return err == nil && d.Status == persist.StatusDelivered
+	})
 }

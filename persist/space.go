@@ -160,14 +160,23 @@ func (g *spaceGuard) measure() {
 // and outcome bytes about to be written, and reports a change. Must hold
 // g.mu.
 func (g *spaceGuard) state(ingest, outcome int64) Space {
-	need := g.minFree
+	// Each state ends only with a margin beyond the line that started
+	// it, so that it does not flap there. For the hard reserve this is
+	// also what keeps the dispatcher's look (with no bytes about to be
+	// written) from taking up deliveries whose outcomes the committer
+	// then refuses: each would be sent again, and again.
+	need, limit, reserve := g.minFree, g.maxStorage, g.reserve()
 	if g.full {
 		need += resumeMargin(g.minFree)
+		limit -= resumeMargin(g.maxStorage)
+	}
+	if g.crit {
+		reserve += resumeMargin(g.minFree)
 	}
 	size := ingest + outcome
 	// Without a free-space reading only max_storage applies.
-	full := (!g.unknown && g.free-size < need) || (g.maxStorage > 0 && g.used+size > g.maxStorage)
-	crit := !g.unknown && g.free-outcome < g.reserve()
+	full := (!g.unknown && g.free-size < need) || (g.maxStorage > 0 && g.used+size > limit)
+	crit := !g.unknown && g.free-outcome < reserve
 	if full != g.full || crit != g.crit {
 		g.full, g.crit = full, crit
 		if g.onChange != nil {

@@ -169,3 +169,44 @@ func TestOpenRefusesFullDisk(t *testing.T) {
 		t.Errorf("Space() at 60 MiB free = %+v, want Full, not Critical", sp)
 	}
 }
+
+// Each state of the guard ends only past a margin beyond where it began:
+// the hard reserve too, so that a look with nothing about to be written
+// (the dispatcher's) agrees with the committer's refusal of an outcome
+// right at the reserve; max_storage too, so ingest does not flap there.
+func TestSpaceGuardHysteresis(t *testing.T) {
+	p := new(fakeProbe)
+	g := newSpaceGuard(t.TempDir(), 100*mib, 0, p, func() time.Time { return time.Time{} }, nil)
+	margin := resumeMargin(100 * mib)
+
+	p.freeB.Store(50 * mib) // exactly the reserve
+	if _, outErr := g.admit(0, 512); outErr == nil {
+		t.Fatal("an outcome that would go below the reserve was admitted")
+	}
+	for _, free := range []int64{50 * mib, 50*mib + margin - 1} {
+		p.freeB.Store(free)
+		if sp := g.space(); !sp.Critical {
+			t.Errorf("free %d (reserve 50 MiB, margin %d): not critical once outcomes were refused", free, margin)
+		}
+	}
+	p.freeB.Store(50*mib + margin)
+	if sp := g.space(); sp.Critical {
+		t.Errorf("free at reserve+margin: still critical")
+	}
+
+	q := new(fakeProbe)
+	q.freeB.Store(1 << 40)
+	h := newSpaceGuard(t.TempDir(), 100*mib, 100*mib, q, func() time.Time { return time.Time{} }, nil)
+	q.usedB.Store(100*mib - 100)
+	if inErr, _ := h.admit(1000, 0); inErr == nil {
+		t.Fatal("ingest over max_storage admitted")
+	}
+	q.usedB.Store(100*mib - 100) // nothing was written; a little was freed
+	if inErr, _ := h.admit(10, 0); inErr == nil {
+		t.Error("ingest admitted right under max_storage after a refusal: it would flap")
+	}
+	q.usedB.Store(100*mib - resumeMargin(100*mib) - 1000)
+	if inErr, _ := h.admit(10, 0); inErr != nil {
+		t.Errorf("ingest refused with max_storage's margin free: %v", inErr)
+	}
+}
