@@ -99,8 +99,11 @@ func (nopLogger) Debugf(string, ...any)   {}
 // goroutine, which drains whatever is waiting into one transaction and
 // syncs once: that is what lets concurrent ingests share an fsync.
 type Badger struct {
-	db   *badger.DB
-	opts Options
+	// flushGate keeps commit groups (read side) and memtable flushes
+	// (write side, flattenAll) apart.
+	flushGate sync.RWMutex
+	db        *badger.DB
+	opts      Options
 	// retention is read by the committer for every write; SetRetention
 	// swaps it when a reload changes the config.
 	retention atomic.Pointer[Retention]

@@ -136,6 +136,10 @@ type unit struct {
 }
 
 func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
+	// A flush of the memtables (flattenAll) blocks Badger's writes: a
+	// group waits for it rather than fail.
+	s.flushGate.RLock()
+	defer s.flushGate.RUnlock()
 	units := make([]unit, 0, len(ins)+len(recs))
 	// settled marks the units already told how they ended: a group split
 	// over several transactions may panic after some were, and settling

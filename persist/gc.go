@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"cmp"
 	"errors"
 	"time"
 
@@ -33,15 +34,40 @@ func (s *Badger) gcLoop() {
 		// A GC run rewrites the live entries of one value-log file (at
 		// most half of it, at this discard ratio) before it deletes the
 		// file: skip it when that might not fit.
-		if free := s.space.space().Free; free >= 0 && free < valueLogFileSize {
+		sp := s.space.space()
+		if sp.Free >= 0 && sp.Free < cmp.Or(s.opts.vlogFileSize, valueLogFileSize) {
 			continue
 		}
 		for i := 0; i < 16; i++ {
-			if err := s.runValueLogGC(0.5); err != nil {
-				break
+			err := s.runValueLogGC(0.5)
+			if err == nil {
+				continue
 			}
+			if i == 0 && sp.Full && errors.Is(err, badger.ErrNoRewrite) && s.flattenFits(sp) {
+				// Ingest is refused and GC finds nothing: Badger learns
+				// what in the value log is garbage only from compactions,
+				// and with nothing written (ingest refused, deliveries
+				// done) none may come, so space whose retention is over
+				// would never come back. Compact it all, then look again.
+				if ferr := s.flattenAll(); ferr != nil {
+					s.opts.Logger.Warningf("compacting the outbox to reclaim space: %v", ferr)
+					break
+				}
+				continue
+			}
+			break
 		}
 	}
+}
+
+// flattenFits says whether compacting the whole LSM tree (which writes
+// at most its size again, and a memtable) leaves the hard reserve free.
+func (s *Badger) flattenFits(sp Space) bool {
+	if sp.Free < 0 {
+		return false
+	}
+	lsm, _ := s.db.Size()
+	return sp.Free-lsm-int64(cmp.Or(s.opts.memTableSize, memTableSize)) > sp.MinFree/2
 }
 
 // runValueLogGC runs one round of value-log GC, which rewrites the live

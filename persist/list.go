@@ -697,9 +697,9 @@ func (s *Badger) reopenEvent(txn *badger.Txn, eventID string) (bool, error) {
 // drops them and tells the value log what is garbage) and then runs
 // value-log GC until it finds nothing to reclaim.
 //
-// It is for tests and maintenance, not for a busy outbox: Badger refuses
-// writes while it flushes (an ingest would fail), and the compaction
-// competes with everything else for the disk.
+// It is for tests and maintenance, not for a busy outbox: commits wait
+// while the memtables are flushed, and the compaction competes with
+// everything else for the disk.
 func (s *Badger) Compact() error {
 	// Expired events go by the sweeper, not by a TTL: sweep them first.
 	if err := s.sweep(); err != nil {
@@ -742,24 +742,36 @@ func (s *Badger) flattenAll() error {
 	// read), so it runs twice; the second pass is cheap.
 	low, high, drop := []byte{0x00, '~'}, []byte{0xfe, '~'}, []byte{0xff, '~'}
 	for pass := 0; pass < 2; pass++ {
-		err := s.db.Update(func(txn *badger.Txn) error {
-			if err := txn.Delete(low); err != nil {
-				return err
-			}
-			if err := txn.Delete(high); err != nil {
-				return err
-			}
-			return txn.Set(drop, nil)
-		})
-		if err != nil {
-			return fmt.Errorf("marking the key range: %w", err)
-		}
-		if err := s.db.DropPrefix(drop); err != nil {
-			return fmt.Errorf("flushing the memtables: %w", err)
+		if err := s.flushMemtables(low, high, drop); err != nil {
+			return err
 		}
 		if err := s.db.Flatten(2); err != nil {
 			return fmt.Errorf("flattening the outbox: %w", err)
 		}
+	}
+	return nil
+}
+
+// flushMemtables writes the markers and flushes the memtables (see
+// flattenAll), with the committer held off: Badger refuses writes
+// meanwhile, and an ingest or outcome would fail.
+func (s *Badger) flushMemtables(low, high, drop []byte) error {
+	s.flushGate.Lock()
+	defer s.flushGate.Unlock()
+	err := s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(low); err != nil {
+			return err
+		}
+		if err := txn.Delete(high); err != nil {
+			return err
+		}
+		return txn.Set(drop, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("marking the key range: %w", err)
+	}
+	if err := s.db.DropPrefix(drop); err != nil {
+		return fmt.Errorf("flushing the memtables: %w", err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -208,5 +209,87 @@ func TestSpaceGuardHysteresis(t *testing.T) {
 	q.usedB.Store(100*mib - resumeMargin(100*mib) - 1000)
 	if inErr, _ := h.admit(10, 0); inErr != nil {
 		t.Errorf("ingest refused with max_storage's margin free: %v", inErr)
+	}
+}
+
+// duProbe is a file system of capacity bytes holding only dir: its free
+// space is what the outbox's files leave, so space Badger gives back
+// shows.
+type duProbe struct {
+	t        testing.TB
+	dir      string
+	capacity int64
+}
+
+func (p duProbe) free(string) (int64, error) {
+	used, _ := footprint(p.t, p.dir)
+	return p.capacity - used, nil
+}
+
+func (p duProbe) used(string) (int64, error) {
+	used, _ := footprint(p.t, p.dir)
+	return used, nil
+}
+
+// Refused for space, with every delivery done and its retention over,
+// ingest resumes by itself: nothing is written meanwhile, so no
+// compaction would tell the value log what is garbage; the GC loop
+// compacts when it finds nothing to reclaim while ingest is refused.
+func TestStorageFullResumesAfterRetention(t *testing.T) {
+	dir := t.TempDir()
+	// Enough that a memtable flush (16 MiB) fits beside the reserve.
+	const minFree = 40 * mib
+	opts := Options{Dir: dir, MinFree: minFree, Retention: time.Second, DeadRetention: time.Second,
+		DedupeWindow: time.Second, GCInterval: 200 * time.Millisecond, vlogFileSize: 1 * mib}
+	// Opened once to learn what an empty outbox takes.
+	s0 := openStore(t, opts)
+	s0.Close()
+	empty, _ := footprint(t, dir)
+	opts.probe = duProbe{t: t, dir: dir, capacity: empty + minFree + 6*mib}
+	s := openStore(t, opts)
+
+	pad := strings.Repeat("x", 8<<10)
+	var ids []string
+	for n := 0; ; n++ {
+		if n == 5000 {
+			t.Fatal("ingest never refused for space")
+		}
+		in := oneIngest(fmt.Sprintf("e%d", n), t0, "r")
+		in.Event.Data = []byte(`{"pad":"` + pad + `"}`)
+		err := tryIngest(s, in)
+		if errors.Is(err, ErrStorageFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, in.Event.ID)
+	}
+	for _, id := range ids {
+		finish(t, s, id+"/r", StatusDelivered, t0)
+	}
+	t.Logf("%d events stored before ingest was refused; all delivered", len(ids))
+	waitExpired(time.Now(), opts.Retention)
+
+	deadline := time.Now().Add(wait)
+	for n := 0; ; n++ {
+		err := tryIngest(s, oneIngest(fmt.Sprintf("after-%d", n), t0, "r"))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrStorageFull) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			used, _ := footprint(t, dir)
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				fi, _ := e.Info()
+				u, _ := footprint(t, dir+"/"+e.Name())
+				t.Logf("%s %d (%d used)", e.Name(), fi.Size(), u)
+			}
+			t.Fatalf("ingest still refused %v after retention ended (outbox takes %d bytes, empty %d): %v", wait, used, empty, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
