@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,6 +123,9 @@ type spaceGuard struct {
 	free, used int64     // as measured, less the writes debited since
 	unknown    bool      // the platform cannot measure free space
 	full, crit bool
+	// lsm is the size of Badger's tables, read every lsmEvery.
+	lsm         int64
+	lsmMeasured time.Time
 }
 
 func newSpaceGuard(dir string, minFree, maxStorage int64, probe spaceProbe, now func() time.Time, onChange func(Space)) *spaceGuard {
@@ -136,8 +140,37 @@ func newSpaceGuard(dir string, minFree, maxStorage int64, probe spaceProbe, now 
 }
 
 // reserve is the hard reserve: below it outcomes are refused and the
-// outbox does not open.
-func (g *spaceGuard) reserve() int64 { return g.minFree / 2 }
+// outbox does not open. It is half of MinFree, or the size of Badger's
+// tables (the LSM tree) if that is more: a compaction may write it all
+// again before it deletes the old tables, and writing into a memory map
+// on a full disk kills the process (SIGBUS). Ingest stops half of
+// MinFree above it.
+func (g *spaceGuard) reserve() int64 { return max(g.minFree/2, g.lsm) }
+
+// need is the free space below which ingest is refused: MinFree, or the
+// reserve and half of MinFree when the LSM tree makes the reserve larger.
+func (g *spaceGuard) need() int64 { return g.reserve() + g.minFree/2 }
+
+// lsmEvery is how often the size of Badger's tables is read again.
+const lsmEvery = time.Second
+
+// tablesSize is the size of the Badger tables (*.sst) in dir.
+func tablesSize(dir string) int64 {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".sst") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
 
 // measure reads the probe if the last reading is stale. Must hold g.mu.
 func (g *spaceGuard) measure() {
@@ -146,6 +179,10 @@ func (g *spaceGuard) measure() {
 		return
 	}
 	g.measured = now
+	if now.Sub(g.lsmMeasured) >= lsmEvery || !now.After(g.lsmMeasured) {
+		g.lsmMeasured = now
+		g.lsm = tablesSize(g.dir)
+	}
 	free, err := g.probe.free(existingDir(g.dir))
 	g.unknown = err != nil
 	g.free = free
@@ -165,7 +202,7 @@ func (g *spaceGuard) state(ingest, outcome int64) Space {
 	// also what keeps the dispatcher's look (with no bytes about to be
 	// written) from taking up deliveries whose outcomes the committer
 	// then refuses: each would be sent again, and again.
-	need, limit, reserve := g.minFree, g.maxStorage, g.reserve()
+	need, limit, reserve := g.need(), g.maxStorage, g.reserve()
 	if g.full {
 		need += resumeMargin(g.minFree)
 		limit -= resumeMargin(g.maxStorage)
@@ -206,7 +243,7 @@ func (g *spaceGuard) admit(ingest, outcome int64) (ingestErr, outcomeErr error) 
 		ingest = 0
 	}
 	if sp.Critical && outcome > 0 {
-		outcomeErr = fmt.Errorf("%w: %s free on the file system of %s, below the hard reserve of %s (half of min_free)",
+		outcomeErr = fmt.Errorf("%w: %s free on the file system of %s, below the hard reserve of %s (half of min_free, or the size of the outbox's tables if larger)",
 			ErrStorageFull, humanize.IBytes(uint64(max(g.free, 0))), g.dir, humanize.IBytes(uint64(g.reserve())))
 		outcome = 0
 	}
@@ -216,9 +253,15 @@ func (g *spaceGuard) admit(ingest, outcome int64) (ingestErr, outcomeErr error) 
 }
 
 func (g *spaceGuard) fullError() error {
-	if g.maxStorage > 0 && (g.unknown || g.free >= g.minFree) {
+	if g.maxStorage > 0 && (g.unknown || g.free >= g.need()) {
 		return fmt.Errorf("%w: %s holds %s, max_storage is %s", ErrStorageFull,
 			g.dir, humanize.IBytes(uint64(g.used)), humanize.IBytes(uint64(g.maxStorage)))
+	}
+	if need := g.need(); need > g.minFree {
+		return fmt.Errorf("%w: %s free on the file system of %s, under the %s kept free (min_free is %s; "+
+			"the outbox's tables, %s, raise it: a compaction may write them again)", ErrStorageFull,
+			humanize.IBytes(uint64(max(g.free, 0))), g.dir, humanize.IBytes(uint64(need)),
+			humanize.IBytes(uint64(g.minFree)), humanize.IBytes(uint64(g.lsm)))
 	}
 	return fmt.Errorf("%w: %s free on the file system of %s, min_free is %s", ErrStorageFull,
 		humanize.IBytes(uint64(max(g.free, 0))), g.dir, humanize.IBytes(uint64(g.minFree)))
@@ -254,8 +297,8 @@ func (g *spaceGuard) checkOpen() error {
 		return nil
 	}
 	return fmt.Errorf("outbox %s cannot open: its file system has %s free, less than the %s the outbox "+
-		"keeps in reserve (half of min_free, which is %s); free some space there, or lower min_free "+
-		"if the disk is small",
+		"keeps in reserve (half of min_free, which is %s, or the size of its tables if larger: a compaction "+
+		"may write them again); free some space there, or lower min_free if the disk is small",
 		g.dir, humanize.IBytes(uint64(max(g.free, 0))), humanize.IBytes(uint64(g.reserve())),
 		humanize.IBytes(uint64(g.minFree)))
 }

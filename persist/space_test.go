@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -291,5 +292,37 @@ func TestStorageFullResumesAfterRetention(t *testing.T) {
 			t.Fatalf("ingest still refused %v after retention ended (outbox takes %d bytes, empty %d): %v", wait, used, empty, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Badger's tables raise the hard reserve (a compaction may write them
+// again) and, with it, the free space ingest keeps: a large outbox on a
+// small min_free would otherwise run its disk dry in a compaction, and
+// the process die of SIGBUS.
+func TestSpaceReserveCoversTables(t *testing.T) {
+	dir := t.TempDir()
+	sst := filepath.Join(dir, "000001.sst")
+	if err := os.WriteFile(sst, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(sst, 100*mib); err != nil { // sparse: its size is what counts
+		t.Fatal(err)
+	}
+	p := new(fakeProbe)
+	p.freeB.Store(150 * mib)
+	g := newSpaceGuard(dir, 20*mib, 0, p, func() time.Time { return time.Time{} }, nil)
+	if err := g.checkOpen(); err != nil {
+		t.Fatalf("150 MiB free, 100 MiB of tables: %v", err)
+	}
+	p.freeB.Store(105 * mib) // over min_free and its half, under tables + half of min_free
+	if inErr, outErr := g.admit(1, 1); inErr == nil || outErr != nil || !strings.Contains(inErr.Error(), "tables") {
+		t.Errorf("105 MiB free: ingest %v, outcome %v; want ingest refused naming the tables, outcomes taken", inErr, outErr)
+	}
+	p.freeB.Store(90 * mib)
+	if _, outErr := g.admit(0, 1); outErr == nil {
+		t.Error("90 MiB free with 100 MiB of tables: an outcome was taken")
+	}
+	if err := g.checkOpen(); err == nil || !strings.Contains(err.Error(), "tables") {
+		t.Errorf("open with 90 MiB free and 100 MiB of tables: %v, want a refusal naming the tables", err)
 	}
 }
