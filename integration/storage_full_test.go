@@ -204,6 +204,13 @@ http://%s {
 	if !seen {
 		t.Errorf("the stats never said the outbox was full right after a refused post")
 	}
+	// An event stored before is a duplicate, full or not: a client whose
+	// first answer was lost learns it is stored.
+	if resp, body, err := post("f-0-0"); err != nil {
+		t.Errorf("re-posting a stored event while full: %v", err)
+	} else if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"duplicate":true`) {
+		t.Errorf("re-posting a stored event while full: %d %s; want 200 duplicate", resp.StatusCode, body)
+	}
 
 	// Space returns: ingest resumes by itself.
 	if err := os.Remove(filler); err != nil {

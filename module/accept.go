@@ -95,6 +95,13 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 		for _, in := range batch {
 			e.release(in.Deliveries, true)
 		}
+		if errors.Is(err, persist.ErrStorageFull) {
+			// As over max_pending: a client whose first answer was lost
+			// learns that its events are stored.
+			if out := e.storedAlready(batch); out != nil {
+				return out, nil
+			}
+		}
 		return nil, err
 	}
 	out := make([]Accepted, len(results))
