@@ -76,6 +76,10 @@ type Space struct {
 	// MinFree and MaxStorage are the limits in force (MaxStorage 0: none).
 	MinFree    int64
 	MaxStorage int64
+	// Need is the free space below which ingest is refused (MinFree, or
+	// more when Badger's tables raise the reserve); Reserve is the hard
+	// reserve.
+	Need, Reserve int64
 	// Full is set while ingest is refused with ErrStorageFull.
 	Full bool
 	// Critical is set while outcomes are refused too: the free space is
@@ -224,7 +228,8 @@ func (g *spaceGuard) state(ingest, outcome int64) Space {
 }
 
 func (g *spaceGuard) snapshot() Space {
-	sp := Space{Free: g.free, Used: g.used, MinFree: g.minFree, MaxStorage: g.maxStorage, Full: g.full, Critical: g.crit}
+	sp := Space{Free: g.free, Used: g.used, MinFree: g.minFree, MaxStorage: g.maxStorage, Full: g.full, Critical: g.crit,
+		Need: g.need(), Reserve: g.reserve()}
 	if g.unknown {
 		sp.Free = -1
 	}

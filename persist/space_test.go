@@ -318,6 +318,9 @@ func TestSpaceReserveCoversTables(t *testing.T) {
 	if inErr, outErr := g.admit(1, 1); inErr == nil || outErr != nil || !strings.Contains(inErr.Error(), "tables") {
 		t.Errorf("105 MiB free: ingest %v, outcome %v; want ingest refused naming the tables, outcomes taken", inErr, outErr)
 	}
+	if sp := g.space(); sp.Reserve != 100*mib || sp.Need != 110*mib {
+		t.Errorf("reserve %d, need %d; want the tables' 100 MiB and that plus half of min_free", sp.Reserve, sp.Need)
+	}
 	p.freeB.Store(90 * mib)
 	if _, outErr := g.admit(0, 1); outErr == nil {
 		t.Error("90 MiB free with 100 MiB of tables: an outcome was taken")
