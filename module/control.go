@@ -190,6 +190,7 @@ func (d *dispatcher) stats(now time.Time) RouteStats {
 	d.mu.Lock()
 	st.InFlight = d.inflight
 	st.Circuit = d.br.stateAt(now)
+	probeAt := d.br.retryAt
 	verifyErr := d.verifyErr
 	d.mu.Unlock()
 	switch st.State {
@@ -206,13 +207,19 @@ func (d *dispatcher) stats(now time.Time) RouteStats {
 	case stateActive:
 		if d.e.outcomesRefused() {
 			// Active, and yet nothing goes: the gateway, not the endpoint.
-			st.Reason = "deliveries held: the outbox is below its hard reserve of free space (half of min_free)"
+			st.Reason = "deliveries held: the outbox is below its hard reserve of free space (half of min_free, or more with large tables)"
 		}
 	}
 	if r := d.route.Load(); r != nil && !r.breaker.on() {
 		// A circuit restored open for a route whose breaker is now off
 		// closes at the dispatcher's next turn.
 		st.Circuit = circuitClosed
+	}
+	if st.State == stateActive && st.Reason == "" && st.Circuit == circuitOpen {
+		// Active, and yet nothing goes until the probe: say when, or
+		// deliveries due in the past look stuck.
+		st.Reason = "circuit open after repeated failures: nothing is sent until a probe at " +
+			probeAt.UTC().Format(time.RFC3339) + " (a retry or replay waits for it too)"
 	}
 	if ns := d.lastSuccess.Load(); ns != 0 {
 		st.LastSuccess = time.Unix(0, ns).UTC()

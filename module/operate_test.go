@@ -714,3 +714,21 @@ func TestDeadByMaxAgeSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// An open circuit says in the stats when its probe goes: deliveries due
+// in the past would otherwise look stuck.
+func TestStatsSayWhenTheCircuitProbes(t *testing.T) {
+	sink := newCountingSink(t, func(int64) int { return http.StatusServiceUnavailable })
+	te := startTestEngine(t, "", map[string]*Route{"brk": {URL: sink.URL, Concurrency: 1, Breaker: 1,
+		BreakerCooldown: caddy.Duration(time.Hour)}}, nil)
+	te.post(`{}`)
+	waitUntil(t, "the circuit to open", func() bool { return te.stats("brk").Circuit == circuitOpen })
+	st := te.stats("brk")
+	if st.State != stateActive || !strings.Contains(st.Reason, "circuit open") || !strings.Contains(st.Reason, "probe at ") {
+		t.Fatalf("stats %+v, want the reason to say when the probe goes", st)
+	}
+	at, err := time.Parse(time.RFC3339, strings.Fields(st.Reason[strings.Index(st.Reason, "probe at ")+len("probe at "):])[0])
+	if err != nil || at.Before(time.Now().Add(50*time.Minute)) {
+		t.Errorf("probe time in %q: %v, %v; want about an hour from now", st.Reason, at, err)
+	}
+}
