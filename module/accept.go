@@ -79,14 +79,20 @@ func (e *Engine) Accept(ctx context.Context, events []*persist.Event) ([]Accepte
 		in.Keep = cfg.keepUnmatched
 		newDeliveries += int64(len(in.Deliveries))
 	}
-	if newDeliveries > 0 && e.pending.Load()+newDeliveries > cfg.maxPending {
-		// A retry of events that were stored (the answer to the first
-		// try was lost) is a duplicate, as it would be below the limit:
-		// answering 503 would leave the client no way to learn that.
-		if out := e.storedAlready(batch); out != nil {
-			return out, nil
+	if newDeliveries > 0 {
+		// Requests being stored count too (admitting), or concurrent
+		// ones would each see room for themselves and all go in.
+		if e.pending.Load()+e.admitting.Add(newDeliveries) > cfg.maxPending {
+			e.admitting.Add(-newDeliveries)
+			// A retry of events that were stored (the answer to the first
+			// try was lost) is a duplicate, as it would be below the limit:
+			// answering 503 would leave the client no way to learn that.
+			if out := e.storedAlready(batch); out != nil {
+				return out, nil
+			}
+			return nil, ErrOverloaded
 		}
-		return nil, ErrOverloaded
+		defer e.admitting.Add(-newDeliveries)
 	}
 
 	e.reserve(batch)

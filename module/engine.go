@@ -54,8 +54,9 @@ type Engine struct {
 	feed feed
 
 	cfg atomic.Pointer[runtimeConfig]
-	// pending counts pending deliveries over all routes (for max_pending).
-	pending atomic.Int64
+	// pending counts pending deliveries over all routes (for max_pending);
+	// admitting those of requests being stored.
+	pending, admitting atomic.Int64
 
 	mu          sync.RWMutex
 	configs     []*runtimeConfig // started configs, newest last

@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -730,5 +731,36 @@ func TestStatsSayWhenTheCircuitProbes(t *testing.T) {
 	at, err := time.Parse(time.RFC3339, strings.Fields(st.Reason[strings.Index(st.Reason, "probe at ")+len("probe at "):])[0])
 	if err != nil || at.Before(time.Now().Add(50*time.Minute)) {
 		t.Errorf("probe time in %q: %v, %v; want about an hour from now", st.Reason, at, err)
+	}
+}
+
+// Concurrent requests cannot each see room under max_pending and all go
+// in: requests being stored count against the limit too.
+func TestMaxPendingHoldsUnderConcurrency(t *testing.T) {
+	te := startTestEngine(t, "", map[string]*Route{"off": {URL: "http://127.0.0.1:1/", Disabled: true}}, nil)
+	cfg := *te.cfg.Load()
+	cfg.maxPending = 50
+	te.cfg.Store(&cfg)
+	var wg sync.WaitGroup
+	var accepted atomic.Int64
+	for c := 0; c < 16; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for n := 0; n < 20; n++ {
+				_, err := te.Accept(context.Background(), []*persist.Event{{ID: fmt.Sprintf("c%d-%d", c, n), Type: "test.event", Data: []byte(`{}`)}})
+				switch {
+				case err == nil:
+					accepted.Add(1)
+				case !errors.Is(err, ErrOverloaded):
+					t.Errorf("accept: %v", err)
+					return
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	if n, st := accepted.Load(), te.stats("off"); n != 50 || st.Pending != 50 {
+		t.Errorf("%d accepted, %d pending with max_pending 50; want exactly 50", n, st.Pending)
 	}
 }
