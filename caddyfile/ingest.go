@@ -116,10 +116,9 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	if in.Topic == "" && inboundOnly != nil {
 		return inboundOnly
 	}
-	if in.IDHeader != "" && (in.Auth != nil && in.Auth.Header != nil && http.CanonicalHeaderKey(in.Auth.Header.Name) == in.IDHeader ||
-		in.Verify != nil && http.CanonicalHeaderKey(in.Verify.Header) == in.IDHeader) {
-		// Its value would become the event id, sent to every receiver.
-		return fmt.Errorf("id_header %s is the header of this endpoint's auth or verify: its value is a credential, not a message id, at %s", in.IDHeader, idHeaderAt)
+	if err := in.CheckIDHeader(); err != nil {
+		// Found once auth and verify are known: reported at its line.
+		return fmt.Errorf("%v, at %s", err, idHeaderAt)
 	}
 	return nil
 }

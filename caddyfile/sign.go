@@ -3,6 +3,7 @@ package caddyfile
 import (
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,7 +103,7 @@ func parseSign(d *caddyfile.Dispenser, r *module.Route) error {
 		return err
 	}
 	// As for verify: secrets written out are checked with their line.
-	if !strings.Contains(strings.Join(r.Sign.Secrets, ""), "{") {
+	if writtenOut(r.Sign.Secrets) {
 		if _, err := signing.NewSigner(scheme, r.Sign.Secrets, r.Sign.Header, r.Sign.Encoding, r.Sign.Prefix); err != nil {
 			return d.Err(err.Error())
 		}
@@ -154,16 +155,21 @@ func parseVerify(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	if err := parseSigBlock(d, "verify "+scheme, opts); err != nil {
 		return err
 	}
-	// Secrets written out (no placeholder) are checked now, so that a
-	// bad one is reported with its file and line; the message never
-	// quotes them.
-	if !strings.Contains(strings.Join(secrets, ""), "{") {
+	// Secrets written out are checked now, so that a bad one is reported
+	// with its file and line; the message never quotes them.
+	if writtenOut(secrets) {
 		if _, err := signing.NewVerifier(scheme, secrets, v.Header, v.Encoding, v.Prefix, time.Duration(v.Tolerance)); err != nil {
 			return d.Err(err.Error())
 		}
 	}
 	in.Verify = v
 	return nil
+}
+
+// writtenOut reports whether secrets hold no placeholder: their values
+// are known while the Caddyfile is adapted.
+func writtenOut(secrets []string) bool {
+	return !slices.ContainsFunc(secrets, func(s string) bool { return strings.Contains(s, "{") })
 }
 
 // noOptionsInline refuses a secret that is the name of an option of the

@@ -182,9 +182,9 @@ http://%s {
 	// episode between two requests: the stats are read right after a
 	// refused post, until one pair is caught (posts that are taken fill
 	// the disk again).
-	seen := false
-	for n, began := 0, time.Now(); n < 20_000 && !seen && time.Since(began) < 20*time.Second; n++ {
-		id := fmt.Sprintf("probe-%d", n)
+	// tally posts id and records it as acknowledged (true) or refused.
+	tally := func(id string) (bool, string) {
+		t.Helper()
 		resp, body, err := post(id)
 		if err != nil {
 			t.Fatalf("posting %s: %v", id, err)
@@ -192,11 +192,18 @@ http://%s {
 		switch resp.StatusCode {
 		case http.StatusAccepted:
 			acked.Store(id, true)
-			continue
+			return true, body
 		case http.StatusServiceUnavailable:
 			refused.Store(id, true)
-		default:
-			t.Fatalf("posting %s: %d %s", id, resp.StatusCode, body)
+			return false, body
+		}
+		t.Fatalf("posting %s: %d %s", id, resp.StatusCode, body)
+		return false, body
+	}
+	seen := false
+	for n, began := 0, time.Now(); n < 20_000 && !seen && time.Since(began) < 20*time.Second; n++ {
+		if ok, _ := tally(fmt.Sprintf("probe-%d", n)); ok {
+			continue
 		}
 		o := outboxHealth(t, admin)
 		seen = (o.State == "full" || o.State == "critical") && strings.Contains(o.Reason, "503 storage_full")
@@ -219,23 +226,13 @@ http://%s {
 	freed := time.Now()
 	var resumed time.Duration
 	for n := 0; resumed == 0; n++ {
-		id := fmt.Sprintf("after-%d", n)
-		resp, body, err := post(id)
-		if err != nil {
-			t.Fatalf("posting %s: %v", id, err)
-		}
-		switch resp.StatusCode {
-		case http.StatusAccepted:
-			acked.Store(id, true)
+		if ok, body := tally(fmt.Sprintf("after-%d", n)); ok {
 			resumed = time.Since(freed)
-		case http.StatusServiceUnavailable:
-			refused.Store(id, true)
+		} else {
 			if time.Since(freed) > 20*time.Second {
 				t.Fatalf("ingest still refused 20s after 16 MiB were freed: %s; log:\n%s", body, c.tail())
 			}
 			time.Sleep(50 * time.Millisecond)
-		default:
-			t.Fatalf("posting %s: %d %s", id, resp.StatusCode, body)
 		}
 	}
 	t.Logf("ingest resumed %v after the filler was deleted", resumed.Round(time.Millisecond))

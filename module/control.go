@@ -210,7 +210,7 @@ func (d *dispatcher) stats(now time.Time) RouteStats {
 			st.Reason = "deliveries held: the outbox is below its hard reserve of free space (half of min_free, or more with large tables)"
 		}
 	}
-	if r := d.route.Load(); r != nil && !r.breaker.on() {
+	if r != nil && !r.breaker.on() {
 		// A circuit restored open for a route whose breaker is now off
 		// closes at the dispatcher's next turn.
 		st.Circuit = circuitClosed
@@ -351,9 +351,12 @@ func (e *Engine) requeued(res []persist.Requeued) {
 	}
 }
 
-// Held says why route sends nothing now ("paused", "disabled",
-// "unverified", "removed" or "circuit_open"), or "" when it sends: a
-// retry or replay queues deliveries that then wait for it.
+// heldCircuitOpen is what Held says of a route whose circuit is open.
+const heldCircuitOpen = "circuit_open"
+
+// Held says why route sends nothing now (a gate state: "paused",
+// "disabled", "unverified", "removed"; or heldCircuitOpen), or "" when it
+// sends: a retry or replay queues deliveries that then wait for it.
 func (e *Engine) Held(route string) string {
 	e.mu.RLock()
 	d := e.dispatchers[route]
@@ -366,8 +369,8 @@ func (e *Engine) Held(route string) string {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.br.stateAt(d.e.now()) == "open" {
-		return "circuit_open"
+	if d.br.stateAt(d.e.now()) == circuitOpen {
+		return heldCircuitOpen
 	}
 	return ""
 }

@@ -157,8 +157,7 @@ func (e *Engine) OutboxHealth() *OutboxHealth {
 	}
 	why := humanize.IBytes(uint64(max(sp.Free, 0))) + " free, under min_free " + humanize.IBytes(uint64(sp.MinFree))
 	if sp.Need > sp.MinFree {
-		why = humanize.IBytes(uint64(max(sp.Free, 0))) + " free, under the " + humanize.IBytes(uint64(sp.Need)) +
-			" kept free (min_free, raised by the outbox's tables: a compaction may write them again)"
+		why += ", raised to " + humanize.IBytes(uint64(sp.Need)) + " by the outbox's tables (a compaction may write them again)"
 	}
 	if sp.MaxStorage > 0 && sp.Used >= sp.MaxStorage {
 		why = humanize.IBytes(uint64(sp.Used)) + " used, max_storage " + humanize.IBytes(uint64(sp.MaxStorage))

@@ -247,8 +247,9 @@ func Open(opts Options) (*Badger, error) {
 		}
 	}
 	s.retention.Store(&Retention{Dedupe: opts.DedupeWindow, Delivered: opts.Retention, Dead: opts.DeadRetention})
-	s.wg.Add(6)
+	s.wg.Add(7)
 	go s.commitLoop()
+	go s.tablesLoop()
 	go s.syncLoop()
 	go s.gcLoop()
 	go s.trimLoop()

@@ -67,7 +67,7 @@ func (s *Badger) flattenFits(sp Space) bool {
 		return false
 	}
 	lsm, _ := s.db.Size()
-	return sp.Free-lsm-int64(cmp.Or(s.opts.memTableSize, memTableSize)) > sp.MinFree/2
+	return sp.Free-lsm-int64(cmp.Or(s.opts.memTableSize, memTableSize)) > sp.Reserve
 }
 
 // runValueLogGC runs one round of value-log GC, which rewrites the live

@@ -127,9 +127,10 @@ type spaceGuard struct {
 	free, used int64     // as measured, less the writes debited since
 	unknown    bool      // the platform cannot measure free space
 	full, crit bool
-	// lsm is the size of Badger's tables, read every lsmEvery.
-	lsm         int64
-	lsmMeasured time.Time
+	// lsm is the size of Badger's tables: read at open, then every
+	// lsmEvery by the outbox's tablesLoop (a directory read, kept off the
+	// committer, which measures the free space).
+	lsm int64
 }
 
 func newSpaceGuard(dir string, minFree, maxStorage int64, probe spaceProbe, now func() time.Time, onChange func(Space)) *spaceGuard {
@@ -158,6 +159,23 @@ func (g *spaceGuard) need() int64 { return g.reserve() + g.minFree/2 }
 // lsmEvery is how often the size of Badger's tables is read again.
 const lsmEvery = time.Second
 
+// tablesLoop reads the size of Badger's tables every lsmEvery.
+func (s *Badger) tablesLoop() {
+	defer s.wg.Done()
+	s.every(lsmEvery, func() bool {
+		s.space.readTables()
+		return true
+	})
+}
+
+// readTables reads the size of Badger's tables again.
+func (g *spaceGuard) readTables() {
+	n := tablesSize(g.dir)
+	g.mu.Lock()
+	g.lsm = n
+	g.mu.Unlock()
+}
+
 // tablesSize is the size of the Badger tables (*.sst) in dir.
 func tablesSize(dir string) int64 {
 	ents, err := os.ReadDir(dir)
@@ -183,10 +201,6 @@ func (g *spaceGuard) measure() {
 		return
 	}
 	g.measured = now
-	if now.Sub(g.lsmMeasured) >= lsmEvery || !now.After(g.lsmMeasured) {
-		g.lsmMeasured = now
-		g.lsm = tablesSize(g.dir)
-	}
 	free, err := g.probe.free(existingDir(g.dir))
 	g.unknown = err != nil
 	g.free = free
@@ -295,6 +309,7 @@ func (g *spaceGuard) setLimits(minFree, maxStorage int64) {
 // the hard reserve free: Badger's first writes (replaying its logs, a
 // new memtable, a flush) would then crash the process.
 func (g *spaceGuard) checkOpen() error {
+	g.readTables()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.measure()

@@ -173,10 +173,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("id_header: invalid header name %q", h.IDHeader)
 		}
 		h.idHeader = http.CanonicalHeaderKey(h.IDHeader)
-		if h.idHeader == h.authHeader || h.Verify != nil && h.idHeader == http.CanonicalHeaderKey(h.Verify.Header) {
-			// Its value would become the event id, sent to every
-			// receiver as webhook-id and shown by the admin API.
-			return fmt.Errorf("id_header %s is the header of this endpoint's auth or verify: its value is a credential, not a message id", h.idHeader)
+		if err := h.CheckIDHeader(); err != nil {
+			return err
 		}
 	case h.Verify != nil && (h.Verify.Scheme == "" || h.Verify.Scheme == "standard"):
 		h.idHeader = "Webhook-Id"
@@ -196,6 +194,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading webhooks app: %v", err)
 	}
 	h.app = appIface.(*module.App)
+	return nil
+}
+
+// CheckIDHeader refuses an IDHeader that names the endpoint's auth or
+// verify header: its value, a credential, would become the event id,
+// sent to every receiver as webhook-id and shown by the admin API.
+func (h *Handler) CheckIDHeader() error {
+	if h.IDHeader == "" {
+		return nil
+	}
+	id := http.CanonicalHeaderKey(h.IDHeader)
+	if h.Auth != nil && h.Auth.Header != nil && http.CanonicalHeaderKey(h.Auth.Header.Name) == id ||
+		h.Verify != nil && http.CanonicalHeaderKey(h.Verify.Header) == id {
+		return fmt.Errorf("id_header %s is the header of this endpoint's auth or verify: its value is a credential, not a message id", id)
+	}
 	return nil
 }
 
