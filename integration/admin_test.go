@@ -2,8 +2,10 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +33,13 @@ func (g *gateway) adminCall(method, path string) adminAnswer {
 		g.t.Fatal(err)
 	}
 	resp, err := client.Do(req)
+	// Caddy replaces its admin server at each load: a connection the old
+	// listener had queued is reset when it closes. A dial that failed
+	// sent nothing, so it is tried again.
+	for i := 0; i < 5 && isDialError(err); i++ {
+		time.Sleep(50 * time.Millisecond)
+		resp, err = client.Do(req)
+	}
 	if err != nil {
 		g.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -41,6 +50,11 @@ func (g *gateway) adminCall(method, path string) adminAnswer {
 		g.t.Fatalf("%s %s: answer is not a JSON object: %q", method, path, raw)
 	}
 	return a
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // adminOK makes a request that must answer 200 and returns the answer.

@@ -66,6 +66,10 @@ type Options struct {
 	// watch sync rounds: beforeSync runs at the start of each.
 	memTableSize, vlogFileSize int64
 	beforeSync                 func()
+	// beforeJournalSync runs before each journal sync; noCheckpoint
+	// keeps every journal segment, as a crash before a checkpoint would.
+	beforeJournalSync func()
+	noCheckpoint      bool
 	// tune, if set, changes Badger's options last (benchmarks try
 	// settings with it).
 	tune func(badger.Options) badger.Options
@@ -120,6 +124,10 @@ type Badger struct {
 	// (committer only).
 	sync    *syncer
 	syncing []func(error)
+	// journal makes ingests durable (journal.go); journaling is the
+	// current group's committed ingests (committer only).
+	journal    *journal
+	journaling []unit
 	// moved maps pending deliveries a Requeue moved to an earlier due
 	// time to the ready entry it wrote. An attempt claimed before the
 	// move records with the old due time; applyRecord removes the new
@@ -247,6 +255,21 @@ func Open(opts Options) (*Badger, error) {
 		}
 	}
 	s.retention.Store(&Retention{Dedupe: opts.DedupeWindow, Delivered: opts.Retention, Dead: opts.DeadRetention})
+	// Before anything is written: what the last process acknowledged and
+	// Badger's logs lost is written again first.
+	next, err := s.replayJournal()
+	if err == nil {
+		s.journal, err = openJournal(opts.Dir, next, opts.beforeJournalSync, func(d time.Duration) {
+			if o := opts.Observe; o != nil {
+				o.SyncRound(d)
+			}
+		})
+	}
+	if err != nil {
+		sy.logs.close()
+		db.Close()
+		return nil, fmt.Errorf("opening outbox %s: %w", opts.Dir, err)
+	}
 	s.wg.Add(7)
 	go s.commitLoop()
 	go s.tablesLoop()
@@ -271,7 +294,7 @@ func (s *Badger) Ingest(ctx context.Context, batch []Ingest) ([]IngestResult, er
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	r := &ingestReq{batch: batch, res: make([]IngestResult, len(batch)), left: len(batch), done: make(chan struct{})}
+	r := &ingestReq{batch: batch, res: make([]IngestResult, len(batch)), recs: make([][]byte, len(batch)), left: len(batch), done: make(chan struct{})}
 	for i, in := range batch {
 		if in.Event == nil {
 			return nil, fmt.Errorf("ingest %d: no event", i)
@@ -387,7 +410,7 @@ func (s *Badger) view(fn func(txn *badger.Txn) error) error {
 // for it always send its own payload. An id whose event is gone (every
 // delivery final and retention over) and whose key is past the window
 // may be used again and gets a fresh record.
-func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, error) {
+func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest, recs [][]byte) ([]IngestResult, error) {
 	res := make([]IngestResult, len(batch))
 	now := s.now()
 	for i, in := range batch {
@@ -451,7 +474,11 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest) ([]IngestResult, e
 			// Set before encoding, so the stored record says it too.
 			ev.KeepUntil = now.Add(s.retention.Load().Delivered).UnixNano()
 		}
-		entry := badger.NewEntry(eventKey(ev.ID), encodeEvent(ev))
+		rec := encodeEvent(ev)
+		if recs != nil {
+			recs[i] = rec
+		}
+		entry := badger.NewEntry(eventKey(ev.ID), rec)
 		index := badger.NewEntry(receivedKey(ev.Received, ev.ID), nil)
 		if ev.Remaining == 0 {
 			entry = entry.WithTTL(s.retention.Load().Delivered)

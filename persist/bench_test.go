@@ -18,7 +18,7 @@ var payload1K = append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 1024
 // call, each call returning only once its write is synced.
 func BenchmarkIngestParallel(b *testing.B) {
 	var rounds atomic.Int64
-	s := openStore(b, Options{beforeSync: func() { rounds.Add(1) }})
+	s := openStore(b, Options{beforeJournalSync: func() { rounds.Add(1) }})
 	var seq atomic.Int64
 	b.SetParallelism(32)
 	b.SetBytes(int64(len(payload1K)))

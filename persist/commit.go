@@ -29,8 +29,10 @@ const maxGroupBytes = 4 << 20
 type ingestReq struct {
 	batch []Ingest
 	res   []IngestResult
-	size  int
-	done  chan struct{}
+	// recs holds the event records applyIngest encoded, for the journal.
+	recs [][]byte
+	size int
+	done chan struct{}
 	// submitted and committed time the two waits Options.Observe is
 	// told of: set only when it is.
 	submitted, committed time.Time
@@ -133,6 +135,9 @@ type unit struct {
 	apply   func(txn *badger.Txn) error
 	finish  func(err error)
 	durable bool
+	// record, for an ingest, appends its journal record: it is durable
+	// once that is on disk rather than once Badger's logs are.
+	record func(b []byte) []byte
 }
 
 func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
@@ -152,11 +157,19 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 			units = append(units, unit{
 				durable: true,
 				apply: func(txn *badger.Txn) error {
-					res, err := s.applyIngest(txn, r.batch[i:i+1])
+					res, err := s.applyIngest(txn, r.batch[i:i+1], r.recs[i:i+1])
 					if err == nil {
 						r.res[i] = res[0]
 					}
 					return err
+				},
+				record: func(b []byte) []byte {
+					if r.res[i].Duplicate {
+						return b
+					}
+					b = appendJournalIngest(b, &r.batch[i], r.recs[i])
+					r.recs[i] = nil
+					return b
 				},
 				finish: func(err error) {
 					settled[u] = true
@@ -194,6 +207,8 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 			// syncer are not settled yet: they get err below instead.
 			clear(s.syncing)
 			s.syncing = s.syncing[:0]
+			clear(s.journaling)
+			s.journaling = s.journaling[:0]
 			for i, u := range units {
 				if !settled[i] {
 					u.finish(err)
@@ -208,9 +223,30 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 			r.committed = now
 		}
 	}
+	s.journalUnits(s.journaling)
+	clear(s.journaling)
+	s.journaling = s.journaling[:0]
 	s.afterSync(s.syncing...)
 	clear(s.syncing)
 	s.syncing = s.syncing[:0]
+}
+
+// journalUnits hands the group's committed ingests to the journal, which
+// settles them once their records are on disk (journal.go). A duplicate
+// writes no record, but is settled by the same sync: the event it names
+// may be one committed in this group or just before, whose record that
+// sync puts on disk.
+func (s *Badger) journalUnits(units []unit) {
+	if len(units) == 0 {
+		return
+	}
+	data := journalBufs.Get().(*[]byte)
+	fns := make([]func(error), len(units))
+	for i, u := range units {
+		*data = u.record(*data)
+		fns[i] = u.finish
+	}
+	s.journal.submit(journalOp{data: data, fns: fns})
 }
 
 // commitUnits commits units in as few transactions as they fit in and
@@ -222,10 +258,14 @@ func (s *Badger) commitUnits(units []unit) {
 }
 
 // settle tells u how its transaction ended: at once, unless it is durable
-// and committed, in which case the syncer tells it (once the group is
-// handed over, at the end of commitGroup).
+// and committed, in which case the journal (an ingest) or the syncer tells
+// it (once the group is handed over, at the end of commitGroup).
 func (s *Badger) settle(u unit, err error) {
 	if err == nil && u.durable {
+		if u.record != nil {
+			s.journaling = append(s.journaling, u)
+			return
+		}
 		s.syncing = append(s.syncing, u.finish)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -129,14 +130,20 @@ func (s *Badger) syncLoop() {
 		sy.stopped = last
 		sy.mu.Unlock()
 		commits := sy.commits.Load()
+		var err error
 		if len(waiting) > 0 || commits != sy.synced {
-			start := time.Now()
-			err := s.syncLogs()
-			if o := s.opts.Observe; o != nil && err == nil {
-				o.SyncRound(time.Since(start))
-			}
+			// A checkpoint: the journal's older segments hold only what
+			// was committed before the move, which this round syncs.
+			seg, rerr := s.journal.rotate()
+			err = s.syncLogs()
 			if err == nil {
 				sy.synced = commits
+				if rerr == nil && !s.opts.noCheckpoint {
+					rerr = removeJournalBefore(s.opts.Dir, seg)
+				}
+				if rerr != nil {
+					s.opts.Logger.Errorf("outbox journal: %v", rerr)
+				}
 			} else {
 				s.opts.Logger.Errorf("syncing the outbox to disk: %v", err)
 			}
@@ -145,6 +152,15 @@ func (s *Badger) syncLoop() {
 			}
 		}
 		if last {
+			// The committer has returned: nothing more is journaled, and
+			// once Badger's logs are synced the journal holds nothing
+			// they do not.
+			s.journal.close()
+			if err == nil && !s.opts.noCheckpoint {
+				if err := removeJournalBefore(s.opts.Dir, math.MaxUint64); err != nil {
+					s.opts.Logger.Errorf("outbox journal: %v", err)
+				}
+			}
 			return
 		}
 	}

@@ -41,7 +41,7 @@ func (g *syncGate) release() { g.once.Do(func() { close(g.open) }) }
 
 func TestIngestWaitsForSyncOutcomesDoNot(t *testing.T) {
 	g := newSyncGate()
-	s := openStore(t, Options{beforeSync: g.before})
+	s := openStore(t, Options{beforeJournalSync: g.before})
 	defer g.release()
 
 	// An ingest made while syncs are held does not return.
@@ -126,6 +126,11 @@ func TestSyncFollowsRetiredLogFiles(t *testing.T) {
 		in := oneIngest(fmt.Sprintf("ev%04d", i), t0, "r")
 		in.Event.Data = []byte(payload)
 		ingest(t, s, in)
+	}
+	// Ingests wait for the journal; Badger's logs are synced by the
+	// syncer's rounds, about once a second or when asked.
+	if err := s.durable(); err != nil {
+		t.Fatal(err)
 	}
 	s.sync.logsMu.Lock()
 	mem, vlog := s.sync.logs.mem, s.sync.logs.vlog
@@ -278,7 +283,7 @@ func TestObserverTimesSyncRounds(t *testing.T) {
 	const hold = 50 * time.Millisecond
 	var slow atomic.Bool
 	obs := &observed{}
-	s := openStore(t, Options{Observe: obs, beforeSync: func() {
+	s := openStore(t, Options{Observe: obs, beforeJournalSync: func() {
 		if slow.Load() {
 			time.Sleep(hold)
 		}

@@ -156,7 +156,7 @@ func (s *Badger) sweep() error {
 	if s.sweeps.Add(1)%sweepFullEvery == 0 {
 		from = 0
 	}
-	for {
+	for checkpointed := false; ; {
 		now := wallSeconds()
 		keys, err := s.dueExpiries(from, now, sweepBatch)
 		if err != nil || len(keys) == 0 {
@@ -164,6 +164,15 @@ func (s *Badger) sweep() error {
 				s.sweptTo.Store(now)
 			}
 			return err
+		}
+		if !checkpointed {
+			// Nothing of what is swept may be left in the journal, whose
+			// replay would bring it back (journal.go): a sync round
+			// retires the segments written before it.
+			if err := s.durable(); err != nil {
+				return err
+			}
+			checkpointed = true
 		}
 		done := make(chan error, 1)
 		req := recordReq{

@@ -1,0 +1,482 @@
+package persist
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
+)
+
+// The ingest journal. An ingest is acknowledged once it is committed to
+// Badger and its records are in the journal on disk: a file of hookgate's
+// own, appended with write(2) and synced with fdatasync(2), once for every
+// group written meanwhile. Badger's two logs, which it writes through
+// memory maps, are then synced only by the syncer's checkpoints (about
+// once a second), not once per group: syncing a mapped file
+// write-protects every page it syncs, and the next write to the page
+// faults, so with 1 KB events and a round every millisecond or two most
+// of the logs' pages were synced, and faulted on, several times. Under
+// the load harness the journal cut the outbox's CPU per event by about a
+// tenth (README, Performance and footprint).
+//
+// A checkpoint (syncLoop) moves the journal to a new segment, syncs
+// Badger's logs, then deletes the older segments: everything in them was
+// committed before the move (an ingest is journaled after its commit), so
+// Badger's logs now hold it on disk. Opening the outbox replays what
+// segments are left, an ingest at a time: one whose event is stored and
+// readable is skipped (the crash came after Badger's logs reached the
+// disk), any other is written again as it was first written. The events
+// a sweep deletes went through a checkpoint first (sweep), so a replay
+// never brings back an event that was swept.
+
+const (
+	journalPrefix = "journal-"
+	journalExt    = ".hgj"
+	// journalIngest marks a record holding one ingest.
+	journalIngest = 1
+	// journalMaxRecord bounds a record's length as replay reads it, so a
+	// corrupt length cannot make it allocate without bound.
+	journalMaxRecord = 1 << 30
+)
+
+var journalCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// journalBufs holds the buffers groups are encoded into.
+var journalBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// journalOp is one submission to the journal's writer: data (framed
+// records) to append, and fns to call once it is on disk; or, with rotate
+// set, a request to move to a new segment once everything submitted
+// before it is written.
+type journalOp struct {
+	data   *[]byte // from journalBufs, returned to it once written
+	fns    []func(error)
+	rotate chan rotated
+}
+
+type rotated struct {
+	seg uint64 // the new segment: every older one may go after a sync
+	err error
+}
+
+// journal is the writer's state; only its goroutine touches f and off.
+type journal struct {
+	dir string
+	ch  chan journalOp
+	// done is closed when the writer has returned.
+	done chan struct{}
+	f    *os.File
+	seg  uint64
+	off  int64 // bytes of f that hold whole records
+	// dirty is set by writes since the last rotation (writer only;
+	// rotations of a clean segment are skipped).
+	dirty bool
+	// observe is told how long each write-and-sync took; before runs
+	// first (a test's hook). Either may be nil.
+	observe func(time.Duration)
+	before  func()
+}
+
+func journalName(seg uint64) string {
+	return fmt.Sprintf("%s%08d%s", journalPrefix, seg, journalExt)
+}
+
+// journalSegments lists the segments in dir, oldest first.
+func journalSegments(dir string) ([]uint64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var segs []uint64
+	for _, e := range entries {
+		name, ok := strings.CutPrefix(e.Name(), journalPrefix)
+		if !ok {
+			continue
+		}
+		digits, ok := strings.CutSuffix(name, journalExt)
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(digits, 10, 64); err == nil {
+			segs = append(segs, n)
+		}
+	}
+	slices.Sort(segs)
+	return segs, nil
+}
+
+// openJournal starts a writer on a new segment numbered seg.
+func openJournal(dir string, seg uint64, before func(), observe func(time.Duration)) (*journal, error) {
+	j := &journal{dir: dir, ch: make(chan journalOp, 1024), done: make(chan struct{}), seg: seg, before: before, observe: observe}
+	if err := j.create(seg); err != nil {
+		return nil, err
+	}
+	go j.loop()
+	return j, nil
+}
+
+// create opens segment seg as the one written to, and syncs the
+// directory so the file outlives a crash.
+func (j *journal) create(seg uint64) error {
+	f, err := os.OpenFile(filepath.Join(j.dir, journalName(seg)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("creating the outbox journal: %w", err)
+	}
+	if err := syncDir(j.dir); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("creating the outbox journal: %w", err)
+	}
+	if j.f != nil {
+		j.f.Close()
+	}
+	j.f, j.seg, j.off, j.dirty = f, seg, 0, false
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// submit hands op to the writer.
+func (j *journal) submit(op journalOp) {
+	j.ch <- op
+}
+
+// rotate moves the writer to a new segment once what was submitted
+// before is written, and returns its number: every older segment may be
+// deleted once Badger's logs are synced.
+func (j *journal) rotate() (uint64, error) {
+	c := make(chan rotated, 1)
+	j.submit(journalOp{rotate: c})
+	r := <-c
+	return r.seg, r.err
+}
+
+// close stops the writer; nothing may be submitted after.
+func (j *journal) close() {
+	close(j.ch)
+	<-j.done
+}
+
+// removeBefore deletes the segments older than seg.
+func removeJournalBefore(dir string, seg uint64) error {
+	segs, err := journalSegments(dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range segs {
+		if n >= seg {
+			break
+		}
+		if err := os.Remove(filepath.Join(dir, journalName(n))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing a checkpointed journal segment: %w", err)
+		}
+	}
+	return nil
+}
+
+func (j *journal) loop() {
+	defer close(j.done)
+	defer func() {
+		if j.f != nil {
+			j.f.Close()
+		}
+	}()
+	var (
+		buf  []byte
+		fns  []func(error)
+		rots []chan rotated
+	)
+	for op := range j.ch {
+		buf, fns, rots = buf[:0], fns[:0], rots[:0]
+		add := func(op journalOp) {
+			if op.data != nil {
+				buf = append(buf, *op.data...)
+				*op.data = (*op.data)[:0]
+				if cap(*op.data) <= 1<<20 {
+					journalBufs.Put(op.data)
+				}
+			}
+			fns = append(fns, op.fns...)
+			if op.rotate != nil {
+				rots = append(rots, op.rotate)
+			}
+		}
+		add(op)
+		// Everything else already waiting shares the write and the sync.
+	drain:
+		for len(buf) < 8<<20 {
+			select {
+			case op, ok := <-j.ch:
+				if !ok {
+					break drain
+				}
+				add(op)
+			default:
+				break drain
+			}
+		}
+		var err error
+		if len(fns) > 0 || len(buf) > 0 {
+			start := time.Now()
+			if j.before != nil {
+				j.before()
+			}
+			err = j.write(buf)
+			if j.observe != nil && err == nil {
+				j.observe(time.Since(start))
+			}
+		}
+		for _, fn := range fns {
+			fn(err)
+		}
+		for _, c := range rots {
+			r := rotated{seg: j.seg}
+			if j.dirty {
+				if r.err = j.create(j.seg + 1); r.err == nil {
+					r.seg = j.seg
+				}
+			}
+			c <- r
+		}
+	}
+}
+
+// write appends buf and syncs it. A failed write is cut off again, so
+// the segment never holds a torn record before later whole ones.
+func (j *journal) write(buf []byte) error {
+	if len(buf) > 0 {
+		if _, err := j.f.Write(buf); err != nil {
+			if terr := j.f.Truncate(j.off); terr == nil {
+				j.f.Seek(j.off, 0)
+			}
+			return fmt.Errorf("writing the outbox journal: %w", err)
+		}
+		j.dirty = true
+	}
+	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+		return fmt.Errorf("syncing the outbox journal: %w", err)
+	}
+	j.off += int64(len(buf))
+	return nil
+}
+
+// appendJournalIngest appends in, as applyIngest wrote it, as one framed
+// record: length, CRC-32C, then the event record (ev, or encoded here if
+// nil), the delivery records, the idempotency key and whether it is kept
+// without deliveries.
+func appendJournalIngest(b []byte, in *Ingest, ev []byte) []byte {
+	start := len(b)
+	b = append(b, make([]byte, 8)...)
+	b = append(b, journalIngest)
+	if ev == nil {
+		ev = encodeEvent(in.Event)
+	}
+	b = binary.AppendUvarint(b, uint64(len(ev)))
+	b = append(b, ev...)
+	b = binary.AppendUvarint(b, uint64(len(in.Deliveries)))
+	for _, d := range in.Deliveries {
+		rec := encodeDelivery(d)
+		b = binary.AppendUvarint(b, uint64(len(rec)))
+		b = append(b, rec...)
+	}
+	b = appendString(b, in.Dedupe)
+	keep := byte(0)
+	if in.Keep {
+		keep = 1
+	}
+	b = append(b, keep)
+	payload := b[start+8:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(payload, journalCRC))
+	return b
+}
+
+// readJournal parses a segment's records, calling fn with each ingest. It
+// stops at the first record that is not whole and intact (a write the
+// crash cut short) and says how many bytes it left unread.
+func readJournal(data []byte, fn func(Ingest) error) (rest int, err error) {
+	for len(data) > 0 {
+		if len(data) < 8 {
+			return len(data), nil
+		}
+		n := binary.LittleEndian.Uint32(data)
+		sum := binary.LittleEndian.Uint32(data[4:])
+		if n == 0 || n > journalMaxRecord || int64(n) > int64(len(data)-8) {
+			return len(data), nil
+		}
+		payload := data[8 : 8+n]
+		if crc32.Checksum(payload, journalCRC) != sum {
+			return len(data), nil
+		}
+		in, err := decodeJournalIngest(payload)
+		if err != nil {
+			return len(data), err
+		}
+		if err := fn(in); err != nil {
+			return len(data), err
+		}
+		data = data[8+n:]
+	}
+	return 0, nil
+}
+
+func decodeJournalIngest(p []byte) (Ingest, error) {
+	var in Ingest
+	if len(p) == 0 || p[0] != journalIngest {
+		return in, errors.New("journal record: unknown kind")
+	}
+	r := decoder{b: p[1:]}
+	ev, err := decodeEvent(r.raw())
+	if r.err != nil {
+		return in, fmt.Errorf("journal record: %w", r.err)
+	}
+	if err != nil {
+		return in, fmt.Errorf("journal record: %w", err)
+	}
+	in.Event = ev
+	nd := r.uvarint()
+	for i := uint64(0); i < nd && r.err == nil; i++ {
+		d := new(Delivery)
+		rec := r.raw()
+		if r.err != nil {
+			break
+		}
+		if err := decodeDelivery(rec, d); err != nil {
+			return in, fmt.Errorf("journal record (event %s): %w", ev.ID, err)
+		}
+		in.Deliveries = append(in.Deliveries, d)
+	}
+	in.Dedupe = r.string()
+	in.Keep = r.byte() == 1
+	if r.err != nil {
+		return in, fmt.Errorf("journal record (event %s): %w", ev.ID, r.err)
+	}
+	return in, nil
+}
+
+// replayJournal writes again what the journal's segments hold and Badger
+// lost, syncs Badger's logs and deletes the segments. It runs in Open,
+// before the committer starts, and returns the number to give the next
+// segment.
+func (s *Badger) replayJournal() (next uint64, err error) {
+	segs, err := journalSegments(s.opts.Dir)
+	if err != nil || len(segs) == 0 {
+		return 1, err
+	}
+	replayed, skipped := 0, 0
+	for _, seg := range segs {
+		path := filepath.Join(s.opts.Dir, journalName(seg))
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return 0, fmt.Errorf("reading the outbox journal: %w", err)
+		}
+		rest, err := readJournal(data, func(in Ingest) error {
+			wrote, err := s.replayIngest(in)
+			if wrote {
+				replayed++
+			} else {
+				skipped++
+			}
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("replaying the outbox journal %s: %w", path, err)
+		}
+		if rest > 0 {
+			// The tail of a write the crash cut short: never acknowledged.
+			s.opts.Logger.Warningf("outbox journal %s: ignored %d bytes of an unfinished write at its end", path, rest)
+		}
+	}
+	if err := s.syncLogs(); err != nil {
+		return 0, err
+	}
+	if replayed > 0 {
+		s.opts.Logger.Infof("outbox journal: wrote again %d acknowledged events that were not in the outbox's logs after the last stop (%d were)", replayed, skipped)
+	}
+	last := segs[len(segs)-1]
+	if err := removeJournalBefore(s.opts.Dir, last+1); err != nil {
+		return 0, err
+	}
+	return last + 1, nil
+}
+
+// replayIngest writes in unless its event is stored and readable, and
+// says whether it wrote it.
+func (s *Badger) replayIngest(in Ingest) (bool, error) {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	switch item, err := txn.Get(eventKey(in.Event.ID)); {
+	case err == nil:
+		if intactEvent(item, in.Event.ID) {
+			return false, nil
+		}
+		// Its key reached the disk and its payload did not (a power
+		// failure between checkpoints): write it again, as new, with
+		// nothing of the unreadable one left to call it a duplicate.
+		st, has, err := txnState(txn, in.Event.ID)
+		if err != nil {
+			return false, err
+		}
+		if !has {
+			st = eventState{received: in.Event.Received}
+		}
+		if err := forgetEvent(txn, in.Event.ID, &st); err != nil {
+			return false, err
+		}
+		if in.Dedupe != "" {
+			if err := txn.Delete(dedupeKey(in.Dedupe)); err != nil {
+				return false, err
+			}
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return false, err
+	}
+	in.Fresh = false
+	res, err := s.applyIngest(txn, []Ingest{in}, nil)
+	if err != nil {
+		return false, err
+	}
+	if res[0].Duplicate {
+		return false, nil
+	}
+	if err := txn.Commit(); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// intactEvent says whether item holds the record of event id. A key whose
+// payload did not reach the disk reads as whatever the value log holds at
+// its offset now (zeros, once Badger has reopened the file), without an
+// error: only decoding it tells.
+func intactEvent(item *badger.Item, id string) bool {
+	err := item.Value(func(v []byte) error {
+		ev, err := decodeEvent(v)
+		if err == nil && ev.ID != id {
+			err = fmt.Errorf("record of event %q", ev.ID)
+		}
+		return err
+	})
+	return err == nil
+}

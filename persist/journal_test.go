@@ -1,0 +1,333 @@
+package persist
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// An ingest is answered once its journal record is on disk, without
+// waiting for a sync of Badger's logs: that is the point of the journal.
+func TestIngestDoesNotWaitForLogSync(t *testing.T) {
+	g := newSyncGate()
+	s := openStore(t, Options{beforeSync: g.before})
+	defer g.release()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Ingest(context.Background(), []Ingest{oneIngest("e1", t0, "r")})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Ingest waited for a sync of Badger's logs")
+	}
+	segs, err := journalSegments(s.opts.Dir)
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no journal segment beside the outbox (%v)", err)
+	}
+}
+
+// journalCases is a spread of ingests: several deliveries, one, none
+// (kept), an idempotency key, a large payload.
+func journalCases(prefix string) []Ingest {
+	multi := oneIngest(prefix+"multi", t0, "a", "b", "c")
+	sole := oneIngest(prefix+"sole", t0.Add(time.Minute), "a")
+	kept := Ingest{Event: newEvent(prefix+"kept", `{"kept":true}`), Keep: true}
+	keyed := oneIngest(prefix+"keyed", t0, "b")
+	keyed.Dedupe = prefix + "idem-1"
+	big := oneIngest(prefix+"big", t0, "a")
+	big.Event.Data = []byte(`"` + strings.Repeat("é", 40000) + `"`)
+	return []Ingest{multi, sole, kept, keyed, big}
+}
+
+// copyDir copies the regular files of src into a new directory.
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || e.Name() == "LOCK" {
+			continue
+		}
+		copyFile(t, filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()))
+	}
+	return dst
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// crashAfter opens a store in dir that keeps its journal as a crash
+// before any checkpoint would, runs fn, closes it, and returns the
+// journal segments it left.
+func crashAfter(t *testing.T, dir string, fn func(s *Badger)) []string {
+	t.Helper()
+	s, err := Open(Options{Dir: dir, noCheckpoint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, journalPrefix+"*"+journalExt))
+	if len(segs) == 0 {
+		t.Fatal("the store left no journal segment")
+	}
+	return segs
+}
+
+// checkIngested checks that every case's event and deliveries are
+// stored as ingested, pending.
+func checkIngested(t *testing.T, s *Badger, cases []Ingest) {
+	t.Helper()
+	for _, in := range cases {
+		ev, err := s.Event(in.Event.ID)
+		if err != nil {
+			t.Errorf("event %s: %v", in.Event.ID, err)
+			continue
+		}
+		if !bytes.Equal(ev.Data, in.Event.Data) {
+			t.Errorf("event %s: payload of %d bytes, want %d", in.Event.ID, len(ev.Data), len(in.Event.Data))
+		}
+		for _, want := range in.Deliveries {
+			d, err := s.Delivery(want.ID)
+			if err != nil {
+				t.Errorf("delivery %s: %v", want.ID, err)
+				continue
+			}
+			if d.Status != StatusPending || !d.Due.Equal(want.Due) || d.Route != want.Route {
+				t.Errorf("delivery %s: %s due %v on %s, want pending due %v on %s", want.ID, d.Status, d.Due, d.Route, want.Due, want.Route)
+			}
+		}
+	}
+}
+
+// dueOn lists the deliveries of route due by a day after t0.
+func dueOn(t *testing.T, s *Badger, route string) []string {
+	t.Helper()
+	refs, _ := mustDue(t, s, route, t0.Add(24*time.Hour), 100, nil)
+	var ids []string
+	for _, r := range refs {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+// Badger's logs lose what was acknowledged after the last checkpoint
+// (here: the files are put back as they were before those ingests); the
+// journal brings every one of them back, ready to deliver, once.
+func TestJournalReplaysWhatBadgerLost(t *testing.T) {
+	dir := t.TempDir()
+	before := journalCases("old-")
+	s := openStore(t, Options{Dir: dir})
+	ingest(t, s, before...)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := copyDir(t, dir)
+
+	lost := journalCases("new-")
+	segs := crashAfter(t, dir, func(s *Badger) {
+		for _, in := range lost {
+			ingest(t, s, in)
+		}
+	})
+	// Badger's files as they were before the lost ingests, the journal as
+	// the crash left it.
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), journalPrefix) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	entries, _ = os.ReadDir(snapshot)
+	for _, e := range entries {
+		copyFile(t, filepath.Join(snapshot, e.Name()), filepath.Join(dir, e.Name()))
+	}
+
+	s = openStore(t, Options{Dir: dir})
+	checkIngested(t, s, append(before, journalCases("new-")...))
+	for _, route := range []string{"a", "b", "c"} {
+		ids := dueOn(t, s, route)
+		seen := map[string]int{}
+		for _, id := range ids {
+			seen[id]++
+		}
+		for id, n := range seen {
+			if n != 1 {
+				t.Errorf("route %s: delivery %s due %d times", route, id, n)
+			}
+		}
+		for _, in := range lost {
+			for _, d := range in.Deliveries {
+				if d.Route == route && seen[d.ID] != 1 {
+					t.Errorf("route %s: replayed delivery %s not due (due: %v)", route, d.ID, ids)
+				}
+			}
+		}
+	}
+	// The idempotency key came back with its event.
+	res := ingest(t, s, Ingest{Event: newEvent("other", "{}"), Dedupe: "new-idem-1"})
+	if !res[0].Duplicate || res[0].ID != "new-keyed" {
+		t.Errorf("ingest under a replayed idempotency key: %+v, want a duplicate of new-keyed", res[0])
+	}
+	// Replayed and synced: the segments are gone.
+	for _, p := range segs {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s still there after the replay", filepath.Base(p))
+		}
+	}
+}
+
+// When Badger's logs kept everything, the replay writes nothing: an
+// outcome recorded after the ingest stays as recorded.
+func TestJournalReplaySkipsWhatBadgerKept(t *testing.T) {
+	dir := t.TempDir()
+	cases := journalCases("")
+	crashAfter(t, dir, func(s *Badger) {
+		ingest(t, s, cases...)
+		d, err := s.Delivery("sole/a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		claimed := d.Due
+		d.Status, d.Attempts, d.Done = StatusDelivered, 1, t0
+		record(t, s, Outcome{Delivery: d, ClaimedDue: claimed, Attempt: &Attempt{N: 1, Start: t0, Status: 200}})
+	})
+	s := openStore(t, Options{Dir: dir})
+	d, err := s.Delivery("sole/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != StatusDelivered {
+		t.Errorf("delivered sole/a is %s after the replay, want delivered", d.Status)
+	}
+	for _, id := range dueOn(t, s, "a") {
+		if id == "sole/a" {
+			t.Error("delivered sole/a is due again after the replay")
+		}
+	}
+	checkIngested(t, s, cases[:1])
+}
+
+// A write the crash cut short is not replayed, and what came before it
+// is.
+func TestJournalIgnoresTornTail(t *testing.T) {
+	dir := t.TempDir()
+	cases := journalCases("")
+	whole := appendJournalIngest(nil, &cases[0], nil)
+	torn := appendJournalIngest(nil, &cases[1], nil)
+	torn = torn[:len(torn)-3]
+	bad := appendJournalIngest(nil, &cases[2], nil)
+	bad[len(bad)-1] ^= 0xff // CRC mismatch
+	for i, data := range [][]byte{whole, append(bytes.Clone(whole[:0:0]), torn...), bad} {
+		if err := os.WriteFile(filepath.Join(dir, journalName(uint64(i+1))), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := openStore(t, Options{Dir: dir})
+	checkIngested(t, s, cases[:1])
+	for _, id := range []string{cases[1].Event.ID, cases[2].Event.ID} {
+		if _, err := s.Event(id); err == nil {
+			t.Errorf("event %s of a damaged record was replayed", id)
+		}
+	}
+	segs, _ := journalSegments(dir)
+	if len(segs) != 1 || segs[0] != 4 {
+		t.Errorf("segments after the replay: %v, want only the new 4", segs)
+	}
+}
+
+// Badger kept an event's key but not its payload (its value log's tail
+// was lost): the replay writes the event again.
+func TestJournalRewritesUnreadableEvent(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir})
+	ingest(t, s, oneIngest("first", t0, "a"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	crashAfter(t, dir, func(s *Badger) {
+		in := oneIngest("lost", t0, "a")
+		in.Event.Data = []byte(`"` + strings.Repeat("x", 2000) + `"`)
+		ingest(t, s, in)
+	})
+	// The reopened store wrote to a value-log file of its own: cut it
+	// back to its header (Badger's vlogHeaderSize), as a power failure
+	// could before the checkpoint.
+	vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	newest := vlogs[len(vlogs)-1]
+	if fi, err := os.Stat(newest); err != nil || fi.Size() < 2000 {
+		t.Fatalf("%s does not hold the second payload (%v)", newest, err)
+	}
+	if err := os.Truncate(newest, 20); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, Options{Dir: dir})
+	ev, err := s.Event("lost")
+	if err != nil {
+		t.Fatalf("event whose payload was lost: %v", err)
+	}
+	if len(ev.Data) != 2002 {
+		t.Errorf("replayed payload is %d bytes, want 2002", len(ev.Data))
+	}
+	if got := dueOn(t, s, "a"); len(got) != 2 {
+		t.Errorf("due on a: %v, want first/a and lost/a", got)
+	}
+}
+
+// Checkpoints retire segments while the store runs, and a sweep deletes
+// no event its journal still holds.
+func TestJournalCheckpointRetiresSegments(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir})
+	for i := range 5 {
+		ingest(t, s, oneIngest(fmt.Sprintf("e%d", i), t0, "a"))
+		if err := s.durable(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs, err := journalSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 1 {
+		t.Errorf("segments after checkpoints: %v, want only the current one", segs)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if segs, _ := journalSegments(dir); len(segs) != 0 {
+		t.Errorf("segments after Close: %v, want none", segs)
+	}
+}
