@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -135,9 +136,10 @@ type unit struct {
 	apply   func(txn *badger.Txn) error
 	finish  func(err error)
 	durable bool
-	// record, for an ingest, appends its journal record: it is durable
-	// once that is on disk rather than once Badger's logs are.
-	record func(b []byte) []byte
+	// ing and idx name an ingest's element: it is durable once its
+	// journal record is on disk rather than once Badger's logs are.
+	ing *ingestReq
+	idx int
 }
 
 func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
@@ -163,14 +165,8 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 					}
 					return err
 				},
-				record: func(b []byte) []byte {
-					if r.res[i].Duplicate {
-						return b
-					}
-					b = appendJournalIngest(b, &r.batch[i], r.recs[i])
-					r.recs[i] = nil
-					return b
-				},
+				ing: r,
+				idx: i,
 				finish: func(err error) {
 					settled[u] = true
 					r.settle(err)
@@ -242,8 +238,18 @@ func (s *Badger) journalUnits(units []unit) {
 	}
 	data := journalBufs.Get().(*[]byte)
 	fns := make([]func(error), len(units))
+	n := 0
+	for _, u := range units {
+		if !u.ing.res[u.idx].Duplicate {
+			n += journalIngestSize(&u.ing.batch[u.idx], u.ing.recs[u.idx])
+		}
+	}
+	*data = slices.Grow(*data, n)
 	for i, u := range units {
-		*data = u.record(*data)
+		if !u.ing.res[u.idx].Duplicate {
+			*data = appendJournalIngest(*data, &u.ing.batch[u.idx], u.ing.recs[u.idx])
+		}
+		u.ing.recs[u.idx] = nil
 		fns[i] = u.finish
 	}
 	s.journal.submit(journalOp{data: data, fns: fns})
@@ -262,7 +268,7 @@ func (s *Badger) commitUnits(units []unit) {
 // it (once the group is handed over, at the end of commitGroup).
 func (s *Badger) settle(u unit, err error) {
 	if err == nil && u.durable {
-		if u.record != nil {
+		if u.ing != nil {
 			s.journaling = append(s.journaling, u)
 			return
 		}

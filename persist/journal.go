@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -203,19 +204,17 @@ func (j *journal) loop() {
 		}
 	}()
 	var (
-		buf  []byte
+		bufs []*[]byte
+		size int
 		fns  []func(error)
 		rots []chan rotated
 	)
 	for op := range j.ch {
-		buf, fns, rots = buf[:0], fns[:0], rots[:0]
+		bufs, size, fns, rots = bufs[:0], 0, fns[:0], rots[:0]
 		add := func(op journalOp) {
 			if op.data != nil {
-				buf = append(buf, *op.data...)
-				*op.data = (*op.data)[:0]
-				if cap(*op.data) <= 1<<20 {
-					journalBufs.Put(op.data)
-				}
+				bufs = append(bufs, op.data)
+				size += len(*op.data)
 			}
 			fns = append(fns, op.fns...)
 			if op.rotate != nil {
@@ -225,7 +224,7 @@ func (j *journal) loop() {
 		add(op)
 		// Everything else already waiting shares the write and the sync.
 	drain:
-		for len(buf) < 8<<20 {
+		for size < 8<<20 {
 			select {
 			case op, ok := <-j.ch:
 				if !ok {
@@ -237,16 +236,23 @@ func (j *journal) loop() {
 			}
 		}
 		var err error
-		if len(fns) > 0 || len(buf) > 0 {
+		if len(fns) > 0 || size > 0 {
 			start := time.Now()
 			if j.before != nil {
 				j.before()
 			}
-			err = j.write(buf)
+			err = j.write(bufs, size)
 			if j.observe != nil && err == nil {
 				j.observe(time.Since(start))
 			}
 		}
+		for _, b := range bufs {
+			*b = (*b)[:0]
+			if cap(*b) <= 4<<20 {
+				journalBufs.Put(b)
+			}
+		}
+		clear(bufs)
 		for _, fn := range fns {
 			fn(err)
 		}
@@ -262,43 +268,73 @@ func (j *journal) loop() {
 	}
 }
 
-// write appends buf and syncs it. A failed write is cut off again, so
-// the segment never holds a torn record before later whole ones.
-func (j *journal) write(buf []byte) error {
-	if len(buf) > 0 {
-		if _, err := j.f.Write(buf); err != nil {
-			if terr := j.f.Truncate(j.off); terr == nil {
-				j.f.Seek(j.off, 0)
+// write appends the groups' buffers (size bytes in all) with as few
+// writev(2) calls as the system allows, and syncs them. A failed write is
+// cut off again, so the segment never holds a torn record before later
+// whole ones.
+func (j *journal) write(bufs []*[]byte, size int) error {
+	if size > 0 {
+		iov := make([][]byte, 0, len(bufs))
+		for _, b := range bufs {
+			if len(*b) > 0 {
+				iov = append(iov, *b)
 			}
-			return fmt.Errorf("writing the outbox journal: %w", err)
+		}
+		fd := int(j.f.Fd())
+		for len(iov) > 0 {
+			n, err := unix.Writev(fd, iov[:min(len(iov), 1024)])
+			if err == unix.EINTR {
+				continue
+			}
+			if err == nil && n == 0 {
+				err = io.ErrShortWrite
+			}
+			if err != nil {
+				if terr := j.f.Truncate(j.off); terr == nil {
+					j.f.Seek(j.off, io.SeekStart)
+				}
+				return fmt.Errorf("writing the outbox journal: %w", err)
+			}
+			// Drop what was written, partly written buffers included.
+			for n > 0 {
+				if n < len(iov[0]) {
+					iov[0] = iov[0][n:]
+					break
+				}
+				n -= len(iov[0])
+				iov = iov[1:]
+			}
 		}
 		j.dirty = true
 	}
 	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
 		return fmt.Errorf("syncing the outbox journal: %w", err)
 	}
-	j.off += int64(len(buf))
+	j.off += int64(size)
 	return nil
 }
 
 // appendJournalIngest appends in, as applyIngest wrote it, as one framed
 // record: length, CRC-32C, then the event record (ev, or encoded here if
-// nil), the delivery records, the idempotency key and whether it is kept
-// without deliveries.
+// nil) and each delivery record, each after its length (4 bytes, little
+// endian), then the idempotency key and whether it is kept without
+// deliveries.
 func appendJournalIngest(b []byte, in *Ingest, ev []byte) []byte {
-	start := len(b)
-	b = append(b, make([]byte, 8)...)
-	b = append(b, journalIngest)
 	if ev == nil {
 		ev = encodeEvent(in.Event)
 	}
-	b = binary.AppendUvarint(b, uint64(len(ev)))
+	b = slices.Grow(b, journalIngestSize(in, ev))
+	start := len(b)
+	b = append(b, make([]byte, 8)...)
+	b = append(b, journalIngest)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(ev)))
 	b = append(b, ev...)
 	b = binary.AppendUvarint(b, uint64(len(in.Deliveries)))
 	for _, d := range in.Deliveries {
-		rec := encodeDelivery(d)
-		b = binary.AppendUvarint(b, uint64(len(rec)))
-		b = append(b, rec...)
+		at := len(b)
+		b = append(b, 0, 0, 0, 0)
+		b = appendDelivery(b, d)
+		binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
 	}
 	b = appendString(b, in.Dedupe)
 	keep := byte(0)
@@ -310,6 +346,15 @@ func appendJournalIngest(b []byte, in *Ingest, ev []byte) []byte {
 	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(payload, journalCRC))
 	return b
+}
+
+// journalIngestSize is about what appendJournalIngest appends.
+func journalIngestSize(in *Ingest, ev []byte) int {
+	n := 32 + len(ev) + len(in.Dedupe)
+	for _, d := range in.Deliveries {
+		n += 4 + deliverySize(d)
+	}
+	return n
 }
 
 // readJournal parses a segment's records, calling fn with each ingest. It
@@ -347,7 +392,7 @@ func decodeJournalIngest(p []byte) (Ingest, error) {
 		return in, errors.New("journal record: unknown kind")
 	}
 	r := decoder{b: p[1:]}
-	ev, err := decodeEvent(r.raw())
+	ev, err := decodeEvent(r.fixed())
 	if r.err != nil {
 		return in, fmt.Errorf("journal record: %w", r.err)
 	}
@@ -358,7 +403,7 @@ func decodeJournalIngest(p []byte) (Ingest, error) {
 	nd := r.uvarint()
 	for i := uint64(0); i < nd && r.err == nil; i++ {
 		d := new(Delivery)
-		rec := r.raw()
+		rec := r.fixed()
 		if r.err != nil {
 			break
 		}
@@ -479,4 +524,20 @@ func intactEvent(item *badger.Item, id string) bool {
 		return err
 	})
 	return err == nil
+}
+
+// fixed reads what a 4-byte little-endian length precedes.
+func (d *decoder) fixed() []byte {
+	if len(d.b) < 4 {
+		d.fail(errTruncated)
+		return nil
+	}
+	n := binary.LittleEndian.Uint32(d.b)
+	if uint64(n) > uint64(len(d.b)-4) {
+		d.fail(errTruncated)
+		return nil
+	}
+	v := d.b[4 : 4+n : 4+n]
+	d.b = d.b[4+n:]
+	return v
 }

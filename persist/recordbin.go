@@ -204,8 +204,17 @@ func versionOf(b []byte, what string) (byte, error) {
 }
 
 func encodeDelivery(d *Delivery) []byte {
-	b := make([]byte, 0, 64+len(d.ID)+len(d.EventID)+len(d.Route)+len(d.EventType)+
-		len(d.LastClass)+len(d.LastError)+len(d.OrderKey))
+	return appendDelivery(make([]byte, 0, deliverySize(d)), d)
+}
+
+// deliverySize is about what a delivery record takes, its attempt aside.
+func deliverySize(d *Delivery) int {
+	return 64 + len(d.ID) + len(d.EventID) + len(d.Route) + len(d.EventType) +
+		len(d.LastClass) + len(d.LastError) + len(d.OrderKey)
+}
+
+// appendDelivery appends d's record to b.
+func appendDelivery(b []byte, d *Delivery) []byte {
 	b = append(b, recordV2)
 	b = appendString(b, d.ID)
 	b = appendString(b, d.EventID)
