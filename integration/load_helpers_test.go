@@ -697,9 +697,9 @@ func reportOutbox(r *loadReport, p, key string, from, to outboxTimes) {
 	}
 	ms := func(sum, n float64) float64 { return sum / n * 1000 }
 	r.add(p, "outbox: ingest wait for its commit, mean (ms)", ms(to.commitSum-from.commitSum, ingests), "%.2f", key+"_commit_wait_ms")
-	r.add(p, "outbox: ingest wait for a sync round, mean (ms)", ms(to.syncSum-from.syncSum, ingests), "%.2f", key+"_sync_wait_ms")
-	r.add(p, "outbox: sync round (fsync of both logs), mean (ms)", ms(to.roundSum-from.roundSum, rounds), "%.2f", key+"_sync_round_ms")
-	r.add(p, "outbox: ingests per sync round", ingests/rounds, "%.1f", "")
+	r.add(p, "outbox: ingest wait for a journal sync round, mean (ms)", ms(to.syncSum-from.syncSum, ingests), "%.2f", key+"_sync_wait_ms")
+	r.add(p, "outbox: journal sync round (write and fdatasync), mean (ms)", ms(to.roundSum-from.roundSum, rounds), "%.2f", key+"_sync_round_ms")
+	r.add(p, "outbox: ingests per journal sync round", ingests/rounds, "%.1f", "")
 }
 
 // badgerUsage breaks the space allocated under a Badger directory down
