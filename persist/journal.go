@@ -290,9 +290,7 @@ func (j *journal) write(bufs []*[]byte, size int) error {
 				err = io.ErrShortWrite
 			}
 			if err != nil {
-				if terr := j.f.Truncate(j.off); terr == nil {
-					j.f.Seek(j.off, io.SeekStart)
-				}
+				j.cut()
 				return fmt.Errorf("writing the outbox journal: %w", err)
 			}
 			// Drop what was written, partly written buffers included.
@@ -308,10 +306,21 @@ func (j *journal) write(bufs []*[]byte, size int) error {
 		j.dirty = true
 	}
 	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+		// Its ingests are answered with the error: they need not be
+		// replayed, and whole records after them must not sit beyond
+		// an offset the next failure would cut back to.
+		j.cut()
 		return fmt.Errorf("syncing the outbox journal: %w", err)
 	}
 	j.off += int64(size)
 	return nil
+}
+
+// cut drops what was written after the last whole, synced record.
+func (j *journal) cut() {
+	if err := j.f.Truncate(j.off); err == nil {
+		j.f.Seek(j.off, io.SeekStart)
+	}
 }
 
 // appendJournalIngest appends in, as applyIngest wrote it, as one framed
@@ -429,7 +438,7 @@ func (s *Badger) replayJournal() (next uint64, err error) {
 	if err != nil || len(segs) == 0 {
 		return 1, err
 	}
-	replayed, skipped := 0, 0
+	var ins []Ingest
 	for _, seg := range segs {
 		path := filepath.Join(s.opts.Dir, journalName(seg))
 		data, err := os.ReadFile(path)
@@ -437,20 +446,38 @@ func (s *Badger) replayJournal() (next uint64, err error) {
 			return 0, fmt.Errorf("reading the outbox journal: %w", err)
 		}
 		rest, err := readJournal(data, func(in Ingest) error {
-			wrote, err := s.replayIngest(in)
-			if wrote {
-				replayed++
-			} else {
-				skipped++
-			}
-			return err
+			ins = append(ins, in)
+			return nil
 		})
 		if err != nil {
-			return 0, fmt.Errorf("replaying the outbox journal %s: %w", path, err)
+			return 0, fmt.Errorf("reading the outbox journal %s: %w", path, err)
 		}
 		if rest > 0 {
 			// The tail of a write the crash cut short: never acknowledged.
 			s.opts.Logger.Warningf("outbox journal %s: ignored %d bytes of an unfinished write at its end", path, rest)
+		}
+	}
+	// An id used again (its first event gone by a short retention) has
+	// a record per use: the last is the one to keep, since an earlier one
+	// written first would make it a duplicate.
+	last := make(map[string]int, len(ins))
+	for i, in := range ins {
+		last[in.Event.ID] = i
+	}
+	replayed, skipped := 0, 0
+	for i, in := range ins {
+		if last[in.Event.ID] != i {
+			skipped++
+			continue
+		}
+		wrote, err := s.replayIngest(in)
+		if err != nil {
+			return 0, fmt.Errorf("replaying the outbox journal (event %s): %w", in.Event.ID, err)
+		}
+		if wrote {
+			replayed++
+		} else {
+			skipped++
 		}
 	}
 	if err := s.syncLogs(); err != nil {
@@ -459,11 +486,11 @@ func (s *Badger) replayJournal() (next uint64, err error) {
 	if replayed > 0 {
 		s.opts.Logger.Infof("outbox journal: wrote again %d acknowledged events that were not in the outbox's logs after the last stop (%d were)", replayed, skipped)
 	}
-	last := segs[len(segs)-1]
-	if err := removeJournalBefore(s.opts.Dir, last+1); err != nil {
+	newest := segs[len(segs)-1]
+	if err := removeJournalBefore(s.opts.Dir, newest+1); err != nil {
 		return 0, err
 	}
-	return last + 1, nil
+	return newest + 1, nil
 }
 
 // replayIngest writes in unless its event is stored and readable, and

@@ -331,3 +331,23 @@ func TestJournalCheckpointRetiresSegments(t *testing.T) {
 		t.Errorf("segments after Close: %v, want none", segs)
 	}
 }
+
+// An id used twice within a checkpoint (its first event gone meanwhile,
+// under a short retention) comes back as its last use.
+func TestJournalReplaysLastUseOfAnID(t *testing.T) {
+	dir := t.TempDir()
+	first := oneIngest("x", t0, "a")
+	first.Event.Data = []byte(`"first"`)
+	second := oneIngest("x", t0.Add(time.Hour), "b")
+	second.Event.Data = []byte(`"second"`)
+	data := appendJournalIngest(nil, &first, nil)
+	data = appendJournalIngest(data, &second, nil)
+	if err := os.WriteFile(filepath.Join(dir, journalName(7)), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, Options{Dir: dir})
+	checkIngested(t, s, []Ingest{second})
+	if got := dueOn(t, s, "a"); len(got) != 0 {
+		t.Errorf("the first use's delivery came back: %v", got)
+	}
+}
