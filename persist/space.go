@@ -344,7 +344,9 @@ func existingDir(dir string) string {
 func (s *Badger) admit(ins []*ingestReq, recs []recordReq) ([]*ingestReq, []recordReq) {
 	var in, out int64
 	for _, r := range ins {
-		in += int64(r.size)
+		// Written twice until the next checkpoint: to Badger and to the
+		// journal.
+		in += 2 * int64(r.size)
 	}
 	for _, r := range recs {
 		out += int64(r.cost())
