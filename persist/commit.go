@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -151,8 +152,9 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 	// settled marks the units already told how they ended: a group split
 	// over several transactions may panic after some were, and settling
 	// one twice would close a done channel twice and crash the process
-	// from the recover.
-	var settled []bool
+	// from the recover. The journal and the syncer settle units on their
+	// own goroutines, so a unit is settled by whoever marks it first.
+	var settled []atomic.Bool
 	for _, r := range ins {
 		for i := range r.batch {
 			u := len(units)
@@ -168,8 +170,9 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 				ing: r,
 				idx: i,
 				finish: func(err error) {
-					settled[u] = true
-					r.settle(err)
+					if settled[u].CompareAndSwap(false, true) {
+						r.settle(err)
+					}
 				},
 			})
 		}
@@ -185,7 +188,9 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 				return s.applyRecord(txn, r.o)
 			},
 			finish: func(err error) {
-				settled[u] = true
+				if !settled[u].CompareAndSwap(false, true) {
+					return
+				}
 				if err == nil && r.apply == nil {
 					// Whatever claim the move was made under has ended.
 					delete(s.moved, r.o.Delivery.ID)
@@ -194,7 +199,7 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 			},
 		})
 	}
-	settled = make([]bool, len(units))
+	settled = make([]atomic.Bool, len(units))
 	defer func() {
 		if v := recover(); v != nil {
 			err := fmt.Errorf("outbox committer panic: %v\n%s", v, debug.Stack())
@@ -206,7 +211,7 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 			clear(s.journaling)
 			s.journaling = s.journaling[:0]
 			for i, u := range units {
-				if !settled[i] {
+				if !settled[i].Load() {
 					u.finish(err)
 				}
 			}
@@ -229,15 +234,23 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 
 // journalUnits hands the group's committed ingests to the journal, which
 // settles them once their records are on disk (journal.go). A duplicate
-// writes no record, but is settled by the same sync: the event it names
-// may be one committed in this group or just before, whose record that
-// sync puts on disk.
+// writes no record and waits for the syncer instead: the event it names
+// was committed before it, but its own journal write may have failed
+// (its ingest answered with the error), and only a sync of Badger's
+// logs puts it on disk then.
 func (s *Badger) journalUnits(units []unit) {
-	if len(units) == 0 {
+	fns := make([]func(error), 0, len(units))
+	for _, u := range units {
+		if u.ing.res[u.idx].Duplicate {
+			s.syncing = append(s.syncing, u.finish)
+		} else {
+			fns = append(fns, u.finish)
+		}
+	}
+	if len(fns) == 0 {
 		return
 	}
 	data := journalBufs.Get().(*[]byte)
-	fns := make([]func(error), len(units))
 	n := 0
 	for _, u := range units {
 		if !u.ing.res[u.idx].Duplicate {
@@ -245,12 +258,11 @@ func (s *Badger) journalUnits(units []unit) {
 		}
 	}
 	*data = slices.Grow(*data, n)
-	for i, u := range units {
+	for _, u := range units {
 		if !u.ing.res[u.idx].Duplicate {
 			*data = appendJournalIngest(*data, &u.ing.batch[u.idx], u.ing.recs[u.idx])
 		}
 		u.ing.recs[u.idx] = nil
-		fns[i] = u.finish
 	}
 	s.journal.submit(journalOp{data: data, fns: fns})
 }

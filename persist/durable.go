@@ -16,14 +16,16 @@ import (
 
 // Durability. Badger runs with SyncWrites off: a commit writes into the
 // memory-mapped write-ahead log and value log and is visible to every
-// read at once, but is not on disk yet. What must be durable before it is
-// acknowledged (ingests, backfill's AddDeliveries, route states) waits
-// for the syncer, which syncs both logs once for everything committed
-// before it started. That is group commit without the committer waiting:
-// it builds and commits the next group while the logs sync, and outcomes,
-// which need no sync (a lost outcome is one more attempt), never wait for
-// one. With SyncWrites on, Badger synced the logs for every transaction,
-// in series with the committer.
+// read at once, but is not on disk yet. An ingest is made durable by the
+// journal (journal.go); what else must be durable before it is
+// acknowledged (a duplicate's answer, backfill's AddDeliveries, route
+// states) waits for the syncer, which syncs both logs once for
+// everything committed before it started, and retires the journal
+// segments that holds (a checkpoint). That is group commit without the
+// committer waiting: it builds and commits the next group while the logs
+// sync, and outcomes, which need no sync (a lost outcome is one more
+// attempt), never wait for one. With SyncWrites on, Badger synced the
+// logs for every transaction, in series with the committer.
 //
 // A sync round syncs the current write-ahead log and value-log file
 // (DB.Sync), and every file of either log that was current at some point
@@ -35,11 +37,12 @@ import (
 // durable; Options.Observe. Its methods run on the store's goroutines
 // and must return quickly.
 type Observer interface {
-	// SyncRound: one sync round (fsync of both logs) took d.
+	// SyncRound: one sync round of the journal (a write and an
+	// fdatasync for the ingests committed meanwhile) took d.
 	SyncRound(d time.Duration)
 	// IngestWait: an Ingest call waited commit for its transaction (the
-	// queue for the committer included) and then sync for a round to put
-	// it on disk. The two are the part of an ingest's answer time spent
+	// queue for the committer included) and then sync for a journal
+	// round to put it on disk. The two are the part of an ingest's answer time spent
 	// in the outbox.
 	IngestWait(commit, sync time.Duration)
 }
@@ -52,6 +55,9 @@ const syncIdle = time.Second
 type syncer struct {
 	mu      sync.Mutex
 	waiting []func(error)
+	// ckpt waits for a round that also retires the journal's older
+	// segments (checkpoint).
+	ckpt []func(error)
 	// stopped is set by the last round: later callers sync themselves.
 	stopped bool
 	// wake is signalled when something starts waiting.
@@ -111,6 +117,27 @@ func (s *Badger) durable() error {
 	return <-done
 }
 
+// checkpoint waits until everything committed so far is in Badger's logs
+// on disk and no journal segment holds an ingest committed before the
+// call: what is deleted after it returns nil cannot come back in a
+// replay.
+func (s *Badger) checkpoint() error {
+	sy := s.sync
+	done := make(chan error, 1)
+	sy.mu.Lock()
+	if sy.stopped {
+		sy.mu.Unlock()
+		return ErrClosed
+	}
+	sy.ckpt = append(sy.ckpt, func(err error) { done <- err })
+	sy.mu.Unlock()
+	select {
+	case sy.wake <- struct{}{}:
+	default:
+	}
+	return <-done
+}
+
 func (s *Badger) syncLoop() {
 	defer s.wg.Done()
 	sy := s.sync
@@ -125,13 +152,13 @@ func (s *Badger) syncLoop() {
 			last = true
 		}
 		sy.mu.Lock()
-		waiting := sy.waiting
-		sy.waiting = nil
+		waiting, ckpt := sy.waiting, sy.ckpt
+		sy.waiting, sy.ckpt = nil, nil
 		sy.stopped = last
 		sy.mu.Unlock()
 		commits := sy.commits.Load()
 		var err error
-		if len(waiting) > 0 || commits != sy.synced {
+		if len(waiting)+len(ckpt) > 0 || commits != sy.synced {
 			// A checkpoint: the journal's older segments hold only what
 			// was committed before the move, which this round syncs.
 			seg, rerr := s.journal.rotate()
@@ -142,13 +169,17 @@ func (s *Badger) syncLoop() {
 					rerr = removeJournalBefore(s.opts.Dir, seg)
 				}
 				if rerr != nil {
-					s.opts.Logger.Errorf("outbox journal: %v", rerr)
+					rerr = fmt.Errorf("outbox journal: %w", rerr)
+					s.opts.Logger.Errorf("%v", rerr)
 				}
 			} else {
 				s.opts.Logger.Errorf("syncing the outbox to disk: %v", err)
 			}
 			for _, fn := range waiting {
 				fn(err)
+			}
+			for _, fn := range ckpt {
+				fn(errors.Join(err, rerr))
 			}
 		}
 		if last {

@@ -156,7 +156,7 @@ func (s *Badger) sweep() error {
 	if s.sweeps.Add(1)%sweepFullEvery == 0 {
 		from = 0
 	}
-	for checkpointed := false; ; {
+	for {
 		now := wallSeconds()
 		keys, err := s.dueExpiries(from, now, sweepBatch)
 		if err != nil || len(keys) == 0 {
@@ -165,14 +165,13 @@ func (s *Badger) sweep() error {
 			}
 			return err
 		}
-		if !checkpointed {
-			// Nothing of what is swept may be left in the journal, whose
-			// replay would bring it back (journal.go): a sync round
-			// retires the segments written before it.
-			if err := s.durable(); err != nil {
-				return err
-			}
-			checkpointed = true
+		// Nothing of what is swept may be left in the journal, whose
+		// replay would bring it back (journal.go). An expiry entry read
+		// above was written by an outcome the committer took after the
+		// event's ingest was handed to the journal, so the checkpoint
+		// retires the segment that holds it.
+		if err := s.checkpoint(); err != nil {
+			return err
 		}
 		done := make(chan error, 1)
 		req := recordReq{

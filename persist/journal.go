@@ -81,8 +81,9 @@ type journal struct {
 	seg  uint64
 	off  int64 // bytes of f that hold whole records
 	// dirty is set by writes since the last rotation (writer only;
-	// rotations of a clean segment are skipped).
-	dirty bool
+	// rotations of a clean segment are skipped); broken by a failed
+	// write that could not be cut off (see cut).
+	dirty, broken bool
 	// observe is told how long each write-and-sync took; before runs
 	// first (a test's hook). Either may be nil.
 	observe func(time.Duration)
@@ -185,12 +186,21 @@ func removeJournalBefore(dir string, seg uint64) error {
 	if err != nil {
 		return err
 	}
+	removed := false
 	for _, n := range segs {
 		if n >= seg {
 			break
 		}
 		if err := os.Remove(filepath.Join(dir, journalName(n))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("removing a checkpointed journal segment: %w", err)
+		}
+		removed = true
+	}
+	if removed {
+		// A removal lost in a crash would bring the segment back, and
+		// a replay with it what was deleted since.
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("removing checkpointed journal segments: %w", err)
 		}
 	}
 	return nil
@@ -273,6 +283,12 @@ func (j *journal) loop() {
 // cut off again, so the segment never holds a torn record before later
 // whole ones.
 func (j *journal) write(bufs []*[]byte, size int) error {
+	if j.broken {
+		if err := j.create(j.seg + 1); err != nil {
+			return fmt.Errorf("outbox journal: a write failed and could not be cut off, and a new segment could not be started: %w", err)
+		}
+		j.broken = false
+	}
 	if size > 0 {
 		iov := make([][]byte, 0, len(bufs))
 		for _, b := range bufs {
@@ -316,10 +332,16 @@ func (j *journal) write(bufs []*[]byte, size int) error {
 	return nil
 }
 
-// cut drops what was written after the last whole, synced record.
+// cut drops what was written after the last whole, synced record. If it
+// cannot, the segment is given up: the next write starts a new one, so
+// no acknowledged record ever follows a torn one (replay stops at it).
 func (j *journal) cut() {
-	if err := j.f.Truncate(j.off); err == nil {
-		j.f.Seek(j.off, io.SeekStart)
+	if err := j.f.Truncate(j.off); err != nil {
+		j.broken = true
+		return
+	}
+	if _, err := j.f.Seek(j.off, io.SeekStart); err != nil {
+		j.broken = true
 	}
 }
 
@@ -369,7 +391,7 @@ func journalIngestSize(in *Ingest, ev []byte) int {
 // readJournal parses a segment's records, calling fn with each ingest. It
 // stops at the first record that is not whole and intact (a write the
 // crash cut short) and says how many bytes it left unread.
-func readJournal(data []byte, fn func(Ingest) error) (rest int, err error) {
+func readJournal(data []byte, fn func(in Ingest, ev []byte) error) (rest int, err error) {
 	for len(data) > 0 {
 		if len(data) < 8 {
 			return len(data), nil
@@ -383,11 +405,11 @@ func readJournal(data []byte, fn func(Ingest) error) (rest int, err error) {
 		if crc32.Checksum(payload, journalCRC) != sum {
 			return len(data), nil
 		}
-		in, err := decodeJournalIngest(payload)
+		in, ev, err := decodeJournalIngest(payload)
 		if err != nil {
 			return len(data), err
 		}
-		if err := fn(in); err != nil {
+		if err := fn(in, ev); err != nil {
 			return len(data), err
 		}
 		data = data[8+n:]
@@ -395,18 +417,19 @@ func readJournal(data []byte, fn func(Ingest) error) (rest int, err error) {
 	return 0, nil
 }
 
-func decodeJournalIngest(p []byte) (Ingest, error) {
+func decodeJournalIngest(p []byte) (Ingest, []byte, error) {
 	var in Ingest
 	if len(p) == 0 || p[0] != journalIngest {
-		return in, errors.New("journal record: unknown kind")
+		return in, nil, errors.New("journal record: unknown kind")
 	}
 	r := decoder{b: p[1:]}
-	ev, err := decodeEvent(r.fixed())
+	raw := r.fixed()
+	ev, err := decodeEvent(raw)
 	if r.err != nil {
-		return in, fmt.Errorf("journal record: %w", r.err)
+		return in, nil, fmt.Errorf("journal record: %w", r.err)
 	}
 	if err != nil {
-		return in, fmt.Errorf("journal record: %w", err)
+		return in, nil, fmt.Errorf("journal record: %w", err)
 	}
 	in.Event = ev
 	nd := r.uvarint()
@@ -417,16 +440,16 @@ func decodeJournalIngest(p []byte) (Ingest, error) {
 			break
 		}
 		if err := decodeDelivery(rec, d); err != nil {
-			return in, fmt.Errorf("journal record (event %s): %w", ev.ID, err)
+			return in, nil, fmt.Errorf("journal record (event %s): %w", ev.ID, err)
 		}
 		in.Deliveries = append(in.Deliveries, d)
 	}
 	in.Dedupe = r.string()
 	in.Keep = r.byte() == 1
 	if r.err != nil {
-		return in, fmt.Errorf("journal record (event %s): %w", ev.ID, r.err)
+		return in, nil, fmt.Errorf("journal record (event %s): %w", ev.ID, r.err)
 	}
-	return in, nil
+	return in, raw, nil
 }
 
 // replayJournal writes again what the journal's segments hold and Badger
@@ -438,19 +461,26 @@ func (s *Badger) replayJournal() (next uint64, err error) {
 	if err != nil || len(segs) == 0 {
 		return 1, err
 	}
-	var ins []Ingest
+	type record struct {
+		in Ingest
+		ev []byte
+	}
+	var recs []record
 	for _, seg := range segs {
 		path := filepath.Join(s.opts.Dir, journalName(seg))
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return 0, fmt.Errorf("reading the outbox journal: %w", err)
 		}
-		rest, err := readJournal(data, func(in Ingest) error {
-			ins = append(ins, in)
+		rest, err := readJournal(data, func(in Ingest, ev []byte) error {
+			recs = append(recs, record{in, ev})
 			return nil
 		})
 		if err != nil {
-			return 0, fmt.Errorf("reading the outbox journal %s: %w", path, err)
+			// Intact (its checksum holds) but not a record this release
+			// can read: refuse to start rather than drop acknowledged
+			// events without a word.
+			return 0, fmt.Errorf("replaying the outbox journal %s: %w (to start without what it holds, move the file out of the directory)", path, err)
 		}
 		if rest > 0 {
 			// The tail of a write the crash cut short: never acknowledged.
@@ -459,20 +489,28 @@ func (s *Badger) replayJournal() (next uint64, err error) {
 	}
 	// An id used again (its first event gone by a short retention) has
 	// a record per use: the last is the one to keep, since an earlier one
-	// written first would make it a duplicate.
-	last := make(map[string]int, len(ins))
-	for i, in := range ins {
-		last[in.Event.ID] = i
+	// written first would make it a duplicate. Likewise an idempotency
+	// key used again (its window over) was given up by the earlier use.
+	lastID := make(map[string]int, len(recs))
+	lastKey := make(map[string]int)
+	for i, r := range recs {
+		lastID[r.in.Event.ID] = i
+		if r.in.Dedupe != "" {
+			lastKey[r.in.Dedupe] = i
+		}
 	}
 	replayed, skipped := 0, 0
-	for i, in := range ins {
-		if last[in.Event.ID] != i {
+	for i, r := range recs {
+		if lastID[r.in.Event.ID] != i {
 			skipped++
 			continue
 		}
-		wrote, err := s.replayIngest(in)
+		if r.in.Dedupe != "" && lastKey[r.in.Dedupe] != i {
+			r.in.Dedupe = ""
+		}
+		wrote, err := s.replayIngest(r.in, r.ev)
 		if err != nil {
-			return 0, fmt.Errorf("replaying the outbox journal (event %s): %w", in.Event.ID, err)
+			return 0, fmt.Errorf("replaying the outbox journal (event %s): %w", r.in.Event.ID, err)
 		}
 		if wrote {
 			replayed++
@@ -493,9 +531,9 @@ func (s *Badger) replayJournal() (next uint64, err error) {
 	return newest + 1, nil
 }
 
-// replayIngest writes in unless its event is stored and readable, and
-// says whether it wrote it.
-func (s *Badger) replayIngest(in Ingest) (bool, error) {
+// replayIngest writes in (whose event record is ev) unless its event is
+// stored and readable, and says whether it wrote it.
+func (s *Badger) replayIngest(in Ingest, ev []byte) (bool, error) {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	switch item, err := txn.Get(eventKey(in.Event.ID)); {
@@ -504,23 +542,18 @@ func (s *Badger) replayIngest(in Ingest) (bool, error) {
 			return false, nil
 		}
 		// Its key reached the disk and its payload did not (a power
-		// failure between checkpoints): write it again, as new, with
-		// nothing of the unreadable one left to call it a duplicate.
-		st, has, err := txnState(txn, in.Event.ID)
-		if err != nil {
+		// failure between checkpoints). The ingest's other records were
+		// in the same transaction and are there, with whatever outcomes
+		// changed since: only the event record is written again, as it
+		// was (and with the expiry it had, if it had one).
+		e := badger.NewEntry(eventKey(in.Event.ID), ev)
+		if exp := item.ExpiresAt(); exp != 0 {
+			e.ExpiresAt = exp
+		}
+		if err := txn.SetEntry(e); err != nil {
 			return false, err
 		}
-		if !has {
-			st = eventState{received: in.Event.Received}
-		}
-		if err := forgetEvent(txn, in.Event.ID, &st); err != nil {
-			return false, err
-		}
-		if in.Dedupe != "" {
-			if err := txn.Delete(dedupeKey(in.Dedupe)); err != nil {
-				return false, err
-			}
-		}
+		return true, txn.Commit()
 	case !errors.Is(err, badger.ErrKeyNotFound):
 		return false, err
 	}

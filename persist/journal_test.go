@@ -3,13 +3,18 @@ package persist
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // An ingest is answered once its journal record is on disk, without
@@ -60,6 +65,12 @@ func copyDir(t *testing.T, src string) string {
 	}
 	for _, e := range entries {
 		if !e.Type().IsRegular() || e.Name() == "LOCK" {
+			continue
+		}
+		// A running store may delete a file meanwhile (a checkpointed
+		// journal segment, a compacted table): the copy is then as if
+		// the crash came after.
+		if _, err := os.Stat(filepath.Join(src, e.Name())); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		copyFile(t, filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()))
@@ -268,44 +279,6 @@ func TestJournalIgnoresTornTail(t *testing.T) {
 	}
 }
 
-// Badger kept an event's key but not its payload (its value log's tail
-// was lost): the replay writes the event again.
-func TestJournalRewritesUnreadableEvent(t *testing.T) {
-	dir := t.TempDir()
-	s := openStore(t, Options{Dir: dir})
-	ingest(t, s, oneIngest("first", t0, "a"))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	crashAfter(t, dir, func(s *Badger) {
-		in := oneIngest("lost", t0, "a")
-		in.Event.Data = []byte(`"` + strings.Repeat("x", 2000) + `"`)
-		ingest(t, s, in)
-	})
-	// The reopened store wrote to a value-log file of its own: cut it
-	// back to its header (Badger's vlogHeaderSize), as a power failure
-	// could before the checkpoint.
-	vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
-	newest := vlogs[len(vlogs)-1]
-	if fi, err := os.Stat(newest); err != nil || fi.Size() < 2000 {
-		t.Fatalf("%s does not hold the second payload (%v)", newest, err)
-	}
-	if err := os.Truncate(newest, 20); err != nil {
-		t.Fatal(err)
-	}
-	s = openStore(t, Options{Dir: dir})
-	ev, err := s.Event("lost")
-	if err != nil {
-		t.Fatalf("event whose payload was lost: %v", err)
-	}
-	if len(ev.Data) != 2002 {
-		t.Errorf("replayed payload is %d bytes, want 2002", len(ev.Data))
-	}
-	if got := dueOn(t, s, "a"); len(got) != 2 {
-		t.Errorf("due on a: %v, want first/a and lost/a", got)
-	}
-}
-
 // Checkpoints retire segments while the store runs, and a sweep deletes
 // no event its journal still holds.
 func TestJournalCheckpointRetiresSegments(t *testing.T) {
@@ -349,5 +322,212 @@ func TestJournalReplaysLastUseOfAnID(t *testing.T) {
 	checkIngested(t, s, []Ingest{second})
 	if got := dueOn(t, s, "a"); len(got) != 0 {
 		t.Errorf("the first use's delivery came back: %v", got)
+	}
+}
+
+// deliverAll records a first, successful attempt for each delivery.
+func deliverAll(t *testing.T, s *Badger, ids ...string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		d := mustDelivery(t, s, id)
+		claimed := d.Due
+		d.Status, d.Attempts, d.Done = StatusDelivered, 1, t0
+		wg.Add(1)
+		s.Record(Outcome{Delivery: d, ClaimedDue: claimed, Attempt: &Attempt{N: 1, Start: t0, Status: 200}}, func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	barrier(t, s)
+}
+
+// A sweep deletes nothing while the journal cannot be checkpointed: the
+// segment holding an expired event's ingest would bring it back, pending,
+// after a crash.
+func TestSweepNeedsJournalCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir, Retention: time.Second, sweepEvery: -1})
+	segs, _ := journalSegments(dir)
+	// The next segment's name is taken: rotations fail.
+	if err := os.Mkdir(filepath.Join(dir, journalName(segs[len(segs)-1]+1)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ingest(t, s, oneIngest("x", t0, "a"))
+	deliverAll(t, s, "x/a")
+	waitExpired(time.Now(), time.Second)
+	if err := s.sweep(); err == nil {
+		t.Error("sweep returned nil with the journal not checkpointed")
+	}
+	if err := s.view(func(txn *badger.Txn) error {
+		_, err := txn.Get(eventKey("x"))
+		return err
+	}); err != nil {
+		t.Errorf("x swept with the journal not checkpointed: %v", err)
+	}
+	crash := copyDir(t, dir) // what a kill -9 now leaves
+	s2 := openStore(t, Options{Dir: crash, sweepEvery: -1})
+	for _, id := range dueOn(t, s2, "a") {
+		t.Errorf("%s is due again after the replay", id)
+	}
+}
+
+// Every batch of a sweep checkpoints the journal first: an event whose
+// ingest was journaled after an earlier batch's checkpoint (a short
+// retention, a slow sync) is not swept from under its journal record.
+func TestSweepCheckpointsEveryBatch(t *testing.T) {
+	dir := t.TempDir()
+	var (
+		mu      sync.Mutex
+		hold    chan struct{} // the first round held by the test waits for it
+		entered chan struct{} // closed when that round has begun
+		later   chan struct{} // rounds after it wait for it: a slow disk
+	)
+	before := func() {
+		mu.Lock()
+		h, e, l := hold, entered, later
+		hold = nil
+		mu.Unlock()
+		switch {
+		case h != nil:
+			close(e)
+			<-h
+		case l != nil:
+			<-l
+		}
+	}
+	s := openStore(t, Options{Dir: dir, Retention: time.Second, sweepEvery: -1, beforeSync: before})
+	var batch []Ingest
+	var ids []string
+	for i := 0; i < sweepBatch+1; i++ {
+		in := oneIngest(fmt.Sprintf("e%d", i), t0, "a")
+		batch = append(batch, in)
+		ids = append(ids, in.Deliveries[0].ID)
+	}
+	ingest(t, s, batch...)
+	deliverAll(t, s, ids...)
+	waitExpired(time.Now(), time.Second)
+
+	h, e, l := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	mu.Lock()
+	hold, entered, later = h, e, l
+	mu.Unlock()
+	var once sync.Once
+	slowDiskEnds := func() { once.Do(func() { close(l) }) }
+	defer slowDiskEnds()
+	swept := make(chan error, 1)
+	go func() { swept <- s.sweep() }()
+	<-e // the first batch's checkpoint is syncing
+	ingest(t, s, oneIngest("y", t0, "a"))
+	deliverAll(t, s, "y/a")
+	waitExpired(time.Now(), time.Second)
+	close(h)
+	// The second batch (y among its events) waits for a checkpoint, so
+	// for the slow disk; a sweep that did not would be done by now.
+	select {
+	case err := <-swept:
+		t.Logf("sweep returned (%v) while sync rounds were held", err)
+	case <-time.After(2 * time.Second):
+		slowDiskEnds()
+		if err := <-swept; err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash := copyDir(t, dir) // what a kill -9 now leaves
+	slowDiskEnds()
+	s2 := openStore(t, Options{Dir: crash, sweepEvery: -1})
+	for _, id := range dueOn(t, s2, "a") {
+		t.Errorf("%s is due again after the replay", id)
+	}
+}
+
+// Badger kept an event's key and its delivery's outcome but not its
+// payload (its value log's tail was lost): the replay writes the payload
+// again and leaves the outcome.
+func TestJournalRewritesUnreadableEvent(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir})
+	ingest(t, s, oneIngest("first", t0, "a"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	crashAfter(t, dir, func(s *Badger) {
+		in := oneIngest("lost", t0, "a")
+		in.Event.Data = []byte(`"` + strings.Repeat("x", 2000) + `"`)
+		ingest(t, s, in)
+		deliverAll(t, s, "lost/a")
+	})
+	// The reopened store wrote to a value-log file of its own: cut it
+	// back to its header (Badger's vlogHeaderSize), as a power failure
+	// could before the checkpoint.
+	vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	newest := vlogs[len(vlogs)-1]
+	if fi, err := os.Stat(newest); err != nil || fi.Size() < 2000 {
+		t.Fatalf("%s does not hold the second payload (%v)", newest, err)
+	}
+	if err := os.Truncate(newest, 20); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, Options{Dir: dir})
+	if ev, err := s.Event("lost"); err != nil || len(ev.Data) != 2002 {
+		t.Errorf("event whose payload was lost, after the replay: %v", err)
+	}
+	if d := mustDelivery(t, s, "lost/a"); d.Status != StatusDelivered {
+		t.Errorf("delivered lost/a is %s after the replay", d.Status)
+	}
+	wantIDs(t, "due on a", dueOn(t, s, "a"), "first/a")
+}
+
+// A duplicate is answered once Badger's logs are synced, not on the
+// journal's next sync: its original's journal write may have failed (the
+// original answered with the error), and a "duplicate" says the event is
+// stored.
+func TestDuplicateWaitsForLogSync(t *testing.T) {
+	g := newSyncGate()
+	s := openStore(t, Options{beforeSync: g.before})
+	defer g.release()
+	ingest(t, s, oneIngest("x", t0, "a"))
+	dup := make(chan error, 1)
+	go func() {
+		_, err := s.Ingest(context.Background(), []Ingest{oneIngest("x", t0, "a")})
+		dup <- err
+	}()
+	select {
+	case err := <-dup:
+		t.Fatalf("duplicate answered (%v) before Badger's logs were synced", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	g.release()
+	select {
+	case err := <-dup:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("duplicate not answered after the sync")
+	}
+}
+
+// An idempotency key used again after its window (both uses still in the
+// journal) stays with the later use.
+func TestJournalReplaysLastUseOfAKey(t *testing.T) {
+	dir := t.TempDir()
+	first := oneIngest("one", t0, "a")
+	first.Dedupe = "k"
+	second := oneIngest("two", t0, "a")
+	second.Dedupe = "k"
+	data := appendJournalIngest(nil, &first, nil)
+	data = appendJournalIngest(data, &second, nil)
+	if err := os.WriteFile(filepath.Join(dir, journalName(3)), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, Options{Dir: dir})
+	checkIngested(t, s, []Ingest{first, second})
+	res := ingest(t, s, Ingest{Event: newEvent("three", "{}"), Dedupe: "k"})
+	if !res[0].Duplicate || res[0].ID != "two" {
+		t.Errorf("key k after the replay: %+v, want a duplicate of two", res[0])
 	}
 }
