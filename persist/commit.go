@@ -258,9 +258,10 @@ func (s *Badger) journalUnits(units []unit) {
 		}
 	}
 	*data = slices.Grow(*data, n)
+	now := s.now()
 	for _, u := range units {
 		if !u.ing.res[u.idx].Duplicate {
-			*data = appendJournalIngest(*data, &u.ing.batch[u.idx], u.ing.recs[u.idx])
+			*data = appendJournalIngest(*data, &u.ing.batch[u.idx], u.ing.recs[u.idx], now)
 		}
 		u.ing.recs[u.idx] = nil
 	}

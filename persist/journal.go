@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -348,9 +349,10 @@ func (j *journal) cut() {
 // appendJournalIngest appends in, as applyIngest wrote it, as one framed
 // record: length, CRC-32C, then the event record (ev, or encoded here if
 // nil) and each delivery record, each after its length (4 bytes, little
-// endian), then the idempotency key and whether it is kept without
-// deliveries.
-func appendJournalIngest(b []byte, in *Ingest, ev []byte) []byte {
+// endian), then the idempotency key, whether it is kept without
+// deliveries, and when it was stored (the store's clock, for the
+// idempotency window).
+func appendJournalIngest(b []byte, in *Ingest, ev []byte, at time.Time) []byte {
 	if ev == nil {
 		ev = encodeEvent(in.Event)
 	}
@@ -373,6 +375,7 @@ func appendJournalIngest(b []byte, in *Ingest, ev []byte) []byte {
 		keep = 1
 	}
 	b = append(b, keep)
+	b = binary.AppendVarint(b, at.UnixNano())
 	payload := b[start+8:]
 	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(payload, journalCRC))
@@ -381,7 +384,7 @@ func appendJournalIngest(b []byte, in *Ingest, ev []byte) []byte {
 
 // journalIngestSize is about what appendJournalIngest appends.
 func journalIngestSize(in *Ingest, ev []byte) int {
-	n := 32 + len(ev) + len(in.Dedupe)
+	n := 48 + len(ev) + len(in.Dedupe)
 	for _, d := range in.Deliveries {
 		n += 4 + deliverySize(d)
 	}
@@ -391,7 +394,7 @@ func journalIngestSize(in *Ingest, ev []byte) int {
 // readJournal parses a segment's records, calling fn with each ingest. It
 // stops at the first record that is not whole and intact (a write the
 // crash cut short) and says how many bytes it left unread.
-func readJournal(data []byte, fn func(in Ingest, ev []byte) error) (rest int, err error) {
+func readJournal(data []byte, fn func(r journalRecord) error) (rest int, err error) {
 	for len(data) > 0 {
 		if len(data) < 8 {
 			return len(data), nil
@@ -405,11 +408,11 @@ func readJournal(data []byte, fn func(in Ingest, ev []byte) error) (rest int, er
 		if crc32.Checksum(payload, journalCRC) != sum {
 			return len(data), nil
 		}
-		in, ev, err := decodeJournalIngest(payload)
+		r, err := decodeJournalIngest(payload)
 		if err != nil {
 			return len(data), err
 		}
-		if err := fn(in, ev); err != nil {
+		if err := fn(r); err != nil {
 			return len(data), err
 		}
 		data = data[8+n:]
@@ -417,21 +420,29 @@ func readJournal(data []byte, fn func(in Ingest, ev []byte) error) (rest int, er
 	return 0, nil
 }
 
-func decodeJournalIngest(p []byte) (Ingest, []byte, error) {
-	var in Ingest
+// journalRecord is an ingest as the journal holds it: ev is its event
+// record as stored, at when it was stored.
+type journalRecord struct {
+	in Ingest
+	ev []byte
+	at time.Time
+}
+
+func decodeJournalIngest(p []byte) (journalRecord, error) {
+	var jr journalRecord
 	if len(p) == 0 || p[0] != journalIngest {
-		return in, nil, errors.New("journal record: unknown kind")
+		return jr, errors.New("journal record: unknown kind")
 	}
 	r := decoder{b: p[1:]}
 	raw := r.fixed()
 	ev, err := decodeEvent(raw)
 	if r.err != nil {
-		return in, nil, fmt.Errorf("journal record: %w", r.err)
+		return jr, fmt.Errorf("journal record: %w", r.err)
 	}
 	if err != nil {
-		return in, nil, fmt.Errorf("journal record: %w", err)
+		return jr, fmt.Errorf("journal record: %w", err)
 	}
-	in.Event = ev
+	in := Ingest{Event: ev}
 	nd := r.uvarint()
 	for i := uint64(0); i < nd && r.err == nil; i++ {
 		d := new(Delivery)
@@ -440,16 +451,17 @@ func decodeJournalIngest(p []byte) (Ingest, []byte, error) {
 			break
 		}
 		if err := decodeDelivery(rec, d); err != nil {
-			return in, nil, fmt.Errorf("journal record (event %s): %w", ev.ID, err)
+			return jr, fmt.Errorf("journal record (event %s): %w", ev.ID, err)
 		}
 		in.Deliveries = append(in.Deliveries, d)
 	}
 	in.Dedupe = r.string()
 	in.Keep = r.byte() == 1
+	at := r.varint()
 	if r.err != nil {
-		return in, nil, fmt.Errorf("journal record (event %s): %w", ev.ID, r.err)
+		return jr, fmt.Errorf("journal record (event %s): %w", ev.ID, r.err)
 	}
-	return in, raw, nil
+	return journalRecord{in: in, ev: raw, at: time.Unix(0, at)}, nil
 }
 
 // replayJournal writes again what the journal's segments hold and Badger
@@ -461,19 +473,15 @@ func (s *Badger) replayJournal() (next uint64, err error) {
 	if err != nil || len(segs) == 0 {
 		return 1, err
 	}
-	type record struct {
-		in Ingest
-		ev []byte
-	}
-	var recs []record
+	var recs []journalRecord
 	for _, seg := range segs {
 		path := filepath.Join(s.opts.Dir, journalName(seg))
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return 0, fmt.Errorf("reading the outbox journal: %w", err)
 		}
-		rest, err := readJournal(data, func(in Ingest, ev []byte) error {
-			recs = append(recs, record{in, ev})
+		rest, err := readJournal(data, func(r journalRecord) error {
+			recs = append(recs, r)
 			return nil
 		})
 		if err != nil {
@@ -508,7 +516,7 @@ func (s *Badger) replayJournal() (next uint64, err error) {
 		if r.in.Dedupe != "" && lastKey[r.in.Dedupe] != i {
 			r.in.Dedupe = ""
 		}
-		wrote, err := s.replayIngest(r.in, r.ev)
+		wrote, err := s.replayIngest(r)
 		if err != nil {
 			return 0, fmt.Errorf("replaying the outbox journal (event %s): %w", r.in.Event.ID, err)
 		}
@@ -531,27 +539,68 @@ func (s *Badger) replayJournal() (next uint64, err error) {
 	return newest + 1, nil
 }
 
-// replayIngest writes in (whose event record is ev) unless its event is
-// stored and readable, and says whether it wrote it.
-func (s *Badger) replayIngest(in Ingest, ev []byte) (bool, error) {
+// replayIngest writes r's ingest unless its event is stored as r's
+// record, and says whether it wrote anything.
+func (s *Badger) replayIngest(r journalRecord) (bool, error) {
+	in, ev, now := r.in, r.ev, s.now()
+	// What Badger expires by a TTL it would have expired by now: a kept
+	// event without deliveries, an idempotency key past its window.
+	if len(in.Deliveries) == 0 && in.Event.KeepUntil != 0 && in.Event.KeepUntil <= now.UnixNano() {
+		return false, nil
+	}
+	if in.Dedupe != "" && !r.at.Add(s.retention.Load().Dedupe).After(now) {
+		in.Dedupe = ""
+	}
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	switch item, err := txn.Get(eventKey(in.Event.ID)); {
 	case err == nil:
-		if intactEvent(item, in.Event.ID) {
+		raw, verr := item.ValueCopy(nil)
+		if verr == nil && bytes.Equal(raw, ev) {
 			return false, nil
 		}
-		// Its key reached the disk and its payload did not (a power
-		// failure between checkpoints). The ingest's other records were
-		// in the same transaction and are there, with whatever outcomes
-		// changed since: only the event record is written again, as it
-		// was (and with the expiry it had, if it had one).
-		e := badger.NewEntry(eventKey(in.Event.ID), ev)
-		if exp := item.ExpiresAt(); exp != 0 {
-			e.ExpiresAt = exp
+		if verr == nil {
+			if _, derr := decodeEvent(raw); derr == nil {
+				// An earlier use of the id, readable: applyIngest below
+				// forgets it if it is gone (as it was when this use was
+				// acknowledged).
+				break
+			}
 		}
+		// Its key reached the disk and its payload did not (a power
+		// failure between checkpoints).
+		ours, err := s.ownsKey(txn, in)
+		if err != nil {
+			return false, err
+		}
+		if !ours {
+			// The key of an earlier use of the id, whose payload was
+			// lost; this use's transaction was lost whole.
+			st, has, err := txnState(txn, in.Event.ID)
+			if err != nil {
+				return false, err
+			}
+			if !has {
+				st = eventState{}
+			}
+			if err := forgetEvent(txn, in.Event.ID, &st); err != nil {
+				return false, err
+			}
+			break
+		}
+		// This ingest's transaction reached the disk, with whatever
+		// outcomes changed since: the event record is written again as
+		// it was (with the expiry it had), and any delivery record
+		// whose payload was lost with it as it was first written.
+		e := badger.NewEntry(eventKey(in.Event.ID), ev)
+		e.ExpiresAt = item.ExpiresAt()
 		if err := txn.SetEntry(e); err != nil {
 			return false, err
+		}
+		for _, d := range in.Deliveries {
+			if err := s.repairDelivery(txn, d); err != nil {
+				return false, err
+			}
 		}
 		return true, txn.Commit()
 	case !errors.Is(err, badger.ErrKeyNotFound):
@@ -571,19 +620,47 @@ func (s *Badger) replayIngest(in Ingest, ev []byte) (bool, error) {
 	return true, nil
 }
 
-// intactEvent says whether item holds the record of event id. A key whose
-// payload did not reach the disk reads as whatever the value log holds at
-// its offset now (zeros, once Badger has reopened the file), without an
-// error: only decoding it tells.
-func intactEvent(item *badger.Item, id string) bool {
-	err := item.Value(func(v []byte) error {
-		ev, err := decodeEvent(v)
-		if err == nil && ev.ID != id {
-			err = fmt.Errorf("record of event %q", ev.ID)
+// ownsKey says whether the stored key of in's event was written by in:
+// its deliveries were written in the same transaction, with ids of their
+// own. An ingest without deliveries cannot tell, and is taken as the
+// writer.
+func (s *Badger) ownsKey(txn *badger.Txn, in Ingest) (bool, error) {
+	if len(in.Deliveries) == 0 {
+		return true, nil
+	}
+	for _, d := range in.Deliveries {
+		_, err := txn.Get(deliveryKey(d.ID))
+		if err == nil {
+			return true, nil
 		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// repairDelivery writes d again, as the ingest wrote it, if its stored
+// record does not read (its payload was in the value log's lost tail).
+// An outcome it recorded is lost with it: the delivery is sent again.
+func (s *Badger) repairDelivery(txn *badger.Txn, d *Delivery) error {
+	item, err := txn.Get(deliveryKey(d.ID))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil // final and expired by its TTL since
+	}
+	if err != nil {
 		return err
-	})
-	return err == nil
+	}
+	if item.Value(func(v []byte) error { return decodeDelivery(v, new(Delivery)) }) == nil {
+		return nil
+	}
+	if err := s.putDelivery(txn, d, 0); err != nil {
+		return err
+	}
+	if d.Waiting {
+		return nil // its order index entry, small, is in the LSM tree
+	}
+	return txn.Set(readyKey(d.Route, d.Due, d.ID), nil)
 }
 
 // fixed reads what a 4-byte little-endian length precedes.

@@ -256,10 +256,10 @@ func TestJournalReplaySkipsWhatBadgerKept(t *testing.T) {
 func TestJournalIgnoresTornTail(t *testing.T) {
 	dir := t.TempDir()
 	cases := journalCases("")
-	whole := appendJournalIngest(nil, &cases[0], nil)
-	torn := appendJournalIngest(nil, &cases[1], nil)
+	whole := appendJournalIngest(nil, &cases[0], nil, t0)
+	torn := appendJournalIngest(nil, &cases[1], nil, t0)
 	torn = torn[:len(torn)-3]
-	bad := appendJournalIngest(nil, &cases[2], nil)
+	bad := appendJournalIngest(nil, &cases[2], nil, t0)
 	bad[len(bad)-1] ^= 0xff // CRC mismatch
 	for i, data := range [][]byte{whole, append(bytes.Clone(whole[:0:0]), torn...), bad} {
 		if err := os.WriteFile(filepath.Join(dir, journalName(uint64(i+1))), data, 0o600); err != nil {
@@ -313,8 +313,8 @@ func TestJournalReplaysLastUseOfAnID(t *testing.T) {
 	first.Event.Data = []byte(`"first"`)
 	second := oneIngest("x", t0.Add(time.Hour), "b")
 	second.Event.Data = []byte(`"second"`)
-	data := appendJournalIngest(nil, &first, nil)
-	data = appendJournalIngest(data, &second, nil)
+	data := appendJournalIngest(nil, &first, nil, t0)
+	data = appendJournalIngest(data, &second, nil, t0)
 	if err := os.WriteFile(filepath.Join(dir, journalName(7)), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -519,8 +519,8 @@ func TestJournalReplaysLastUseOfAKey(t *testing.T) {
 	first.Dedupe = "k"
 	second := oneIngest("two", t0, "a")
 	second.Dedupe = "k"
-	data := appendJournalIngest(nil, &first, nil)
-	data = appendJournalIngest(data, &second, nil)
+	data := appendJournalIngest(nil, &first, nil, t0)
+	data = appendJournalIngest(data, &second, nil, t0)
 	if err := os.WriteFile(filepath.Join(dir, journalName(3)), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -529,5 +529,129 @@ func TestJournalReplaysLastUseOfAKey(t *testing.T) {
 	res := ingest(t, s, Ingest{Event: newEvent("three", "{}"), Dedupe: "k"})
 	if !res[0].Duplicate || res[0].ID != "two" {
 		t.Errorf("key k after the replay: %+v, want a duplicate of two", res[0])
+	}
+}
+
+// A delivery whose record is large enough for the value log (>=
+// valueThreshold; here a long event id) lost its payload with the
+// event's: the replay writes both again.
+func TestJournalRepairsUnreadableDelivery(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir})
+	ingest(t, s, oneIngest("first", t0, "a"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	id := "lost-" + strings.Repeat("x", 200)
+	crashAfter(t, dir, func(s *Badger) {
+		in := oneIngest(id, t0, "a")
+		in.Event.Data = []byte(`"` + strings.Repeat("x", 2000) + `"`)
+		if n := len(encodeDelivery(in.Deliveries[0])); n < valueThreshold {
+			t.Fatalf("delivery record %d bytes, want it in the value log", n)
+		}
+		ingest(t, s, in)
+	})
+	vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	newest := vlogs[len(vlogs)-1]
+	if err := os.Truncate(newest, 20); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, Options{Dir: dir})
+	if ev, err := s.Event(id); err != nil || len(ev.Data) != 2002 {
+		t.Fatalf("event after the replay: %v", err)
+	}
+	if _, err := s.Delivery(id + "/a"); err != nil {
+		t.Errorf("delivery of the restored event after the replay: %v", err)
+	}
+}
+
+// A kept event (Badger TTL, no sweeper entry) expires without any
+// checkpoint; while checkpoints fail (the journal cannot rotate) its
+// segment stays, and a crash must not bring the event back.
+func TestJournalDoesNotBringBackExpiredKeptEvent(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir, Retention: time.Second, sweepEvery: -1})
+	segs, _ := journalSegments(dir)
+	if err := os.Mkdir(filepath.Join(dir, journalName(segs[len(segs)-1]+1)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ingest(t, s, Ingest{Event: newEvent("kept", `{}`), Keep: true})
+	if err := s.durable(); err != nil {
+		t.Fatal(err)
+	}
+	waitExpired(start, time.Second)
+	if _, err := s.Event("kept"); err == nil {
+		t.Fatal("kept event not expired yet")
+	}
+	crash := copyDir(t, dir)
+	s2 := openStore(t, Options{Dir: crash, Retention: time.Second, sweepEvery: -1})
+	if ev, err := s2.Event("kept"); err == nil && ev != nil {
+		t.Errorf("expired kept event is back after the replay")
+	}
+}
+
+// An id used again (its first use expired, not swept), both uses in the
+// journal: Badger kept the first use (whole, or its key without its
+// payload) and lost the second, which was acknowledged. The replay brings
+// back the second use, deliveries and all.
+func TestJournalReusedID(t *testing.T) {
+	for _, lostPayload := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lost payload %v", lostPayload), func(t *testing.T) {
+			dir := t.TempDir()
+			first := oneIngest("x", t0, "a")
+			first.Event.Data = []byte(`"` + strings.Repeat("1", 2000) + `"`)
+			s := openStore(t, Options{Dir: dir, Retention: time.Second, sweepEvery: -1})
+			ingest(t, s, first)
+			deliverAll(t, s, "x/a")
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if lostPayload {
+				vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
+				if err := os.Truncate(vlogs[len(vlogs)-1], 20); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitExpired(time.Now(), time.Second)
+			second := oneIngest("x", t0, "b")
+			second.Event.Data = []byte(`"second"`)
+			data := appendJournalIngest(nil, &first, nil, t0)
+			data = appendJournalIngest(data, &second, nil, t0)
+			if err := os.WriteFile(filepath.Join(dir, journalName(100)), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s = openStore(t, Options{Dir: dir, Retention: time.Second, sweepEvery: -1})
+			if ev, err := s.Event("x"); err != nil || string(ev.Data) != `"second"` {
+				t.Errorf("second use of x after the replay: %v", err)
+			}
+			if _, err := s.Delivery("x/b"); err != nil {
+				t.Errorf("second use's delivery x/b after the replay: %v", err)
+			}
+		})
+	}
+}
+
+// An ingest with no deliveries keeps only its idempotency key (TTL'd):
+// replayed after the window, the key stays expired.
+func TestJournalDoesNotBringBackExpiredKey(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Dir: dir, DedupeWindow: time.Second, sweepEvery: -1}
+	s := openStore(t, opts)
+	segs, _ := journalSegments(dir)
+	if err := os.Mkdir(filepath.Join(dir, journalName(segs[len(segs)-1]+1)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ingest(t, s, Ingest{Event: newEvent("one", `{}`), Dedupe: "k"})
+	if err := s.durable(); err != nil {
+		t.Fatal(err)
+	}
+	waitExpired(start, time.Second)
+	crash := copyDir(t, dir)
+	opts.Dir = crash
+	s2 := openStore(t, opts)
+	if res := ingest(t, s2, Ingest{Event: newEvent("two", `{}`), Dedupe: "k"}); res[0].Duplicate {
+		t.Errorf("key k past its window is live again after the replay: %+v", res[0])
 	}
 }
