@@ -51,12 +51,12 @@ func initMetrics() {
 		outboxBuckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}
 		metrics.syncRound = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "outbox_sync_seconds",
-			Help:    "Duration of the outbox's sync rounds (fsync of its logs), each making every write committed before it durable. Badger outbox only.",
+			Help:    "Duration of the outbox journal's sync rounds (a write and an fdatasync), each making every ingest committed before it durable. Badger outbox only.",
 			Buckets: outboxBuckets,
 		})
 		metrics.ingestWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "outbox_ingest_wait_seconds",
-			Help:    "Time an ingest spent in the outbox before its answer, by stage: commit (queued for and written by the committer), sync (waiting for a sync round). Badger outbox only.",
+			Help:    "Time an ingest spent in the outbox before its answer, by stage: commit (queued for and written by the committer), sync (waiting for a journal sync round). Badger outbox only.",
 			Buckets: outboxBuckets,
 		}, []string{"stage"})
 		metrics.state = newStateCollector()
