@@ -139,6 +139,9 @@
 //			prefix   <prefix>
 //			encoding hex|base64
 //		}
+//		verify stripe|slack <secret...> {
+//			tolerance <duration>
+//		}
 //		keep_headers <name...>
 //		id_header <name>
 //	}

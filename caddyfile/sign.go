@@ -20,6 +20,8 @@ const (
 	schemeStandard = "standard"
 	schemeEd25519  = "ed25519"
 	schemeHMAC     = "hmac-sha256"
+	schemeStripe   = "stripe"
+	schemeSlack    = "slack"
 )
 
 // Secrets never appear in an error message: adapt errors end up in logs
@@ -123,6 +125,8 @@ func signSchemeName(scheme string) string {
 //
 //	verify standard <secret...> [{ tolerance <duration> }]
 //	verify hmac-sha256 <secret...> [{ header <name>; prefix <p>; encoding hex|base64 }]
+//	verify stripe <secret...> [{ tolerance <duration> }]
+//	verify slack <secret...> [{ tolerance <duration> }]
 func parseVerify(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	if err := once(d, in.Verify != nil); err != nil {
 		return err
@@ -131,8 +135,8 @@ func parseVerify(d *caddyfile.Dispenser, in *ingest.Handler) error {
 		return d.ArgErr()
 	}
 	scheme := d.Val()
-	if scheme != schemeStandard && scheme != schemeHMAC {
-		const want = "expected verify standard <secret...> or verify hmac-sha256 <secret...>"
+	if scheme != schemeStandard && scheme != schemeHMAC && scheme != schemeStripe && scheme != schemeSlack {
+		const want = "expected verify standard|hmac-sha256|stripe|slack <secret...>"
 		if schemeLike(scheme) {
 			return d.Errf("unknown verify scheme %q: %s", scheme, want)
 		}

@@ -428,3 +428,92 @@ func eventIDOf(t *testing.T, envelope []byte) string {
 	}
 	return e.ID
 }
+
+// Stripe and Slack sign a timestamp with the body; Slack's handshake is
+// answered with its challenge and stored as nothing.
+func TestInboundStripeAndSlack(t *testing.T) {
+	const stripeSecret = "whsec_test_stripe_0123456789"
+	const slackSecret = "8f742231b10e8888abcd99yyyzzz85a5"
+	t.Setenv("HOOKGATE_TEST_SLACK", slackSecret)
+	s := newSink(t, nil)
+	g := startGateway(t, routesConfig(`
+		route stripe {
+			topics stripe.*
+			url `+s.URL+`/stripe
+		}
+		route slack {
+			topics slack.*
+			url `+s.URL+`/slack
+		}`, `
+	webhook_ingest /stripe {
+		topic stripe.event
+		verify stripe `+stripeSecret+` {
+			tolerance 10m
+		}
+	}
+	webhook_ingest /slack {
+		topic slack.event
+		verify slack {env.HOOKGATE_TEST_SLACK}
+	}`))
+	mac := func(secret, msg string) string {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte(msg))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	stripeSig := func(body string, at time.Time) string {
+		ts := strconv.FormatInt(at.Unix(), 10)
+		return "t=" + ts + ",v1=" + mac(stripeSecret, ts+"."+body)
+	}
+	slackPost := func(body string, at time.Time) (int, map[string]any) {
+		ts := strconv.FormatInt(at.Unix(), 10)
+		return g.post("/slack", body, "X-Slack-Request-Timestamp", ts,
+			"X-Slack-Signature", "v0="+mac(slackSecret, "v0:"+ts+":"+body))
+	}
+
+	charge := `{"id":"evt_1","type":"charge.succeeded"}`
+	if code, ans := g.post("/stripe", charge, "Stripe-Signature", stripeSig(charge, time.Now())); code != 202 {
+		t.Fatalf("signed Stripe event: %d %v", code, ans)
+	}
+	// Within the endpoint's 10m tolerance, then outside it.
+	if code, ans := g.post("/stripe", charge, "Stripe-Signature", stripeSig(charge, time.Now().Add(-8*time.Minute))); code != 202 {
+		t.Errorf("Stripe event signed 8 minutes ago, tolerance 10m: %d %v", code, ans)
+	}
+	if code, ans := g.post("/stripe", charge, "Stripe-Signature", stripeSig(charge, time.Now().Add(-time.Hour))); code != 401 || ans["error"] != "verification_failed" {
+		t.Errorf("Stripe event signed an hour ago: %d %v", code, ans)
+	}
+	if code, _ := g.post("/stripe", `{"id":"evt_2"}`, "Stripe-Signature", stripeSig(charge, time.Now())); code != 401 {
+		t.Errorf("Stripe signature over another body: %d", code)
+	}
+
+	// The handshake: answered, not stored, and only when signed.
+	handshake := `{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`
+	if code, ans := slackPost(handshake, time.Now()); code != 200 || ans["challenge"] != "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" || len(ans) != 1 {
+		t.Errorf("Slack url_verification: %d %v, want 200 with the challenge alone", code, ans)
+	}
+	if code, _ := g.post("/slack", handshake); code != 401 {
+		t.Errorf("unsigned url_verification: %d, want 401", code)
+	}
+	mention := `{"type":"event_callback","event":{"type":"app_mention","text":"hi"}}`
+	if code, ans := slackPost(mention, time.Now()); code != 202 {
+		t.Errorf("signed Slack event: %d %v", code, ans)
+	}
+	if code, _ := slackPost(mention, time.Now().Add(-6*time.Minute)); code != 401 {
+		t.Errorf("Slack event signed 6 minutes ago: %d, want 401", code)
+	}
+	got := s.waitFor(t, 3, 10*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	paths := map[string]int{}
+	for _, r := range s.requests() {
+		paths[r.Path]++
+	}
+	if paths["/stripe"] != 2 || paths["/slack"] != 1 || len(s.requests()) != 3 {
+		t.Errorf("delivered %v, want 2 to /stripe and 1 to /slack (the handshake is not an event)", paths)
+	}
+	for _, r := range got {
+		for k := range r.Header {
+			if strings.Contains(strings.ToLower(k), "stripe-signature") || strings.Contains(strings.ToLower(k), "x-slack-signature") {
+				t.Errorf("delivery to %s carries the sender's %s", r.Path, k)
+			}
+		}
+	}
+}

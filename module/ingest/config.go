@@ -6,8 +6,12 @@ import "github.com/caddyserver/caddy/v2"
 // fails is answered 401 and nothing is stored.
 type VerifyConfig struct {
 	// Scheme is "standard" (Standard Webhooks: webhook-id,
-	// webhook-timestamp and webhook-signature headers) or "hmac-sha256"
-	// (a plain HMAC of the body in Header, GitHub style).
+	// webhook-timestamp and webhook-signature headers), "hmac-sha256"
+	// (a plain HMAC of the body in Header, GitHub style), "stripe"
+	// (Stripe-Signature: t=…,v1=… over "t.body") or "slack"
+	// (X-Slack-Signature: v0=… over "v0:timestamp:body", with the
+	// timestamp in X-Slack-Request-Timestamp; Slack's url_verification
+	// handshake is answered with its challenge, not stored).
 	Scheme string `json:"scheme,omitempty"`
 
 	// Secrets that may have signed the request; any one passing is enough.
@@ -20,8 +24,8 @@ type VerifyConfig struct {
 	Encoding string `json:"encoding,omitempty"`
 	Prefix   string `json:"prefix,omitempty"`
 
-	// Tolerance is how far a Standard Webhooks timestamp may be from now,
-	// either way. Default: 5m.
+	// Tolerance is how far the signed timestamp of a standard, stripe or
+	// slack signature may be from now, either way. Default: 5m.
 	Tolerance caddy.Duration `json:"tolerance,omitempty"`
 }
 

@@ -197,6 +197,41 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// verifyHeader is the header (canonical) that carries the signature the
+// endpoint verifies, or "".
+func (h *Handler) verifyHeader() string {
+	if h.Verify == nil {
+		return ""
+	}
+	switch h.Verify.Scheme {
+	case "stripe":
+		return "Stripe-Signature"
+	case "slack":
+		return "X-Slack-Signature"
+	case "hmac-sha256":
+		if h.Verify.Header == "" {
+			return "X-Hub-Signature-256"
+		}
+	}
+	if h.Verify.Header == "" {
+		return ""
+	}
+	return http.CanonicalHeaderKey(h.Verify.Header)
+}
+
+// slackChallenge returns the challenge of Slack's url_verification
+// request, if body is one.
+func slackChallenge(body []byte) (string, bool) {
+	var m struct {
+		Type      string `json:"type"`
+		Challenge string `json:"challenge"`
+	}
+	if json.Unmarshal(body, &m) != nil || m.Type != "url_verification" || m.Challenge == "" {
+		return "", false
+	}
+	return m.Challenge, true
+}
+
 // CheckIDHeader refuses an IDHeader that names the endpoint's auth or
 // verify header: its value, a credential, would become the event id,
 // sent to every receiver as webhook-id and shown by the admin API.
@@ -206,7 +241,7 @@ func (h *Handler) CheckIDHeader() error {
 	}
 	id := http.CanonicalHeaderKey(h.IDHeader)
 	if h.Auth != nil && h.Auth.Header != nil && http.CanonicalHeaderKey(h.Auth.Header.Name) == id ||
-		h.Verify != nil && http.CanonicalHeaderKey(h.Verify.Header) == id {
+		h.verifyHeader() == id {
 		return fmt.Errorf("id_header %s is the header of this endpoint's auth or verify: its value is a credential, not a message id", id)
 	}
 	return nil
@@ -368,6 +403,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 		if err := h.verifier.Verify(r.Header, body, time.Now()); err != nil {
 			return &ingestError{status: http.StatusUnauthorized, code: "verification_failed",
 				message: "signature verification failed: " + err.Error(), index: -1}
+		}
+		if h.Verify.Scheme == "slack" {
+			if challenge, ok := slackChallenge(body); ok {
+				// Slack's handshake when an Events API URL is set: it
+				// wants its challenge back, and it is not an event.
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusOK)
+				json.NewEncoder(w).Encode(map[string]string{"challenge": challenge})
+				return nil
+			}
 		}
 	}
 
@@ -547,8 +592,8 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 	if h.authHeader != "" {
 		skip[h.authHeader] = struct{}{}
 	}
-	if h.Verify != nil && h.Verify.Header != "" {
-		skip[http.CanonicalHeaderKey(h.Verify.Header)] = struct{}{}
+	if hdr := h.verifyHeader(); hdr != "" {
+		skip[hdr] = struct{}{}
 	}
 	for k, vs := range r.Header {
 		if _, ok := skip[k]; ok || egress.SensitiveHeader(k) {

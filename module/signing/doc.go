@@ -19,7 +19,7 @@
 //     (default X-Signature). The secret is always used as raw bytes, as
 //     GitHub-style receivers do.
 //
-// Verification (NewVerifier) knows two:
+// Verification (NewVerifier) knows four:
 //
 //   - "standard": Standard Webhooks. The webhook-id, webhook-timestamp and
 //     webhook-signature headers are required; the timestamp must lie within
@@ -32,6 +32,12 @@
 //     holds an optional prefix (e.g. "sha256=") and the hex (default) or
 //     base64 HMAC-SHA256 of the raw body; secrets are raw strings. There is
 //     no timestamp in this scheme, so tolerance does not apply.
+//   - "stripe": Stripe-Signature: t=<unix>,v1=<hex>[,v1=…], the hex
+//     HMAC-SHA256 of "<t>.<body>" with the secret as written (whsec_…
+//     included); t within the tolerance.
+//   - "slack": X-Slack-Signature: v0=<hex>, the HMAC-SHA256 of
+//     "v0:<X-Slack-Request-Timestamp>:<body>"; the timestamp within the
+//     tolerance.
 //
 // MACs are compared in constant time (hmac.Equal). Secrets never appear in
 // errors or in the formatted form (String, GoString, %v, %#v) of a Signer

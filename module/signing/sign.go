@@ -317,6 +317,21 @@ func (k *macKey) sumSigned(id string, ts int64, body []byte) [sha256.Size]byte {
 	return out
 }
 
+// sumPrefixed returns HMAC-SHA256(key, prefix + body).
+func (k *macKey) sumPrefixed(prefix string, body []byte) [sha256.Size]byte {
+	st := k.pool.Get().(*macState)
+	st.buf = append(st.buf[:0], prefix...)
+	st.h.Write(st.buf)
+	st.h.Write(body)
+	st.h.Sum(st.sum[:0])
+	out := st.sum
+	st.h.Reset()
+	if cap(st.buf) <= 1024 {
+		k.pool.Put(st)
+	}
+	return out
+}
+
 // sumBody returns HMAC-SHA256(key, body).
 func (k *macKey) sumBody(body []byte) [sha256.Size]byte {
 	st := k.pool.Get().(*macState)

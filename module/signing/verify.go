@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -41,30 +42,23 @@ var (
 	errNoMatchingSignature     = errors.New("no matching signature")
 )
 
-// NewVerifier builds a Verifier for scheme ("standard" or "hmac-sha256"; see
-// the package documentation). A request passes when any of its signatures
-// matches any of secrets, so senders can rotate secrets.
+// NewVerifier builds a Verifier for scheme ("standard", "hmac-sha256",
+// "stripe" or "slack"; see the package documentation). A request passes
+// when any of its signatures matches any of secrets, so senders can rotate
+// secrets.
 //
 // header (default X-Hub-Signature-256), encoding ("hex", the default, or
 // "base64") and prefix apply to "hmac-sha256" only; tolerance applies to
-// "standard" only and bounds how far webhook-timestamp may lie from now, in
+// the others and bounds how far the signed timestamp may lie from now, in
 // either direction (0 means 5 minutes; negative is an error). Errors never
 // quote a secret.
 func NewVerifier(scheme string, secrets []string, header, encoding, prefix string, tolerance time.Duration) (Verifier, error) {
 	switch scheme {
 	case "standard":
 		const what = "verify standard"
-		if err := noPlainOptions(what, header, encoding, prefix); err != nil {
+		tolerance, err := timedOptions(what, secrets, header, encoding, prefix, tolerance)
+		if err != nil {
 			return nil, err
-		}
-		if tolerance < 0 {
-			return nil, errors.New(what + ": negative tolerance")
-		}
-		if tolerance == 0 {
-			tolerance = defaultTolerance
-		}
-		if len(secrets) == 0 {
-			return nil, errors.New(what + ": no secret given")
 		}
 		v := &standardVerifier{tolerance: tolerance}
 		for i, sec := range secrets {
@@ -113,10 +107,179 @@ func NewVerifier(scheme string, secrets []string, header, encoding, prefix strin
 		v.errMalformed = fmt.Errorf("%s header does not hold a %s HMAC-SHA256", hdr, enc)
 		v.errMismatch = fmt.Errorf("%s header: no matching signature", hdr)
 		return v, nil
+
+	case "stripe", "slack":
+		what := "verify " + scheme
+		tolerance, err := timedOptions(what, secrets, header, encoding, prefix, tolerance)
+		if err != nil {
+			return nil, err
+		}
+		v := &timestampVerifier{slack: scheme == "slack", tolerance: tolerance}
+		for i, sec := range secrets {
+			if sec == "" {
+				return nil, fmt.Errorf("%s: secret %d: empty", what, i+1)
+			}
+			// Both sign with the secret as it is written (Stripe's
+			// whsec_ prefix included).
+			v.keys = append(v.keys, newMacKey([]byte(sec)))
+		}
+		return v, nil
 	}
 	// The scheme is not quoted: a misplaced secret must not be echoed.
-	return nil, errors.New("verify: unknown scheme (want standard or hmac-sha256)")
+	return nil, errors.New("verify: unknown scheme (want standard, hmac-sha256, stripe or slack)")
 }
+
+// timedOptions checks the options of a scheme that signs a timestamp:
+// no hmac-sha256 options, a tolerance not negative (0: the default) and
+// at least one secret. It returns the tolerance to use.
+func timedOptions(what string, secrets []string, header, encoding, prefix string, tolerance time.Duration) (time.Duration, error) {
+	if err := noPlainOptions(what, header, encoding, prefix); err != nil {
+		return 0, err
+	}
+	if tolerance < 0 {
+		return 0, errors.New(what + ": negative tolerance")
+	}
+	if len(secrets) == 0 {
+		return 0, errors.New(what + ": no secret given")
+	}
+	return cmp.Or(tolerance, defaultTolerance), nil
+}
+
+// checkAge says whether a signed timestamp ts lies within tol of now,
+// either way, with the error for each side.
+func checkAge(now time.Time, ts int64, tol time.Duration, errOld, errNew error) error {
+	age := now.Sub(time.Unix(ts, 0)) // saturates; no overflow
+	if age > tol {
+		return errOld
+	}
+	if age < -tol {
+		return errNew
+	}
+	return nil
+}
+
+// Header names of the stripe and slack schemes.
+const (
+	hdrStripeSignature = "Stripe-Signature"
+	hdrSlackTimestamp  = "X-Slack-Request-Timestamp"
+	hdrSlackSignature  = "X-Slack-Signature"
+)
+
+// Errors of the stripe and slack schemes, for the sender.
+var (
+	errMissingStripeSignature = errors.New("missing Stripe-Signature header")
+	errStripeNoTimestamp      = errors.New("Stripe-Signature header has no t= timestamp")
+	errMissingSlackTimestamp  = errors.New("missing X-Slack-Request-Timestamp header")
+	errMissingSlackSignature  = errors.New("missing X-Slack-Signature header")
+	errInvalidTimestamp       = errors.New("invalid timestamp: want unix seconds")
+	errTimestampOld           = errors.New("timestamp is too old")
+	errTimestampNew           = errors.New("timestamp is too far in the future")
+)
+
+// timestampVerifier checks the two schemes that sign a timestamp and the
+// body with HMAC-SHA256, hex-encoded:
+//   - stripe: Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...] over
+//     "<t>.<body>";
+//   - slack: X-Slack-Request-Timestamp: <unix> and X-Slack-Signature:
+//     v0=<hex> over "v0:<timestamp>:<body>".
+type timestampVerifier struct {
+	slack     bool
+	keys      []*macKey
+	tolerance time.Duration
+}
+
+func (v *timestampVerifier) Verify(h http.Header, body []byte, now time.Time) error {
+	var (
+		tsText string
+		sigs   []string // hex
+	)
+	if v.slack {
+		tsText = strings.TrimSpace(h.Get(hdrSlackTimestamp))
+		if tsText == "" {
+			return errMissingSlackTimestamp
+		}
+		sig := strings.TrimSpace(h.Get(hdrSlackSignature))
+		if sig == "" {
+			return errMissingSlackSignature
+		}
+		if hexSig, ok := strings.CutPrefix(sig, "v0="); ok {
+			sigs = append(sigs, hexSig)
+		}
+	} else {
+		vals := h.Values(hdrStripeSignature)
+		if !anyNonBlank(vals) {
+			return errMissingStripeSignature
+		}
+		examined := 0
+		for _, line := range vals {
+			for field := range strings.SplitSeq(line, ",") {
+				if examined == 2*maxSignatures {
+					break
+				}
+				examined++
+				k, val, _ := strings.Cut(strings.TrimSpace(field), "=")
+				switch k {
+				case "t":
+					if tsText == "" {
+						tsText = val
+					}
+				case "v1":
+					if len(sigs) < maxSignatures {
+						sigs = append(sigs, val)
+					}
+				}
+			}
+		}
+		if tsText == "" {
+			return errStripeNoTimestamp
+		}
+	}
+	ts, err := parseUnixSeconds(tsText)
+	if err != nil {
+		return errInvalidTimestamp
+	}
+	if err := checkAge(now, ts, v.tolerance, errTimestampOld, errTimestampNew); err != nil {
+		return err
+	}
+	prefix := tsText + "."
+	if v.slack {
+		prefix = "v0:" + tsText + ":"
+	}
+	var (
+		macBuf [4][sha256.Size]byte
+		macs   [][sha256.Size]byte
+	)
+	for _, hexSig := range sigs {
+		var sig [sha256.Size]byte
+		if len(hexSig) != 2*sha256.Size {
+			continue
+		}
+		if _, err := hex.Decode(sig[:], []byte(hexSig)); err != nil {
+			continue
+		}
+		if macs == nil {
+			macs = macBuf[:0]
+			for _, k := range v.keys {
+				macs = append(macs, k.sumPrefixed(prefix, body))
+			}
+		}
+		for i := range macs {
+			if hmac.Equal(sig[:], macs[i][:]) {
+				return nil
+			}
+		}
+	}
+	return errNoMatchingSignature
+}
+
+func (v *timestampVerifier) String() string {
+	scheme := "stripe"
+	if v.slack {
+		scheme = "slack"
+	}
+	return fmt.Sprintf("%s verifier (%d secrets, redacted)", scheme, len(v.keys))
+}
+func (v *timestampVerifier) GoString() string { return v.String() }
 
 // standardVerifier: Standard Webhooks v1 (HMAC) and v1a (ed25519).
 type standardVerifier struct {
@@ -142,12 +305,8 @@ func (v *standardVerifier) Verify(h http.Header, body []byte, now time.Time) err
 	if err != nil {
 		return errInvalidWebhookTimestamp
 	}
-	age := now.Sub(time.Unix(ts, 0)) // saturates; no overflow
-	if age > v.tolerance {
-		return errWebhookTimestampOld
-	}
-	if age < -v.tolerance {
-		return errWebhookTimestampNew
+	if err := checkAge(now, ts, v.tolerance, errWebhookTimestampOld, errWebhookTimestampNew); err != nil {
+		return err
 	}
 
 	var (

@@ -369,6 +369,10 @@ func TestNewVerifierErrors(t *testing.T) {
 		{"hmac header", "hmac-sha256", []string{"a"}, "X-Sig:", "", "", 0, "invalid header name"},
 		{"empty scheme", "", []string{"a"}, "", "", "", 0, "verify: unknown scheme"},
 		{"ed25519 scheme", "ed25519", []string{"a"}, "", "", "", 0, "verify: unknown scheme"},
+		{"stripe no secret", "stripe", nil, "", "", "", 0, "verify stripe: no secret"},
+		{"slack empty secret", "slack", []string{""}, "", "", "", 0, "verify slack: secret 1: empty"},
+		{"slack header", "slack", []string{"a"}, "X-Sig", "", "", 0, "apply only to hmac-sha256"},
+		{"stripe negative tolerance", "stripe", []string{"a"}, "", "", "", -time.Second, "negative tolerance"},
 	}
 	for _, c := range cases {
 		_, err := NewVerifier(c.scheme, c.secrets, c.header, c.encoding, c.prefix, c.tol)
@@ -455,5 +459,100 @@ func BenchmarkVerifyHMACHex1KB(b *testing.B) {
 		if err := v.Verify(h, body, now); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// verifyCase is a request and the error Verify must return for it.
+type verifyCase struct {
+	name string
+	h    http.Header
+	body []byte
+	at   time.Time
+	want error
+}
+
+func runVerifyCases(t *testing.T, v Verifier, cases []verifyCase) {
+	t.Helper()
+	for _, c := range cases {
+		if err := v.Verify(c.h, c.body, c.at); !errors.Is(err, c.want) {
+			t.Errorf("%s: Verify = %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+// hexMAC is HMAC-SHA256(secret, msg) in hex, computed apart from the
+// verifier's own code.
+func hexMAC(secret, msg string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func TestVerifyStripe(t *testing.T) {
+	const secret = "whsec_test_0123456789abcdef"
+	now := time.Unix(1_700_000_000, 0)
+	body := []byte(`{"id":"evt_1","type":"payment_intent.succeeded"}`)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	good := hexMAC(secret, ts+"."+string(body))
+	v := mustVerifier(t, "stripe", []string{"old-secret", secret}, "", "", "", 0)
+	hdr := func(val string) http.Header {
+		h := http.Header{}
+		if val != "" {
+			h.Set("Stripe-Signature", val)
+		}
+		return h
+	}
+	cases := []verifyCase{
+		{"valid", hdr("t=" + ts + ",v1=" + good), body, now, nil},
+		{"valid among others", hdr("t=" + ts + ",v1=" + strings.Repeat("0", 64) + ",v0=abc,v1=" + good), body, now, nil},
+		{"spaces", hdr("t=" + ts + ", v1=" + good), body, now, nil},
+		{"missing header", hdr(""), body, now, errMissingStripeSignature},
+		{"no timestamp", hdr("v1=" + good), body, now, errStripeNoTimestamp},
+		{"bad timestamp", hdr("t=-5,v1=" + good), body, now, errInvalidTimestamp},
+		{"too old", hdr("t=" + ts + ",v1=" + good), body, now.Add(6 * time.Minute), errTimestampOld},
+		{"too new", hdr("t=" + ts + ",v1=" + good), body, now.Add(-6 * time.Minute), errTimestampNew},
+		{"tampered body", hdr("t=" + ts + ",v1=" + good), append(body, ' '), now, errNoMatchingSignature},
+		{"other timestamp", hdr("t=" + strconv.FormatInt(now.Unix()+1, 10) + ",v1=" + good), body, now, errNoMatchingSignature},
+		{"v0 only", hdr("t=" + ts + ",v0=" + good), body, now, errNoMatchingSignature},
+		{"not hex", hdr("t=" + ts + ",v1=" + strings.Repeat("z", 64)), body, now, errNoMatchingSignature},
+	}
+	runVerifyCases(t, v, cases)
+	// The tolerance is the block's.
+	v = mustVerifier(t, "stripe", []string{secret}, "", "", "", time.Hour)
+	if err := v.Verify(hdr("t="+ts+",v1="+good), body, now.Add(59*time.Minute)); err != nil {
+		t.Errorf("within a 1h tolerance: %v", err)
+	}
+}
+
+func TestVerifySlack(t *testing.T) {
+	const secret = "8f742231b10e8888abcd99yyyzzz85a5"
+	now := time.Unix(1_700_000_000, 0)
+	body := []byte(`{"type":"event_callback","event":{"type":"app_mention"}}`)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	good := "v0=" + hexMAC(secret, "v0:"+ts+":"+string(body))
+	v := mustVerifier(t, "slack", []string{secret}, "", "", "", 0)
+	hdr := func(ts, sig string) http.Header {
+		h := http.Header{}
+		if ts != "" {
+			h.Set("X-Slack-Request-Timestamp", ts)
+		}
+		if sig != "" {
+			h.Set("X-Slack-Signature", sig)
+		}
+		return h
+	}
+	cases := []verifyCase{
+		{"valid", hdr(ts, good), body, now, nil},
+		{"missing timestamp", hdr("", good), body, now, errMissingSlackTimestamp},
+		{"missing signature", hdr(ts, ""), body, now, errMissingSlackSignature},
+		{"bad timestamp", hdr("soon", good), body, now, errInvalidTimestamp},
+		{"too old", hdr(ts, good), body, now.Add(5*time.Minute + time.Second), errTimestampOld},
+		{"tampered body", hdr(ts, good), []byte(`{}`), now, errNoMatchingSignature},
+		{"no v0 prefix", hdr(ts, strings.TrimPrefix(good, "v0=")), body, now, errNoMatchingSignature},
+		{"other secret", hdr(ts, "v0="+hexMAC("other", "v0:"+ts+":"+string(body))), body, now, errNoMatchingSignature},
+	}
+	runVerifyCases(t, v, cases)
+	if s := fmtAll(v); strings.Contains(s, secret) {
+		t.Errorf("formatted verifier shows the secret: %s", s)
 	}
 }
