@@ -543,11 +543,7 @@ func (s *Badger) replayJournal() (next uint64, err error) {
 // record, and says whether it wrote anything.
 func (s *Badger) replayIngest(r journalRecord) (bool, error) {
 	in, ev, now := r.in, r.ev, s.now()
-	// What Badger expires by a TTL it would have expired by now: a kept
-	// event without deliveries, an idempotency key past its window.
-	if len(in.Deliveries) == 0 && in.Event.KeepUntil != 0 && in.Event.KeepUntil <= now.UnixNano() {
-		return false, nil
-	}
+	// An idempotency key past its window would have expired by its TTL.
 	if in.Dedupe != "" && !r.at.Add(s.retention.Load().Dedupe).After(now) {
 		in.Dedupe = ""
 	}
@@ -557,7 +553,20 @@ func (s *Badger) replayIngest(r journalRecord) (bool, error) {
 	case err == nil:
 		raw, verr := item.ValueCopy(nil)
 		if verr == nil && bytes.Equal(raw, ev) {
-			return false, nil
+			// Stored as written; a delivery record big enough for the
+			// value log may still have lost its payload.
+			wrote := false
+			for _, d := range in.Deliveries {
+				w, err := s.repairDelivery(txn, d)
+				if err != nil {
+					return false, err
+				}
+				wrote = wrote || w
+			}
+			if !wrote {
+				return false, nil
+			}
+			return true, txn.Commit()
 		}
 		if verr == nil {
 			if _, derr := decodeEvent(raw); derr == nil {
@@ -598,13 +607,19 @@ func (s *Badger) replayIngest(r journalRecord) (bool, error) {
 			return false, err
 		}
 		for _, d := range in.Deliveries {
-			if err := s.repairDelivery(txn, d); err != nil {
+			if _, err := s.repairDelivery(txn, d); err != nil {
 				return false, err
 			}
 		}
 		return true, txn.Commit()
 	case !errors.Is(err, badger.ErrKeyNotFound):
 		return false, err
+	default:
+		// A kept event without deliveries past its KeepUntil: Badger's
+		// TTL would have expired it by now.
+		if len(in.Deliveries) == 0 && in.Event.KeepUntil != 0 && in.Event.KeepUntil <= now.UnixNano() {
+			return false, nil
+		}
 	}
 	in.Fresh = false
 	res, err := s.applyIngest(txn, []Ingest{in}, nil)
@@ -622,8 +637,9 @@ func (s *Badger) replayIngest(r journalRecord) (bool, error) {
 
 // ownsKey says whether the stored key of in's event was written by in:
 // its deliveries were written in the same transaction, with ids of their
-// own. An ingest without deliveries cannot tell, and is taken as the
-// writer.
+// own, and once they are final (their records may have expired since)
+// its state record names its received time. An ingest without
+// deliveries cannot tell, and is taken as the writer.
 func (s *Badger) ownsKey(txn *badger.Txn, in Ingest) (bool, error) {
 	if len(in.Deliveries) == 0 {
 		return true, nil
@@ -637,30 +653,36 @@ func (s *Badger) ownsKey(txn *badger.Txn, in Ingest) (bool, error) {
 			return false, err
 		}
 	}
-	return false, nil
+	st, has, err := txnState(txn, in.Event.ID)
+	if err != nil {
+		return false, err
+	}
+	return has && st.received.Equal(in.Event.Received), nil
 }
 
 // repairDelivery writes d again, as the ingest wrote it, if its stored
-// record does not read (its payload was in the value log's lost tail).
-// An outcome it recorded is lost with it: the delivery is sent again.
-func (s *Badger) repairDelivery(txn *badger.Txn, d *Delivery) error {
+// record does not read (its payload was in the value log's lost tail),
+// and says whether it did. An outcome it recorded is lost with it: the
+// delivery is sent again (a ready entry an outcome wrote since is in the
+// LSM tree and stays: the claim of either reads the record).
+func (s *Badger) repairDelivery(txn *badger.Txn, d *Delivery) (bool, error) {
 	item, err := txn.Get(deliveryKey(d.ID))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil // final and expired by its TTL since
+		return false, nil // final and expired by its TTL since
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if item.Value(func(v []byte) error { return decodeDelivery(v, new(Delivery)) }) == nil {
-		return nil
+		return false, nil
 	}
 	if err := s.putDelivery(txn, d, 0); err != nil {
-		return err
+		return false, err
 	}
 	if d.Waiting {
-		return nil // its order index entry, small, is in the LSM tree
+		return true, nil // its order index entry, small, is in the LSM tree
 	}
-	return txn.Set(readyKey(d.Route, d.Due, d.ID), nil)
+	return true, txn.Set(readyKey(d.Route, d.Due, d.ID), nil)
 }
 
 // fixed reads what a 4-byte little-endian length precedes.

@@ -614,8 +614,12 @@ func TestJournalReusedID(t *testing.T) {
 				}
 			}
 			waitExpired(time.Now(), time.Second)
+			// Received later, as a use of an id after its first use
+			// expired must be.
 			second := oneIngest("x", t0, "b")
 			second.Event.Data = []byte(`"second"`)
+			second.Event.Received = t0.Add(time.Hour)
+			second.Deliveries[0].Created = second.Event.Received
 			data := appendJournalIngest(nil, &first, nil, t0)
 			data = appendJournalIngest(data, &second, nil, t0)
 			if err := os.WriteFile(filepath.Join(dir, journalName(100)), data, 0o600); err != nil {
@@ -653,5 +657,80 @@ func TestJournalDoesNotBringBackExpiredKey(t *testing.T) {
 	s2 := openStore(t, opts)
 	if res := ingest(t, s2, Ingest{Event: newEvent("two", `{}`), Dedupe: "k"}); res[0].Duplicate {
 		t.Errorf("key k past its window is live again after the replay: %+v", res[0])
+	}
+}
+
+// A small event (inline in the LSM tree, intact) whose delivery, with a
+// long order key, went to the value log and lost its payload: the replay
+// writes the delivery again.
+func TestJournalRepairsDeliveryOfIntactEvent(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir})
+	ingest(t, s, oneIngest("first", t0, "a"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	crashAfter(t, dir, func(s *Badger) {
+		in := oneIngest("ord", t0, "a")
+		in.Deliveries[0].OrderKey = strings.Repeat("k", 300)
+		if n := len(encodeEvent(in.Event)); n >= valueThreshold {
+			t.Fatalf("event record %d bytes, want it inline", n)
+		}
+		if n := len(encodeDelivery(in.Deliveries[0])); n < valueThreshold {
+			t.Fatalf("delivery record %d bytes, want it in the value log", n)
+		}
+		ingest(t, s, in)
+	})
+	vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	if err := os.Truncate(vlogs[len(vlogs)-1], 20); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, Options{Dir: dir})
+	if _, err := s.Event("ord"); err != nil {
+		t.Fatalf("event: %v", err)
+	}
+	if _, err := s.Delivery("ord/a"); err != nil {
+		t.Errorf("acknowledged delivery ord/a unreadable after the replay: %v", err)
+	}
+}
+
+// An ingest delivered, its delivery record expired by its TTL and its
+// event gone by its state, while its journal segment outlived it
+// (checkpoints failing) and the event's payload was lost: the replay must
+// not take the key for an earlier use's and deliver the event again.
+func TestJournalDoesNotBringBackDeliveredExpiredEvent(t *testing.T) {
+	dir := t.TempDir()
+	in := oneIngest("x", t0, "a")
+	in.Event.Data = []byte(`"` + strings.Repeat("1", 2000) + `"`)
+	opts := Options{Dir: dir, Retention: time.Second, sweepEvery: -1}
+	s := openStore(t, opts)
+	segs, _ := journalSegments(dir)
+	// Checkpoints fail from here on: the segment is kept.
+	if err := os.Mkdir(filepath.Join(dir, journalName(segs[len(segs)-1]+1)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ingest(t, s, in)
+	deliverAll(t, s, "x/a")
+	start := time.Now()
+	if err := s.durable(); err != nil {
+		t.Fatal(err)
+	}
+	waitExpired(start, time.Second)
+	if _, err := s.Event("x"); err == nil {
+		t.Fatal("x not gone yet")
+	}
+	crash := copyDir(t, dir)
+	// Power loss: the value log's unsynced tail (x's payload) is lost.
+	vlogs, _ := filepath.Glob(filepath.Join(crash, "*.vlog"))
+	if err := os.Truncate(vlogs[len(vlogs)-1], 20); err != nil {
+		t.Fatal(err)
+	}
+	opts.Dir = crash
+	s2 := openStore(t, opts)
+	if ev, err := s2.Event("x"); err == nil && ev != nil {
+		t.Errorf("delivered, expired event x is back after the replay")
+	}
+	if d, err := s2.Delivery("x/a"); err == nil {
+		t.Errorf("delivered x/a is back as %s, due on a: %v", d.Status, dueOn(t, s2, "a"))
 	}
 }
