@@ -144,6 +144,7 @@
 //		}
 //		keep_headers <name...>
 //		id_header <name>
+//		id_field <key[.key...]>
 //	}
 //
 // Sizes take units (1MiB, 512KB, 1048576). auth bearer may repeat; each
@@ -156,8 +157,10 @@
 // just the named request headers with the event instead of every header
 // but credentials. id_header (inbound only) names the header holding the
 // sender's message id, which makes the event id and so dedupes the
-// sender's retries. topic, source, keep_headers and id_header may be
-// given once.
+// sender's retries; id_field (inbound only) names where in a JSON body
+// the id is, for senders that send it there (default id with verify
+// stripe, event_id with verify slack), used when id_header gives none.
+// topic, source, keep_headers, id_header and id_field may be given once.
 //
 // The console directive, also ordered before reverse_proxy (and so after
 // basic_auth and forward_auth):

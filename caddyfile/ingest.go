@@ -39,7 +39,8 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	// id_header and keep_headers need topic, which may come after them:
+	// id_header, id_field and keep_headers need topic, which may come
+	// after them:
 	// judged at the end, reported at the first one's line.
 	var inboundOnly error
 	var idHeaderAt string // file:line of id_header, for an error found at the end
@@ -88,6 +89,17 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 			in.IDHeader = http.CanonicalHeaderKey(in.IDHeader)
 			idHeaderAt = fmt.Sprintf("%s:%d", d.File(), d.Line())
 
+		case "id_field":
+			if err = once(d, in.IDField != ""); err != nil {
+				return err
+			}
+			if in.IDField, err = oneArg(d); err != nil {
+				return err
+			}
+			if cerr := ingest.CheckIDField(in.IDField); cerr != nil {
+				return d.Err(cerr.Error())
+			}
+
 		case "keep_headers":
 			if err = once(d, in.KeepHeaders != nil); err != nil {
 				return err
@@ -109,7 +121,7 @@ func unmarshalIngest(d *caddyfile.Dispenser, in *ingest.Handler) error {
 		if err != nil {
 			return err
 		}
-		if inboundOnly == nil && (sub == "id_header" || sub == "keep_headers") {
+		if inboundOnly == nil && (sub == "id_header" || sub == "id_field" || sub == "keep_headers") {
 			inboundOnly = d.Errf("%s applies to inbound endpoints only: add topic, or remove it", sub)
 		}
 	}

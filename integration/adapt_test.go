@@ -363,6 +363,7 @@ func TestAdaptErrorsHideSecrets(t *testing.T) {
 		"verify bad whpk":            ingest("verify standard whpk_" + secret),
 		"verify stripe header":       ingest("verify stripe " + secret + " {\n\t\t\theader X-Sig\n\t\t}"),
 		"verify slack option inline": ingest("verify slack " + secret + " tolerance 1m"),
+		"id_field empty key":         ingest("topic a\n\t\tid_field data..id\n\t\tverify slack " + secret),
 		"sign option on the line":    route("sign hmac-sha256 " + secret + " prefix sha256="),
 		"sign bad whsk":              route("sign ed25519 whsk_" + secret),
 		"sign hmac two secrets":      route("sign hmac-sha256 " + secret + "\n\t\t\tsign hmac-sha256 " + secret),

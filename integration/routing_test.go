@@ -471,11 +471,17 @@ func TestInboundStripeAndSlack(t *testing.T) {
 	}
 
 	charge := `{"id":"evt_1","type":"charge.succeeded"}`
-	if code, ans := g.post("/stripe", charge, "Stripe-Signature", stripeSig(charge, time.Now())); code != 202 {
-		t.Fatalf("signed Stripe event: %d %v", code, ans)
+	if code, ans := g.post("/stripe", charge, "Stripe-Signature", stripeSig(charge, time.Now())); code != 202 || ans["id"] != "stripe:evt_1" {
+		t.Fatalf("signed Stripe event: %d %v, want 202 with the event's own id", code, ans)
+	}
+	// Stripe's retry of it (signed anew) is a duplicate: the id is in
+	// the body's "id".
+	if code, ans := g.post("/stripe", charge, "Stripe-Signature", stripeSig(charge, time.Now())); code != 200 || ans["duplicate"] != true {
+		t.Errorf("Stripe's retry: %d %v, want 200 duplicate", code, ans)
 	}
 	// Within the endpoint's 10m tolerance, then outside it.
-	if code, ans := g.post("/stripe", charge, "Stripe-Signature", stripeSig(charge, time.Now().Add(-8*time.Minute))); code != 202 {
+	charge2 := `{"id":"evt_2","type":"charge.succeeded"}`
+	if code, ans := g.post("/stripe", charge2, "Stripe-Signature", stripeSig(charge2, time.Now().Add(-8*time.Minute))); code != 202 {
 		t.Errorf("Stripe event signed 8 minutes ago, tolerance 10m: %d %v", code, ans)
 	}
 	if code, ans := g.post("/stripe", charge, "Stripe-Signature", stripeSig(charge, time.Now().Add(-time.Hour))); code != 401 || ans["error"] != "verification_failed" {
@@ -493,9 +499,12 @@ func TestInboundStripeAndSlack(t *testing.T) {
 	if code, _ := g.post("/slack", handshake); code != 401 {
 		t.Errorf("unsigned url_verification: %d, want 401", code)
 	}
-	mention := `{"type":"event_callback","event":{"type":"app_mention","text":"hi"}}`
-	if code, ans := slackPost(mention, time.Now()); code != 202 {
-		t.Errorf("signed Slack event: %d %v", code, ans)
+	mention := `{"type":"event_callback","event_id":"Ev08MFMKH6","event":{"type":"app_mention","text":"hi"}}`
+	if code, ans := slackPost(mention, time.Now()); code != 202 || ans["id"] != "slack:Ev08MFMKH6" {
+		t.Errorf("signed Slack event: %d %v, want 202 with its event_id", code, ans)
+	}
+	if code, ans := slackPost(mention, time.Now()); code != 200 || ans["duplicate"] != true {
+		t.Errorf("Slack's retry: %d %v, want 200 duplicate", code, ans)
 	}
 	if code, _ := slackPost(mention, time.Now().Add(-6*time.Minute)); code != 401 {
 		t.Errorf("Slack event signed 6 minutes ago: %d, want 401", code)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -73,6 +74,13 @@ type Handler struct {
 	// new event).
 	IDHeader string `json:"id_header,omitempty"`
 
+	// IDField names where in an inbound JSON body the sender's message
+	// id is, as dot-separated object keys (event_id, data.id): for
+	// senders that send none in a header. The value must be a string or
+	// a number; without it (or with IDHeader present) it is not used.
+	// Default: "id" with `verify stripe`, "event_id" with `verify slack`.
+	IDField string `json:"id_field,omitempty"`
+
 	// KeepHeaders lists the request headers an inbound endpoint keeps
 	// with the event (rules see them as event.headers; look-ups show
 	// them). Default: every header except credentials — Authorization,
@@ -93,6 +101,9 @@ type Handler struct {
 	// idHeader carries the sender's message id on an inbound endpoint
 	// (IDHeader, or Webhook-Id for Standard Webhooks senders); "" if none.
 	idHeader string
+	// idField is IDField split at its dots, or the verify scheme's
+	// default; nil if none.
+	idField []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -179,12 +190,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	case h.Verify != nil && (h.Verify.Scheme == "" || h.Verify.Scheme == "standard"):
 		h.idHeader = "Webhook-Id"
 	}
+	switch {
+	case h.IDField != "":
+		if err := CheckIDField(h.IDField); err != nil {
+			return err
+		}
+		h.idField = strings.Split(h.IDField, ".")
+	case h.IDHeader == "" && h.Verify != nil && h.Verify.Scheme == "stripe":
+		h.idField = []string{"id"}
+	case h.IDHeader == "" && h.Verify != nil && h.Verify.Scheme == "slack":
+		h.idField = []string{"event_id"}
+	}
 	if h.Topic != "" {
 		if err := CheckTopic(h.Topic); err != nil {
 			return err
 		}
-	} else if h.IDHeader != "" || len(h.KeepHeaders) > 0 {
-		return errors.New("id_header and keep_headers apply to inbound endpoints only: add topic, or remove them")
+	} else if h.IDHeader != "" || h.IDField != "" || len(h.KeepHeaders) > 0 {
+		return errors.New("id_header, id_field and keep_headers apply to inbound endpoints only: add topic, or remove them")
 	}
 	if h.Source == "" && h.Topic == "" {
 		h.Source = "api"
@@ -606,12 +628,55 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 	}
 	// The sender's message id is its idempotency key, within this
 	// endpoint's namespace: two senders may well use the same ids.
+	id := ""
 	if h.idHeader != "" {
-		if id := r.Header.Get(h.idHeader); id != "" {
-			ev.ID = inboundID(h.namespace(r), id)
-		}
+		id = r.Header.Get(h.idHeader)
+	}
+	if id == "" && h.idField != nil {
+		id = jsonField(body, h.idField)
+	}
+	if id != "" {
+		ev.ID = inboundID(h.namespace(r), id)
 	}
 	return []persist.Ingest{{Event: ev}}, nil
+}
+
+// CheckIDField reports whether path can name a field: dot-separated,
+// non-empty keys.
+func CheckIDField(path string) error {
+	if path == "" || slices.Contains(strings.Split(path, "."), "") {
+		return fmt.Errorf("id_field %q: expected object keys separated by dots, such as event_id or data.id", path)
+	}
+	return nil
+}
+
+// jsonField returns the string or number at path in a JSON body, or ""
+// if the body is not JSON or holds no such value.
+func jsonField(body []byte, path []string) string {
+	raw := json.RawMessage(body)
+	for _, key := range path {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(raw, &obj) != nil {
+			return ""
+		}
+		var ok bool
+		if raw, ok = obj[key]; !ok {
+			return ""
+		}
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil {
+		return ""
+	}
+	switch v := v.(type) {
+	case string:
+		return v
+	case json.Number:
+		return v.String()
+	}
+	return ""
 }
 
 // namespace is where an inbound endpoint's sender ids live: its source,

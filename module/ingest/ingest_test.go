@@ -681,3 +681,36 @@ func TestIdempotencyKeyRefusals(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONField(t *testing.T) {
+	body := []byte(`{"id":"evt_1","n":42,"big":12345678901234567890,"data":{"id":"inner","obj":{}},"nul":null,"arr":["x"]}`)
+	for path, want := range map[string]string{
+		"id":          "evt_1",
+		"n":           "42",
+		"big":         "12345678901234567890", // as sent, not rounded
+		"data.id":     "inner",
+		"data.obj":    "",
+		"data.absent": "",
+		"id.deeper":   "",
+		"nul":         "",
+		"arr":         "",
+		"absent":      "",
+	} {
+		if got := jsonField(body, strings.Split(path, ".")); got != want {
+			t.Errorf("jsonField(%s) = %q, want %q", path, got, want)
+		}
+	}
+	for _, bad := range [][]byte{[]byte(`not json`), []byte(`["id"]`), nil} {
+		if got := jsonField(bad, []string{"id"}); got != "" {
+			t.Errorf("jsonField(%q) = %q, want none", bad, got)
+		}
+	}
+	for _, path := range []string{"", ".", "a.", ".a", "a..b"} {
+		if CheckIDField(path) == nil {
+			t.Errorf("CheckIDField(%q) accepted", path)
+		}
+	}
+	if err := CheckIDField("data.id"); err != nil {
+		t.Errorf("CheckIDField(data.id): %v", err)
+	}
+}
