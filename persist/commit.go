@@ -239,30 +239,28 @@ func (s *Badger) commitGroup(ins []*ingestReq, recs []recordReq) {
 // (its ingest answered with the error), and only a sync of Badger's
 // logs puts it on disk then.
 func (s *Badger) journalUnits(units []unit) {
-	fns := make([]func(error), 0, len(units))
+	var (
+		fns []func(error)
+		ins []unit
+		n   int
+	)
 	for _, u := range units {
 		if u.ing.res[u.idx].Duplicate {
 			s.syncing = append(s.syncing, u.finish)
-		} else {
-			fns = append(fns, u.finish)
+			continue
 		}
+		fns = append(fns, u.finish)
+		ins = append(ins, u)
+		n += journalIngestSize(&u.ing.batch[u.idx], u.ing.recs[u.idx])
 	}
-	if len(fns) == 0 {
+	if len(ins) == 0 {
 		return
 	}
 	data := journalBufs.Get().(*[]byte)
-	n := 0
-	for _, u := range units {
-		if !u.ing.res[u.idx].Duplicate {
-			n += journalIngestSize(&u.ing.batch[u.idx], u.ing.recs[u.idx])
-		}
-	}
 	*data = slices.Grow(*data, n)
 	now := s.now()
-	for _, u := range units {
-		if !u.ing.res[u.idx].Duplicate {
-			*data = appendJournalIngest(*data, &u.ing.batch[u.idx], u.ing.recs[u.idx], now)
-		}
+	for _, u := range ins {
+		*data = appendJournalIngest(*data, &u.ing.batch[u.idx], u.ing.recs[u.idx], now)
 		u.ing.recs[u.idx] = nil
 	}
 	s.journal.submit(journalOp{data: data, fns: fns})

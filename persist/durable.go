@@ -42,8 +42,8 @@ type Observer interface {
 	SyncRound(d time.Duration)
 	// IngestWait: an Ingest call waited commit for its transaction (the
 	// queue for the committer included) and then sync for a journal
-	// round to put it on disk. The two are the part of an ingest's answer time spent
-	// in the outbox.
+	// round to put it on disk. The two are the part of an ingest's
+	// answer time spent in the outbox.
 	IngestWait(commit, sync time.Duration)
 }
 
@@ -91,22 +91,29 @@ func (s *Badger) afterSync(fns ...func(error)) {
 	if len(fns) == 0 {
 		return
 	}
-	sy := s.sync
-	sy.mu.Lock()
-	if sy.stopped {
-		sy.mu.Unlock()
+	if !s.sync.enqueue(&s.sync.waiting, fns...) {
 		err := s.syncLogs()
 		for _, fn := range fns {
 			fn(err)
 		}
-		return
 	}
-	sy.waiting = append(sy.waiting, fns...)
+}
+
+// enqueue adds fns to list (waiting or ckpt) for the next round and
+// wakes the syncer, unless it has stopped.
+func (sy *syncer) enqueue(list *[]func(error), fns ...func(error)) bool {
+	sy.mu.Lock()
+	if sy.stopped {
+		sy.mu.Unlock()
+		return false
+	}
+	*list = append(*list, fns...)
 	sy.mu.Unlock()
 	select {
 	case sy.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // durable waits until everything committed so far, by the committer or
@@ -122,18 +129,9 @@ func (s *Badger) durable() error {
 // call: what is deleted after it returns nil cannot come back in a
 // replay.
 func (s *Badger) checkpoint() error {
-	sy := s.sync
 	done := make(chan error, 1)
-	sy.mu.Lock()
-	if sy.stopped {
-		sy.mu.Unlock()
+	if !s.sync.enqueue(&s.sync.ckpt, func(err error) { done <- err }) {
 		return ErrClosed
-	}
-	sy.ckpt = append(sy.ckpt, func(err error) { done <- err })
-	sy.mu.Unlock()
-	select {
-	case sy.wake <- struct{}{}:
-	default:
 	}
 	return <-done
 }
@@ -358,10 +356,19 @@ func (l *logFiles) follow(n *uint64, known *bool, path func(uint64) string) erro
 
 // syncFile syncs a retired log file; tests watch it.
 var syncFile = func(path string) error {
-	f, err := os.Open(path)
+	err := syncPath(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", path, err)
+	}
+	return nil
+}
+
+// syncPath fsyncs a file or a directory.
+func syncPath(path string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
@@ -369,8 +376,5 @@ var syncFile = func(path string) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", path, err)
-	}
-	return nil
+	return err
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -103,16 +102,10 @@ func journalSegments(dir string) ([]uint64, error) {
 	}
 	var segs []uint64
 	for _, e := range entries {
-		name, ok := strings.CutPrefix(e.Name(), journalPrefix)
-		if !ok {
-			continue
-		}
-		digits, ok := strings.CutSuffix(name, journalExt)
-		if !ok {
-			continue
-		}
-		if n, err := strconv.ParseUint(digits, 10, 64); err == nil {
-			segs = append(segs, n)
+		if name, ok := strings.CutPrefix(e.Name(), journalPrefix); ok {
+			if n, ok := logNumber(name, journalExt); ok {
+				segs = append(segs, n)
+			}
 		}
 	}
 	slices.Sort(segs)
@@ -136,7 +129,7 @@ func (j *journal) create(seg uint64) error {
 	if err != nil {
 		return fmt.Errorf("creating the outbox journal: %w", err)
 	}
-	if err := syncDir(j.dir); err != nil {
+	if err := syncPath(j.dir); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return fmt.Errorf("creating the outbox journal: %w", err)
@@ -146,18 +139,6 @@ func (j *journal) create(seg uint64) error {
 	}
 	j.f, j.seg, j.off, j.dirty = f, seg, 0, false
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // submit hands op to the writer.
@@ -181,7 +162,7 @@ func (j *journal) close() {
 	<-j.done
 }
 
-// removeBefore deletes the segments older than seg.
+// removeJournalBefore deletes the segments older than seg.
 func removeJournalBefore(dir string, seg uint64) error {
 	segs, err := journalSegments(dir)
 	if err != nil {
@@ -200,7 +181,7 @@ func removeJournalBefore(dir string, seg uint64) error {
 	if removed {
 		// A removal lost in a crash would bring the segment back, and
 		// a replay with it what was deleted since.
-		if err := syncDir(dir); err != nil {
+		if err := syncPath(dir); err != nil {
 			return fmt.Errorf("removing checkpointed journal segments: %w", err)
 		}
 	}
@@ -356,7 +337,6 @@ func appendJournalIngest(b []byte, in *Ingest, ev []byte, at time.Time) []byte {
 	if ev == nil {
 		ev = encodeEvent(in.Event)
 	}
-	b = slices.Grow(b, journalIngestSize(in, ev))
 	start := len(b)
 	b = append(b, make([]byte, 8)...)
 	b = append(b, journalIngest)
@@ -382,7 +362,8 @@ func appendJournalIngest(b []byte, in *Ingest, ev []byte, at time.Time) []byte {
 	return b
 }
 
-// journalIngestSize is about what appendJournalIngest appends.
+// journalIngestSize is about what appendJournalIngest appends, for its
+// caller to size the buffer once for a group.
 func journalIngestSize(in *Ingest, ev []byte) int {
 	n := 48 + len(ev) + len(in.Dedupe)
 	for _, d := range in.Deliveries {
@@ -555,16 +536,9 @@ func (s *Badger) replayIngest(r journalRecord) (bool, error) {
 		if verr == nil && bytes.Equal(raw, ev) {
 			// Stored as written; a delivery record big enough for the
 			// value log may still have lost its payload.
-			wrote := false
-			for _, d := range in.Deliveries {
-				w, err := s.repairDelivery(txn, d)
-				if err != nil {
-					return false, err
-				}
-				wrote = wrote || w
-			}
-			if !wrote {
-				return false, nil
+			wrote, err := s.repairDeliveries(txn, in.Deliveries)
+			if err != nil || !wrote {
+				return false, err
 			}
 			return true, txn.Commit()
 		}
@@ -585,12 +559,9 @@ func (s *Badger) replayIngest(r journalRecord) (bool, error) {
 		if !ours {
 			// The key of an earlier use of the id, whose payload was
 			// lost; this use's transaction was lost whole.
-			st, has, err := txnState(txn, in.Event.ID)
+			st, _, err := txnState(txn, in.Event.ID)
 			if err != nil {
 				return false, err
-			}
-			if !has {
-				st = eventState{}
 			}
 			if err := forgetEvent(txn, in.Event.ID, &st); err != nil {
 				return false, err
@@ -606,10 +577,8 @@ func (s *Badger) replayIngest(r journalRecord) (bool, error) {
 		if err := txn.SetEntry(e); err != nil {
 			return false, err
 		}
-		for _, d := range in.Deliveries {
-			if _, err := s.repairDelivery(txn, d); err != nil {
-				return false, err
-			}
+		if _, err := s.repairDeliveries(txn, in.Deliveries); err != nil {
+			return false, err
 		}
 		return true, txn.Commit()
 	case !errors.Is(err, badger.ErrKeyNotFound):
@@ -660,29 +629,37 @@ func (s *Badger) ownsKey(txn *badger.Txn, in Ingest) (bool, error) {
 	return has && st.received.Equal(in.Event.Received), nil
 }
 
-// repairDelivery writes d again, as the ingest wrote it, if its stored
-// record does not read (its payload was in the value log's lost tail),
-// and says whether it did. An outcome it recorded is lost with it: the
-// delivery is sent again (a ready entry an outcome wrote since is in the
-// LSM tree and stays: the claim of either reads the record).
-func (s *Badger) repairDelivery(txn *badger.Txn, d *Delivery) (bool, error) {
-	item, err := txn.Get(deliveryKey(d.ID))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil // final and expired by its TTL since
+// repairDeliveries writes each of ds again, as the ingest wrote it, whose
+// stored record does not read (its payload was in the value log's lost
+// tail), and says whether it wrote any. An outcome such a record held is
+// lost with it: the delivery is sent again (a ready entry an outcome
+// wrote since is in the LSM tree and stays: the claim of either reads
+// the record).
+func (s *Badger) repairDeliveries(txn *badger.Txn, ds []*Delivery) (bool, error) {
+	wrote := false
+	for _, d := range ds {
+		item, err := txn.Get(deliveryKey(d.ID))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue // final and expired by its TTL since
+		}
+		if err != nil {
+			return false, err
+		}
+		if item.Value(func(v []byte) error { return decodeDelivery(v, new(Delivery)) }) == nil {
+			continue
+		}
+		if err := s.putDelivery(txn, d, 0); err != nil {
+			return false, err
+		}
+		// A waiting one's order index entry, small, is in the LSM tree.
+		if !d.Waiting {
+			if err := txn.Set(readyKey(d.Route, d.Due, d.ID), nil); err != nil {
+				return false, err
+			}
+		}
+		wrote = true
 	}
-	if err != nil {
-		return false, err
-	}
-	if item.Value(func(v []byte) error { return decodeDelivery(v, new(Delivery)) }) == nil {
-		return false, nil
-	}
-	if err := s.putDelivery(txn, d, 0); err != nil {
-		return false, err
-	}
-	if d.Waiting {
-		return true, nil // its order index entry, small, is in the LSM tree
-	}
-	return true, txn.Set(readyKey(d.Route, d.Due, d.ID), nil)
+	return wrote, nil
 }
 
 // fixed reads what a 4-byte little-endian length precedes.

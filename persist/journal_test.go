@@ -325,6 +325,36 @@ func TestJournalReplaysLastUseOfAnID(t *testing.T) {
 	}
 }
 
+// failCheckpoints takes the name of the journal's next segment, so that
+// every rotation, and so every checkpoint, of the store in dir fails.
+func failCheckpoints(t *testing.T, dir string) {
+	t.Helper()
+	segs, _ := journalSegments(dir)
+	if err := os.Mkdir(filepath.Join(dir, journalName(segs[len(segs)-1]+1)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loseValueLogTail cuts the newest value-log file in dir back to its
+// header (Badger's vlogHeaderSize), as a power failure before a
+// checkpoint could, and returns the size it had.
+func loseValueLogTail(t *testing.T, dir string) int64 {
+	t.Helper()
+	vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	if len(vlogs) == 0 {
+		t.Fatal("no value-log file")
+	}
+	newest := vlogs[len(vlogs)-1]
+	fi, err := os.Stat(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(newest, 20); err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
 // deliverAll records a first, successful attempt for each delivery.
 func deliverAll(t *testing.T, s *Badger, ids ...string) {
 	t.Helper()
@@ -351,11 +381,7 @@ func deliverAll(t *testing.T, s *Badger, ids ...string) {
 func TestSweepNeedsJournalCheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, Options{Dir: dir, Retention: time.Second, sweepEvery: -1})
-	segs, _ := journalSegments(dir)
-	// The next segment's name is taken: rotations fail.
-	if err := os.Mkdir(filepath.Join(dir, journalName(segs[len(segs)-1]+1)), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	failCheckpoints(t, dir)
 	ingest(t, s, oneIngest("x", t0, "a"))
 	deliverAll(t, s, "x/a")
 	waitExpired(time.Now(), time.Second)
@@ -460,16 +486,9 @@ func TestJournalRewritesUnreadableEvent(t *testing.T) {
 		ingest(t, s, in)
 		deliverAll(t, s, "lost/a")
 	})
-	// The reopened store wrote to a value-log file of its own: cut it
-	// back to its header (Badger's vlogHeaderSize), as a power failure
-	// could before the checkpoint.
-	vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
-	newest := vlogs[len(vlogs)-1]
-	if fi, err := os.Stat(newest); err != nil || fi.Size() < 2000 {
-		t.Fatalf("%s does not hold the second payload (%v)", newest, err)
-	}
-	if err := os.Truncate(newest, 20); err != nil {
-		t.Fatal(err)
+	// The reopened store wrote to a value-log file of its own.
+	if size := loseValueLogTail(t, dir); size < 2000 {
+		t.Fatalf("the newest value-log file held %d bytes, not the second payload", size)
 	}
 	s = openStore(t, Options{Dir: dir})
 	if ev, err := s.Event("lost"); err != nil || len(ev.Data) != 2002 {
@@ -551,11 +570,7 @@ func TestJournalRepairsUnreadableDelivery(t *testing.T) {
 		}
 		ingest(t, s, in)
 	})
-	vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
-	newest := vlogs[len(vlogs)-1]
-	if err := os.Truncate(newest, 20); err != nil {
-		t.Fatal(err)
-	}
+	loseValueLogTail(t, dir)
 	s = openStore(t, Options{Dir: dir})
 	if ev, err := s.Event(id); err != nil || len(ev.Data) != 2002 {
 		t.Fatalf("event after the replay: %v", err)
@@ -571,10 +586,7 @@ func TestJournalRepairsUnreadableDelivery(t *testing.T) {
 func TestJournalDoesNotBringBackExpiredKeptEvent(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, Options{Dir: dir, Retention: time.Second, sweepEvery: -1})
-	segs, _ := journalSegments(dir)
-	if err := os.Mkdir(filepath.Join(dir, journalName(segs[len(segs)-1]+1)), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	failCheckpoints(t, dir)
 	start := time.Now()
 	ingest(t, s, Ingest{Event: newEvent("kept", `{}`), Keep: true})
 	if err := s.durable(); err != nil {
@@ -608,10 +620,7 @@ func TestJournalReusedID(t *testing.T) {
 				t.Fatal(err)
 			}
 			if lostPayload {
-				vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
-				if err := os.Truncate(vlogs[len(vlogs)-1], 20); err != nil {
-					t.Fatal(err)
-				}
+				loseValueLogTail(t, dir)
 			}
 			waitExpired(time.Now(), time.Second)
 			// Received later, as a use of an id after its first use
@@ -642,10 +651,7 @@ func TestJournalDoesNotBringBackExpiredKey(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{Dir: dir, DedupeWindow: time.Second, sweepEvery: -1}
 	s := openStore(t, opts)
-	segs, _ := journalSegments(dir)
-	if err := os.Mkdir(filepath.Join(dir, journalName(segs[len(segs)-1]+1)), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	failCheckpoints(t, dir)
 	start := time.Now()
 	ingest(t, s, Ingest{Event: newEvent("one", `{}`), Dedupe: "k"})
 	if err := s.durable(); err != nil {
@@ -681,10 +687,7 @@ func TestJournalRepairsDeliveryOfIntactEvent(t *testing.T) {
 		}
 		ingest(t, s, in)
 	})
-	vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
-	if err := os.Truncate(vlogs[len(vlogs)-1], 20); err != nil {
-		t.Fatal(err)
-	}
+	loseValueLogTail(t, dir)
 	s = openStore(t, Options{Dir: dir})
 	if _, err := s.Event("ord"); err != nil {
 		t.Fatalf("event: %v", err)
@@ -704,11 +707,7 @@ func TestJournalDoesNotBringBackDeliveredExpiredEvent(t *testing.T) {
 	in.Event.Data = []byte(`"` + strings.Repeat("1", 2000) + `"`)
 	opts := Options{Dir: dir, Retention: time.Second, sweepEvery: -1}
 	s := openStore(t, opts)
-	segs, _ := journalSegments(dir)
-	// Checkpoints fail from here on: the segment is kept.
-	if err := os.Mkdir(filepath.Join(dir, journalName(segs[len(segs)-1]+1)), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	failCheckpoints(t, dir)
 	ingest(t, s, in)
 	deliverAll(t, s, "x/a")
 	start := time.Now()
@@ -721,10 +720,7 @@ func TestJournalDoesNotBringBackDeliveredExpiredEvent(t *testing.T) {
 	}
 	crash := copyDir(t, dir)
 	// Power loss: the value log's unsynced tail (x's payload) is lost.
-	vlogs, _ := filepath.Glob(filepath.Join(crash, "*.vlog"))
-	if err := os.Truncate(vlogs[len(vlogs)-1], 20); err != nil {
-		t.Fatal(err)
-	}
+	loseValueLogTail(t, crash)
 	opts.Dir = crash
 	s2 := openStore(t, opts)
 	if ev, err := s2.Event("x"); err == nil && ev != nil {

@@ -225,18 +225,8 @@ func (h *Handler) verifyHeader() string {
 	if h.Verify == nil {
 		return ""
 	}
-	switch h.Verify.Scheme {
-	case "stripe":
-		return "Stripe-Signature"
-	case "slack":
-		return "X-Slack-Signature"
-	case "hmac-sha256":
-		if h.Verify.Header == "" {
-			return "X-Hub-Signature-256"
-		}
-	}
-	if h.Verify.Header == "" {
-		return ""
+	if hdr := signing.SignatureHeader(h.Verify.Scheme, h.Verify.Header); hdr != "" || h.Verify.Header == "" {
+		return hdr
 	}
 	return http.CanonicalHeaderKey(h.Verify.Header)
 }
@@ -664,17 +654,13 @@ func jsonField(body []byte, path []string) string {
 			return ""
 		}
 	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if dec.Decode(&v) != nil {
-		return ""
+	var str string
+	if json.Unmarshal(raw, &str) == nil {
+		return str
 	}
-	switch v := v.(type) {
-	case string:
-		return v
-	case json.Number:
-		return v.String()
+	var num json.Number // as sent, not rounded through a float
+	if json.Unmarshal(raw, &num) == nil {
+		return num.String()
 	}
 	return ""
 }

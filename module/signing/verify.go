@@ -145,17 +145,40 @@ func timedOptions(what string, secrets []string, header, encoding, prefix string
 	return cmp.Or(tolerance, defaultTolerance), nil
 }
 
-// checkAge says whether a signed timestamp ts lies within tol of now,
-// either way, with the error for each side.
-func checkAge(now time.Time, ts int64, tol time.Duration, errOld, errNew error) error {
+// timestampErrors are a scheme's errors for a timestamp that is not unix
+// seconds, too old, or too far in the future.
+type timestampErrors struct{ invalid, old, future error }
+
+// checkTimestamp parses a signed timestamp and checks that it lies within
+// tol of now, either way.
+func checkTimestamp(text string, now time.Time, tol time.Duration, e timestampErrors) (int64, error) {
+	ts, err := parseUnixSeconds(text)
+	if err != nil {
+		return 0, e.invalid
+	}
 	age := now.Sub(time.Unix(ts, 0)) // saturates; no overflow
 	if age > tol {
-		return errOld
+		return 0, e.old
 	}
 	if age < -tol {
-		return errNew
+		return 0, e.future
 	}
-	return nil
+	return ts, nil
+}
+
+// SignatureHeader is the request header (canonical) that carries the
+// signature a verify scheme checks, with header the hmac-sha256 option;
+// "" for standard, whose signature is one of three headers.
+func SignatureHeader(scheme, header string) string {
+	switch scheme {
+	case "stripe":
+		return hdrStripeSignature
+	case "slack":
+		return hdrSlackSignature
+	case "hmac-sha256":
+		return http.CanonicalHeaderKey(cmp.Or(header, defaultVerifyHeader))
+	}
+	return ""
 }
 
 // Header names of the stripe and slack schemes.
@@ -234,11 +257,7 @@ func (v *timestampVerifier) Verify(h http.Header, body []byte, now time.Time) er
 			return errStripeNoTimestamp
 		}
 	}
-	ts, err := parseUnixSeconds(tsText)
-	if err != nil {
-		return errInvalidTimestamp
-	}
-	if err := checkAge(now, ts, v.tolerance, errTimestampOld, errTimestampNew); err != nil {
+	if _, err := checkTimestamp(tsText, now, v.tolerance, timestampErrors{errInvalidTimestamp, errTimestampOld, errTimestampNew}); err != nil {
 		return err
 	}
 	prefix := tsText + "."
@@ -301,11 +320,8 @@ func (v *standardVerifier) Verify(h http.Header, body []byte, now time.Time) err
 	if !anyNonBlank(sigs) {
 		return errMissingWebhookSignature
 	}
-	ts, err := parseUnixSeconds(tsText)
+	ts, err := checkTimestamp(tsText, now, v.tolerance, timestampErrors{errInvalidWebhookTimestamp, errWebhookTimestampOld, errWebhookTimestampNew})
 	if err != nil {
-		return errInvalidWebhookTimestamp
-	}
-	if err := checkAge(now, ts, v.tolerance, errWebhookTimestampOld, errWebhookTimestampNew); err != nil {
 		return err
 	}
 
