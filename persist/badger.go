@@ -136,6 +136,11 @@ type Badger struct {
 	// ord is the order-index changes of the committer's current
 	// transaction (see ordered.go).
 	ord *orderTxn
+	// epoch marks the sole deliveries this store ingested (Delivery.epoch)
+	// and stated the events among them whose state record was written
+	// since: see knownStateless. Only the committer uses them.
+	epoch  uint64
+	stated map[string]struct{}
 	// sweptTo is the wall-clock second (unix) every sweeper entry due
 	// before which is swept, and sweeps counts sweeps (see sweep).
 	sweptTo, sweeps atomic.Int64
@@ -241,6 +246,8 @@ func Open(opts Options) (*Badger, error) {
 		ingestCh: make(chan *ingestReq, 1024),
 		recordCh: make(chan recordReq, 4096),
 		moved:    make(map[string]time.Time),
+		epoch:    epochs.Add(1),
+		stated:   make(map[string]struct{}),
 		stop:     make(chan struct{}),
 	}
 	space.onChange = func(sp Space) {
@@ -503,6 +510,9 @@ func (s *Badger) applyIngest(txn *badger.Txn, batch []Ingest, recs [][]byte) ([]
 		}
 		for _, d := range in.Deliveries {
 			d.sole = sole
+			if sole {
+				d.epoch = s.epoch
+			}
 			if err := s.orderEnter(txn, d); err != nil {
 				return nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -33,7 +34,8 @@ import (
 // final, a TTL. So do events kept without deliveries, whose retention
 // is known at ingest, and events ingested with one delivery until it is
 // final: the delivery's record is marked (Delivery.sole) so that its
-// outcome need not read the event's to learn it was the last. The first
+// outcome need not read the event's to learn it was the last, nor, if
+// this store ingested it, look for a state record (knownStateless). The first
 // change to such an event writes its state; one whose record has a TTL
 // is written once more, without it, when it gets an unfinished delivery.
 
@@ -209,14 +211,54 @@ func (se *storedEvent) event() (*Event, error) {
 	return &ev, nil
 }
 
+// epochs numbers the stores opened by this process (Badger.epoch).
+var epochs atomic.Uint64
+
+// maxStated bounds Badger.stated: past it, the committer starts a new
+// epoch, and the deliveries of the old one are looked up the long way.
+const maxStated = 1 << 16
+
+// knownStateless reports whether d's event certainly has no state record,
+// so that its outcome need not look for one (a look-up that finds nothing
+// costs more than the rest of a delivered outcome: it reaches every level
+// of the tree). That holds for a sole delivery this store ingested (its
+// epoch is the store's, which decoded records never carry) while nothing
+// has written its event's state: only reopen does before the delivery is
+// final, and it notes the event in stated. A group applied again after a
+// split may find an event noted by the part that was undone: that costs
+// a look-up, never a wrong answer.
+func (s *Badger) knownStateless(d *Delivery) bool {
+	if !d.sole || d.epoch == 0 || d.epoch != s.epoch {
+		return false
+	}
+	_, noted := s.stated[d.EventID]
+	return !noted
+}
+
+// noteStated records that id's state is written by other than its sole
+// delivery's outcome (committer only).
+func (s *Badger) noteStated(id string) {
+	if len(s.stated) >= maxStated {
+		clear(s.stated)
+		s.epoch = epochs.Add(1)
+	}
+	s.stated[id] = struct{}{}
+}
+
 // finishEventDelivery counts one of the event's deliveries as final; the
 // event expires once all are, after the longest retention among them
 // (ttl is this delivery's), counted from the store's clock.
 func (s *Badger) finishEventDelivery(txn *badger.Txn, d *Delivery, ttl time.Duration) error {
 	eventID := d.EventID
-	st, has, err := txnState(txn, eventID)
-	if err != nil {
-		return err
+	var (
+		st  eventState
+		has bool
+		err error
+	)
+	if !s.knownStateless(d) {
+		if st, has, err = txnState(txn, eventID); err != nil {
+			return err
+		}
 	}
 	if has && st.gone(wallSeconds()) {
 		return nil
@@ -276,7 +318,8 @@ func dropExpiry(txn *badger.Txn, id string, st *eventState) error {
 // reopen makes se unfinished again after its state was changed (by
 // Requeue or AddDeliveries): its expiry goes, and a record with a TTL
 // is written again without one, with its time index entry.
-func (se *storedEvent) reopen(txn *badger.Txn) error {
+func (se *storedEvent) reopen(s *Badger, txn *badger.Txn) error {
+	s.noteStated(se.id)
 	if err := dropExpiry(txn, se.id, &se.st); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package persist
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -389,5 +390,95 @@ func TestFreshIngestSkipsLookUp(t *testing.T) {
 	in.Fresh = true
 	if res := ingest(t, s, in); res[0].Duplicate {
 		t.Fatal("a Fresh ingest was looked up")
+	}
+}
+
+// finishCopy records the final outcome of a copy of d, the delivery as
+// the ingest handed it over: what the dispatcher does for a fresh event,
+// whose delivery it never reads back from the store.
+func finishCopy(t *testing.T, s *Badger, d *Delivery, st Status, done time.Time) {
+	t.Helper()
+	nd := *d
+	nd.Attempts++
+	nd.Status, nd.Done, nd.LastAttempt, nd.LastStatus = st, done, done, 200
+	record(t, s, Outcome{Delivery: &nd, ClaimedDue: d.Due, Attempt: &Attempt{N: nd.Attempts, Start: done, Status: 200}})
+}
+
+// TestSoleDeliveryOutcomeSeesLaterState: the outcome of a sole delivery
+// the store ingested does not look for its event's state record, which
+// nothing has written; when something has (a delivery added, or the
+// delivery requeued after it was final) while the dispatcher still held
+// the copy it was given at ingest, the outcome counts from that state.
+func TestSoleDeliveryOutcomeSeesLaterState(t *testing.T) {
+	s := openStore(t, Options{Retention: time.Hour})
+	plain, added, requeued := oneIngest("plain", t0, "r"), oneIngest("added", t0, "r"), oneIngest("requeued", t0, "r")
+	ingest(t, s, plain, added, requeued)
+
+	finishCopy(t, s, plain.Deliveries[0], StatusDelivered, t0)
+	if ev := mustEvent(t, s, "plain"); ev.Remaining != 0 || eventExpiresAt(t, s, "plain") == 0 {
+		t.Fatalf("sole delivery final: Remaining %d, expires %d", ev.Remaining, eventExpiresAt(t, s, "plain"))
+	}
+
+	if ok, err := s.AddDeliveries([]*Delivery{newDelivery("added/x", "added", "x", t0)}, true); err != nil || !ok[0] {
+		t.Fatalf("AddDeliveries = %v, %v", ok, err)
+	}
+	finishCopy(t, s, added.Deliveries[0], StatusDelivered, t0)
+	if ev := mustEvent(t, s, "added"); ev.Remaining != 1 || eventExpiresAt(t, s, "added") != 0 {
+		t.Fatalf("added delivery pending: Remaining %d, expires %d", ev.Remaining, eventExpiresAt(t, s, "added"))
+	}
+
+	finishCopy(t, s, requeued.Deliveries[0], StatusDead, t0)
+	if _, err := s.Requeue([]string{"requeued/r"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if ev := mustEvent(t, s, "requeued"); ev.Remaining != 1 || eventExpiresAt(t, s, "requeued") != 0 {
+		t.Fatalf("requeued: Remaining %d, expires %d", ev.Remaining, eventExpiresAt(t, s, "requeued"))
+	}
+	// Any other copy of the delivery would do as well: this one was
+	// taken before the requeue wrote the state.
+	finishCopy(t, s, requeued.Deliveries[0], StatusDelivered, t0.Add(time.Minute))
+	ev := mustEvent(t, s, "requeued")
+	if ev.Remaining != 0 || eventExpiresAt(t, s, "requeued") == 0 {
+		t.Fatalf("requeued delivery final again: Remaining %d, expires %d", ev.Remaining, eventExpiresAt(t, s, "requeued"))
+	}
+	// The state went from 1 unfinished to 0 once: had the outcome counted
+	// from the record's "one delivery" instead, so would it, so check the
+	// other case too: an event whose state says two, with the copy.
+	two := oneIngest("two", t0, "r")
+	ingest(t, s, two)
+	if ok, err := s.AddDeliveries([]*Delivery{newDelivery("two/x", "two", "x", t0), newDelivery("two/y", "two", "y", t0)}, true); err != nil || !ok[0] || !ok[1] {
+		t.Fatalf("AddDeliveries = %v, %v", ok, err)
+	}
+	finishCopy(t, s, two.Deliveries[0], StatusDelivered, t0)
+	finishCopy(t, s, mustDelivery(t, s, "two/x"), StatusDelivered, t0)
+	if ev := mustEvent(t, s, "two"); ev.Remaining != 1 || eventExpiresAt(t, s, "two") != 0 {
+		t.Fatalf("one of three deliveries pending: Remaining %d, expires %d", ev.Remaining, eventExpiresAt(t, s, "two"))
+	}
+}
+
+// TestStatedBounded: past maxStated noted events the committer starts a
+// new epoch, after which the deliveries of the old one are looked up.
+func TestStatedBounded(t *testing.T) {
+	s := openStore(t, Options{})
+	in := oneIngest("ev", t0, "r")
+	ingest(t, s, in)
+	d := in.Deliveries[0]
+	barrier(t, s)
+	if !s.knownStateless(d) {
+		t.Fatal("a sole delivery just ingested is not known stateless")
+	}
+	for i := range maxStated {
+		s.noteStated(fmt.Sprint("other", i))
+	}
+	if !s.knownStateless(d) {
+		t.Fatal("noting other events made the delivery unknown")
+	}
+	s.noteStated("one more")
+	if s.knownStateless(d) || len(s.stated) != 1 {
+		t.Fatalf("past the bound: known %v, %d noted", s.knownStateless(d), len(s.stated))
+	}
+	decoded := mustDelivery(t, s, "ev/r")
+	if !decoded.sole || decoded.epoch != 0 {
+		t.Fatalf("a delivery read back: sole %v, epoch %d; want sole and no epoch", decoded.sole, decoded.epoch)
 	}
 }

@@ -687,7 +687,7 @@ func (s *Badger) reopenEvent(txn *badger.Txn, eventID string) (bool, error) {
 		return false, err
 	}
 	se.st.remaining++
-	return true, se.reopen(txn)
+	return true, se.reopen(s, txn)
 }
 
 // Compact makes expired and deleted records give their disk space back

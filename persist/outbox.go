@@ -136,6 +136,9 @@ type Delivery struct {
 	// (see evstate.go); the record keeps it. Copies of the struct carry
 	// it; a delivery without it is simply looked up the long way.
 	sole bool
+	// epoch is, on a sole delivery, the epoch of the Badger outbox that
+	// ingested it (Badger.knownStateless); records do not keep it.
+	epoch uint64
 	// attempt is, in the Badger outbox, the attempt a final delivery
 	// ended with when it was also its first (as for most deliveries): it
 	// is kept in the delivery's record rather than in one of its own.

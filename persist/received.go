@@ -148,7 +148,7 @@ func (s *Badger) applyAddDeliveries(txn *badger.Txn, ds []*Delivery, skipRouted 
 		se.st.deliveries = append(se.st.deliveries, d.ID)
 		se.st.remaining++
 		se.st.keepUntil = 0
-		if err := se.reopen(txn); err != nil {
+		if err := se.reopen(s, txn); err != nil {
 			return nil, err
 		}
 		d.Status, d.Waiting = StatusPending, false
