@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -490,6 +492,18 @@ func TestInboundStripeAndSlack(t *testing.T) {
 	if code, _ := g.post("/stripe", `{"id":"evt_2"}`, "Stripe-Signature", stripeSig(charge, time.Now())); code != 401 {
 		t.Errorf("Stripe signature over another body: %d", code)
 	}
+	// Sent gzipped, signed as JSON: verified and kept decoded.
+	charge3 := `{"id":"evt_3","type":"charge.refunded"}`
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(charge3))
+	zw.Close()
+	if code, ans := g.post("/stripe", gz.String(), "Content-Encoding", "gzip", "Stripe-Signature", stripeSig(charge3, time.Now())); code != 202 || ans["id"] != "stripe:evt_3" {
+		t.Errorf("gzipped Stripe event: %d %v, want 202 with the id from the decoded body", code, ans)
+	}
+	if code, ans := g.post("/stripe", gz.String(), "Content-Encoding", "br", "Stripe-Signature", stripeSig(charge3, time.Now())); code != 415 {
+		t.Errorf("Content-Encoding br: %d %v, want 415", code, ans)
+	}
 
 	// The handshake: answered, not stored, and only when signed.
 	handshake := `{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`
@@ -509,14 +523,17 @@ func TestInboundStripeAndSlack(t *testing.T) {
 	if code, _ := slackPost(mention, time.Now().Add(-6*time.Minute)); code != 401 {
 		t.Errorf("Slack event signed 6 minutes ago: %d, want 401", code)
 	}
-	got := s.waitFor(t, 3, 10*time.Second)
+	got := s.waitFor(t, 4, 10*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	paths := map[string]int{}
 	for _, r := range s.requests() {
 		paths[r.Path]++
+		if bytes.Contains(r.Body, []byte("evt_3")) && !bytes.Contains(r.Body, []byte(`"data":{"id":"evt_3","type":"charge.refunded"}`)) {
+			t.Errorf("the gzipped event was delivered as %s, want its JSON as data", r.Body)
+		}
 	}
-	if paths["/stripe"] != 2 || paths["/slack"] != 1 || len(s.requests()) != 3 {
-		t.Errorf("delivered %v, want 2 to /stripe and 1 to /slack (the handshake is not an event)", paths)
+	if paths["/stripe"] != 3 || paths["/slack"] != 1 || len(s.requests()) != 4 {
+		t.Errorf("delivered %v, want 3 to /stripe and 1 to /slack (the handshake is not an event)", paths)
 	}
 	for _, r := range got {
 		for k := range r.Header {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -399,39 +400,24 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 				message: fmt.Sprintf("Content-Encoding %q is not accepted: send the body uncompressed", ce), index: -1}
 		}
 	}
-	if r.ContentLength > h.MaxBody {
-		return tooLarge(h.MaxBody)
+	body, ierr := h.readChecked(w, r)
+	if ierr != nil {
+		return ierr
 	}
-	body, err := readBody(w, r, h.MaxBody)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge(h.MaxBody)
-		}
-		return &ingestError{status: http.StatusBadRequest, code: "read_error",
-			message: "reading the request body failed", index: -1}
-	}
-	if h.verifier != nil {
-		if err := h.verifier.Verify(r.Header, body, time.Now()); err != nil {
-			return &ingestError{status: http.StatusUnauthorized, code: "verification_failed",
-				message: "signature verification failed: " + err.Error(), index: -1}
-		}
-		if h.Verify.Scheme == "slack" {
-			if challenge, ok := slackChallenge(body); ok {
-				// Slack's handshake when an Events API URL is set: it
-				// wants its challenge back, and it is not an event.
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusOK)
-				json.NewEncoder(w).Encode(map[string]string{"challenge": challenge})
-				return nil
-			}
+	if h.verifier != nil && h.Verify.Scheme == "slack" {
+		if challenge, ok := slackChallenge(body); ok {
+			// Slack's handshake when an Events API URL is set: it
+			// wants its challenge back, and it is not an event.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			json.NewEncoder(w).Encode(map[string]string{"challenge": challenge})
+			return nil
 		}
 	}
 
 	var (
 		batch   []persist.Ingest
 		isBatch bool
-		ierr    *ingestError
 	)
 	if h.Topic != "" {
 		batch, ierr = h.inbound(r, body)
@@ -606,6 +592,11 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 	}
 	if hdr := h.verifyHeader(); hdr != "" {
 		skip[hdr] = struct{}{}
+	}
+	if r.Header.Get("Content-Encoding") != "" {
+		// The body is kept decoded (inboundEncoding): these describe
+		// what was sent, not what is kept.
+		skip["Content-Encoding"], skip["Content-Length"] = struct{}{}, struct{}{}
 	}
 	for k, vs := range r.Header {
 		if _, ok := skip[k]; ok || egress.SensitiveHeader(k) {
@@ -920,6 +911,91 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	var buf bytes.Buffer
 	_, err := buf.ReadFrom(body)
 	return buf.Bytes(), err
+}
+
+// readChecked reads the body (decoding an inbound gzip body) within
+// max_body and verifies the sender's signature, if the endpoint has one.
+func (h *Handler) readChecked(w http.ResponseWriter, r *http.Request) ([]byte, *ingestError) {
+	var gzipped bool
+	if h.Topic != "" {
+		var ierr *ingestError
+		if gzipped, ierr = inboundEncoding(r.Header); ierr != nil {
+			return nil, ierr
+		}
+	}
+	if r.ContentLength > h.MaxBody {
+		return nil, tooLarge(h.MaxBody)
+	}
+	body, err := readBody(w, r, h.MaxBody)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(h.MaxBody)
+		}
+		return nil, &ingestError{status: http.StatusBadRequest, code: "read_error",
+			message: "reading the request body failed", index: -1}
+	}
+	sent := body
+	if gzipped {
+		if body, err = gunzip(sent, h.MaxBody); err != nil {
+			if errors.Is(err, errGunzipTooLarge) {
+				return nil, &ingestError{status: http.StatusRequestEntityTooLarge, code: "body_too_large",
+					message: fmt.Sprintf("request body decompressed is over max_body (%d bytes)", h.MaxBody), index: -1}
+			}
+			return nil, &ingestError{status: http.StatusBadRequest, code: "bad_encoding",
+				message: "the body is not valid gzip: " + err.Error(), index: -1}
+		}
+	}
+	if h.verifier != nil {
+		err := h.verifier.Verify(r.Header, body, time.Now())
+		if err != nil && gzipped && h.verifier.Verify(r.Header, sent, time.Now()) == nil {
+			// Signed as sent rather than as decompressed: either is
+			// the sender's.
+			err = nil
+		}
+		if err != nil {
+			return nil, &ingestError{status: http.StatusUnauthorized, code: "verification_failed",
+				message: "signature verification failed: " + err.Error(), index: -1}
+		}
+	}
+	return body, nil
+}
+
+// inboundEncoding checks an inbound request's Content-Encoding: none (or
+// identity), or gzip, which is decoded before the body is verified and
+// kept. Senders that compress use gzip; anything else, or encodings
+// stacked, gets a 415 rather than be kept as opaque bytes a receiver
+// could not read.
+func inboundEncoding(h http.Header) (gzipped bool, ierr *ingestError) {
+	vs := h.Values("Content-Encoding")
+	switch ce := strings.ToLower(strings.TrimSpace(strings.Join(vs, ","))); ce {
+	case "", "identity":
+		return false, nil
+	case "gzip", "x-gzip":
+		return true, nil
+	default:
+		return false, &ingestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
+			message: fmt.Sprintf("Content-Encoding %q is not accepted: send the body uncompressed or as gzip", ce), index: -1}
+	}
+}
+
+var errGunzipTooLarge = errors.New("decompressed body too large")
+
+// gunzip decodes a gzip body, at most limit bytes of it: a small body
+// that inflates past max_body is refused as a large one would be.
+func gunzip(b []byte, limit int64) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(out)) > limit {
+		return nil, errGunzipTooLarge
+	}
+	return out, nil
 }
 
 func tooLarge(limit int64) *ingestError {

@@ -2,13 +2,18 @@ package ingest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/hookgate/hookgate/module"
+	"github.com/hookgate/hookgate/module/signing"
 )
 
 type wantEvent struct {
@@ -712,5 +718,97 @@ func TestJSONField(t *testing.T) {
 	}
 	if err := CheckIDField("data.id"); err != nil {
 		t.Errorf("CheckIDField(data.id): %v", err)
+	}
+}
+
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// An inbound body sent with Content-Encoding: gzip is decoded, within
+// max_body decoded; other encodings, stacked ones and corrupt gzip get a
+// clear error and store nothing. The API ingest takes no encoding.
+func TestInboundGzip(t *testing.T) {
+	const secret = "s3cret"
+	body := []byte(`{"action":"opened","n":1}`)
+	sig := func(b []byte) string {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write(b)
+		return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	}
+	h := &Handler{Topic: "gh.push", MaxBody: 1 << 10}
+	h.Verify = &VerifyConfig{Scheme: "hmac-sha256", Secrets: []string{secret}}
+	var err error
+	if h.verifier, err = signing.NewVerifier("hmac-sha256", []string{secret}, "", "", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	post := func(b []byte, hdr ...string) ([]byte, *ingestError) {
+		r := httptest.NewRequest(http.MethodPost, "/gh", bytes.NewReader(b))
+		r.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			r.Header.Add(hdr[i], hdr[i+1])
+		}
+		return h.readChecked(httptest.NewRecorder(), r)
+	}
+	gz := gzipped(t, body)
+	for _, tc := range []struct {
+		name string
+		sig  string
+	}{{"signed decoded", sig(body)}, {"signed as sent", sig(gz)}} {
+		got, ierr := post(gz, "Content-Encoding", "gzip", "X-Hub-Signature-256", tc.sig)
+		if ierr != nil || !bytes.Equal(got, body) {
+			t.Errorf("%s: %q %+v, want the decoded body", tc.name, got, ierr)
+		}
+	}
+	if got, ierr := post(body, "Content-Encoding", "identity", "X-Hub-Signature-256", sig(body)); ierr != nil || !bytes.Equal(got, body) {
+		t.Errorf("identity: %q %+v", got, ierr)
+	}
+	for _, tc := range []struct {
+		name   string
+		body   []byte
+		hdr    []string
+		status int
+		code   string
+	}{
+		{"bad signature", gz, []string{"Content-Encoding", "gzip", "X-Hub-Signature-256", sig([]byte("other"))}, 401, "verification_failed"},
+		{"brotli", gz, []string{"Content-Encoding", "br", "X-Hub-Signature-256", sig(body)}, 415, "unsupported_media_type"},
+		{"stacked", gzipped(t, gz), []string{"Content-Encoding", "gzip, gzip", "X-Hub-Signature-256", sig(body)}, 415, "unsupported_media_type"},
+		{"twice", gzipped(t, gz), []string{"Content-Encoding", "gzip", "Content-Encoding", "gzip", "X-Hub-Signature-256", sig(body)}, 415, "unsupported_media_type"},
+		{"not gzip", body, []string{"Content-Encoding", "gzip", "X-Hub-Signature-256", sig(body)}, 400, "bad_encoding"},
+		{"truncated", gz[:len(gz)-6], []string{"Content-Encoding", "gzip", "X-Hub-Signature-256", sig(body)}, 400, "bad_encoding"},
+		{"inflates past max_body", gzipped(t, bytes.Repeat([]byte(" "), 1<<20)), []string{"Content-Encoding", "gzip"}, 413, "body_too_large"},
+	} {
+		_, ierr := post(tc.body, tc.hdr...)
+		if ierr == nil || ierr.status != tc.status || ierr.code != tc.code {
+			t.Errorf("%s: %+v, want %d %s", tc.name, ierr, tc.status, tc.code)
+		}
+	}
+
+	// What is kept: the decoded body, without the headers that described
+	// the encoded one.
+	r := httptest.NewRequest(http.MethodPost, "/gh", bytes.NewReader(gz))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Content-Encoding", "gzip")
+	r.Header.Set("Content-Length", strconv.Itoa(len(gz)))
+	r.Header.Set("X-GitHub-Event", "push")
+	batch, ierr := h.inbound(r, body)
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	hd := batch[0].Event.Headers
+	if _, ok := hd["content-encoding"]; ok || hd["x-github-event"] != "push" {
+		t.Errorf("kept headers %v: want x-github-event and no content-encoding", hd)
+	}
+	if _, ok := hd["content-length"]; ok {
+		t.Errorf("kept headers %v: the encoded body's content-length", hd)
 	}
 }
