@@ -247,7 +247,7 @@ func Open(opts Options) (*Badger, error) {
 		recordCh: make(chan recordReq, 4096),
 		moved:    make(map[string]time.Time),
 		epoch:    epochs.Add(1),
-		stated:   make(map[string]struct{}),
+		stated:   make(map[string]struct{}, maxStated),
 		stop:     make(chan struct{}),
 	}
 	space.onChange = func(sp Space) {

@@ -216,17 +216,20 @@ var epochs atomic.Uint64
 
 // maxStated bounds Badger.stated: past it, the committer starts a new
 // epoch, and the deliveries of the old one are looked up the long way.
-const maxStated = 1 << 16
+// Every sole delivery's final outcome notes its event, so under load the
+// epoch turns every few thousand outcomes, and only the deliveries in
+// flight then pay for a look-up; the map, sized once, is never grown.
+const maxStated = 1 << 14
 
 // knownStateless reports whether d's event certainly has no state record,
 // so that its outcome need not look for one (a look-up that finds nothing
 // costs more than the rest of a delivered outcome: it reaches every level
 // of the tree). That holds for a sole delivery this store ingested (its
 // epoch is the store's, which decoded records never carry) while nothing
-// has written its event's state: only reopen does before the delivery is
-// final, and it notes the event in stated. A group applied again after a
-// split may find an event noted by the part that was undone: that costs
-// a look-up, never a wrong answer.
+// has written its event's state: reopen and the delivery's own final
+// outcome do, and both note the event in stated. A group applied again
+// after a split may find an event noted by the part that was undone:
+// that costs a look-up, never a wrong answer.
 func (s *Badger) knownStateless(d *Delivery) bool {
 	if !d.sole || d.epoch == 0 || d.epoch != s.epoch {
 		return false
@@ -299,6 +302,11 @@ func (s *Badger) finishEventDelivery(txn *badger.Txn, d *Delivery, ttl time.Dura
 			}
 			st.expires = exp
 		}
+	}
+	if d.sole && d.epoch == s.epoch {
+		// Its state exists now: an outcome recorded twice (an attempt
+		// racing the removal of its route, say) must count from it.
+		s.noteStated(eventID)
 	}
 	return putState(txn, eventID, &st)
 }

@@ -482,3 +482,22 @@ func TestStatedBounded(t *testing.T) {
 		t.Fatalf("a delivery read back: sole %v, epoch %d; want sole and no epoch", decoded.sole, decoded.epoch)
 	}
 }
+
+// TestSoleDeliveryFinalTwice: a sole delivery's final outcome recorded
+// twice from copies taken at ingest (an attempt racing the removal of its
+// route) counts from the state the first wrote: one sweeper entry, at the
+// later expiry.
+func TestSoleDeliveryFinalTwice(t *testing.T) {
+	s := openStore(t, Options{Retention: time.Hour, DeadRetention: 48 * time.Hour})
+	in := oneIngest("twice", t0, "r")
+	ingest(t, s, in)
+	finishCopy(t, s, in.Deliveries[0], StatusDelivered, t0)
+	first := eventExpiresAt(t, s, "twice")
+	finishCopy(t, s, in.Deliveries[0], StatusDead, t0)
+	if n := countPrefix(t, s, []byte{pExpiry, '|'}); n != 1 {
+		t.Fatalf("%d sweeper entries, want 1: %q", n, keysWithPrefix(t, s, []byte{pExpiry, '|'}))
+	}
+	if ev := mustEvent(t, s, "twice"); ev.Remaining != 0 || eventExpiresAt(t, s, "twice") <= first {
+		t.Fatalf("Remaining %d, expires %d (first %d): want 0 and the dead retention's later expiry", ev.Remaining, eventExpiresAt(t, s, "twice"), first)
+	}
+}
