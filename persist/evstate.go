@@ -303,9 +303,11 @@ func (s *Badger) finishEventDelivery(txn *badger.Txn, d *Delivery, ttl time.Dura
 			st.expires = exp
 		}
 	}
-	if d.sole && d.epoch == s.epoch {
+	if d.sole {
 		// Its state exists now: an outcome recorded twice (an attempt
-		// racing the removal of its route, say) must count from it.
+		// racing the removal of its route, say), from a copy taken at
+		// ingest after one read back from the outbox or the other way
+		// round, must count from it.
 		s.noteStated(eventID)
 	}
 	return putState(txn, eventID, &st)

@@ -501,3 +501,23 @@ func TestSoleDeliveryFinalTwice(t *testing.T) {
 		t.Fatalf("Remaining %d, expires %d (first %d): want 0 and the dead retention's later expiry", ev.Remaining, eventExpiresAt(t, s, "twice"), first)
 	}
 }
+
+// TestSoleDeliveryFinalFromRecordThenCopy: the same race the other way
+// round (found by review): the first final outcome comes from the
+// delivery read back from the outbox (the orphan path), the second from
+// the copy taken at ingest, which must count from the state the first
+// wrote, not from "one delivery" again.
+func TestSoleDeliveryFinalFromRecordThenCopy(t *testing.T) {
+	s := openStore(t, Options{Retention: time.Hour, DeadRetention: 48 * time.Hour})
+	in := oneIngest("ev", t0, "r")
+	ingest(t, s, in)
+	finishCopy(t, s, mustDelivery(t, s, "ev/r"), StatusDead, t0)
+	first := eventExpiresAt(t, s, "ev")
+	finishCopy(t, s, in.Deliveries[0], StatusDelivered, t0)
+	if n := countPrefix(t, s, []byte{pExpiry, '|'}); n != 1 {
+		t.Errorf("%d sweeper entries, want 1: %q", n, keysWithPrefix(t, s, []byte{pExpiry, '|'}))
+	}
+	if got := eventExpiresAt(t, s, "ev"); got < first {
+		t.Errorf("expires %d, before the dead retention's %d", got, first)
+	}
+}
