@@ -155,6 +155,17 @@ func (b *breaker) allow(c breakerConfig, now time.Time) (ok, probe bool, until t
 	return true, false, time.Time{}
 }
 
+// probeNow ends an open circuit's cool-down, so that allow lets the probe
+// go at once; it reports whether there was one to end. A failed probe
+// reopens the circuit for twice the cool-down, as any probe's would.
+func (b *breaker) probeNow(now time.Time) bool {
+	if b.state != circuitOpen || !now.Before(b.retryAt) {
+		return false
+	}
+	b.retryAt = now
+	return true
+}
+
 // transition is a change record makes, for the log.
 type transition uint8
 

@@ -68,7 +68,9 @@ func (e *Engine) rescan(route string) {
 // SetPaused pauses or resumes the named route: a paused route keeps
 // matching and queueing events, and sends nothing until resumed. The
 // state is kept in the outbox, so it holds across restarts and reloads.
-// It fails with ErrUnknownRoute for a route the engine has no dispatcher
+// Resuming also ends an open circuit's cool-down: an operator who fixed
+// the endpoint need not wait up to its last cool-down for the probe. It
+// fails with ErrUnknownRoute for a route the engine has no dispatcher
 // for (never configured, nothing stored).
 func (e *Engine) SetPaused(route string, paused bool) error {
 	e.mu.RLock()
@@ -82,13 +84,24 @@ func (e *Engine) SetPaused(route string, paused bool) error {
 		reason = "paused by an operator"
 	}
 	changed, err := d.setPaused(paused, reason)
-	if err != nil || !changed {
+	if err != nil {
 		return err
 	}
-	if paused {
+	switch {
+	case changed && paused:
 		e.logger().Info("route paused", zap.String("route", route))
-	} else {
+	case changed:
 		e.logger().Info("route resumed", zap.String("route", route))
+	}
+	if !paused {
+		d.mu.Lock()
+		probe := d.br.probeNow(e.now())
+		d.mu.Unlock()
+		if probe {
+			e.logger().Info("circuit cool-down ended by an operator: the next pending delivery goes as the probe",
+				zap.String("route", route))
+			d.signal()
+		}
 	}
 	return nil
 }

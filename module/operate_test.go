@@ -326,6 +326,18 @@ type countingSink struct {
 	get    func(w http.ResponseWriter, r *http.Request)
 }
 
+// newFailingSink answers 503 until fail is set to false, then 200.
+func newFailingSink(t *testing.T) (*countingSink, *atomic.Bool) {
+	fail := new(atomic.Bool)
+	fail.Store(true)
+	return newCountingSink(t, func(int64) int {
+		if fail.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	}), fail
+}
+
 func newCountingSink(t *testing.T, status func(n int64) int) *countingSink {
 	s := &countingSink{status: status}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -479,14 +491,7 @@ func TestEngineVerifyEndpoint(t *testing.T) {
 }
 
 func TestEngineDisabledAndBreakerStats(t *testing.T) {
-	var fail atomic.Bool
-	fail.Store(true)
-	sink := newCountingSink(t, func(int64) int {
-		if fail.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusOK
-	})
+	sink, fail := newFailingSink(t)
 	routes := map[string]*Route{
 		"off": {URL: sink.URL, Disabled: true},
 		"brk": {URL: sink.URL, Concurrency: 1, Breaker: 3, BreakerCooldown: caddy.Duration(200 * time.Millisecond),
@@ -731,6 +736,59 @@ func TestStatsSayWhenTheCircuitProbes(t *testing.T) {
 	at, err := time.Parse(time.RFC3339, strings.Fields(st.Reason[strings.Index(st.Reason, "probe at ")+len("probe at "):])[0])
 	if err != nil || at.Before(time.Now().Add(50*time.Minute)) {
 		t.Errorf("probe time in %q: %v, %v; want about an hour from now", st.Reason, at, err)
+	}
+}
+
+// Resuming a route ends its open circuit's cool-down: the next pending
+// delivery goes as the probe at once, not an hour later; a route whose
+// circuit is closed is left as it was.
+func TestResumeEndsCircuitCooldown(t *testing.T) {
+	sink, fail := newFailingSink(t)
+	te := startTestEngine(t, "", map[string]*Route{"brk": {URL: sink.URL, Concurrency: 1, Breaker: 1,
+		BreakerCooldown: caddy.Duration(time.Hour),
+		Retry:           &RetryPolicy{Attempts: 100, BackoffMin: caddy.Duration(10 * time.Millisecond), BackoffMax: caddy.Duration(10 * time.Millisecond)}}}, nil)
+	te.post(`{}`)
+	waitUntil(t, "the circuit to open", func() bool { return te.stats("brk").Circuit == circuitOpen })
+	te.post(`{}`)
+	fail.Store(false)
+	if err := te.SetPaused("brk", false); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the probe to close the circuit and both to go", func() bool {
+		st := te.stats("brk")
+		return st.Circuit == circuitClosed && st.Pending == 0 && st.Delivered == 2
+	})
+	if err := te.SetPaused("brk", false); err != nil || te.stats("brk").Circuit != circuitClosed {
+		t.Fatalf("resume of an active route with its circuit closed: %v, %+v", err, te.stats("brk"))
+	}
+}
+
+func TestBreakerProbeNow(t *testing.T) {
+	c, err := compileBreaker(1, caddy.Duration(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	var b breaker
+	if b.probeNow(now) {
+		t.Fatal("a closed circuit had a cool-down to end")
+	}
+	if b.record(c, verdictDown, false, now) != circuitOpened {
+		t.Fatal("the circuit did not open")
+	}
+	if ok, _, _ := b.allow(c, now.Add(time.Minute)); ok {
+		t.Fatal("an open circuit let an attempt through within its cool-down")
+	}
+	if !b.probeNow(now.Add(time.Minute)) {
+		t.Fatal("probeNow found no cool-down to end")
+	}
+	ok, probe, _ := b.allow(c, now.Add(time.Minute))
+	if !ok || !probe {
+		t.Fatalf("after probeNow: allow %v probe %v, want the probe", ok, probe)
+	}
+	b.probing = true
+	if b.record(c, verdictDown, true, now.Add(time.Minute)) != circuitReopened || b.cooldown != 2*time.Hour {
+		t.Fatalf("a failed probe: state %s, cool-down %v; want open again for twice as long", b.state, b.cooldown)
 	}
 }
 

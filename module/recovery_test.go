@@ -61,14 +61,7 @@ func TestBreakerPersistedStateRoundTrip(t *testing.T) {
 // The circuit's open state survives a restart: the route does not spend
 // a fresh round of attempts on an endpoint known to be down.
 func TestEngineBreakerSurvivesRestart(t *testing.T) {
-	var fail atomic.Bool
-	fail.Store(true)
-	sink := newCountingSink(t, func(int64) int {
-		if fail.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusOK
-	})
+	sink, fail := newFailingSink(t)
 	clock := &offsetClock{}
 	tune := func(e *Engine) { e.now = clock.now }
 	routes := func() map[string]*Route {

@@ -313,6 +313,61 @@ func TestActions(t *testing.T) {
 	}
 }
 
+// A route whose circuit is open has a "Probe now" button: it resumes
+// the route, which ends the cool-down, and the probe goes out at once
+// (here it fails again: the endpoint refuses connections).
+func TestConsoleProbeNow(t *testing.T) {
+	g := startGateway(t, gatewayOptions{extraRoutes: `
+		route down {
+			topics probe.*
+			url http://127.0.0.1:9/never
+			breaker 1 {
+				cooldown 1h
+			}
+		}
+`})
+	if _, err := g.eng.Accept(context.Background(), []*persist.Event{{Type: "probe.x", Data: []byte(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	circuit := func() string {
+		for _, st := range g.eng.Stats() {
+			if st.Route == "down" {
+				return st.Circuit
+			}
+		}
+		return "missing"
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for circuit() != "open" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the circuit did not open: %s", circuit())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Due now, held by the circuit: the probe once the cool-down ends
+	// (the first event waits for its retry's backoff).
+	if _, err := g.eng.Accept(context.Background(), []*persist.Event{{Type: "probe.x", Data: []byte(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	page := g.get("/console/", true)
+	mustContain(t, "overview with the circuit open", page.body, "/console/routes/down/resume", ">Probe now</button>")
+	a := g.post("/console/routes/down/resume", url.Values{"csrf": {g.csrf("/console/")}, "return": {"/console/"}}, nil)
+	if a.status != http.StatusSeeOther {
+		t.Fatalf("probe now: HTTP %d\n%s", a.status, a.body)
+	}
+	mustContain(t, "after probe now", g.get(a.header.Get("Location"), true).body, "the next pending delivery goes out as the probe now")
+	deadline = time.Now().Add(10 * time.Second)
+	for len(g.logLines("circuit probe failed; circuit stays open")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no probe went out within 10 s of probe now (cool-down 1h); log: %v", g.logLines("circuit cool-down ended by an operator"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(g.logLines("circuit cool-down ended by an operator")); n != 1 {
+		t.Errorf("%d log lines for the operator ending the cool-down, want 1", n)
+	}
+}
+
 func routeState(g *gateway, route string) string {
 	for _, st := range g.eng.Stats() {
 		if st.Route == route {

@@ -120,7 +120,7 @@ func noticeText(q url.Values) string {
 	case "paused":
 		return fmt.Sprintf("Route %s is paused: events still queue, nothing is sent until it is resumed.", subject)
 	case "resumed":
-		return fmt.Sprintf("Route %s is resumed.", subject)
+		return fmt.Sprintf("Route %s is resumed; if its circuit was open, the next pending delivery goes out as the probe now.", subject)
 	case "replayed":
 		if _, err := strconv.Atoi(n); err != nil {
 			return ""
