@@ -312,8 +312,11 @@ type AttemptView struct {
 	TraceID    string    `json:"trace_id,omitempty"`
 	// Response is the first 4 KiB of the response body: as text when it
 	// is UTF-8, else base64 with ResponseEncoding "base64".
-	Response         string `json:"response,omitempty"`
-	ResponseEncoding string `json:"response_encoding,omitempty"`
+	// ResponseTruncated says the body was longer (attempts recorded by
+	// releases before this field cannot say so).
+	Response          string `json:"response,omitempty"`
+	ResponseEncoding  string `json:"response_encoding,omitempty"`
+	ResponseTruncated bool   `json:"response_truncated,omitempty"`
 }
 
 // ViewEvent returns what operators may see of ev.
@@ -397,16 +400,17 @@ func ViewAttempt(a persist.Attempt) AttemptView {
 		Error:      RedactURLs(a.Error),
 		TraceID:    a.TraceID,
 	}
-	v.Response, v.ResponseEncoding = responseText(a.Response)
+	v.Response, v.ResponseEncoding, v.ResponseTruncated = responseText(a.Response)
 	return v
 }
 
 // responseText returns up to adminResponseKeep bytes of a response body,
 // as text if they are UTF-8 (a rune cut by the limit does not count
-// against that), else base64-encoded with encoding "base64".
-func responseText(b []byte) (text, encoding string) {
+// against that), else base64-encoded with encoding "base64", and whether
+// the body went on past them (the attempt kept a byte more than it shows).
+func responseText(b []byte) (text, encoding string, truncated bool) {
 	if len(b) > adminResponseKeep {
-		b = b[:adminResponseKeep]
+		b, truncated = b[:adminResponseKeep], true
 	}
 	body := b
 	if len(b) == adminResponseKeep {
@@ -423,9 +427,9 @@ func responseText(b []byte) (text, encoding string) {
 		}
 	}
 	if utf8.Valid(body) {
-		return string(body), ""
+		return string(body), "", truncated
 	}
-	return base64.StdEncoding.EncodeToString(b), "base64"
+	return base64.StdEncoding.EncodeToString(b), "base64", truncated
 }
 
 // urlInText matches URLs in error text. Go's HTTP client quotes the URL

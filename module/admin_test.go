@@ -37,21 +37,23 @@ func TestRedactURLs(t *testing.T) {
 func TestResponseText(t *testing.T) {
 	cut := strings.Repeat("a", adminResponseKeep-1) + "é" // é is 2 bytes: the limit cuts it
 	cases := []struct {
-		name     string
-		in       []byte
-		text     string
-		encoding string
+		name      string
+		in        []byte
+		text      string
+		encoding  string
+		truncated bool
 	}{
-		{"empty", nil, "", ""},
-		{"text", []byte(`{"ok":true} ünïcode`), `{"ok":true} ünïcode`, ""},
-		{"binary", []byte{0xff, 0x00, 0x10}, "/wAQ", "base64"},
-		{"rune cut by the limit", []byte(cut)[:adminResponseKeep], strings.Repeat("a", adminResponseKeep-1), ""},
-		{"over the limit", []byte(strings.Repeat("b", adminResponseKeep+10)), strings.Repeat("b", adminResponseKeep), ""},
+		{"empty", nil, "", "", false},
+		{"text", []byte(`{"ok":true} ünïcode`), `{"ok":true} ünïcode`, "", false},
+		{"binary", []byte{0xff, 0x00, 0x10}, "/wAQ", "base64", false},
+		{"rune cut by the limit", []byte(cut)[:adminResponseKeep], strings.Repeat("a", adminResponseKeep-1), "", false},
+		{"at the limit", []byte(strings.Repeat("c", adminResponseKeep)), strings.Repeat("c", adminResponseKeep), "", false},
+		{"over the limit", []byte(strings.Repeat("b", adminResponseKeep+1)), strings.Repeat("b", adminResponseKeep), "", true},
 	}
 	for _, c := range cases {
-		text, enc := responseText(c.in)
-		if text != c.text || enc != c.encoding {
-			t.Errorf("%s: got (%.40q…, %q), want (%.40q…, %q)", c.name, text, enc, c.text, c.encoding)
+		text, enc, truncated := responseText(c.in)
+		if text != c.text || enc != c.encoding || truncated != c.truncated {
+			t.Errorf("%s: got (%.40q…, %q, %v), want (%.40q…, %q, %v)", c.name, text, enc, truncated, c.text, c.encoding, c.truncated)
 		}
 		if enc == "" && !utf8.ValidString(text) {
 			t.Errorf("%s: text is not UTF-8", c.name)
@@ -283,5 +285,22 @@ func TestAdminStatsDescription(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &stats); err != nil || len(stats.Routes) != 1 ||
 		stats.Routes[0].Description != "ERP <orders>" || stats.Outbox != nil {
 		t.Errorf("stats: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// An attempt whose endpoint answered more than 4 KiB shows the first
+// 4 KiB and says the rest was cut; one of exactly 4 KiB is whole.
+func TestViewAttemptSaysResponseCut(t *testing.T) {
+	long := persist.Attempt{N: 1, Response: []byte(strings.Repeat("x", responseKeep+1))}
+	if v := ViewAttempt(long); len(v.Response) != responseKeep || !v.ResponseTruncated {
+		t.Errorf("a longer response: %d bytes shown, truncated %v; want 4096 and true", len(v.Response), v.ResponseTruncated)
+	}
+	exact := persist.Attempt{N: 1, Response: []byte(strings.Repeat("x", responseKeep))}
+	if v := ViewAttempt(exact); len(v.Response) != responseKeep || v.ResponseTruncated {
+		t.Errorf("a 4 KiB response: %d bytes shown, truncated %v; want 4096 and false", len(v.Response), v.ResponseTruncated)
+	}
+	b, err := json.Marshal(ViewAttempt(long))
+	if err != nil || !strings.Contains(string(b), `"response_truncated":true`) {
+		t.Errorf("JSON %s (%v): want response_truncated", b, err)
 	}
 }

@@ -31,7 +31,9 @@ import (
 
 const userAgent = "hookgate/" + Version
 
-// responseKeep is how much of a response body an attempt record keeps.
+// responseKeep is how much of a response body an attempt shows; the
+// record keeps one byte more, which says that the body went on
+// (responseText).
 const responseKeep = 4 << 10
 
 // Failure classes (SPEC §2). Every failed attempt gets exactly one; logs,
@@ -257,7 +259,7 @@ func (s *sender) attempt(ctx context.Context, r *route, j *job, now time.Time) r
 		// Nothing to read or drain (the body is http.NoBody).
 		res.body = noBody
 	} else {
-		res.body, _ = io.ReadAll(io.LimitReader(resp.Body, responseKeep))
+		res.body, _ = io.ReadAll(io.LimitReader(resp.Body, responseKeep+1))
 		// Drain a little more so the connection can be reused.
 		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	}

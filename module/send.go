@@ -39,9 +39,11 @@ type SendResult struct {
 	Headers http.Header `json:"headers,omitempty"`
 	// Body is the first 4 KiB of the response body: text when it is
 	// UTF-8, else base64 with BodyEncoding "base64".
-	Body         string  `json:"body,omitempty"`
-	BodyEncoding string  `json:"body_encoding,omitempty"`
-	DurationMS   float64 `json:"duration_ms"`
+	Body         string `json:"body,omitempty"`
+	BodyEncoding string `json:"body_encoding,omitempty"`
+	// BodyTruncated says the body was longer than what Body shows.
+	BodyTruncated bool    `json:"body_truncated,omitempty"`
+	DurationMS    float64 `json:"duration_ms"`
 	// Class is the failure class (as in attempt histories: timeout,
 	// connect, http_5xx, …); empty when the endpoint answered 2xx.
 	Class string `json:"class,omitempty"`
@@ -121,6 +123,6 @@ func (e *Engine) Send(ctx context.Context, route string, ev *persist.Event) (Sen
 		Class:      res.class,
 		Error:      RedactURLs(res.err),
 	}
-	out.Body, out.BodyEncoding = responseText(res.body)
+	out.Body, out.BodyEncoding, out.BodyTruncated = responseText(res.body)
 	return out, nil
 }
