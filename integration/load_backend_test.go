@@ -133,9 +133,18 @@ func (be *loadBackend) profile(b *testing.B, admin, name string, secs int) func(
 	if be.contention {
 		kinds["block"], kinds["mutex"] = ".block.pprof", ".mutex.pprof"
 	}
+	if os.Getenv("HOOKGATE_LOAD_TRACE") != "" {
+		kinds["trace"] = ".trace"
+	}
 	var wg sync.WaitGroup
 	for kind, suffix := range kinds {
 		wg.Go(func() {
+			secs := secs
+			if kind == "trace" {
+				// An execution trace of a busy child grows by megabytes
+				// a second: two seconds show its scheduling well enough.
+				secs = min(secs, 2)
+			}
 			url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind, secs)
 			be.fetchProfile(b, url, name, suffix, kind, time.Duration(secs+30)*time.Second)
 		})

@@ -80,7 +80,9 @@ import (
 // the Caddy child during the windows of phases 2, 3 and 2b and 4's drain,
 // and a heap profile with phase 6's backlog pending, taken through its
 // admin endpoint; with HOOKGATE_LOAD_CONTENTION also blocking and mutex
-// profiles, which cost the child some CPU), HOOKGATE_LOAD_PHASES (a
+// profiles, which cost the child some CPU; with HOOKGATE_LOAD_TRACE an
+// execution trace of the first 2 s of each window, for `go tool trace`:
+// how long goroutines waited to run, and on what), HOOKGATE_LOAD_PHASES (a
 // comma-separated list of the phases to run, e.g. "6" or "3,6": "1", "2"
 // and "3" each run phases 1–3, "2b" runs 2a and 2b; default: all).
 // Phases 2, 3, 2a, 2b and 4 report the Caddy child's CPU time per event,
