@@ -355,6 +355,24 @@ func loseValueLogTail(t *testing.T, dir string) int64 {
 	return fi.Size()
 }
 
+// afterLostTail stores an event "first" (route a) and checkpoints it by
+// closing the store; then runs fn on a store that crashes before its next
+// checkpoint, cuts the newest value-log file back as a power failure then
+// could, and reopens the outbox: what the replay made of it. The int is
+// the size the cut file had.
+func afterLostTail(t *testing.T, fn func(s *Badger)) (*Badger, int64) {
+	t.Helper()
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir})
+	ingest(t, s, oneIngest("first", t0, "a"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	crashAfter(t, dir, fn)
+	size := loseValueLogTail(t, dir)
+	return openStore(t, Options{Dir: dir}), size
+}
+
 // deliverAll records a first, successful attempt for each delivery.
 func deliverAll(t *testing.T, s *Badger, ids ...string) {
 	t.Helper()
@@ -474,23 +492,16 @@ func TestSweepCheckpointsEveryBatch(t *testing.T) {
 // payload (its value log's tail was lost): the replay writes the payload
 // again and leaves the outcome.
 func TestJournalRewritesUnreadableEvent(t *testing.T) {
-	dir := t.TempDir()
-	s := openStore(t, Options{Dir: dir})
-	ingest(t, s, oneIngest("first", t0, "a"))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	crashAfter(t, dir, func(s *Badger) {
+	s, size := afterLostTail(t, func(s *Badger) {
 		in := oneIngest("lost", t0, "a")
 		in.Event.Data = []byte(`"` + strings.Repeat("x", 2000) + `"`)
 		ingest(t, s, in)
 		deliverAll(t, s, "lost/a")
 	})
 	// The reopened store wrote to a value-log file of its own.
-	if size := loseValueLogTail(t, dir); size < 2000 {
+	if size < 2000 {
 		t.Fatalf("the newest value-log file held %d bytes, not the second payload", size)
 	}
-	s = openStore(t, Options{Dir: dir})
 	if ev, err := s.Event("lost"); err != nil || len(ev.Data) != 2002 {
 		t.Errorf("event whose payload was lost, after the replay: %v", err)
 	}
@@ -555,14 +566,8 @@ func TestJournalReplaysLastUseOfAKey(t *testing.T) {
 // valueThreshold; here a long event id) lost its payload with the
 // event's: the replay writes both again.
 func TestJournalRepairsUnreadableDelivery(t *testing.T) {
-	dir := t.TempDir()
-	s := openStore(t, Options{Dir: dir})
-	ingest(t, s, oneIngest("first", t0, "a"))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
 	id := "lost-" + strings.Repeat("x", 200)
-	crashAfter(t, dir, func(s *Badger) {
+	s, _ := afterLostTail(t, func(s *Badger) {
 		in := oneIngest(id, t0, "a")
 		in.Event.Data = []byte(`"` + strings.Repeat("x", 2000) + `"`)
 		if n := len(encodeDelivery(in.Deliveries[0])); n < valueThreshold {
@@ -570,8 +575,6 @@ func TestJournalRepairsUnreadableDelivery(t *testing.T) {
 		}
 		ingest(t, s, in)
 	})
-	loseValueLogTail(t, dir)
-	s = openStore(t, Options{Dir: dir})
 	if ev, err := s.Event(id); err != nil || len(ev.Data) != 2002 {
 		t.Fatalf("event after the replay: %v", err)
 	}
@@ -670,13 +673,7 @@ func TestJournalDoesNotBringBackExpiredKey(t *testing.T) {
 // long order key, went to the value log and lost its payload: the replay
 // writes the delivery again.
 func TestJournalRepairsDeliveryOfIntactEvent(t *testing.T) {
-	dir := t.TempDir()
-	s := openStore(t, Options{Dir: dir})
-	ingest(t, s, oneIngest("first", t0, "a"))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	crashAfter(t, dir, func(s *Badger) {
+	s, _ := afterLostTail(t, func(s *Badger) {
 		in := oneIngest("ord", t0, "a")
 		in.Deliveries[0].OrderKey = strings.Repeat("k", 300)
 		if n := len(encodeEvent(in.Event)); n >= valueThreshold {
@@ -687,8 +684,6 @@ func TestJournalRepairsDeliveryOfIntactEvent(t *testing.T) {
 		}
 		ingest(t, s, in)
 	})
-	loseValueLogTail(t, dir)
-	s = openStore(t, Options{Dir: dir})
 	if _, err := s.Event("ord"); err != nil {
 		t.Fatalf("event: %v", err)
 	}

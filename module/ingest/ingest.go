@@ -395,10 +395,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *ingestError {
 			return &ingestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
 				message: "Content-Type must be application/json (UTF-8, the only charset JSON has)", index: -1}
 		}
-		if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-			return &ingestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
-				message: fmt.Sprintf("Content-Encoding %q is not accepted: send the body uncompressed", ce), index: -1}
-		}
 	}
 	body, ierr := h.readChecked(w, r)
 	if ierr != nil {
@@ -594,7 +590,7 @@ func (h *Handler) inbound(r *http.Request, body []byte) ([]persist.Ingest, *inge
 		skip[hdr] = struct{}{}
 	}
 	if r.Header.Get("Content-Encoding") != "" {
-		// The body is kept decoded (inboundEncoding): these describe
+		// The body is kept decoded (contentEncoding): these describe
 		// what was sent, not what is kept.
 		skip["Content-Encoding"], skip["Content-Length"] = struct{}{}, struct{}{}
 	}
@@ -916,12 +912,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 // readChecked reads the body (decoding an inbound gzip body) within
 // max_body and verifies the sender's signature, if the endpoint has one.
 func (h *Handler) readChecked(w http.ResponseWriter, r *http.Request) ([]byte, *ingestError) {
-	var gzipped bool
-	if h.Topic != "" {
-		var ierr *ingestError
-		if gzipped, ierr = inboundEncoding(r.Header); ierr != nil {
-			return nil, ierr
-		}
+	gzipped, ierr := h.contentEncoding(r.Header)
+	if ierr != nil {
+		return nil, ierr
 	}
 	if r.ContentLength > h.MaxBody {
 		return nil, tooLarge(h.MaxBody)
@@ -961,14 +954,20 @@ func (h *Handler) readChecked(w http.ResponseWriter, r *http.Request) ([]byte, *
 	return body, nil
 }
 
-// inboundEncoding checks an inbound request's Content-Encoding: none (or
-// identity), or gzip, which is decoded before the body is verified and
-// kept. Senders that compress use gzip; anything else, or encodings
-// stacked, gets a 415 rather than be kept as opaque bytes a receiver
-// could not read.
-func inboundEncoding(h http.Header) (gzipped bool, ierr *ingestError) {
-	vs := h.Values("Content-Encoding")
-	switch ce := strings.ToLower(strings.TrimSpace(strings.Join(vs, ","))); ce {
+// contentEncoding checks a request's Content-Encoding. The ingest API
+// takes none (or identity). An inbound endpoint also takes gzip, which is
+// decoded before the body is verified and kept: senders that compress
+// use gzip; anything else, or encodings stacked, gets a 415 rather than
+// be kept as opaque bytes a receiver could not read.
+func (h *Handler) contentEncoding(hdr http.Header) (gzipped bool, ierr *ingestError) {
+	if h.Topic == "" {
+		if ce := hdr.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			return false, &ingestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
+				message: fmt.Sprintf("Content-Encoding %q is not accepted: send the body uncompressed", ce), index: -1}
+		}
+		return false, nil
+	}
+	switch ce := strings.ToLower(strings.TrimSpace(strings.Join(hdr.Values("Content-Encoding"), ","))); ce {
 	case "", "identity":
 		return false, nil
 	case "gzip", "x-gzip":

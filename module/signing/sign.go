@@ -286,7 +286,7 @@ type macKey struct {
 
 type macState struct {
 	h   hash.Hash
-	buf []byte // "id.ts." scratch
+	buf []byte // the signed prefix ("id.ts.") scratch
 	sum [sha256.Size]byte
 }
 
@@ -306,21 +306,26 @@ func (k *macKey) sumSigned(id string, ts int64, body []byte) [sha256.Size]byte {
 	st.buf = append(st.buf, '.')
 	st.buf = strconv.AppendInt(st.buf, ts, 10)
 	st.buf = append(st.buf, '.')
-	st.h.Write(st.buf)
-	st.h.Write(body)
-	st.h.Sum(st.sum[:0])
-	out := st.sum
-	st.h.Reset()
-	if cap(st.buf) <= 1024 {
-		k.pool.Put(st)
-	}
-	return out
+	return k.sum(st, body)
 }
 
 // sumPrefixed returns HMAC-SHA256(key, prefix + body).
 func (k *macKey) sumPrefixed(prefix string, body []byte) [sha256.Size]byte {
 	st := k.pool.Get().(*macState)
 	st.buf = append(st.buf[:0], prefix...)
+	return k.sum(st, body)
+}
+
+// sumBody returns HMAC-SHA256(key, body).
+func (k *macKey) sumBody(body []byte) [sha256.Size]byte {
+	st := k.pool.Get().(*macState)
+	st.buf = st.buf[:0]
+	return k.sum(st, body)
+}
+
+// sum returns HMAC-SHA256(key, st.buf + body) and gives st back to the
+// pool (unless a long prefix grew its buffer).
+func (k *macKey) sum(st *macState, body []byte) [sha256.Size]byte {
 	st.h.Write(st.buf)
 	st.h.Write(body)
 	st.h.Sum(st.sum[:0])
@@ -329,17 +334,6 @@ func (k *macKey) sumPrefixed(prefix string, body []byte) [sha256.Size]byte {
 	if cap(st.buf) <= 1024 {
 		k.pool.Put(st)
 	}
-	return out
-}
-
-// sumBody returns HMAC-SHA256(key, body).
-func (k *macKey) sumBody(body []byte) [sha256.Size]byte {
-	st := k.pool.Get().(*macState)
-	st.h.Write(body)
-	st.h.Sum(st.sum[:0])
-	out := st.sum
-	st.h.Reset()
-	k.pool.Put(st)
 	return out
 }
 
